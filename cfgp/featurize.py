@@ -1,0 +1,335 @@
+"""MEGNet featuriser: a crystal graph network whose 32-unit readout is a material's latent vector.
+
+Training checkpoints every epoch (weights and optimiser state) and resumes where it stopped.
+Weights are saved with ``save_weights`` and reloaded into a model rebuilt from the same
+settings, because megnet's own save/from_file round trip fails with tf-keras 2.21.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from cfgp.data import DataError, RecordIssue
+
+LATENT_LAYER = "readout_0"  # the paper's "Dense 32"
+WEIGHTS_FILE = "megnet.weights.h5"
+SETTINGS_FILE = "megnet.settings.json"
+
+
+@dataclass(frozen=True)
+class MEGNetSettings:
+    """Everything that defines the network; saved beside the weights."""
+
+    cutoff: float = 5.0
+    n_gaussians: int = 100
+    gaussian_width: float = 0.5
+    nblocks: int = 3
+    n1: int = 64
+    n2: int = 32
+    n3: int = 16
+    embedding_dim: int = 16
+    lr: float = 1e-3
+    batch_size: int = 32
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainState:
+    """What a resumed training run needs to carry on: saved as JSON after every epoch."""
+
+    epoch: int = 0
+    best_epoch: int = -1
+    best_val_mae: float = float("inf")
+    history: list = field(default_factory=list)
+    finished: bool = False
+    reason: str = ""
+    lr: float | None = None
+    since_lr_change: int = 0
+
+
+def _quiet_megnet() -> None:
+    logging.getLogger("megnet.data.graph").setLevel(logging.ERROR)
+    logging.getLogger("megnet").setLevel(logging.ERROR)
+
+
+def build_model(settings: MEGNetSettings):
+    """A fresh megnet MEGNetModel with a CrystalGraph (cutoff, Gaussian bond expansion)."""
+    import tensorflow as tf
+    from megnet.data.crystal import CrystalGraph
+    from megnet.data.graph import GaussianDistance
+    from megnet.models import MEGNetModel
+
+    _quiet_megnet()
+    tf.keras.utils.set_random_seed(settings.seed)
+    centers = np.linspace(0, settings.cutoff, settings.n_gaussians)
+    graph = CrystalGraph(cutoff=settings.cutoff, bond_converter=GaussianDistance(centers, settings.gaussian_width))
+    return MEGNetModel(
+        nfeat_edge=settings.n_gaussians,
+        nfeat_global=2,
+        nblocks=settings.nblocks,
+        n1=settings.n1,
+        n2=settings.n2,
+        n3=settings.n3,
+        embedding_dim=settings.embedding_dim,
+        lr=settings.lr,
+        graph_converter=graph,
+        metrics=["mae"],
+    )
+
+
+class MEGNetFeaturizer:
+    """Structures in, (n, 32) latent vectors out.
+
+    >>> feat = MEGNetFeaturizer.load("data/default")        # doctest: +SKIP
+    >>> X = feat.transform(structures)                       # doctest: +SKIP
+    """
+
+    def __init__(self, settings: MEGNetSettings = MEGNetSettings(), model=None):
+        self.settings = settings
+        self.model = model if model is not None else build_model(settings)
+        self._latent_model = None
+
+    # ---------------------------------------------------------------- graphs
+    def to_graphs(
+        self, structures: Sequence, names: Sequence[str] | None = None, on_error: str = "skip", progress: bool = False
+    ) -> tuple[list[dict], np.ndarray, list[RecordIssue]]:
+        """Crystal graphs for the structures that convert; returns (graphs, kept positions, issues)."""
+        _quiet_megnet()
+        names = names if names is not None else [f"structure #{i + 1}" for i in range(len(structures))]
+        graphs, kept, issues = [], [], []
+        it = enumerate(structures)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, total=len(structures), desc="crystal graphs", unit="struct")
+        for i, s in it:
+            try:
+                g = self.model.graph_converter.convert(s)
+                if len(g["index1"]) == 0:
+                    raise DataError(f"no neighbours within the {self.settings.cutoff} Å cutoff")
+            except Exception as exc:  # megnet raises assorted errors for odd cells
+                issue = RecordIssue(str(names[i]), f"crystal graph failed ({exc})")
+                if on_error == "raise":
+                    raise DataError(str(issue)) from None
+                issues.append(issue)
+                continue
+            graphs.append(g)
+            kept.append(i)
+        return graphs, np.asarray(kept, dtype=int), issues
+
+    def _generator(self, graphs: list[dict], targets=None, shuffle: bool = False, batch_size: int | None = None):
+        inputs = self.model.graph_converter.get_flat_data(graphs, targets)
+        return self.model._create_generator(
+            *inputs, batch_size=batch_size or self.settings.batch_size, is_shuffle=shuffle
+        )
+
+    # -------------------------------------------------------------- training
+    def fit(
+        self,
+        structures: Sequence,
+        y: Sequence[float],
+        *,
+        val_structures: Sequence,
+        val_y: Sequence[float],
+        epochs: int = 500,
+        patience: int = 60,
+        checkpoint_dir: str | Path | None = None,
+        max_seconds: float | None = None,
+        progress: bool = True,
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> "MEGNetFeaturizer":
+        """Train on (structures, y), early-stopping on the validation MAE.
+
+        With ``checkpoint_dir`` every epoch is checkpointed and a later call resumes
+        (same settings) from the last epoch; at the end the best weights are restored.
+        """
+        graphs, kept, issues = self.to_graphs(structures, progress=progress)
+        val_graphs, val_kept, val_issues = self.to_graphs(val_structures, progress=progress)
+        if len(graphs) == 0 or len(val_graphs) == 0:
+            raise DataError("no trainable structures (graph conversion failed for all)")
+        y = np.asarray(y, dtype=float)[kept]
+        val_y = np.asarray(val_y, dtype=float)[val_kept]
+        return self.fit_graphs(
+            graphs, y, val_graphs, val_y, epochs=epochs, patience=patience, checkpoint_dir=checkpoint_dir,
+            max_seconds=max_seconds, progress=progress, on_epoch=on_epoch,
+        )
+
+    def fit_graphs(
+        self, graphs, y, val_graphs, val_y, *, epochs=500, patience=60, checkpoint_dir=None,
+        max_seconds=None, progress=True, on_epoch=None, lr_patience: int = 20, min_lr: float = 1e-5,
+    ) -> "MEGNetFeaturizer":
+        import tensorflow as tf
+
+        ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        state = TrainState()
+        ckpt = tf.train.Checkpoint(model=self.model.model, optimizer=self.model.model.optimizer)
+        manager = None
+        if ckpt_dir is not None:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            settings_path = ckpt_dir / SETTINGS_FILE
+            if settings_path.exists():
+                saved = json.loads(settings_path.read_text())
+                if saved != self.settings.to_dict():
+                    raise ValueError(f"{ckpt_dir} holds a run with other settings: {saved}")
+            else:
+                settings_path.write_text(json.dumps(self.settings.to_dict(), indent=1))
+            manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir / "last"), max_to_keep=1)
+            state_path = ckpt_dir / "train_state.json"
+            if state_path.exists() and manager.latest_checkpoint:
+                state = TrainState(**json.loads(state_path.read_text()))
+                ckpt.restore(manager.latest_checkpoint).expect_partial()
+                if state.finished and state.reason.startswith("reached") and state.epoch < epochs:
+                    state.finished, state.reason = False, ""  # asked for more epochs than last time
+        if state.finished:
+            self._restore_best(ckpt_dir)
+            return self
+        if state.lr is not None:
+            tf.keras.backend.set_value(self.model.model.optimizer.learning_rate, state.lr)
+
+        train_gen = self._generator(graphs, list(y), shuffle=True)
+        val_gen = self._generator(val_graphs, list(val_y), shuffle=False)
+        featurizer = self
+        start = time.time()
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=epochs, initial=state.epoch, desc="MEGNet epochs", unit="epoch")
+
+        class _Checkpoint(tf.keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                val_mae = float(logs.get("val_mae", np.nan))
+                state.epoch = epoch + 1
+                state.history.append(
+                    {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)), "mae": float(logs.get("mae", np.nan)),
+                     "val_mae": val_mae, "seconds": round(time.time() - start, 1)}
+                )
+                if val_mae < state.best_val_mae:
+                    state.best_val_mae, state.best_epoch = val_mae, epoch + 1
+                    if ckpt_dir is not None:
+                        featurizer.model.model.save_weights(str(ckpt_dir / ("best." + WEIGHTS_FILE)))
+                    else:
+                        featurizer._best_weights = featurizer.model.model.get_weights()
+                # plateau schedule: halve the learning rate after lr_patience epochs without progress
+                opt = featurizer.model.model.optimizer
+                state.lr = float(tf.keras.backend.get_value(opt.learning_rate))
+                state.since_lr_change += 1
+                if (state.epoch - state.best_epoch >= lr_patience and state.since_lr_change >= lr_patience
+                        and state.lr > min_lr):
+                    state.lr = max(state.lr * 0.5, min_lr)
+                    tf.keras.backend.set_value(opt.learning_rate, state.lr)
+                    state.since_lr_change = 0
+                if np.isnan(val_mae):
+                    state.finished, state.reason = True, "validation MAE is NaN"
+                elif state.epoch - state.best_epoch >= patience:
+                    state.finished, state.reason = True, f"early stop: no improvement for {patience} epochs"
+                elif state.epoch >= epochs:
+                    state.finished, state.reason = True, f"reached {epochs} epochs"
+                if manager is not None:
+                    manager.save(checkpoint_number=state.epoch)
+                    tmp = ckpt_dir / "train_state.json.tmp"
+                    tmp.write_text(json.dumps(asdict(state), indent=1))
+                    tmp.replace(ckpt_dir / "train_state.json")
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(val_mae=f"{val_mae:.4f}", best=f"{state.best_val_mae:.4f}")
+                if on_epoch is not None:
+                    on_epoch(state.history[-1])
+                if state.finished or (max_seconds is not None and time.time() - start > max_seconds):
+                    self.model.stop_training = True
+
+        self.model.model.fit(
+            train_gen, steps_per_epoch=len(train_gen), validation_data=val_gen, validation_steps=len(val_gen),
+            epochs=epochs, initial_epoch=state.epoch, verbose=0, callbacks=[_Checkpoint()],
+        )
+        if bar is not None:
+            bar.close()
+        self.train_state_ = state
+        self._restore_best(ckpt_dir)
+        return self
+
+    def _restore_best(self, ckpt_dir: Path | None) -> None:
+        if ckpt_dir is not None and (ckpt_dir / ("best." + WEIGHTS_FILE)).exists():
+            self.model.model.load_weights(str(ckpt_dir / ("best." + WEIGHTS_FILE)))
+        elif getattr(self, "_best_weights", None) is not None:
+            self.model.model.set_weights(self._best_weights)
+        self._latent_model = None
+
+    # -------------------------------------------------------------- latents
+    @property
+    def latent_model(self):
+        """Keras model from the graph inputs to the 32-unit readout; built once (~20 s the first time)."""
+        if self._latent_model is None:
+            import tensorflow as tf
+
+            m = self.model.model
+            self._latent_model = tf.keras.Model(m.inputs, m.get_layer(LATENT_LAYER).output)
+        return self._latent_model
+
+    def transform_graphs(self, graphs: list[dict], batch_size: int = 256, progress: bool = False) -> np.ndarray:
+        if not graphs:
+            return np.zeros((0, self.settings.n2))
+        gen = self._generator(graphs, None, shuffle=False, batch_size=batch_size)
+        it = range(len(gen))
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="MEGNet latents", unit="batch")
+        out = [np.asarray(self.latent_model.predict_on_batch(gen[i]))[0] for i in it]
+        return np.concatenate(out, axis=0).astype(np.float64)
+
+    def transform(
+        self, structures: Sequence, names: Sequence[str] | None = None, batch_size: int = 256,
+        progress: bool = False, on_error: str = "raise",
+    ) -> np.ndarray:
+        """Latent vectors (n, 32). With ``on_error='skip'`` failed structures get NaN rows."""
+        graphs, kept, issues = self.to_graphs(structures, names=names, on_error=on_error, progress=progress)
+        self.last_issues_ = issues
+        latents = np.full((len(structures), self.settings.n2), np.nan)
+        if len(kept):
+            latents[kept] = self.transform_graphs(graphs, batch_size=batch_size, progress=progress)
+        return latents
+
+    def predict(self, structures: Sequence) -> np.ndarray:
+        """MEGNet's own formation-energy prediction (eV/atom), for comparison with the GP."""
+        graphs, kept, _ = self.to_graphs(structures, on_error="raise")
+        return np.asarray(self.model.predict_graphs(graphs)).ravel()
+
+    # ----------------------------------------------------------- save / load
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.model.save_weights(str(directory / WEIGHTS_FILE))
+        (directory / SETTINGS_FILE).write_text(json.dumps(self.settings.to_dict(), indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "MEGNetFeaturizer":
+        directory = Path(directory)
+        weights = directory / WEIGHTS_FILE
+        if not weights.exists():
+            raise FileNotFoundError(f"{weights}: no MEGNet weights (train one with `cfgp train`)")
+        settings = MEGNetSettings(**json.loads((directory / SETTINGS_FILE).read_text()))
+        feat = cls(settings)
+        feat.model.model.load_weights(str(weights))
+        return feat
+
+    def weights_hash(self) -> str:
+        """Content hash of the weights and settings: the cache key for latents."""
+        h = hashlib.sha256(json.dumps(self.settings.to_dict(), sort_keys=True).encode())
+        for w in self.model.model.get_weights():
+            h.update(np.ascontiguousarray(w).tobytes())
+        return h.hexdigest()[:16]

@@ -1,0 +1,251 @@
+"""The pipeline steps over a run folder: train MEGNet → featurise → fit the GP → evaluate.
+
+A run folder (the shipped one is ``data/default``) holds::
+
+    run.json               data file, split and MEGNet settings, seed
+    split.json             material ids of train / pool / test
+    megnet.weights.h5      trained MEGNet (+ megnet.settings.json)
+    training/              checkpoints and history for resuming training
+    latents.npz            32-d latents for every material, keyed by the MEGNet hash
+    gp.json                GP hyper-parameters and settings
+    manifest.json          package versions and file hashes
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from cfgp.artefacts import DEFAULT_RUN, read_json, save_npz, write_json
+from cfgp.data import DEFAULT_DATASET, DataError, Materials, load_materials
+from cfgp.splits import Split, SplitSettings, make_split
+
+RUN_FILE = "run.json"
+SPLIT_FILE = "split.json"
+LATENTS_FILE = "latents.npz"
+GP_FILE = "gp.json"
+
+
+def _resolve_data(path: str | Path) -> str:
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(DEFAULT_DATASET.parent.parent))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _data_path(run: dict) -> Path:
+    p = Path(run["data"])
+    return p if p.is_absolute() else DEFAULT_DATASET.parent.parent / p
+
+
+class Run:
+    """A run folder and what it holds; artefacts load lazily and are cached."""
+
+    def __init__(self, directory: str | Path = DEFAULT_RUN):
+        self.dir = Path(directory)
+        if not (self.dir / RUN_FILE).exists():
+            raise FileNotFoundError(f"{self.dir}: not a cfgp run folder (no {RUN_FILE}); run `cfgp train` first")
+        self.settings = read_json(self.dir / RUN_FILE)
+        self._materials: Materials | None = None
+        self._split: Split | None = None
+
+    @property
+    def data_path(self) -> Path:
+        return _data_path(self.settings)
+
+    @property
+    def materials(self) -> Materials:
+        if self._materials is None:
+            trusted = self.settings.get("trusted_data", False)
+            self._materials = load_materials(
+                self.data_path,
+                energy_window=tuple(self.settings["energy_window"]) if self.settings["energy_window"] else None,
+                parse_structures=not trusted,
+            )
+        return self._materials
+
+    @property
+    def split(self) -> Split:
+        if self._split is None:
+            saved = read_json(self.dir / SPLIT_FILE)
+            m = self.materials
+            parts = {k: np.sort(m.index_of(saved[k])) for k in ("train", "pool", "test")}
+            self._split = Split(**parts, settings=SplitSettings(**saved["settings"]))
+        return self._split
+
+    def featurizer(self):
+        from cfgp.featurize import MEGNetFeaturizer
+
+        return MEGNetFeaturizer.load(self.dir)
+
+    def latents(self) -> np.ndarray:
+        """Latents aligned with ``materials`` rows (from latents.npz)."""
+        path = self.dir / LATENTS_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no latents; run `cfgp featurize`")
+        z = np.load(path, allow_pickle=False)
+        pos = self.materials.index_of(z["material_id"].tolist())
+        X = np.full((len(self.materials), z["X"].shape[1]), np.nan)
+        X[pos] = z["X"]
+        return X
+
+
+def init_run(
+    directory: str | Path,
+    data: str | Path = DEFAULT_DATASET,
+    split: SplitSettings = SplitSettings(),
+    energy_window: tuple[float, float] | None = (-5.0, 1.0),
+    val_fraction: float = 0.1,
+) -> Run:
+    """Create (or check) a run folder: validate the data once, fix the split, save settings."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "data": _resolve_data(data),
+        "energy_window": list(energy_window) if energy_window else None,
+        "split": split.to_dict(),
+        "val_fraction": val_fraction,
+    }
+    run_file = directory / RUN_FILE
+    if run_file.exists():
+        old = read_json(run_file)
+        clash = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if clash:
+            raise ValueError(f"{directory} was made with other settings {clash}; use another --run folder")
+        return Run(directory)
+    materials = load_materials(data, energy_window=energy_window, min_records=split.n_train + split.n_test + 1)
+    sp = make_split(materials.ids, split)
+    ids = materials.ids
+    write_json(directory / SPLIT_FILE, {"settings": split.to_dict(), **{k: ids[getattr(sp, k)].tolist()
+                                                                      for k in ("train", "pool", "test")}})
+    settings["load_report"] = {"n_read": materials.report.n_read, "n_kept": materials.report.n_kept,
+                               "skipped": [str(i) for i in materials.report.skipped],
+                               "filtered": [str(i) for i in materials.report.filtered]}
+    # every CIF parsed and passed validation above, so later loads may skip re-parsing them
+    settings["trusted_data"] = True
+    write_json(run_file, settings)
+    run = Run(directory)
+    run._materials, run._split = materials, sp
+    return run
+
+
+def train_megnet(
+    run: Run,
+    settings=None,
+    epochs: int = 1000,
+    patience: int = 80,
+    max_seconds: float | None = None,
+    progress: bool = True,
+):
+    """Train MEGNet on the train split (a seeded validation part of it for early stopping)."""
+    from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings
+
+    settings = settings or MEGNetSettings(seed=run.settings["split"]["seed"])
+    m, sp = run.materials, run.split
+    rng = np.random.default_rng(settings.seed)
+    train = rng.permutation(sp.train)
+    n_val = max(1, int(round(run.settings["val_fraction"] * len(train))))
+    val, fit = np.sort(train[:n_val]), np.sort(train[n_val:])
+    feat = MEGNetFeaturizer(settings)
+    structures = m.structures(np.concatenate([fit, val]), progress=progress)
+    feat.fit(
+        structures[: len(fit)], m.y[fit], val_structures=structures[len(fit):], val_y=m.y[val],
+        epochs=epochs, patience=patience, checkpoint_dir=run.dir / "training", max_seconds=max_seconds,
+        progress=progress,
+    )
+    state = feat.train_state_
+    write_json(run.dir / "training" / "summary.json", {
+        "n_fit": len(fit), "n_val": len(val), "val_ids": m.ids[val].tolist(),
+        "epochs_run": state.epoch, "best_epoch": state.best_epoch, "best_val_mae": state.best_val_mae,
+        "finished": state.finished, "reason": state.reason or "time limit (resume with the same command)",
+        "epochs": epochs, "patience": patience,
+    })
+    feat.save(run.dir)
+    return feat, state
+
+
+def featurize(run: Run, progress: bool = True, batch_size: int = 256) -> np.ndarray:
+    """Latents for every material of the run, cached in latents.npz under the MEGNet hash."""
+    feat = run.featurizer()
+    key = feat.weights_hash()
+    path = run.dir / LATENTS_FILE
+    m = run.materials
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        if str(z["model_hash"]) == key and set(z["material_id"].tolist()) == set(m.ids.tolist()):
+            return run.latents()
+    X = feat.transform(m.structures(progress=progress), names=m.ids, batch_size=batch_size, progress=progress,
+                       on_error="skip")
+    save_npz(path, material_id=m.ids.astype(str), X=X, model_hash=np.array(key))
+    return X
+
+
+def _gp_key(run: Run, gp_params: dict) -> dict:
+    z = np.load(run.dir / LATENTS_FILE, allow_pickle=False)
+    return {"gp_params": gp_params, "latents_hash": str(z["model_hash"]), "split": run.settings["split"]}
+
+
+def fit_gp(run: Run, gp=None, refit: bool = False):
+    """Fit GP hyper-parameters on the train latents (saved to gp.json; reloaded when settings match)."""
+    from cfgp.gp import CFGP
+
+    gp = gp if gp is not None else CFGP(seed=run.settings["split"]["seed"])
+    key = _gp_key(run, gp.get_params())
+    path = run.dir / GP_FILE
+    if path.exists() and not refit:
+        saved = read_json(path)
+        if saved.get("key") == key:
+            return load_gp(run)
+    X, y = run.latents(), run.materials.y
+    tr = run.split.train
+    ok = np.isfinite(X[tr]).all(axis=1)
+    gp.fit(X[tr][ok], y[tr][ok])
+    write_json(path, {"key": key, "gp": gp.to_dict(), "n_train": int(ok.sum())})
+    return gp
+
+
+def load_gp(run: Run, conditioned: bool = True):
+    """The saved GP, conditioned on the train split (no hyper-parameter fitting)."""
+    from cfgp.gp import CFGP
+
+    path = run.dir / GP_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no fitted GP; run `cfgp fit`")
+    gp = CFGP.from_dict(read_json(path)["gp"])
+    if conditioned:
+        X, y = run.latents(), run.materials.y
+        tr = run.split.train
+        ok = np.isfinite(X[tr]).all(axis=1)
+        gp.condition(X[tr][ok], y[tr][ok])
+    return gp
+
+
+def predictions(run: Run, gp=None) -> dict[str, np.ndarray]:
+    """GP mean and σ for every material of the run (NaN where a latent is missing)."""
+    gp = gp if gp is not None else load_gp(run)
+    X = run.latents()
+    ok = np.isfinite(X).all(axis=1)
+    mean, std = np.full(len(X), np.nan), np.full(len(X), np.nan)
+    mean[ok], std[ok] = gp.predict(X[ok], return_std=True)
+    return {"mean": mean, "std": std}
+
+
+def evaluate(run: Run, gp=None) -> dict:
+    """Test-split metrics of the GP conditioned on the train split."""
+    from cfgp.calibration import regression_metrics
+    from cfgp.gp import device_label
+
+    t0 = time.time()
+    gp = gp if gp is not None else load_gp(run)
+    X, y = run.latents(), run.materials.y
+    te = run.split.test
+    ok = np.isfinite(X[te]).all(axis=1)
+    mean, std = gp.predict(X[te][ok], return_std=True)
+    out = regression_metrics(mean, std, y[te][ok])
+    out.update({"n_test": int(ok.sum()), "n_train": gp.n_train_, "device": device_label(),
+                "hyperparameters": gp.hyperparameters_, "seconds": round(time.time() - t0, 2)})
+    return out
