@@ -132,6 +132,66 @@ def cmd_predict(args) -> int:
     return 1 if n_bad and args.strict else 0
 
 
+def cmd_al(args) -> int:
+    import numpy as np
+
+    from cfgp.al import ALSettings
+    from cfgp.pipeline import run_active_learning
+
+    run = _run(args)
+    t0 = time.time()
+    finals, labels = [], 0
+    for seed in range(args.seed, args.seed + args.seeds):
+        settings = ALSettings(strategy=args.strategy, cycles=args.cycles, batch_size=args.batch_size, seed=seed,
+                              pool_size=None if args.pool_size == 0 else args.pool_size,
+                              refit_every=args.refit_every)
+        records = run_active_learning(run, settings, progress=not args.quiet)
+        finals.append(records[-1])
+        labels = records[-1]["n_train"] - records[0]["n_train"]
+    mae = np.array([r["mae"] for r in finals])
+    out = {"strategy": args.strategy, "cycles": args.cycles, "batch_size": args.batch_size, "seeds": args.seeds,
+           "labels": labels,
+           "final_mae_mean": float(mae.mean()), "final_mae_std": float(mae.std(ddof=1)) if len(mae) > 1 else 0.0,
+           "final_coverage_2sigma_mean": float(np.mean([r["coverage_2sigma"] for r in finals])),
+           "seconds": round(time.time() - t0, 1)}
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"{args.strategy}: final MAE {out['final_mae_mean']:.4f} ± {out['final_mae_std']:.4f} eV/atom "
+              f"over {args.seeds} seeds ({out['seconds']} s)")
+    return 0
+
+
+def cmd_al_compare(args) -> int:
+    from cfgp.al import compare
+    from cfgp.pipeline import load_al_histories
+
+    run = _run(args)
+    groups = load_al_histories(run)
+    if not groups:
+        raise FileNotFoundError(f"{run.dir / 'al'}: no active-learning histories; run `cfgp al` first")
+    baseline = next((k for k in groups if k.startswith("random")), None)
+    result = compare(groups, baseline=baseline or next(iter(groups)))
+    if args.plot:
+        from cfgp.figures import al_curves_png
+
+        al_curves_png(groups, args.plot)
+    if args.json:
+        _print_json({"baseline": baseline, "strategies": result})
+    else:
+        print(f"baseline: {baseline}")
+        for name, r in result.items():
+            reach = r.get("labels_to_reach_baseline")
+            speed = r.get("speedup_vs_baseline")
+            print(f"{name:32s} seeds {r['seeds']}  labels {r['labels']}  MAE {r['initial_mae']:.4f} → "
+                  f"{r['final_mae_mean']:.4f} ± {r['final_mae_std']:.4f}  (MAE change {-100 * r['mae_reduction']:+.1f} %)  "
+                  f"reaches baseline after {reach} ({speed:.2f}×)" if reach else
+                  f"{name:32s} seeds {r['seeds']}  labels {r['labels']}  MAE {r['initial_mae']:.4f} → "
+                  f"{r['final_mae_mean']:.4f} ± {r['final_mae_std']:.4f}  (MAE change {-100 * r['mae_reduction']:+.1f} %)  "
+                  f"never reaches the baseline")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cfgp", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -179,6 +239,27 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="JSON lines: id, formula, e_form, sigma (or error)")
     pr.add_argument("--strict", action="store_true", help="exit 1 if any input was bad")
     pr.set_defaults(func=cmd_predict)
+
+    from cfgp.al import STRATEGIES
+
+    a = sub.add_parser("al", help="active learning: label the pool material chosen by a strategy, cycle by cycle")
+    run_arg(a)
+    a.add_argument("--strategy", choices=sorted(STRATEGIES), default="entropy")
+    a.add_argument("--cycles", type=int, default=1500)
+    a.add_argument("--batch-size", type=int, default=1, help="picks per cycle")
+    a.add_argument("--seeds", type=int, default=1, help="number of seeds (seed, seed+1, ...)")
+    a.add_argument("--seed", type=int, default=0, help="first seed")
+    a.add_argument("--pool-size", type=int, default=7195, help="pool drawn per seed (paper: 7,195; 0 = all)")
+    a.add_argument("--refit-every", type=int, default=None, help="refit hyper-parameters every N cycles")
+    a.add_argument("--json", action="store_true")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=cmd_al)
+
+    c = sub.add_parser("al-compare", help="compare saved active-learning histories (MAE vs labels)")
+    run_arg(c)
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--plot", type=Path, default=None, help="write the MAE-vs-labels figure (PNG)")
+    c.set_defaults(func=cmd_al_compare)
     return p
 
 

@@ -249,3 +249,57 @@ def evaluate(run: Run, gp=None) -> dict:
     out.update({"n_test": int(ok.sum()), "n_train": gp.n_train_, "device": device_label(),
                 "hyperparameters": gp.hyperparameters_, "seconds": round(time.time() - t0, 2)})
     return out
+
+
+AL_DIR = "al"
+
+
+def al_history_path(run: Run, settings) -> Path:
+    s = settings
+    refit = f"-refit{s.refit_every}" if s.refit_every else ""
+    pool = f"-pool{s.pool_size}" if s.pool_size else "-poolall"
+    return run.dir / AL_DIR / f"{s.strategy}-b{s.batch_size}{pool}{refit}-s{s.seed}.jsonl"
+
+
+def active_learner(run: Run, settings, gp=None, backend: str = "auto"):
+    """An ActiveLearner on the run's split: GP hyper-parameters from gp.json, fixed during the run."""
+    from cfgp.al import ActiveLearner
+
+    gp = gp if gp is not None else load_gp(run, conditioned=False)
+    X, y = run.latents(), run.materials.y
+    sp = run.split
+    ok = np.isfinite(X).all(axis=1)
+    tr, po, te = (p[ok[p]] for p in (sp.train, sp.pool, sp.test))
+    learner = ActiveLearner(gp, X[tr], y[tr], X[po], y[po], X[te], y[te], settings, pool_ids=run.materials.ids[po])
+    learner.pool_index = po[learner.pool_positions]  # positions of the AL pool in run.materials
+    return learner
+
+
+def al_header(run: Run, settings, gp_dict: dict) -> dict:
+    z = np.load(run.dir / LATENTS_FILE, allow_pickle=False)
+    return {"settings": settings.to_dict(), "gp": gp_dict["hyperparameters"], "latents_hash": str(z["model_hash"]),
+            "split": run.settings["split"]}
+
+
+def run_active_learning(run: Run, settings, progress: bool = True, path: Path | None = None) -> list[dict]:
+    """Run or resume one seed of active learning into ``al/<strategy>-...-s<seed>.jsonl``."""
+    from cfgp.al import run_history
+
+    gp = load_gp(run, conditioned=False)
+    learner = active_learner(run, settings, gp)
+    header = al_header(run, settings, gp.to_dict())
+    return run_history(learner, path or al_history_path(run, settings), header, progress=progress)
+
+
+def load_al_histories(run: Run, pattern: str = "*.jsonl") -> dict[str, list[list[dict]]]:
+    """Saved AL histories grouped by strategy label (strategy, batch size, pool, refit)."""
+    from cfgp.al import History
+
+    groups: dict[str, list[list[dict]]] = {}
+    for path in sorted((run.dir / AL_DIR).glob(pattern)):
+        header, records = History(path).read()
+        if header is None or len(records) < 2:
+            continue
+        label = path.stem.rsplit("-s", 1)[0]
+        groups.setdefault(label, []).append(records)
+    return groups

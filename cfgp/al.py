@@ -1,0 +1,460 @@
+"""Active learning with the CFGP: one generator of steps shared by the CLI, notebooks and the app.
+
+Each cycle: select from the pool → reveal the DFT label → update the GP → predict the pool →
+score the fixed test set (never in the pool). Hyper-parameters stay fixed (as in the paper);
+each labelled point enters by a bordered Cholesky update of the posterior over the query set
+Q = pool ∪ test, in O(n·|Q|) TensorFlow ops instead of an O(n³) refit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from scipy import stats
+
+from cfgp.gp import JITTER, CFGP, tf_device
+
+CHUNK_ROWS = 512
+
+
+class PoolPosterior:
+    """GP posterior over a fixed query set, updated point by point.
+
+    With L the Cholesky factor of K(X, X) + σ²I and V = L⁻¹K(X, Q), the posterior mean is
+    m + Vᵀz and the variance a² − Σ V² (+ σ² for a label). Adding query point j as a label:
+    b = V[:, j], l = √var_y[j], new row v = (k(x_j, Q) − bᵀV)/l, z_new = (y − mean[j])/l; then
+    mean += v z_new and var −= v² — O(n·|Q|), no refit.
+
+    ``backend='auto'`` runs these updates in TensorFlow on a GPU when TensorFlow sees one, and
+    in NumPy/BLAS on a CPU, where it measured 2–5× faster than TensorFlow's CPU kernels for this
+    memory-bound matrix-vector work. Both are tested equal to a from-scratch fit.
+    """
+
+    def __init__(self, gp: CFGP, X_query: np.ndarray, backend: str = "auto", capacity: int | None = None):
+        import tensorflow as tf
+
+        if backend == "auto":
+            backend = "tensorflow" if tf_device().startswith("/GPU") else "numpy"
+        if backend not in ("numpy", "tensorflow"):
+            raise ValueError("backend must be 'auto', 'numpy' or 'tensorflow'")
+        self.backend = backend
+        self.device = tf_device() if backend == "tensorflow" else "/CPU:0"
+        self.gp = gp
+        self.noise = gp.noise_variance_ + JITTER
+        self.a2, self.ell = gp.amplitude_**2, gp.length_scale_
+        Q = gp.scaler_.transform(X_query)
+        with tf.device(tf_device()):
+            V = tf.linalg.triangular_solve(gp._L, gp._kernel().matrix(gp._X, tf.constant(Q)), lower=True).numpy()
+        self.n = V.shape[0]
+        mean = (V.T @ gp._z.numpy())[:, 0] + gp.mean_constant_
+        var_f = self.a2 - np.sum(V**2, axis=0)
+        self.n_added = 0
+        self.Q_np = Q
+        if backend == "numpy":
+            cap = max(capacity or 0, self.n + CHUNK_ROWS)
+            self._V = np.zeros((cap, Q.shape[0]))
+            self._V[: self.n] = V
+            self._mean, self._var_f = mean, var_f
+        else:
+            with tf.device(self.device):
+                self.Q = tf.constant(Q)
+                self._mean, self._var_f = tf.Variable(mean), tf.Variable(var_f)
+                pad = -self.n % CHUNK_ROWS  # zero rows contribute nothing to bᵀV
+                V = np.vstack([V, np.zeros((pad, V.shape[1]))])
+                self._chunks = [tf.Variable(V[i:i + CHUNK_ROWS]) for i in range(0, len(V), CHUNK_ROWS)]
+                self._fill = self.n - CHUNK_ROWS * (len(self._chunks) - 1)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Posterior mean (eV/atom) at every query point."""
+        return self._mean if self.backend == "numpy" else self._mean.numpy()
+
+    @property
+    def var_f(self) -> np.ndarray:
+        return self._var_f if self.backend == "numpy" else self._var_f.numpy()
+
+    @property
+    def std(self) -> np.ndarray:
+        """Predictive σ of a DFT label at every query point."""
+        return np.sqrt(np.maximum(self.var_f + self.noise - JITTER, 1e-300))
+
+    def _kernel_row(self, j: int):
+        if self.backend == "numpy":
+            d = np.sqrt(np.sum((self.Q_np - self.Q_np[j]) ** 2, axis=1))
+            return self.a2 * np.exp(-d / self.ell)
+        import tensorflow as tf
+
+        d = tf.sqrt(tf.reduce_sum(tf.square(self.Q - self.Q[j]), axis=1))
+        return self.a2 * tf.exp(-d / self.ell)
+
+    def _new_row(self, j: int, extra_rows: list | None = None):
+        """(v, l): the row V would gain if query point j were labelled (label-independent)."""
+        kq = self._kernel_row(j)
+        if self.backend == "numpy":
+            V = self._V[: self.n]
+            acc = kq - V[:, j] @ V
+            var_y = self._var_f[j] + self.noise
+        else:
+            import tensorflow as tf
+
+            acc = kq
+            for c in self._chunks:
+                acc = acc - tf.linalg.matvec(c, c[:, j], transpose_a=True)
+            var_y = self._var_f[j] + self.noise
+        for v_prev in extra_rows or ():
+            acc = acc - v_prev[j] * v_prev
+            var_y = var_y - v_prev[j] ** 2
+        ell = var_y**0.5
+        return acc / ell, ell
+
+    def add(self, j: int, y: float) -> None:
+        """Condition on the label y of query point j (O(n·|Q|))."""
+        if self.backend == "numpy":
+            v, ell = self._new_row(j)
+            z_new = (float(y) - self._mean[j]) / ell
+            self._mean += v * z_new
+            self._var_f -= v * v
+            if self.n == len(self._V):  # grow the row buffer geometrically (rare)
+                self._V = np.vstack([self._V, np.zeros_like(self._V)])
+            self._V[self.n] = v
+        else:
+            import tensorflow as tf
+
+            with tf.device(self.device):
+                v, ell = self._new_row(j)
+                z_new = (float(y) - self._mean[j]) / ell
+                self._mean.assign_add(v * z_new)
+                self._var_f.assign_sub(v * v)
+                if self._fill == CHUNK_ROWS:
+                    self._chunks.append(tf.Variable(tf.zeros((CHUNK_ROWS, self.Q.shape[0]), tf.float64)))
+                    self._fill = 0
+                self._chunks[-1][self._fill].assign(v)
+                self._fill += 1
+        self.n += 1
+        self.n_added += 1
+
+    def greedy_variance_batch(self, candidates: np.ndarray, k: int) -> np.ndarray:
+        """k picks by greedy conditional variance: take the largest σ, condition on it as if
+        labelled (σ does not depend on the label), repeat. Leaves the posterior unchanged."""
+        var = self.var_f.copy()
+        picks, rows = [], []
+        avail = np.ones(len(candidates), bool)
+        for _ in range(min(k, len(candidates))):
+            i = int(np.argmax(np.where(avail, var[candidates], -np.inf)))
+            j = int(candidates[i])
+            picks.append(j)
+            avail[i] = False
+            v, _ = self._new_row(j, rows)
+            rows.append(v)
+            var -= np.asarray(v) ** 2
+        return np.asarray(picks, dtype=int)
+
+
+# ---------------------------------------------------------------- strategies
+# A strategy is f(posterior, candidates, k, rng, state) -> k positions into the query set.
+Strategy = Callable[[PoolPosterior, np.ndarray, int, np.random.Generator, dict], np.ndarray]
+
+
+def _top_k(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    k = min(k, len(candidates))
+    idx = np.argpartition(-scores, k - 1)[:k]
+    idx = idx[np.argsort(-scores[idx], kind="stable")]
+    return candidates[idx]
+
+
+def entropy(post, candidates, k, rng, state):
+    """Maximum entropy: the Gaussian entropy ½log(2πeσ²) is largest where σ is (the paper's rule)."""
+    return _top_k(post.std[candidates], candidates, k)
+
+
+def random(post, candidates, k, rng, state):
+    return rng.choice(candidates, size=min(k, len(candidates)), replace=False)
+
+
+def batch_diverse(post, candidates, k, rng, state):
+    """Greedy conditional variance: a batch that does not spend labels on near-duplicates."""
+    return post.greedy_variance_batch(candidates, k)
+
+
+def batch_distance(post, candidates, k, rng, state):
+    """The paper's suggestion: largest σ first, skipping candidates closer than one kernel length
+    to a pick (in scaled latent space); the cut-off halves until k picks fit."""
+    order = candidates[np.argsort(-post.std[candidates], kind="stable")]
+    Q = post.Q_np
+    cutoff = post.gp.length_scale_
+    k = min(k, len(candidates))
+    while True:
+        picks: list[int] = []
+        for j in order:
+            if not picks or np.min(np.linalg.norm(Q[picks] - Q[j], axis=1)) >= cutoff:
+                picks.append(int(j))
+                if len(picks) == k:
+                    return np.asarray(picks, dtype=int)
+        cutoff /= 2
+
+
+def ucb(post, candidates, k, rng, state, kappa: float = 2.0):
+    """Lowest formation energy by optimism: minimise μ − κσ."""
+    mean = post.mean[candidates]
+    return _top_k(-(mean - kappa * post.std[candidates]), candidates, k)
+
+
+def expected_improvement(post, candidates, k, rng, state):
+    """Expected improvement below the lowest formation energy labelled so far."""
+    mean, std = post.mean[candidates], post.std[candidates]
+    z = (state["best_found"] - mean) / std
+    ei = (state["best_found"] - mean) * stats.norm.cdf(z) + std * stats.norm.pdf(z)
+    return _top_k(ei, candidates, k)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "entropy": entropy,
+    "random": random,
+    "batch-diverse": batch_diverse,
+    "batch-distance": batch_distance,
+    "ucb": ucb,
+    "ei": expected_improvement,
+}
+
+
+# ------------------------------------------------------------------- the loop
+@dataclass(frozen=True)
+class ALSettings:
+    strategy: str = "entropy"
+    cycles: int = 1500
+    batch_size: int = 1
+    seed: int = 0
+    pool_size: int | None = 7195  # the paper's pool; drawn per seed from the run's pool split
+    refit_every: int | None = None  # optional periodic hyper-parameter refit (the paper keeps them fixed)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ActiveLearner:
+    """Holds the state of one active-learning run; ``steps()`` is the generator of cycle records."""
+
+    def __init__(self, gp: CFGP, X_train, y_train, X_pool, y_pool, X_test, y_test,
+                 settings: ALSettings = ALSettings(), pool_ids=None):
+        if settings.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {settings.strategy!r}; choose from {sorted(STRATEGIES)}")
+        self.settings = settings
+        self.strategy = STRATEGIES[settings.strategy]
+        rng = np.random.default_rng(settings.seed)
+        pool_pos = np.arange(len(y_pool))
+        if settings.pool_size is not None and settings.pool_size < len(pool_pos):
+            pool_pos = np.sort(rng.choice(pool_pos, settings.pool_size, replace=False))
+        self.pool_positions = pool_pos  # into the caller's pool arrays
+        self.pool_ids = np.asarray(pool_ids)[pool_pos] if pool_ids is not None else pool_pos.astype(str)
+        self.gp = CFGP.from_dict(gp.to_dict()).condition(X_train, y_train)
+        self._X_train, self._y_train = np.asarray(X_train), np.asarray(y_train)
+        self.X_query = np.vstack([np.asarray(X_pool)[pool_pos], X_test])
+        self.y_query = np.concatenate([np.asarray(y_pool)[pool_pos], y_test])
+        self.n_pool = len(pool_pos)
+        self.test_slice = slice(self.n_pool, len(self.y_query))
+        self.available = np.ones(self.n_pool, bool)
+        self.posterior = PoolPosterior(self.gp, self.X_query)
+        self.cycle = 0
+        self.n_train = len(y_train)
+        self.best_found = float(np.min(y_train))
+        self.picked: list[int] = []  # positions into the pool, in order
+
+    def record(self, picks=(), seconds: float = 0.0) -> dict:
+        mean = self.posterior.mean
+        std = self.posterior.std
+        te = self.test_slice
+        err = mean[te] - self.y_query[te]
+        pool_std = std[: self.n_pool][self.available]
+        return {
+            "cycle": self.cycle,
+            "picked": [str(self.pool_ids[p]) for p in picks],
+            "n_train": self.n_train,
+            "mae": float(np.mean(np.abs(err))),
+            "rmse": float(np.sqrt(np.mean(err**2))),
+            "coverage_2sigma": float(np.mean(np.abs(err) <= 2 * std[te])),
+            "pool_sigma_mean": float(pool_std.mean()) if len(pool_std) else float("nan"),
+            "pool_sigma_max": float(pool_std.max()) if len(pool_std) else float("nan"),
+            "best_found": self.best_found,
+            "seconds": round(seconds, 5),
+        }
+
+    def select(self) -> np.ndarray:
+        candidates = np.flatnonzero(self.available)
+        rng = np.random.default_rng([self.settings.seed, self.cycle])  # per-cycle: replays identically
+        return np.asarray(self.strategy(self.posterior, candidates, self.settings.batch_size, rng,
+                                        {"best_found": self.best_found}), dtype=int)
+
+    def apply(self, picks: np.ndarray) -> None:
+        """Reveal the known DFT labels of the picks and condition the GP on them."""
+        for p in picks:
+            if not self.available[p]:
+                raise ValueError(f"pool material {self.pool_ids[p]} was already labelled")
+            self.posterior.add(int(p), self.y_query[p])
+            self.available[p] = False
+            self.picked.append(int(p))
+            self.best_found = min(self.best_found, float(self.y_query[p]))
+        self.n_train += len(picks)
+        self.cycle += 1
+        every = self.settings.refit_every
+        if every and self.cycle % every == 0:
+            self._refit()
+
+    def _refit(self) -> None:
+        """Periodic hyper-parameter refit on the labelled set, then a fresh posterior."""
+        X = np.vstack([self._X_train, self.X_query[self.picked]])
+        y = np.concatenate([self._y_train, self.y_query[self.picked]])
+        params = dict(self.gp.get_params(), amplitude=self.gp.amplitude_, length_scale=self.gp.length_scale_,
+                      noise_variance=self.gp.noise_variance_, optimize=True)
+        self.gp = CFGP(**params).fit(X, y)
+        self.posterior = PoolPosterior(self.gp, self.X_query)
+
+    def step(self) -> dict:
+        t0 = time.perf_counter()
+        picks = self.select()
+        self.apply(picks)
+        return self.record(picks, time.perf_counter() - t0)
+
+    def steps(self, cycles: int | None = None) -> Iterator[dict]:
+        """Generator of cycle records; stops early if the pool runs out."""
+        cycles = self.settings.cycles if cycles is None else cycles
+        for _ in range(cycles):
+            if not self.available.any():
+                return
+            yield self.step()
+
+
+# ------------------------------------------------------------- persistence
+class History:
+    """An append-only JSON-lines file: a header with the settings, then one record per cycle.
+
+    Each record is written with one O_APPEND write and fsync; a torn last line from a kill is
+    dropped on reopening, so a resumed run loses at most the cycle in flight and never duplicates.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def read(self) -> tuple[dict | None, list[dict]]:
+        if not self.path.exists():
+            return None, []
+        lines = self.path.read_bytes().split(b"\n")
+        header, records, good_bytes = None, [], 0
+        for raw in lines:
+            if not raw.strip():
+                good_bytes += len(raw) + 1
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError:
+                break  # torn write at the end
+            good_bytes += len(raw) + 1
+            if header is None:
+                header = obj
+            else:
+                records.append(obj)
+        size = self.path.stat().st_size
+        if good_bytes < size:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good_bytes)
+        return header, records
+
+    def append(self, obj: dict) -> None:
+        data = (json.dumps(obj, default=float) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def run_history(learner: ActiveLearner, path: str | Path, header: dict, cycles: int | None = None,
+                progress: bool = False) -> list[dict]:
+    """Run (or resume) an active-learning run into a history file; returns all its records."""
+    hist = History(path)
+    hist.path.parent.mkdir(parents=True, exist_ok=True)
+    saved_header, records = hist.read()
+    if saved_header is not None and saved_header != header:
+        raise ValueError(f"{path} holds a run with other settings; remove it or choose another folder")
+    if saved_header is None:
+        hist.append(header)
+        rec0 = learner.record()
+        hist.append(rec0)
+        records = [rec0]
+    else:
+        # replay the saved picks through the same updates (no selection needed)
+        lookup = {pid: i for i, pid in enumerate(learner.pool_ids)}
+        for rec in records[1:]:
+            learner.apply(np.array([lookup[p] for p in rec["picked"]], dtype=int))
+    total = learner.settings.cycles if cycles is None else cycles
+    remaining = total - learner.cycle
+    bar = None
+    if progress and remaining > 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=learner.cycle, desc=f"AL {learner.settings.strategy} seed "
+                                                             f"{learner.settings.seed}", unit="cycle")
+    for rec in learner.steps(max(remaining, 0)):
+        hist.append(rec)
+        records.append(rec)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(mae=f"{rec['mae']:.4f}")
+    if bar is not None:
+        bar.close()
+    return records
+
+
+# ------------------------------------------------------------ comparisons
+def curves(histories: list[list[dict]]) -> dict[str, np.ndarray]:
+    """Stack MAE-vs-labels curves of several seeds (truncated to the shortest)."""
+    n = min(len(h) for h in histories)
+    mae = np.array([[r["mae"] for r in h[:n]] for h in histories])
+    labels = np.array([r["n_train"] for r in histories[0][:n]]) - histories[0][0]["n_train"]
+    return {"labels": labels, "mae": mae, "mean": mae.mean(axis=0),
+            "std": mae.std(axis=0, ddof=1) if len(mae) > 1 else np.zeros(n)}
+
+
+def labels_to_reach(curve_mean: np.ndarray, labels: np.ndarray, target: float) -> int | None:
+    """Fewest labels after which the mean MAE is at or below ``target`` (None if never)."""
+    hit = np.flatnonzero(curve_mean <= target)
+    return int(labels[hit[0]]) if len(hit) else None
+
+
+def compare(results: dict[str, list[list[dict]]], baseline: str = "random") -> dict:
+    """Per strategy: final MAE (mean ± std over seeds), labels needed to reach the baseline's final MAE,
+    the speed-up over the baseline, and the MAE reduction from the start."""
+    out = {}
+    base = curves(results[baseline]) if baseline in results else None
+    target = float(base["mean"][-1]) if base is not None else None
+    for name, hists in results.items():
+        c = curves(hists)
+        entry = {
+            "seeds": len(hists),
+            "labels": int(c["labels"][-1]),
+            "initial_mae": float(c["mean"][0]),
+            "final_mae_mean": float(c["mean"][-1]),
+            "final_mae_std": float(c["std"][-1]),
+            "mae_reduction": float(1 - c["mean"][-1] / c["mean"][0]),
+        }
+        if target is not None:
+            need = labels_to_reach(c["mean"], c["labels"], target)
+            entry["labels_to_reach_baseline"] = need
+            entry["speedup_vs_baseline"] = (int(base["labels"][-1]) / need) if need else None
+        out[name] = entry
+    return out
+
+
+def expected_mae_reduction_note() -> str:
+    return "paper: entropy reaches random's 1,500-pick MAE after 740 picks (2.0×), ~43 % lower MAE at the end"
+
+
+def gaussian_entropy(std: np.ndarray) -> np.ndarray:
+    return 0.5 * np.log(2 * math.pi * math.e * np.asarray(std) ** 2)
