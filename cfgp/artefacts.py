@@ -86,7 +86,7 @@ def write_manifest(run_dir: str | Path, settings: dict) -> dict:
     files = {
         str(p.relative_to(run_dir)): file_sha256(p)
         for p in sorted(run_dir.rglob("*"))
-        if p.is_file() and p.name != "manifest.json" and "/checkpoint/" not in str(p) and not p.name.endswith(".tmp")
+        if p.is_file() and p.name != "manifest.json" and not p.name.endswith(".tmp")
     }
     manifest = {"settings": settings, "packages": package_versions(), "files": files}
     write_json(run_dir / "manifest.json", manifest)

@@ -192,6 +192,15 @@ def cmd_al_compare(args) -> int:
     return 0
 
 
+def cmd_manifest(args) -> int:
+    from cfgp.artefacts import write_manifest
+
+    run = _run(args)
+    manifest = write_manifest(run.dir, run.settings)
+    _print_json({"run": str(run.dir), "files": len(manifest["files"]), "packages": manifest["packages"]})
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cfgp", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -260,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.add_argument("--plot", type=Path, default=None, help="write the MAE-vs-labels figure (PNG)")
     c.set_defaults(func=cmd_al_compare)
+
+    mf = sub.add_parser("manifest", help="record settings, package versions and file hashes of a run folder")
+    run_arg(mf)
+    mf.set_defaults(func=cmd_manifest)
     return p
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfgp.artefacts import DEFAULT_RUN, read_json, save_npz, write_json
+from cfgp.artefacts import DEFAULT_RUN, file_sha256, read_json, save_npz, write_json
 from cfgp.data import DEFAULT_DATASET, DataError, Materials, load_materials
 from cfgp.splits import Split, SplitSettings, make_split
 
@@ -60,7 +60,8 @@ class Run:
     @property
     def materials(self) -> Materials:
         if self._materials is None:
-            trusted = self.settings.get("trusted_data", False)
+            # CIFs were validated when the run was made; skip re-parsing only if the file is unchanged
+            trusted = self.settings.get("data_sha256") == file_sha256(self.data_path)
             self._materials = load_materials(
                 self.data_path,
                 energy_window=tuple(self.settings["energy_window"]) if self.settings["energy_window"] else None,
@@ -114,6 +115,8 @@ def init_run(
     if run_file.exists():
         old = read_json(run_file)
         clash = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if old.get("data_sha256") not in (None, file_sha256(data)):
+            clash["data_sha256"] = "the data file changed since this run was made"
         if clash:
             raise ValueError(f"{directory} was made with other settings {clash}; use another --run folder")
         return Run(directory)
@@ -125,8 +128,8 @@ def init_run(
     settings["load_report"] = {"n_read": materials.report.n_read, "n_kept": materials.report.n_kept,
                                "skipped": [str(i) for i in materials.report.skipped],
                                "filtered": [str(i) for i in materials.report.filtered]}
-    # every CIF parsed and passed validation above, so later loads may skip re-parsing them
-    settings["trusted_data"] = True
+    # every CIF parsed and passed validation above: later loads of this exact file skip re-parsing
+    settings["data_sha256"] = file_sha256(data)
     write_json(run_file, settings)
     run = Run(directory)
     run._materials, run._split = materials, sp

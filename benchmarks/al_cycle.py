@@ -1,0 +1,93 @@
+"""Benchmark one active-learning cycle: incremental Cholesky update vs a full refit.
+
+Runs in one process on a run folder (default: the shipped data/default) with the paper's sizes:
+1,800 labelled to start, a pool of 7,195, the 1,460 test materials. Prints figures, then one JSON line.
+
+    python benchmarks/al_cycle.py [--run data/default] [--cycles 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+
+import numpy as np
+
+from cfgp.al import ALSettings
+from cfgp.gp import CFGP, device_label
+from cfgp.pipeline import Run, active_learner, load_gp
+
+
+def refit_ms(learner, sizes, repeats: int = 2) -> list[float]:
+    """Time of a from-scratch update at n labelled: Cholesky of K(X, X) and mean/σ over pool ∪ test."""
+    gp0 = learner.gp
+    X_lab = np.vstack([learner._X_train, learner.X_query[: max(sizes) - len(learner._y_train)]])
+    y_lab = np.concatenate([learner._y_train, learner.y_query[: max(sizes) - len(learner._y_train)]])
+    out = []
+    for n in sizes:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            gp = CFGP.from_dict(gp0.to_dict()).condition(X_lab[:n], y_lab[:n])
+            gp.predict(learner.X_query, return_std=True)
+            times.append(1000 * (time.perf_counter() - t0))
+        out.append(min(times))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", default=None)
+    ap.add_argument("--cycles", type=int, default=1500)
+    ap.add_argument("--backend", default="auto")
+    args = ap.parse_args()
+    run = Run(args.run) if args.run else Run()
+    gp = load_gp(run, conditioned=False)
+    settings = ALSettings(strategy="entropy", cycles=args.cycles, seed=0, pool_size=7195)
+
+    t0 = time.perf_counter()
+    learner = active_learner(run, settings, gp)
+    setup_s = time.perf_counter() - t0
+    n0, q = learner.n_train, len(learner.y_query)
+    print(f"start: n={n0} labelled, query set {q} (pool {learner.n_pool} + test {q - learner.n_pool}), "
+          f"backend {learner.posterior.backend}, device {device_label()}; set-up {setup_s:.2f} s")
+
+    t0 = time.perf_counter()
+    step_ms = []
+    for rec in learner.steps():
+        step_ms.append(1000 * rec["seconds"])
+    run_s = time.perf_counter() - t0
+    n_end = learner.n_train
+    ms = statistics.median(step_ms)
+    first, last = statistics.median(step_ms[:100]), statistics.median(step_ms[-100:])
+    print(f"incremental: median {ms:.2f} ms/cycle (first 100: {first:.2f}, last 100: {last:.2f}); "
+          f"{len(step_ms)} cycles in {run_s:.1f} s (n {n0} → {n_end})")
+
+    sizes = [n0, (n0 + n_end) // 2, n_end]
+    refits = refit_ms(learner, sizes)
+    refit = statistics.mean(refits)
+    print("refit (Cholesky + predict pool ∪ test): " + ", ".join(f"n={n}: {t:.0f} ms" for n, t in zip(sizes, refits)))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {
+        "ms_per_cycle": round(ms, 3),
+        "refit_ms_per_cycle": round(refit, 1),
+        "speedup": round(refit / ms, 1),
+        "run_1500_s": round(run_s * 1500 / max(len(step_ms), 1), 2),
+        "cycles_run": len(step_ms),
+        "peak_mb": round(peak_mb, 1),
+        "n_start": n0,
+        "query_size": q,
+        "backend": learner.posterior.backend,
+        "device": device_label(),
+        "cpu": platform.processor() or platform.machine(),
+    }
+    print(f"speed-up {result['speedup']}×; 1,500 cycles take {result['run_1500_s']} s; peak memory {peak_mb:.0f} MB")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

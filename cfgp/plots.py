@@ -1,0 +1,101 @@
+"""HoloViews plot builders shared by the app and the notebooks: results in, HoloViews objects out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cfgp.al import curves
+from cfgp.calibration import METRIC_LABELS, calibration_curve, excess_over_2sigma
+
+STRATEGY_COLOURS = {"entropy": "#d62728", "random": "#7f7f7f", "batch-diverse": "#1f77b4",
+                    "batch-distance": "#2ca02c", "ucb": "#9467bd", "ei": "#8c564b"}
+
+
+def _hv():
+    import holoviews as hv
+
+    if not hv.Store.renderers:
+        hv.extension("bokeh", logo=False)
+    return hv
+
+
+def predictions_frame(materials_frame: pd.DataFrame, y_pred, y_std, split_labels=None) -> pd.DataFrame:
+    """One row per material with everything the plots and tables show."""
+    f = materials_frame[["material_id", "formula", "spacegroup_symbol", "nsites", "is_phosphate"]].copy()
+    f["dft"] = materials_frame["formation_energy_per_atom"].to_numpy()
+    f["gp"] = np.asarray(y_pred)
+    f["sigma"] = np.asarray(y_std)
+    f["residual"] = f["gp"] - f["dft"]
+    f["z"] = f["residual"] / f["sigma"]
+    f["excess"] = excess_over_2sigma(f["gp"], f["sigma"], f["dft"])
+    if split_labels is not None:
+        f["split"] = np.asarray(split_labels)
+    return f
+
+
+def parity(frame: pd.DataFrame, n_bars: int = 100, seed: int = 0, title: str = "GP vs DFT formation energy"):
+    """Parity plot: every material as a point, ±2σ bars on a random subset (the paper's Fig. 4)."""
+    hv = _hv()
+    lo = float(np.nanmin([frame.dft.min(), frame.gp.min()])) - 0.1
+    hi = float(np.nanmax([frame.dft.max(), frame.gp.max()])) + 0.1
+    pts = hv.Points(frame, ["dft", "gp"], ["material_id", "formula", "sigma", "z"]).opts(
+        size=3, alpha=0.35, color="#1f77b4", tools=["hover"])
+    pick = np.random.default_rng(seed).choice(len(frame), min(n_bars, len(frame)), replace=False)
+    sub = frame.iloc[np.sort(pick)]
+    bars = hv.ErrorBars((sub.dft, sub.gp, 2 * sub.sigma), "dft", ["gp", "yerr"]).opts(
+        color="#d62728", line_width=1, alpha=0.8)
+    diag = hv.Curve([(lo, lo), (hi, hi)]).opts(color="black", line_width=1)
+    return (diag * pts * bars).opts(
+        hv.opts.Overlay(title=title, xlabel="DFT E_f (eV/atom)", ylabel="GP E_f (eV/atom)",
+                        xlim=(lo, hi), ylim=(lo, hi), aspect=1, responsive=True, min_height=300))
+
+
+def residual_vs_sigma(frame: pd.DataFrame, title: str = "|residual| vs σ"):
+    """|residual| against σ, coloured by |residual| − 2σ: points above the line are outside the 95 % interval."""
+    hv = _hv()
+    f = frame.assign(abs_residual=frame.residual.abs())
+    lim = float(np.clip(np.nanmax(f.excess), 0.05, None))
+    pts = hv.Points(f, ["sigma", "abs_residual"], ["excess", "material_id", "formula", "dft", "gp"]).opts(
+        color="excess", cmap="RdBu_r", clim=(-lim, lim), colorbar=True, size=4, tools=["hover"],
+        clabel="|residual| − 2σ (eV/atom)")
+    smax = float(f.sigma.max()) * 1.05
+    line = hv.Curve([(0, 0), (smax, 2 * smax)], label="|residual| = 2σ").opts(color="black", line_dash="dashed")
+    return (pts * line).opts(hv.opts.Overlay(title=title, xlabel="σ (eV/atom)", ylabel="|residual| (eV/atom)",
+                                             responsive=True, min_height=300, legend_position="top_left"))
+
+
+def calibration_plot(frame: pd.DataFrame, title: str = "Calibration curve"):
+    """Observed vs expected fraction of DFT labels inside centred Gaussian intervals."""
+    hv = _hv()
+    expected, observed = calibration_curve(frame.gp, frame.sigma, frame.dft)
+    ideal = hv.Curve([(0, 0), (1, 1)], label="ideal").opts(color="black", line_dash="dashed")
+    curve = hv.Curve((expected, observed), "expected proportion", "observed proportion", label="CFGP").opts(
+        color="#d62728", line_width=2)
+    area = hv.Area((expected, expected, observed), "expected proportion",
+                   ["observed proportion", "y2"]).opts(alpha=0.2, color="#d62728")
+    return (ideal * area * curve).opts(hv.opts.Overlay(title=title, aspect=1, responsive=True, min_height=300,
+                                                       legend_position="top_left"))
+
+
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """Metric names with units as a two-column frame (for pn.widgets.Tabulator or display)."""
+    rows = [(label, metrics[k]) for k, label in METRIC_LABELS.items() if k in metrics]
+    return pd.DataFrame(rows, columns=["metric", "value"])
+
+
+def al_curves(groups: dict[str, list[list[dict]]], title: str = "Active learning: test MAE vs labels"):
+    """MAE-vs-labels curves, mean ± 2σ over seeds, one colour per strategy."""
+    hv = _hv()
+    layers = []
+    for name, hists in groups.items():
+        c = curves(hists)
+        colour = STRATEGY_COLOURS.get(name.split("-b")[0], "#17becf")
+        label = f"{name} ({len(hists)} seeds)"
+        band = hv.Area((c["labels"], c["mean"] - 2 * c["std"], c["mean"] + 2 * c["std"]), "labels added",
+                       ["MAE (eV/atom)", "upper"]).opts(color=colour, alpha=0.2, line_alpha=0)
+        line = hv.Curve((c["labels"], c["mean"]), "labels added", "MAE (eV/atom)", label=label).opts(
+            color=colour, line_width=2)
+        layers += [band, line]
+    return hv.Overlay(layers).opts(hv.opts.Overlay(title=title, responsive=True, min_height=300,
+                                                   legend_position="top_right"))

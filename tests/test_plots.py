@@ -1,0 +1,52 @@
+"""Plot builders: results in, HoloViews objects out (the app and notebooks share them)."""
+
+import holoviews as hv
+import numpy as np
+import pytest
+
+from cfgp import plots
+from cfgp.pipeline import predictions
+
+
+@pytest.fixture(scope="module")
+def frame(tiny_run):
+    pred = predictions(tiny_run)
+    m = tiny_run.materials
+    return plots.predictions_frame(m.frame, pred["mean"], pred["std"], tiny_run.split.labels(len(m)))
+
+
+def test_predictions_frame(frame, tiny_run):
+    assert len(frame) == len(tiny_run.materials)
+    assert set(frame.split) == {"train", "pool", "test"}
+    np.testing.assert_allclose(frame.excess, np.abs(frame.gp - frame.dft) - 2 * frame.sigma)
+
+
+def test_parity_has_points_bars_and_diagonal(frame):
+    p = plots.parity(frame, n_bars=25)
+    kinds = [type(e).__name__ for e in p]
+    assert kinds == ["Curve", "Points", "ErrorBars"]
+    assert len(p.get(1)) == len(frame) and len(p.get(2)) == 25
+    bars = p.get(2).dframe()
+    np.testing.assert_allclose(np.sort(bars.yerr.to_numpy()), np.sort(2 * frame.set_index("dft").loc[bars.dft].sigma))
+
+
+def test_residual_vs_sigma_colours_by_excess(frame):
+    p = plots.residual_vs_sigma(frame)
+    pts = p.get(0)
+    assert "excess" in [d.name for d in pts.vdims]
+    np.testing.assert_allclose(pts.dframe()["abs_residual"], frame.residual.abs())
+    hv.render(p)  # renders with bokeh without error
+
+
+def test_calibration_and_al_curves(frame):
+    cal = plots.calibration_plot(frame)
+    curve = cal.get(2).dframe()
+    assert curve["expected proportion"].iloc[0] == 0 and curve["observed proportion"].iloc[-1] == 1
+    groups = {"entropy-b1": [[{"n_train": 10 + i, "mae": 1 / (i + 1)} for i in range(5)]] * 2,
+              "random-b1": [[{"n_train": 10 + i, "mae": 1 - i / 10} for i in range(5)],
+                            [{"n_train": 10 + i, "mae": 1 - i / 20} for i in range(5)]]}
+    al = plots.al_curves(groups)
+    assert len(al) == 4
+    hv.render(al)
+    table = plots.metrics_table({"mae": 0.1, "nll": -1.0, "unknown": 3})
+    assert table.metric.tolist() == ["MAE (eV/atom)", "mean NLL"]
