@@ -201,6 +201,31 @@ def cmd_manifest(args) -> int:
     return 0
 
 
+def cmd_tsne(args) -> int:
+    from cfgp.embedding import TSNESettings, run_tsne
+
+    run = _run(args)
+    settings = TSNESettings(perplexity=args.perplexity, seed=args.seed, n_iter=args.n_iter)
+    t0 = time.time()
+    bar = None
+    if not args.quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=settings.n_iter + settings.early_exaggeration_iter, desc="t-SNE", unit="iter")
+
+    def progress(iteration, kl, xy):
+        if bar is not None:
+            bar.update(25)
+            bar.set_postfix(kl=f"{kl:.3f}")
+
+    xy = run_tsne(run, settings, recompute=args.recompute, callback=progress)
+    if bar is not None:
+        bar.close()
+    _print_json({"run": str(run.dir), "file": settings.filename(), "n": int(len(xy)),
+                 "seconds": round(time.time() - t0, 1)})
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cfgp", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -269,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.add_argument("--plot", type=Path, default=None, help="write the MAE-vs-labels figure (PNG)")
     c.set_defaults(func=cmd_al_compare)
+
+    ts = sub.add_parser("tsne", help="2-D t-SNE map of every material's latent (cached per settings)")
+    run_arg(ts)
+    ts.add_argument("--perplexity", type=float, default=30.0)
+    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--n-iter", type=int, default=500)
+    ts.add_argument("--recompute", action="store_true")
+    ts.add_argument("--quiet", action="store_true")
+    ts.set_defaults(func=cmd_tsne)
 
     mf = sub.add_parser("manifest", help="record settings, package versions and file hashes of a run folder")
     run_arg(mf)

@@ -99,3 +99,49 @@ def al_curves(groups: dict[str, list[list[dict]]], title: str = "Active learning
         layers += [band, line]
     return hv.Overlay(layers).opts(hv.opts.Overlay(title=title, responsive=True, min_height=300,
                                                    legend_position="top_right"))
+
+
+COLOUR_BY = {
+    "dft": ("DFT E_f (eV/atom)", "viridis"),
+    "gp": ("GP E_f (eV/atom)", "viridis"),
+    "sigma": ("σ (eV/atom)", "plasma"),
+    "residual": ("GP − DFT (eV/atom)", "RdBu_r"),
+    "z": ("z = residual / σ", "RdBu_r"),
+}
+
+
+def latent_map(frame: pd.DataFrame, xy: np.ndarray, color_by: str = "dft", element: str | None = None,
+               title: str = "t-SNE of the MEGNet latent space", size: float = 2.5):
+    """2-D map of the latents coloured by a column (dft, gp, sigma, residual, z), by split, by
+    phosphate, or by whether a material contains ``element``."""
+    hv = _hv()
+    f = frame.assign(x=np.asarray(xy)[:, 0], y=np.asarray(xy)[:, 1])
+    hover = ["material_id", "formula", "spacegroup_symbol", "dft", "gp", "sigma", "z"]
+    opts = dict(size=size, tools=["hover", "box_select", "lasso_select"], responsive=True, min_height=360,
+                xaxis=None, yaxis=None, title=title)
+    if color_by in COLOUR_BY:
+        label, cmap = COLOUR_BY[color_by]
+        values = f[color_by]
+        if color_by in ("residual", "z"):
+            lim = float(np.nanpercentile(np.abs(values), 98))
+            clim = (-lim, lim)
+        else:
+            clim = tuple(np.nanpercentile(values, [1, 99]))
+        return hv.Points(f, ["x", "y"], [color_by] + [h for h in hover if h != color_by]).opts(
+            color=color_by, cmap=cmap, clim=clim, colorbar=True, clabel=label, **opts)
+    if color_by == "split":
+        f = f.assign(group=f["split"])
+    elif color_by == "phosphate":
+        f = f.assign(group=np.where(f.is_phosphate, "phosphate", "other oxide"))
+    elif color_by == "element":
+        if not element:
+            raise ValueError("color_by='element' needs an element symbol")
+        has = frame["formula"].str.contains(rf"{element}(?![a-z])", regex=True)
+        f = f.assign(group=np.where(has, f"contains {element}", "other"))
+    else:
+        raise ValueError(f"unknown colouring {color_by!r}")
+    order = sorted(f.group.unique(), key=lambda g: (g.startswith("other"), g))
+    layers = [hv.Points(f[f.group == g], ["x", "y"], hover, label=g).opts(
+        color=STRATEGY_COLOURS["random"] if g.startswith("other") else None, **opts) for g in order[::-1]]
+    return hv.Overlay(layers).opts(hv.opts.Overlay(title=title, legend_position="top_right", responsive=True,
+                                                   min_height=360))

@@ -50,3 +50,17 @@ def test_calibration_and_al_curves(frame):
     hv.render(al)
     table = plots.metrics_table({"mae": 0.1, "nll": -1.0, "unknown": 3})
     assert table.metric.tolist() == ["MAE (eV/atom)", "mean NLL"]
+
+
+@pytest.mark.parametrize("colour", ["dft", "sigma", "residual", "split", "phosphate", "element"])
+def test_latent_map_colourings(frame, colour):
+    xy = np.random.default_rng(0).normal(size=(len(frame), 2))
+    m = plots.latent_map(frame, xy, color_by=colour, element="Li")
+    hv.render(m)
+    if colour == "element":
+        labels = [e.label for e in m]
+        assert "contains Li" in labels
+        n_li = sum(len(e) for e in m if e.label == "contains Li")
+        assert n_li == frame.formula.str.contains(r"Li(?![a-z])").sum() > 0
+    if colour == "dft":
+        np.testing.assert_allclose(m.dframe()["x"], xy[:, 0])
