@@ -45,10 +45,10 @@ def parity(frame: pd.DataFrame, n_bars: int = 100, seed: int = 0, title: str = "
     sub = frame.iloc[np.sort(pick)]
     bars = hv.ErrorBars((sub.dft, sub.gp, 2 * sub.sigma), "dft", ["gp", "yerr"]).opts(
         color="#d62728", line_width=1, alpha=0.8)
-    diag = hv.Curve([(lo, lo), (hi, hi)]).opts(color="black", line_width=1)
+    diag = hv.Curve([(lo, lo), (hi, hi)], "dft", "gp").opts(color="black", line_width=1)
     return (diag * pts * bars).opts(
         hv.opts.Overlay(title=title, xlabel="DFT E_f (eV/atom)", ylabel="GP E_f (eV/atom)",
-                        xlim=(lo, hi), ylim=(lo, hi), aspect=1, responsive=True, min_height=300))
+                        xlim=(lo, hi), ylim=(lo, hi), responsive=True, min_height=300, shared_axes=False))
 
 
 def residual_vs_sigma(frame: pd.DataFrame, title: str = "|residual| vs σ"):
@@ -60,22 +60,25 @@ def residual_vs_sigma(frame: pd.DataFrame, title: str = "|residual| vs σ"):
         color="excess", cmap="RdBu_r", clim=(-lim, lim), colorbar=True, size=4, tools=["hover"],
         clabel="|residual| − 2σ (eV/atom)")
     smax = float(f.sigma.max()) * 1.05
-    line = hv.Curve([(0, 0), (smax, 2 * smax)], label="|residual| = 2σ").opts(color="black", line_dash="dashed")
+    line = hv.Curve([(0, 0), (smax, 2 * smax)], "sigma", "abs_residual", label="|residual| = 2σ").opts(
+        color="black", line_dash="dashed")
     return (pts * line).opts(hv.opts.Overlay(title=title, xlabel="σ (eV/atom)", ylabel="|residual| (eV/atom)",
-                                             responsive=True, min_height=300, legend_position="top_left"))
+                                             responsive=True, min_height=300, legend_position="top_left",
+                                             shared_axes=False))
 
 
 def calibration_plot(frame: pd.DataFrame, title: str = "Calibration curve"):
     """Observed vs expected fraction of DFT labels inside centred Gaussian intervals."""
     hv = _hv()
     expected, observed = calibration_curve(frame.gp, frame.sigma, frame.dft)
-    ideal = hv.Curve([(0, 0), (1, 1)], label="ideal").opts(color="black", line_dash="dashed")
+    ideal = hv.Curve([(0, 0), (1, 1)], "expected proportion", "observed proportion", label="ideal").opts(
+        color="black", line_dash="dashed")
     curve = hv.Curve((expected, observed), "expected proportion", "observed proportion", label="CFGP").opts(
         color="#d62728", line_width=2)
     area = hv.Area((expected, expected, observed), "expected proportion",
                    ["observed proportion", "y2"]).opts(alpha=0.2, color="#d62728")
-    return (ideal * area * curve).opts(hv.opts.Overlay(title=title, aspect=1, responsive=True, min_height=300,
-                                                       legend_position="top_left"))
+    return (ideal * area * curve).opts(hv.opts.Overlay(title=title, responsive=True, min_height=300,
+                                                       legend_position="top_left", shared_axes=False))
 
 
 def metrics_table(metrics: dict) -> pd.DataFrame:
@@ -98,7 +101,7 @@ def al_curves(groups: dict[str, list[list[dict]]], title: str = "Active learning
             color=colour, line_width=2)
         layers += [band, line]
     return hv.Overlay(layers).opts(hv.opts.Overlay(title=title, responsive=True, min_height=300,
-                                                   legend_position="top_right"))
+                                                   legend_position="top_right", shared_axes=False))
 
 
 COLOUR_BY = {
@@ -130,18 +133,54 @@ def latent_map(frame: pd.DataFrame, xy: np.ndarray, color_by: str = "dft", eleme
         return hv.Points(f, ["x", "y"], [color_by] + [h for h in hover if h != color_by]).opts(
             color=color_by, cmap=cmap, clim=clim, colorbar=True, clabel=label, **opts)
     if color_by == "split":
-        f = f.assign(group=f["split"])
+        group = f["split"].replace("", "unused")
     elif color_by == "phosphate":
-        f = f.assign(group=np.where(f.is_phosphate, "phosphate", "other oxide"))
+        group = pd.Series(np.where(f.is_phosphate, "phosphate", "other oxide"), index=f.index)
     elif color_by == "element":
         if not element:
             raise ValueError("color_by='element' needs an element symbol")
         has = frame["formula"].str.contains(rf"{element}(?![a-z])", regex=True)
-        f = f.assign(group=np.where(has, f"contains {element}", "other"))
+        group = pd.Series(np.where(has, f"contains {element}", "other"), index=f.index)
     else:
         raise ValueError(f"unknown colouring {color_by!r}")
-    order = sorted(f.group.unique(), key=lambda g: (g.startswith("other"), g))
-    layers = [hv.Points(f[f.group == g], ["x", "y"], hover, label=g).opts(
-        color=STRATEGY_COLOURS["random"] if g.startswith("other") else None, **opts) for g in order[::-1]]
-    return hv.Overlay(layers).opts(hv.opts.Overlay(title=title, legend_position="top_right", responsive=True,
-                                                   min_height=360))
+    f = f.assign(group=group)
+    palette = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd"]
+    cats = sorted(f.group.unique(), key=lambda g: (g.startswith("other") or g == "unused", g))
+    cmap = {g: ("#c7c7c7" if g.startswith("other") or g == "unused" else palette[i % len(palette)])
+            for i, g in enumerate(cats)}
+    return hv.Points(f, ["x", "y"], ["group"] + hover).opts(color="group", cmap=cmap, legend_position="top_right",
+                                                           **opts)
+
+
+def structure_figure(structure, title: str = ""):
+    """Interactive 3-D view of a crystal (plotly, served locally by Panel): atoms coloured by element,
+    unit-cell edges in grey."""
+    import plotly.graph_objects as go
+    from pymatgen.core.periodic_table import Element
+
+    fig = go.Figure()
+    cart = structure.cart_coords
+    species = [site.specie.symbol for site in structure]
+    palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#469990"]
+    for i, el in enumerate(sorted(set(species), key=lambda e: Element(e).Z)):
+        idx = [k for k, s_ in enumerate(species) if s_ == el]
+        radius = Element(el).atomic_radius or 1.0
+        colour = "#ff0d0d" if el == "O" else palette[i % len(palette)]
+        fig.add_trace(go.Scatter3d(x=cart[idx, 0], y=cart[idx, 1], z=cart[idx, 2], mode="markers", name=el,
+                                   marker=dict(size=6 + 6 * float(radius), color=colour, opacity=0.9,
+                                               line=dict(width=0.5, color="black")),
+                                   hovertext=[f"{el} {k}" for k in idx], hoverinfo="text"))
+    m = structure.lattice.matrix
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float) @ m
+    xs, ys, zs = [], [], []
+    for a in range(8):
+        for b in range(a + 1, 8):
+            if bin(a ^ b).count("1") == 1:  # corners differing in one fractional coordinate
+                for arr, c in ((xs, 0), (ys, 1), (zs, 2)):
+                    arr += [corners[a, c], corners[b, c], None]
+    fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", line=dict(color="#888", width=2), name="cell",
+                               hoverinfo="skip", showlegend=False))
+    fig.update_layout(title=title, margin=dict(l=0, r=0, t=30 if title else 0, b=0), height=380,
+                      scene=dict(aspectmode="data", xaxis_title="x (Å)", yaxis_title="y (Å)", zaxis_title="z (Å)"),
+                      legend=dict(itemsizing="constant"))
+    return fig

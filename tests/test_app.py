@@ -67,27 +67,99 @@ def page(server):
         browser.close()
 
 
-def test_calibration_view_renders_without_console_errors(page):
-    page.wait_for_selector(".bk-Canvas, canvas", timeout=60_000)
-    assert page.locator("text=Is the uncertainty honest?").count() == 1
+def _tab(page, name):
+    page.get_by_text(name, exact=True).first.click()
+    page.wait_for_timeout(1500)
+
+
+def _wait_for(page, fn, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if fn():
+            return True
+        page.wait_for_timeout(300)
+    return False
+
+
+def test_every_view_renders(page):
+    for tab, marker in [("Latent map", "Latent map."), ("Calibration", "Is the uncertainty honest?"),
+                        ("Active learning", "Which material should DFT compute next?"),
+                        ("Outliers", "Materials whose DFT value"), ("Predict", "Predict a new material.")]:
+        _tab(page, tab)
+        assert page.locator(f"text={marker}").first.is_visible(), tab
+        if tab in ("Latent map", "Calibration", "Active learning", "Predict"):
+            page.wait_for_selector("div.bk-Figure >> visible=true", timeout=60_000)
+        page.screenshot(path=str(SHOTS / f"{tab.split()[0].lower()}.png"))
     assert page.locator("text=GP device: CPU").count() + page.locator("text=GP device: GPU").count() == 1
-    page.screenshot(path=str(SHOTS / "calibration.png"))
+    assert page.console_errors == []
+
+
+def test_brushing_recomputes_metrics(page):
+    _tab(page, "Calibration")
+    page.wait_for_timeout(2000)
+    page.locator("[title='Box Select'] >> visible=true").nth(1).click()
+    figure = page.locator("div.bk-Figure >> visible=true").nth(1).bounding_box()
+    page.mouse.move(figure["x"] + figure["width"] * 0.3, figure["y"] + figure["height"] * 0.1)
+    page.mouse.down()
+    page.mouse.move(figure["x"] + figure["width"] * 0.8, figure["y"] + figure["height"] * 0.8, steps=10)
+    page.mouse.up()
+    ok = _wait_for(page, lambda: page.locator("text=selected of the").count() > 0)
+    page.screenshot(path=str(SHOTS / "calibration-brushed.png"))
+    assert ok, "metrics did not follow the brushed selection"
+    page.get_by_role("button", name="Clear selection").click()
+    assert _wait_for(page, lambda: page.locator("text=selected of the").count() == 0)
+    assert page.console_errors == []
+
+
+def test_step_advances_the_cycle_and_extends_the_curve(page):
+    _tab(page, "Active learning")
+    page.get_by_role("button", name="Step").click()
+    assert _wait_for(page, lambda: page.locator("text=cycle 1 ").count() > 0, 90), "first step did not run"
+    page.get_by_role("button", name="Step").click()
+    assert _wait_for(page, lambda: page.locator("text=cycle 2 ").count() > 0, 30)
+    label = page.locator("text=labelled").first.inner_text()
+    assert "GP updates run on" in page.locator("text=GP updates run on").first.inner_text()
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / "active.png"))
+    assert "cycle 2" in label
     assert page.console_errors == []
 
 
 def test_outlier_table_reacts_to_phosphate_filter(page):
-    page.get_by_text("Outliers", exact=True).first.click()
-    page.wait_for_selector("text=Materials whose DFT value", timeout=60_000)
-    table = page.locator(".tabulator").last
+    _tab(page, "Outliers")
+    table = page.locator(".tabulator >> visible=true").last
     table.wait_for(timeout=60_000)
-    rows_all = table.locator(".tabulator-row").count()
-    first_before = table.locator(".tabulator-row").first.inner_text()
-    page.locator("input[type=checkbox]").last.check()  # "phosphates only" on the visible tab
-    deadline = time.time() + 30
-    first_after = first_before
-    while time.time() < deadline and first_after == first_before:
-        page.wait_for_timeout(300)
-        first_after = page.locator(".tabulator").last.locator(".tabulator-row").first.inner_text()
-    assert rows_all > 0 and first_after != first_before
+    before = table.locator(".tabulator-row").first.inner_text()
+    n_rows = page.locator(".tabulator >> visible=true").last.locator(".tabulator-row").count()
+    boxes = [b for b in page.locator("input[type=checkbox]").all() if b.is_visible()]
+    assert len(boxes) == 1
+    boxes[0].click()
+    changed = _wait_for(page, lambda: page.locator(".tabulator >> visible=true").last.locator(".tabulator-row")
+                        .first.inner_text() != before, 30)
+    page.screenshot(path=str(SHOTS / "outliers-phosphates.png"))
+    assert n_rows > 0 and changed, "the phosphate filter did not change the table"
+    page.locator(".tabulator >> visible=true").last.locator(".tabulator-row").first.locator(
+        ".tabulator-cell").nth(1).click()
+    assert _wait_for(page, lambda: page.locator("text=atoms per cell").count() > 0, 30)
+    page.wait_for_selector(".js-plotly-plot >> visible=true", timeout=30_000)
     page.screenshot(path=str(SHOTS / "outliers.png"))
     assert page.console_errors == []
+
+
+def test_upload_predicts_and_a_broken_file_gets_a_message(page, small_records, tmp_path):
+    _tab(page, "Predict")
+    broken = tmp_path / "broken.cif"
+    broken.write_text("data_x\n_cell_length_a 3\nloop_\n junk\n")
+    page.locator("input[type=file] >> visible=true").set_input_files(str(broken))
+    assert _wait_for(page, lambda: page.locator("text=Could not use this file").count() > 0, 60)
+    good = tmp_path / "mine.cif"
+    record = small_records[0]
+    good.write_text(record["cif"])
+    page.locator("input[type=file] >> visible=true").set_input_files(str(good))
+    assert _wait_for(page, lambda: page.locator("text=Predicted formation energy").count() > 0, 180)
+    text = page.locator("text=Predicted formation energy").first.inner_text()
+    assert "eV/atom" in text and "±" in text
+    assert record["formula"] in page.locator("h3 >> visible=true").last.inner_text()
+    page.screenshot(path=str(SHOTS / "predict.png"))
+    errors = [e for e in page.console_errors if "Could not use" not in e]
+    assert errors == []

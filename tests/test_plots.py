@@ -58,9 +58,17 @@ def test_latent_map_colourings(frame, colour):
     m = plots.latent_map(frame, xy, color_by=colour, element="Li")
     hv.render(m)
     if colour == "element":
-        labels = [e.label for e in m]
-        assert "contains Li" in labels
-        n_li = sum(len(e) for e in m if e.label == "contains Li")
-        assert n_li == frame.formula.str.contains(r"Li(?![a-z])").sum() > 0
+        groups = m.dframe()["group"]
+        assert (groups == "contains Li").sum() == frame.formula.str.contains(r"Li(?![a-z])").sum() > 0
     if colour == "dft":
         np.testing.assert_allclose(m.dframe()["x"], xy[:, 0])
+
+
+def test_structure_figure_has_every_atom_and_the_cell(tiny_run):
+    s = tiny_run.materials.structure(0)
+    fig = plots.structure_figure(s, title="x")
+    atoms = [t for t in fig.data if t.mode == "markers"]
+    assert sum(len(t.x) for t in atoms) == len(s)
+    assert {t.name for t in atoms} == {sp.symbol for sp in s.composition.elements}
+    cell = [t for t in fig.data if t.mode == "lines"][0]
+    assert sum(v is None for v in cell.x) == 12  # twelve edges
