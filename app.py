@@ -198,7 +198,8 @@ def al_view(res):
     batch = pn.widgets.IntInput(name="batch size", value=1, start=1, end=100, width=90)
     cycles = pn.widgets.IntInput(name="cycles", value=300, start=1, end=5000, width=90)
     source = pn.widgets.Select(name="run", options=list(committed), value="live run", width=260)
-    play = pn.widgets.Toggle(name="▶ Play", button_type="success", width=90)
+    play_btn = pn.widgets.Button(name="▶ Play", button_type="success", width=90)
+    pause_btn = pn.widgets.Button(name="❚❚ Pause", button_type="warning", width=90)
     step_btn = pn.widgets.Button(name="Step", button_type="primary", width=80)
     reset = pn.widgets.Button(name="Reset", width=80)
     speed = pn.widgets.IntSlider(name="steps per second", start=1, end=20, value=4, width=180)
@@ -220,25 +221,31 @@ def al_view(res):
         return base.opts(hv.opts.Overlay(responsive=True, min_height=320, legend_position="top_right"))
 
     def map_plot(sigma_pool, pool_rows, picked_rows):
+        """Same four layers every step (a changing layer structure breaks in-place updates)."""
         f = frame.assign(x=xy[:, 0], y=xy[:, 1])
-        bg = hv.Points(f, ["x", "y"]).opts(color="#e0e0e0", size=2)
-        layers = [bg]
-        if sigma_pool is not None:
-            pool = f.iloc[pool_rows].assign(sigma_now=sigma_pool)
-            layers.append(hv.Points(pool, ["x", "y"], ["sigma_now", "formula", "material_id"]).opts(
+        if sigma_pool is None:  # before a run starts: the GP's σ over the whole pool split
+            pool_rows = f.row[f.split == "pool"].to_numpy()
+            sigma_pool = f.sigma.to_numpy()[pool_rows]
+        pool = f.iloc[pool_rows].assign(sigma_now=sigma_pool)
+        picked = f.iloc[list(picked_rows)]
+        latest = picked.iloc[len(picked) - min(batch.value, len(picked)):]
+        return hv.Overlay([
+            hv.Points(f, ["x", "y"]).opts(color="#e0e0e0", size=2),
+            hv.Points(pool, ["x", "y"], ["sigma_now", "formula", "material_id"]).opts(
                 color="sigma_now", cmap="plasma", size=3, colorbar=True, clabel="pool σ now (eV/atom)",
-                tools=["hover"]))
-        if picked_rows:
-            p = f.iloc[picked_rows]
-            layers.append(hv.Points(p, ["x", "y"], ["formula", "material_id"]).opts(
-                color="black", size=7, marker="star", tools=["hover"]))
-            layers.append(hv.Points(p.iloc[-batch.value:], ["x", "y"]).opts(
-                color="#00e5ff", size=14, marker="circle", fill_alpha=0, line_width=3))
-        return hv.Overlay(layers).opts(hv.opts.Overlay(responsive=True, min_height=320, xaxis=None, yaxis=None,
-                                                       title="Pool coloured by σ; stars: labelled by AL"))
+                tools=["hover"]),
+            hv.Points(picked, ["x", "y"], ["formula", "material_id"]).opts(color="black", size=7, marker="star"),
+            hv.Points(latest, ["x", "y"]).opts(color="#00e5ff", size=14, marker="circle", fill_alpha=0,
+                                               line_width=3),
+        ]).opts(hv.opts.Overlay(responsive=True, min_height=320, xaxis=None, yaxis=None,
+                                title="Pool coloured by σ; stars: labelled by AL"))
 
-    curve_pane = pn.pane.HoloViews(curve_plot([]), min_height=320)
-    map_pane = pn.pane.HoloViews(map_plot(None, [], []), min_height=320)
+    # Pipes update the plots' data in place instead of rebuilding them every step
+    curve_pipe = hv.streams.Pipe(data=[])
+    map_pipe = hv.streams.Pipe(data=(None, [], []))
+    curve_pane = pn.pane.HoloViews(hv.DynamicMap(lambda data: curve_plot(data), streams=[curve_pipe]),
+                                   min_height=320)
+    map_pane = pn.pane.HoloViews(hv.DynamicMap(lambda data: map_plot(*data), streams=[map_pipe]), min_height=320)
 
     def start():
         if source.value != "live run":
@@ -262,7 +269,7 @@ def al_view(res):
         cycle_label.object = (f"**cycle {last['cycle']}** · labelled {last['n_train']} · test MAE "
                               f"{last['mae']:.4f} eV/atom · 2σ coverage {last['coverage_2sigma']:.3f} · "
                               f"last step {1000 * last['seconds']:.1f} ms")
-        curve_pane.object = curve_plot(recs)
+        curve_pipe.send(list(recs))
         learner = state["learner"]
         ids_to_row = dict(zip(frame.material_id, frame.row))
         picked_rows = [ids_to_row[p] for r in recs[1:] for p in r["picked"]]
@@ -270,9 +277,9 @@ def al_view(res):
             avail = learner.available
             pool_rows = learner.pool_index[avail]
             sigma = learner.posterior.std[: learner.n_pool][avail]
-            map_pane.object = map_plot(sigma, pool_rows, picked_rows)
+            map_pipe.send((sigma, pool_rows, picked_rows))
         else:
-            map_pane.object = map_plot(None, [], picked_rows)
+            map_pipe.send((None, [], picked_rows))
 
     def do_step(_=None):
         try:
@@ -280,39 +287,45 @@ def al_view(res):
                 start()
             if state["replay"] is not None:
                 if state["pos"] >= len(state["replay"]):
-                    play.value = False
+                    stop()
                     return
                 state["records"] = state["replay"][: state["pos"] + 1]
                 state["pos"] += 1
             else:
                 learner = state["learner"]
                 if learner.cycle >= learner.settings.cycles or not learner.available.any():
-                    play.value = False
+                    stop()
                     status.object += " Finished."
                     return
                 state["records"].append(learner.step())
             refresh()
         except Exception as exc:  # a failed step must not kill the session
-            play.value = False
+            stop()
             pn.state.notifications.error(f"Active-learning step failed: {exc}")
 
     def do_reset(_=None):
-        play.value = False
+        stop()
         state.update(learner=None, records=[], replay=None, pos=0)
-        curve_pane.object = curve_plot([])
-        map_pane.object = map_plot(None, [], [])
+        curve_pipe.send([])
+        map_pipe.send((None, [], []))
         cycle_label.object = "cycle 0"
         status.object = "Reset. Press Step or Play."
 
-    def on_play(event):
-        if event.new:
-            play.name = "❚❚ Pause"
-            state["cb"] = pn.state.add_periodic_callback(do_step, period=int(1000 / speed.value))
-        else:
-            play.name = "▶ Play"
-            if state["cb"] is not None:
-                state["cb"].stop()
-                state["cb"] = None
+    def playing() -> bool:
+        return state["cb"] is not None
+
+    def stop():
+        if state["cb"] is not None:
+            state["cb"].stop()
+            state["cb"] = None
+
+    def tick():
+        if playing():
+            do_step()
+
+    def on_play(_=None):
+        if not playing():
+            state["cb"] = pn.state.add_periodic_callback(tick, period=int(1000 / speed.value))
 
     def on_speed(event):
         if state["cb"] is not None:
@@ -320,7 +333,8 @@ def al_view(res):
 
     step_btn.on_click(do_step)
     reset.on_click(do_reset)
-    play.param.watch(on_play, "value")
+    play_btn.on_click(on_play)
+    pause_btn.on_click(lambda _: stop())
     speed.param.watch(on_speed, "value")
     for w in (strategy, seed, batch, cycles, source):
         w.param.watch(lambda e: do_reset(), "value")
@@ -332,7 +346,7 @@ def al_view(res):
              "against the band of committed random runs, and σ shrink around the picks. Committed default runs "
              "replay instantly."),
         pn.Row(source, strategy, seed, batch, cycles),
-        pn.Row(play, step_btn, reset, speed),
+        pn.Row(play_btn, pause_btn, step_btn, reset, speed),
         status, cycle_label,
         pn.Row(curve_pane, map_pane),
         name="Active learning")

@@ -28,6 +28,12 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tiny_run):
+    from cfgp.al import ALSettings
+    from cfgp.pipeline import run_active_learning
+
+    for seed in (0, 1):  # committed-style histories to replay and to draw the random band
+        run_active_learning(tiny_run, ALSettings(strategy="random", cycles=15, seed=seed, pool_size=None),
+                            progress=False)
     port = _free_port()
     env = dict(os.environ, CFGP_RUN=str(tiny_run.dir), PYTHONWARNINGS="ignore")
     log = open(tiny_run.dir / "panel.log", "w")
@@ -163,3 +169,27 @@ def test_upload_predicts_and_a_broken_file_gets_a_message(page, small_records, t
     page.screenshot(path=str(SHOTS / "predict.png"))
     errors = [e for e in page.console_errors if "Could not use" not in e]
     assert errors == []
+
+
+def test_live_tsne_converges_in_the_page(page):
+    _tab(page, "Latent map")
+    page.get_by_role("button", name="Recompute t-SNE live").click()
+    assert _wait_for(page, lambda: page.locator("text=converged").count() > 0, 120), "live t-SNE did not finish"
+    assert page.console_errors == []
+
+
+def test_play_pause_and_replay(page):
+    _tab(page, "Active learning")
+    page.get_by_role("button", name="Reset").click()
+    page.get_by_role("button", name="▶ Play").click()
+    assert _wait_for(page, lambda: page.locator("text=cycle 3 ").count() > 0, 90), "Play did not advance"
+    page.get_by_role("button", name="❚❚ Pause").click()
+    page.wait_for_timeout(2000)
+    frozen = page.locator("text=labelled").first.inner_text()
+    page.wait_for_timeout(2500)
+    assert page.locator("text=labelled").first.inner_text() == frozen  # paused
+    page.locator("select >> visible=true").first.select_option(label="replay random-b1-poolall-s1")
+    page.get_by_role("button", name="Step").click()
+    assert _wait_for(page, lambda: page.locator("text=Replaying committed run").count() > 0, 30)
+    assert _wait_for(page, lambda: page.locator("text=cycle 1 ").count() > 0, 30)
+    assert page.console_errors == []
