@@ -51,6 +51,23 @@ def laplacian_kernel(amplitude, length_scale):
     return tfp.math.psd_kernels.MaternOneHalf(amplitude=amplitude, length_scale=length_scale)
 
 
+def pairwise_distances(A, B, max_elements: int = 1 << 24):
+    """Exact Euclidean distances ‖a_i − b_j‖ (TensorFlow), in row chunks to bound memory.
+
+    TFP's ``kernel.matrix`` expands ‖a‖² + ‖b‖² − 2a·b, whose round-off (~1e-15) becomes ~3e-8
+    after the square root at near-zero distances (the diagonal); differences avoid that, and
+    ``MaternOneHalf.apply`` on the same differences gives the same values (tested).
+    """
+    import tensorflow as tf
+
+    A = tf.convert_to_tensor(A, tf.float64)
+    B = tf.convert_to_tensor(B, tf.float64)
+    rows = max(1, max_elements // max(1, int(B.shape[0]) * int(B.shape[1])))
+    out = [tf.sqrt(tf.reduce_sum(tf.square(A[i:i + rows, None, :] - B[None, :, :]), axis=-1))
+           for i in range(0, int(A.shape[0]), rows)]
+    return tf.concat(out, axis=0) if out else tf.zeros((0, int(B.shape[0])), tf.float64)
+
+
 @dataclass
 class FeatureScaler:
     """Per-feature affine scaling fitted on the training latents ('standard', 'minmax' or None)."""
@@ -159,6 +176,7 @@ class CFGP:
         import tensorflow as tf
 
         n = X.shape[0]
+        D = pairwise_distances(X, X)  # fixed during the optimisation
         fit_mean, fit_noise = self.mean == "constant", self.fit_noise
         fixed_noise = tf.constant(float(self.noise_variance), tf.float64)
 
@@ -170,8 +188,7 @@ class CFGP:
                 ell = tf.exp(theta[1])
                 noise = MIN_NOISE + tf.exp(theta[2]) if fit_noise else fixed_noise
                 m = theta[3] if fit_mean else tf.constant(0.0, tf.float64)
-                K = laplacian_kernel(a, ell).matrix(X, X)
-                K = K + (noise + JITTER) * tf.eye(n, dtype=tf.float64)
+                K = a**2 * tf.exp(-D / ell) + (noise + JITTER) * tf.eye(n, dtype=tf.float64)
                 L = tf.linalg.cholesky(K)
                 r = tf.reshape(y - m, (-1, 1))
                 alpha = tf.linalg.triangular_solve(L, r, lower=True)
@@ -252,10 +269,11 @@ class CFGP:
         self._condition(self.scaler_.transform(X), y)
         return self
 
-    def _kernel(self):
+    def kernel_matrix(self, A, B):
+        """k(A, B) at the fitted hyper-parameters, on already-scaled features."""
         import tensorflow as tf
 
-        return laplacian_kernel(tf.constant(self.amplitude_, tf.float64), tf.constant(self.length_scale_, tf.float64))
+        return self.amplitude_**2 * tf.exp(-pairwise_distances(A, B) / self.length_scale_)
 
     def _condition(self, Xs: np.ndarray, y: np.ndarray) -> None:
         import tensorflow as tf
@@ -264,7 +282,7 @@ class CFGP:
             self._X = tf.constant(Xs)
             self._y = tf.constant(y)
             n = Xs.shape[0]
-            K = self._kernel().matrix(self._X, self._X) + (self.noise_variance_ + JITTER) * tf.eye(n, dtype=tf.float64)
+            K = self.kernel_matrix(self._X, self._X) + (self.noise_variance_ + JITTER) * tf.eye(n, dtype=tf.float64)
             self._L = tf.linalg.cholesky(K)
             if not np.isfinite(self._L.numpy()[-1, -1]):
                 raise np.linalg.LinAlgError("kernel matrix is not positive definite (duplicate points, no noise?)")
@@ -282,9 +300,8 @@ class CFGP:
             raise ValueError("X_new and y_new must be finite and the same length")
         with tf.device(tf_device()):
             Xn = tf.constant(X_new)
-            k = self._kernel()
-            K12 = k.matrix(self._X, Xn)
-            K22 = k.matrix(Xn, Xn) + (self.noise_variance_ + JITTER) * tf.eye(len(y_new), dtype=tf.float64)
+            K12 = self.kernel_matrix(self._X, Xn)
+            K22 = self.kernel_matrix(Xn, Xn) + (self.noise_variance_ + JITTER) * tf.eye(len(y_new), dtype=tf.float64)
             B = tf.linalg.triangular_solve(self._L, K12, lower=True)  # L⁻¹K12
             L22 = tf.linalg.cholesky(K22 - tf.matmul(B, B, transpose_a=True))
             r2 = tf.reshape(tf.constant(y_new) - self.mean_constant_, (-1, 1)) - tf.matmul(B, self._z, transpose_a=True)
@@ -307,11 +324,10 @@ class CFGP:
         Xs = self.scaler_.transform(np.atleast_2d(X))
         means, stds = [], []
         with tf.device(tf_device()):
-            k = self._kernel()
             prior_var = self.amplitude_**2 + (self.noise_variance_ if include_noise else 0.0)
             for start in range(0, len(Xs), batch_size):
                 Q = tf.constant(Xs[start : start + batch_size])
-                V = tf.linalg.triangular_solve(self._L, k.matrix(self._X, Q), lower=True)  # L⁻¹K(X, Q)
+                V = tf.linalg.triangular_solve(self._L, self.kernel_matrix(self._X, Q), lower=True)  # L⁻¹K(X, Q)
                 means.append((tf.matmul(V, self._z, transpose_a=True)[:, 0] + self.mean_constant_).numpy())
                 if return_std:
                     var = prior_var - tf.reduce_sum(V**2, axis=0)

@@ -29,9 +29,10 @@ def test_equals_sklearn_matern_half(latents):
               + WhiteKernel(0.01 + JITTER, "fixed"))
     sk = GaussianProcessRegressor(kernel, optimizer=None, alpha=0.0).fit(Xtr, ytr)
     sk_mean, sk_std = sk.predict(Xte, return_std=True)
-    np.testing.assert_allclose(mean, sk_mean, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(std, sk_std, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(gp.log_marginal_likelihood(), sk.log_marginal_likelihood_value_, rtol=1e-6)
+    np.testing.assert_allclose(mean, sk_mean, rtol=1e-9, atol=1e-10)
+    # sklearn's WhiteKernel also adds the jitter to the predictive variance; ours adds only the noise
+    np.testing.assert_allclose(std**2 + JITTER, sk_std**2, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gp.log_marginal_likelihood(), sk.log_marginal_likelihood_value_, rtol=1e-9)
 
 
 def test_hundred_additions_equal_a_fresh_fit(latents):
@@ -96,3 +97,17 @@ def test_bad_input(latents):
         _fixed().fit(Xtr[:1], ytr[:1])
     with pytest.raises(ValueError, match=r"\(n, d\)"):
         _fixed().fit(Xtr, ytr[:-1])
+
+
+def test_kernel_is_tfp_matern_one_half(latents):
+    from cfgp.gp import laplacian_kernel, pairwise_distances
+
+    Xtr = latents[0][:60]
+    gp = _fixed().fit(Xtr, latents[1][:60])
+    Z = gp.scaler_.transform(Xtr)
+    ours = gp.kernel_matrix(Z, Z).numpy()
+    tfp_exact = laplacian_kernel(np.float64(0.8), np.float64(3.0)).apply(Z[:, None, :], Z[None, :, :],
+                                                                         example_ndims=2).numpy()
+    np.testing.assert_allclose(ours, tfp_exact, rtol=1e-12)
+    np.testing.assert_array_equal(np.diag(ours), 0.8**2)  # exact zero self-distance
+    assert np.all(np.diag(pairwise_distances(Z, Z).numpy()) == 0)
