@@ -43,6 +43,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; artefacts are meant to be shared
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -23,7 +23,8 @@ def al_curves_png(groups: dict[str, list[list[dict]]], path: str | Path, title: 
     for name, hists in groups.items():
         c = curves(hists)
         colour = COLOURS.get(name.split("-b")[0], None)
-        ax.plot(c["labels"], c["mean"], label=f"{name} ({len(hists)} seeds)", color=colour, lw=1.5)
+        style = "-" if "-b1-" in name or "-b1" == name[-3:] else "--"  # batches dashed
+        ax.plot(c["labels"], c["mean"], label=f"{name} ({len(hists)} seeds)", color=colour, lw=1.5, ls=style)
         ax.fill_between(c["labels"], c["mean"] - 2 * c["std"], c["mean"] + 2 * c["std"], color=colour, alpha=0.2)
     ax.set_xlabel("materials labelled by active learning")
     ax.set_ylabel("test MAE (eV/atom)")
