@@ -56,11 +56,25 @@ class Shared(param.Parameterized):
     """Per-session reactive state shared between views."""
 
     selected = param.List(default=[], doc="rows of the results frame brushed on any plot")
+    picked = param.List(default=[], doc="material ids labelled by this session's active-learning run")
     xy = param.Array(default=None, doc="current 2-D map coordinates")
 
 
 def note(text: str) -> pn.pane.Markdown:
     return pn.pane.Markdown(text, styles={"font-size": "0.95em"}, margin=(0, 10))
+
+
+def material_details(res, i: int):
+    """Markdown and a 3-D structure figure for row i of the results frame."""
+    r = res["frame"].iloc[i]
+    text = (f"### {r.formula} ({r.material_id})\nspace group {r.spacegroup_symbol}, {r.nsites} atoms per cell, "
+            f"{r.split or 'unused'} split{' · phosphate' if r.is_phosphate else ''}\n\n"
+            f"DFT E_f **{r.dft:.3f}** eV/atom · GP **{r.gp:.3f} ± {r.sigma:.3f}** (2σ: {r.gp - 2 * r.sigma:.3f} to "
+            f"{r.gp + 2 * r.sigma:.3f}) · z = {r.z:.2f} · |residual| − 2σ = {r.excess:.3f}")
+    try:
+        return text, plots.structure_figure(res["run"].materials.structure(i))
+    except DataError as exc:
+        return text + f"\n\nStructure unavailable: {exc}", None
 
 
 def latent_map_view(res, shared):
@@ -74,13 +88,24 @@ def latent_map_view(res, shared):
     xy = shared
 
     def build(colour_by, el, coords, sel):
-        pts = plots.latent_map(frame, coords, color_by=colour_by, element=el or "P").opts(min_height=480)
+        pts = plots.latent_map(frame, coords, color_by=colour_by, element=el or "P", picked=shared.picked).opts(
+            min_height=480)
         return pts.opts(selected=list(sel)) if sel else pts
 
     dmap = hv.DynamicMap(pn.bind(build, colour, element, xy.param.xy, shared.param.selected))
     brush = hv.streams.Selection1D(source=dmap)
     brush.add_subscriber(lambda index=None: setattr(shared, "selected", list(index)) if index else None)
     plot = pn.pane.HoloViews(dmap, min_height=480)
+    structure = pn.pane.Plotly(None, height=360, config={"displaylogo": False}, visible=False)
+
+    def details(sel):
+        if len(sel) != 1:
+            structure.visible = False
+            return pn.pane.Markdown(f"{len(sel)} materials brushed." if sel else
+                                    "Click a point (tap tool) for its details and crystal structure.")
+        text, fig = material_details(res, int(sel[0]))
+        structure.object, structure.visible = fig, fig is not None
+        return pn.pane.Markdown(text)
 
     def recompute(_):
         live.disabled, progress.visible = True, True
@@ -113,12 +138,12 @@ def latent_map_view(res, shared):
     return pn.Column(
         note("**Latent map.** Each dot is an oxide; MEGNet turned its crystal into 32 numbers and t-SNE placed "
              "similar vectors close together. Colour by energy to see that the network learned chemistry, by σ "
-             "to see where the GP is unsure (far from training materials). Hover for details; recompute to watch "
-             "t-SNE converge."),
+             "to see where the GP is unsure (far from training materials), by split to see what active learning "
+             "picked. Hover for details, click a point for its structure; recompute to watch t-SNE converge."),
         pn.Row(colour, element, perplexity, live, progress),
         note("Brush materials with box or lasso select: the same materials are selected on the calibration "
              "plots and their metrics are recomputed there."),
-        status, plot, name="Latent map")
+        status, plot, pn.bind(details, shared.param.selected), structure, name="Latent map")
 
 
 def calibration_view(res, shared):
@@ -188,7 +213,7 @@ def calibration_view(res, shared):
         name="Calibration")
 
 
-def al_view(res):
+def al_view(res, shared):
     frame, xy = res["frame"], res["xy"]
     committed = {"live run": None}
     for path in sorted((res["run"].dir / AL_DIR).glob("*.jsonl")):
@@ -272,7 +297,9 @@ def al_view(res):
         curve_pipe.send(list(recs))
         learner = state["learner"]
         ids_to_row = dict(zip(frame.material_id, frame.row))
-        picked_rows = [ids_to_row[p] for r in recs[1:] for p in r["picked"]]
+        picked_ids = [p for r in recs[1:] for p in r["picked"]]
+        picked_rows = [ids_to_row[p] for p in picked_ids]
+        shared.picked = picked_ids  # the latent map's "split" colouring shows them (no redraw here)
         if learner is not None:
             avail = learner.available
             pool_rows = learner.pool_index[avail]
@@ -375,16 +402,7 @@ def inspector_view(res):
     def on_click(event):
         row = table.value.iloc[event.row]
         i = int(frame.index[frame.material_id == row.material_id][0])
-        r = frame.iloc[i]
-        details.object = (
-            f"### {r.formula} ({r.material_id})\nspace group {r.spacegroup_symbol}, {r.nsites} atoms per cell, "
-            f"{r.split} split{' · phosphate' if r.is_phosphate else ''}\n\n"
-            f"DFT E_f **{r.dft:.3f}** eV/atom · GP **{r.gp:.3f} ± {r.sigma:.3f}** (2σ: {r.gp - 2 * r.sigma:.3f} to "
-            f"{r.gp + 2 * r.sigma:.3f}) · z = {r.z:.2f} · |residual| − 2σ = {r.excess:.3f}")
-        try:
-            structure.object = plots.structure_figure(res["run"].materials.structure(i))
-        except DataError as exc:
-            details.object += f"\n\nStructure unavailable: {exc}"
+        details.object, structure.object = material_details(res, i)
 
     for w in (split, phos, element):
         w.param.watch(update, "value")
@@ -453,7 +471,7 @@ def create_app():
         f"(a = {h['amplitude']:.3f}, l = {h['length_scale']:.3f}, noise σ² = {h['noise_variance']:.2e}) · "
         f"**GP device: {device_label()}**", name="header")
     shared = Shared(xy=res["xy"])  # one per browser session
-    tabs = pn.Tabs(latent_map_view(res, shared), calibration_view(res, shared), al_view(res), inspector_view(res),
+    tabs = pn.Tabs(latent_map_view(res, shared), calibration_view(res, shared), al_view(res, shared), inspector_view(res),
                    predict_view(res), dynamic=False)
     return pn.Column(header, tabs, max_width=1500)
 

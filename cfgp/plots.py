@@ -114,13 +114,13 @@ COLOUR_BY = {
 
 
 def latent_map(frame: pd.DataFrame, xy: np.ndarray, color_by: str = "dft", element: str | None = None,
-               title: str = "t-SNE of the MEGNet latent space", size: float = 2.5):
-    """2-D map of the latents coloured by a column (dft, gp, sigma, residual, z), by split, by
-    phosphate, or by whether a material contains ``element``."""
+               title: str = "t-SNE of the MEGNet latent space", size: float = 2.5, picked=()):
+    """2-D map of the latents coloured by a column (dft, gp, sigma, residual, z), by split (with the
+    material ids in ``picked`` shown as 'picked'), by phosphate, or by whether a material contains ``element``."""
     hv = _hv()
     f = frame.assign(x=np.asarray(xy)[:, 0], y=np.asarray(xy)[:, 1])
     hover = ["material_id", "formula", "spacegroup_symbol", "dft", "gp", "sigma", "z"]
-    opts = dict(size=size, tools=["hover", "box_select", "lasso_select"], responsive=True, min_height=360,
+    opts = dict(size=size, tools=["hover", "box_select", "lasso_select", "tap"], responsive=True, min_height=360,
                 xaxis=None, yaxis=None, title=title)
     if color_by in COLOUR_BY:
         label, cmap = COLOUR_BY[color_by]
@@ -133,7 +133,7 @@ def latent_map(frame: pd.DataFrame, xy: np.ndarray, color_by: str = "dft", eleme
         return hv.Points(f, ["x", "y"], [color_by] + [h for h in hover if h != color_by]).opts(
             color=color_by, cmap=cmap, clim=clim, colorbar=True, clabel=label, **opts)
     if color_by == "split":
-        group = f["split"].replace("", "unused")
+        group = f["split"].replace("", "unused").where(~f.material_id.isin(list(picked)), "picked by AL")
     elif color_by == "phosphate":
         group = pd.Series(np.where(f.is_phosphate, "phosphate", "other oxide"), index=f.index)
     elif color_by == "element":

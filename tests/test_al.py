@@ -157,3 +157,16 @@ def test_killed_run_resumes_with_nothing_lost_or_duplicated(tiny_run, tmp_path):
     assert [r["picked"] for r in clean] == [r["picked"] for r in records]
     np.testing.assert_allclose([r["mae"] for r in clean], [r["mae"] for r in records], rtol=1e-9)
     assert json.loads(out.stdout.strip().splitlines()[-1])["final_mae_mean"] == pytest.approx(records[-1]["mae"])
+
+
+def test_periodic_refit_changes_hyperparameters_and_keeps_the_loop_going(data):
+    gp, Xtr, ytr, Xpo, ypo, Xte, yte, ids = data
+    learner = ActiveLearner(gp, Xtr, ytr, Xpo, ypo, Xte, yte,
+                            ALSettings(strategy="entropy", cycles=6, refit_every=3, pool_size=None), pool_ids=ids)
+    before = dict(learner.gp.hyperparameters_)
+    records = list(learner.steps())
+    assert len(records) == 6 and learner.gp.n_train_ == len(ytr) + 6
+    assert learner.gp.hyperparameters_ != before  # refitted on 153 labels at cycle 3 and 156 at cycle 6
+    fresh = CFGP.from_dict(learner.gp.to_dict()).condition(np.vstack([Xtr, learner.X_query[learner.picked]]),
+                                                          np.concatenate([ytr, learner.y_query[learner.picked]]))
+    np.testing.assert_allclose(learner.posterior.mean[learner.test_slice], fresh.predict(Xte), rtol=1e-8)

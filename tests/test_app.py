@@ -67,6 +67,9 @@ def page(server):
         pg.console_errors = []
         pg.on("console", lambda m: pg.console_errors.append(m.text) if m.type == "error" else None)
         pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
+        pg.external_requests = []  # the app must work offline: everything from the Panel server
+        pg.on("request", lambda r: pg.external_requests.append(r.url)
+              if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
         pg.goto(server, timeout=120_000)
         pg.wait_for_selector("text=GP device", timeout=120_000)
         yield pg
@@ -98,6 +101,7 @@ def test_every_view_renders(page):
         page.screenshot(path=str(SHOTS / f"{tab.split()[0].lower()}.png"))
     assert page.locator("text=GP device: CPU").count() + page.locator("text=GP device: GPU").count() == 1
     assert page.console_errors == []
+    assert page.external_requests == []
 
 
 def test_brushing_recomputes_metrics(page):

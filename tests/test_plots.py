@@ -72,3 +72,11 @@ def test_structure_figure_has_every_atom_and_the_cell(tiny_run):
     assert {t.name for t in atoms} == {sp.symbol for sp in s.composition.elements}
     cell = [t for t in fig.data if t.mode == "lines"][0]
     assert sum(v is None for v in cell.x) == 12  # twelve edges
+
+
+def test_split_colouring_marks_active_learning_picks(frame):
+    xy = np.zeros((len(frame), 2))
+    picks = frame[frame.split == "pool"].material_id.iloc[:5].tolist()
+    groups = plots.latent_map(frame, xy, color_by="split", picked=picks).dframe()["group"]
+    assert (groups == "picked by AL").sum() == 5
+    assert (groups == "test").sum() == (frame.split == "test").sum()
