@@ -8,7 +8,6 @@ import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import os
 import threading
-import time
 
 import holoviews as hv
 import numpy as np

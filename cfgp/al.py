@@ -9,7 +9,6 @@ Q = pool ∪ test, in O(n·|Q|) TensorFlow ops instead of an O(n³) refit.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -453,11 +452,3 @@ def compare(results: dict[str, list[list[dict]]], baseline: str = "random") -> d
             entry["speedup_vs_baseline"] = (int(base["labels"][-1]) / need) if need else None
         out[name] = entry
     return out
-
-
-def expected_mae_reduction_note() -> str:
-    return "paper: entropy reaches random's 1,500-pick MAE after 740 picks (2.0×), ~43 % lower MAE at the end"
-
-
-def gaussian_entropy(std: np.ndarray) -> np.ndarray:
-    return 0.5 * np.log(2 * math.pi * math.e * np.asarray(std) ** 2)

@@ -14,13 +14,12 @@ A run folder (the shipped one is ``data/default``) holds::
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from cfgp.artefacts import DEFAULT_RUN, file_sha256, read_json, save_npz, write_json
-from cfgp.data import DEFAULT_DATASET, DataError, Materials, load_materials
+from cfgp.data import DEFAULT_DATASET, Materials, load_materials
 from cfgp.splits import Split, SplitSettings, make_split
 
 RUN_FILE = "run.json"

@@ -1,6 +1,5 @@
 """Every notebook runs top to bottom on the embedded default (CFGP_QUICK=1 shortens the long cells)."""
 
-import os
 from pathlib import Path
 
 import nbformat
