@@ -3,7 +3,7 @@
 Each cycle: select from the pool → reveal the DFT label → update the GP → predict the pool →
 score the fixed test set (never in the pool). Hyper-parameters stay fixed (as in the paper);
 each labelled point enters by a bordered Cholesky update of the posterior over the query set
-Q = pool ∪ test, in O(n·|Q|) TensorFlow ops instead of an O(n³) refit.
+Q = pool ∪ test, in O(n·|Q|) instead of an O(n³) refit: TensorFlow ops on a GPU, NumPy/BLAS on a CPU.
 """
 
 from __future__ import annotations
