@@ -120,40 +120,47 @@ def test_compare_counts_labels_to_reach_the_baseline():
 
 def _al(run_dir, *extra):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    return [sys.executable, "-m", "cfgp.cli", "al", "--run", str(run_dir), "--pool-size", "0", *extra], env
+    return [sys.executable, "-m", "cfgp.cli", "al", "--run", str(run_dir), *extra], env
 
 
-def test_killed_run_resumes_with_nothing_lost_or_duplicated(tiny_run, tmp_path):
+def _copy_default(tmp_path, name):
+    """A copy of the embedded default run (real latents and GP; ~5 ms per cycle, so a kill lands mid-run)."""
     import shutil
 
-    run_dir = tmp_path / "run"
-    shutil.copytree(tiny_run.dir, run_dir)
-    cmd, env = _al(run_dir, "--strategy", "random", "--cycles", "60", "--seed", "4", "--json")
+    from cfgp.artefacts import DEFAULT_RUN
+
+    dest = tmp_path / name
+    shutil.copytree(DEFAULT_RUN, dest, ignore=shutil.ignore_patterns("al", "training"))
+    return dest
+
+
+def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path):
+    run_dir = _copy_default(tmp_path, "run")
+    cmd, env = _al(run_dir, "--strategy", "random", "--cycles", "400", "--seed", "4", "--json", "--quiet")
     log = open(tmp_path / "stderr.txt", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
-    path = run_dir / "al" / "random-b1-poolall-s4.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until some cycles are on disk, then kill hard
-        if path.exists() and path.read_text().count("\n") >= 10:
+    path = run_dir / "al" / "random-b1-pool7195-s4.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:  # wait until cycles are on disk, then kill hard
+        if path.exists() and path.read_bytes().count(b"\n") >= 12:
             break
-        time.sleep(0.05)
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     _, partial = History(path).read()
-    assert 8 <= len(partial) < 61, "not killed part-way: " + (tmp_path / "stderr.txt").read_text()[-2000:]
+    assert 10 <= len(partial) < 401, "not killed part-way: " + (tmp_path / "stderr.txt").read_text()[-2000:]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     _, records = History(path).read()
-    assert [r["cycle"] for r in records] == list(range(61))
+    assert [r["cycle"] for r in records] == list(range(401))
     picked = [p for r in records for p in r["picked"]]
-    assert len(picked) == len(set(picked)) == 60
+    assert len(picked) == len(set(picked)) == 400
     assert records[: len(partial)] == partial  # nothing rewritten
     # the resumed run is the run that would have happened without the kill
-    other = tmp_path / "other"
-    shutil.copytree(tiny_run.dir, other)
-    cmd2, _ = _al(other, "--strategy", "random", "--cycles", "60", "--seed", "4", "--json")
+    other = _copy_default(tmp_path, "other")
+    cmd2, _ = _al(other, "--strategy", "random", "--cycles", "400", "--seed", "4", "--json", "--quiet")
     subprocess.run(cmd2, env=env, capture_output=True, timeout=300, check=True)
-    _, clean = History(other / "al" / "random-b1-poolall-s4.jsonl").read()
+    _, clean = History(other / "al" / "random-b1-pool7195-s4.jsonl").read()
     assert [r["picked"] for r in clean] == [r["picked"] for r in records]
     np.testing.assert_allclose([r["mae"] for r in clean], [r["mae"] for r in records], rtol=1e-9)
     assert json.loads(out.stdout.strip().splitlines()[-1])["final_mae_mean"] == pytest.approx(records[-1]["mae"])
