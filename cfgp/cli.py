@@ -89,7 +89,7 @@ def cmd_predict(args) -> int:
     import numpy as np
 
     from cfgp.data import load_materials
-    from cfgp.pipeline import load_gp
+    from cfgp.pipeline import load_gp, predict_rows
 
     run = _run(args)
     gp = load_gp(run)
@@ -117,10 +117,8 @@ def cmd_predict(args) -> int:
             emit({"source": str(path), "id": issue.record, "error": issue.reason})
         X = feat.transform(mats.structures(), names=mats.ids, on_error="skip")
         issues = {i.record: i.reason for i in feat.last_issues_}
-        ok = np.isfinite(X).all(axis=1)
-        mean, std = np.full(len(X), np.nan), np.full(len(X), np.nan)
-        if ok.any():
-            mean[ok], std[ok] = gp.predict(X[ok], return_std=True)
+        mean, std = predict_rows(gp, X)
+        ok = np.isfinite(mean)
         for i, row in mats.frame.iterrows():
             if not ok[i]:
                 n_bad += 1

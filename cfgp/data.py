@@ -141,10 +141,6 @@ class Materials:
             idx = tqdm(list(idx), desc="parse CIFs", unit="cif")
         return [self.structure(int(i)) for i in idx]
 
-    def subset(self, indices: Sequence[int]) -> "Materials":
-        indices = np.asarray(indices, dtype=int)
-        return Materials(self.frame.iloc[indices], self.report, [self._structures[i] for i in indices])
-
     def index_of(self, ids: Iterable[str]) -> np.ndarray:
         lookup = pd.Series(np.arange(len(self)), index=self.frame["material_id"])
         missing = [i for i in ids if i not in lookup.index]

@@ -51,6 +51,7 @@ class Run:
         self.settings = read_json(self.dir / RUN_FILE)
         self._materials: Materials | None = None
         self._split: Split | None = None
+        self._latents: tuple[str, np.ndarray] | None = None  # (file mtime/size key, array)
 
     @property
     def data_path(self) -> Path:
@@ -83,15 +84,19 @@ class Run:
         return MEGNetFeaturizer.load(self.dir)
 
     def latents(self) -> np.ndarray:
-        """Latents aligned with ``materials`` rows (from latents.npz)."""
+        """Latents aligned with ``materials`` rows (from latents.npz; cached until the file changes)."""
         path = self.dir / LATENTS_FILE
         if not path.exists():
             raise FileNotFoundError(f"{path}: no latents; run `cfgp featurize`")
-        z = np.load(path, allow_pickle=False)
-        pos = self.materials.index_of(z["material_id"].tolist())
-        X = np.full((len(self.materials), z["X"].shape[1]), np.nan)
-        X[pos] = z["X"]
-        return X
+        stat = path.stat()
+        key = f"{stat.st_mtime_ns}-{stat.st_size}"
+        if self._latents is None or self._latents[0] != key:
+            z = np.load(path, allow_pickle=False)
+            pos = self.materials.index_of(z["material_id"].tolist())
+            X = np.full((len(self.materials), z["X"].shape[1]), np.nan)
+            X[pos] = z["X"]
+            self._latents = (key, X)
+        return self._latents[1]
 
 
 def init_run(
@@ -191,6 +196,23 @@ def _gp_key(run: Run, gp_params: dict) -> dict:
     return {"gp_params": gp_params, "latents_hash": str(z["model_hash"]), "split": run.settings["split"]}
 
 
+def _train_data(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """Latents and energies of the train split, without materials whose featurisation failed."""
+    X, y = run.latents(), run.materials.y
+    tr = run.split.train
+    ok = np.isfinite(X[tr]).all(axis=1)
+    return X[tr][ok], y[tr][ok]
+
+
+def predict_rows(gp, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GP mean and σ per row of X; NaN for rows whose latent is missing (failed featurisation)."""
+    ok = np.isfinite(X).all(axis=1)
+    mean, std = np.full(len(X), np.nan), np.full(len(X), np.nan)
+    if ok.any():
+        mean[ok], std[ok] = gp.predict(X[ok], return_std=True)
+    return mean, std
+
+
 def fit_gp(run: Run, gp=None, refit: bool = False):
     """Fit GP hyper-parameters on the train latents (saved to gp.json; reloaded when settings match)."""
     from cfgp.gp import CFGP
@@ -202,11 +224,9 @@ def fit_gp(run: Run, gp=None, refit: bool = False):
         saved = read_json(path)
         if saved.get("key") == key:
             return load_gp(run)
-    X, y = run.latents(), run.materials.y
-    tr = run.split.train
-    ok = np.isfinite(X[tr]).all(axis=1)
-    gp.fit(X[tr][ok], y[tr][ok])
-    write_json(path, {"key": key, "gp": gp.to_dict(), "n_train": int(ok.sum())})
+    X, y = _train_data(run)
+    gp.fit(X, y)
+    write_json(path, {"key": key, "gp": gp.to_dict(), "n_train": len(y)})
     return gp
 
 
@@ -219,20 +239,14 @@ def load_gp(run: Run, conditioned: bool = True):
         raise FileNotFoundError(f"{path}: no fitted GP; run `cfgp fit`")
     gp = CFGP.from_dict(read_json(path)["gp"])
     if conditioned:
-        X, y = run.latents(), run.materials.y
-        tr = run.split.train
-        ok = np.isfinite(X[tr]).all(axis=1)
-        gp.condition(X[tr][ok], y[tr][ok])
+        gp.condition(*_train_data(run))
     return gp
 
 
 def predictions(run: Run, gp=None) -> dict[str, np.ndarray]:
     """GP mean and σ for every material of the run (NaN where a latent is missing)."""
     gp = gp if gp is not None else load_gp(run)
-    X = run.latents()
-    ok = np.isfinite(X).all(axis=1)
-    mean, std = np.full(len(X), np.nan), np.full(len(X), np.nan)
-    mean[ok], std[ok] = gp.predict(X[ok], return_std=True)
+    mean, std = predict_rows(gp, run.latents())
     return {"mean": mean, "std": std}
 
 
