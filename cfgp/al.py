@@ -333,39 +333,77 @@ class ActiveLearner:
 
 
 # ------------------------------------------------------------- persistence
+class HistoryError(ValueError):
+    """A history file that cannot be read as written by :class:`History`; the message names file and line."""
+
+
 class History:
     """An append-only JSON-lines file: a header with the settings, then one record per cycle.
 
-    Each record is written with one O_APPEND write and fsync; a torn last line from a kill is
-    dropped on reopening, so a resumed run loses at most the cycle in flight and never duplicates.
+    Each record is written with one O_APPEND write and fsync, so a kill leaves at most a torn last
+    line. Readers never write: :meth:`read` ignores a torn last line (a writer may be mid-write) and
+    reports a garbled line elsewhere as an error. Only the run that owns the file repairs it
+    (:meth:`repair`, under an exclusive lock held for the whole run, see :func:`run_history`).
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def read(self) -> tuple[dict | None, list[dict]]:
+    def _parse(self) -> tuple[dict | None, list[dict], int, bytes]:
+        """(header, records, bytes of complete good lines, the torn tail)."""
         if not self.path.exists():
-            return None, []
-        lines = self.path.read_bytes().split(b"\n")
-        header, records, good_bytes = None, [], 0
-        for raw in lines:
-            if not raw.strip():
-                good_bytes += len(raw) + 1
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError:
-                break  # torn write at the end
-            good_bytes += len(raw) + 1
-            if header is None:
-                header = obj
-            else:
-                records.append(obj)
-        size = self.path.stat().st_size
-        if good_bytes < size:
-            with open(self.path, "r+b") as fh:
-                fh.truncate(good_bytes)
+            return None, [], 0, b""
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        tail = lines.pop()  # text after the last newline: empty, or a write in flight / torn by a kill
+        header, records, good = None, [], 0
+        for n, raw in enumerate(lines, start=1):
+            if raw.strip():
+                try:
+                    obj = json.loads(raw)
+                except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
+                    if n == len(lines) and not tail:  # a last line that ends in a newline but is torn
+                        return header, records, good, raw + b"\n"
+                    raise HistoryError(f"{self.path}, line {n}: not a JSON record ({str(exc)[:80]}); the file "
+                                       "was edited or corrupted, remove the line or the file") from None
+                if not isinstance(obj, dict):
+                    raise HistoryError(f"{self.path}, line {n}: expected a JSON object, got {type(obj).__name__}")
+                if header is None:
+                    header = obj
+                else:
+                    records.append(obj)
+            good += len(raw) + 1
+        return header, records, good, tail
+
+    def read(self) -> tuple[dict | None, list[dict]]:
+        """Header and complete records; never modifies the file."""
+        header, records, _, _ = self._parse()
         return header, records
+
+    def repair(self) -> str | None:
+        """Cut a torn last line (for the writer that owns the file); returns what was dropped, or None."""
+        _, records, good, tail = self._parse()
+        if not tail:
+            return None
+        with open(self.path, "r+b") as fh:
+            fh.truncate(good)
+            os.fsync(fh.fileno())
+        return (f"{self.path}: dropped an incomplete last line ({len(tail)} bytes, a record cut by a kill) after "
+                f"{len(records)} complete records")
+
+    def lock(self):
+        """An exclusive, non-blocking lock on the history (one writer per file); raises if another run holds it."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path.with_name(self.path.name + ".lock"), "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise HistoryError(f"{self.path} is being written by another run; wait for it or choose another folder")\
+                from None
+        return fh
 
     def append(self, obj: dict) -> None:
         data = (json.dumps(obj, default=float) + "\n").encode()
@@ -378,40 +416,56 @@ class History:
 
 
 def run_history(learner: ActiveLearner, path: str | Path, header: dict, cycles: int | None = None,
-                progress: bool = False) -> list[dict]:
-    """Run (or resume) an active-learning run into a history file; returns all its records."""
+                progress: bool = False, log: Callable[[str], None] | None = None) -> list[dict]:
+    """Run (or resume) an active-learning run into a history file; returns all its records.
+
+    Holds the history's lock while it runs; a resumed run produces exactly the records an
+    uninterrupted run would (cycle 0 included, nothing duplicated).
+    """
     hist = History(path)
     hist.path.parent.mkdir(parents=True, exist_ok=True)
-    saved_header, records = hist.read()
-    if saved_header is not None and saved_header != header:
-        raise ValueError(f"{path} holds a run with other settings; remove it or choose another folder")
-    if saved_header is None:
-        hist.append(header)
-        rec0 = learner.record()
-        hist.append(rec0)
-        records = [rec0]
-    else:
-        # replay the saved picks through the same updates (no selection needed)
-        lookup = {pid: i for i, pid in enumerate(learner.pool_ids)}
-        for rec in records[1:]:
-            learner.apply(np.array([lookup[p] for p in rec["picked"]], dtype=int))
-    total = learner.settings.cycles if cycles is None else cycles
-    remaining = total - learner.cycle
-    bar = None
-    if progress and remaining > 0:
-        from tqdm.auto import tqdm
+    lock = hist.lock()
+    try:
+        dropped = hist.repair()
+        if dropped and log is not None:
+            log(dropped)
+        saved_header, records = hist.read()
+        if saved_header is not None and saved_header != header:
+            raise ValueError(f"{path} holds a run with other settings; remove it or choose another folder")
+        if saved_header is None:
+            hist.append(header)
+        if not records:  # new, or killed between the header and the first record
+            rec0 = learner.record()
+            hist.append(rec0)
+            records = [rec0]
+        else:
+            # replay the saved picks through the same updates (no selection needed)
+            lookup = {pid: i for i, pid in enumerate(learner.pool_ids)}
+            for n, rec in enumerate(records[1:], start=1):
+                unknown = [p for p in rec.get("picked", []) if p not in lookup]
+                if unknown:
+                    raise HistoryError(f"{path}: record of cycle {rec.get('cycle', n)} picks {unknown[:3]}, which are "
+                                       "not in this run's pool; the file belongs to another run")
+                learner.apply(np.array([lookup[p] for p in rec["picked"]], dtype=int))
+        total = learner.settings.cycles if cycles is None else cycles
+        remaining = total - learner.cycle
+        bar = None
+        if progress and remaining > 0:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=learner.cycle, desc=f"AL {learner.settings.strategy} seed "
-                                                             f"{learner.settings.seed}", unit="cycle")
-    for rec in learner.steps(max(remaining, 0)):
-        hist.append(rec)
-        records.append(rec)
+            bar = tqdm(total=total, initial=learner.cycle, desc=f"AL {learner.settings.strategy} seed "
+                                                                 f"{learner.settings.seed}", unit="cycle")
+        for rec in learner.steps(max(remaining, 0)):
+            hist.append(rec)
+            records.append(rec)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(mae=f"{rec['mae']:.4f}")
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(mae=f"{rec['mae']:.4f}")
-    if bar is not None:
-        bar.close()
-    return records
+            bar.close()
+        return records
+    finally:
+        lock.close()
 
 
 # ------------------------------------------------------------ comparisons

@@ -29,6 +29,7 @@ def cmd_train(args) -> int:
     settings = MEGNetSettings(seed=args.seed, batch_size=args.batch_size, lr=args.lr)
     t0 = time.time()
     feat, state = train_megnet(run, settings, epochs=args.epochs, patience=args.patience,
+                               min_rel_improvement=args.min_improvement / 100,
                                max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     out = {"run": str(run.dir), "epochs_run": state.epoch, "best_epoch": state.best_epoch,
            "best_val_mae": state.best_val_mae, "finished": state.finished, "reason": state.reason,
@@ -241,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--energy-window", type=float, nargs=2, default=(-5.0, 1.0), metavar=("LO", "HI"))
     t.add_argument("--no-energy-window", action="store_true")
     t.add_argument("--epochs", type=int, default=1000)
-    t.add_argument("--patience", type=int, default=80)
+    t.add_argument("--patience", type=int, default=80,
+                   help="stop after this many epochs without enough validation progress")
+    t.add_argument("--min-improvement", type=float, default=0.0, metavar="PERCENT",
+                   help="progress that counts for --patience: a relative drop of the best validation MAE (default 0)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")

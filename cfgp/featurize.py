@@ -57,6 +57,10 @@ class TrainState:
     reason: str = ""
     lr: float | None = None
     since_lr_change: int = 0
+    # early stopping on *meaningful* progress: the epoch and MAE of the last improvement by at least
+    # ``min_rel_improvement`` (the paper trained "until the validation error equilibrated")
+    plateau_epoch: int = -1
+    plateau_val_mae: float = float("inf")
 
 
 def _quiet_megnet() -> None:
@@ -149,6 +153,7 @@ class MEGNetFeaturizer:
         max_seconds: float | None = None,
         progress: bool = True,
         on_epoch: Callable[[dict], None] | None = None,
+        min_rel_improvement: float = 0.0,
     ) -> "MEGNetFeaturizer":
         """Train on (structures, y), early-stopping on the validation MAE.
 
@@ -163,13 +168,16 @@ class MEGNetFeaturizer:
         val_y = np.asarray(val_y, dtype=float)[val_kept]
         return self.fit_graphs(
             graphs, y, val_graphs, val_y, epochs=epochs, patience=patience, checkpoint_dir=checkpoint_dir,
-            max_seconds=max_seconds, progress=progress, on_epoch=on_epoch,
+            max_seconds=max_seconds, progress=progress, on_epoch=on_epoch, min_rel_improvement=min_rel_improvement,
         )
 
     def fit_graphs(
         self, graphs, y, val_graphs, val_y, *, epochs=500, patience=60, checkpoint_dir=None,
         max_seconds=None, progress=True, on_epoch=None, lr_patience: int = 20, min_lr: float = 1e-5,
+        min_rel_improvement: float = 0.0,
     ) -> "MEGNetFeaturizer":
+        """Train on graphs; stop after ``patience`` epochs in which the best validation MAE has not improved
+        by at least ``min_rel_improvement`` (relative; 0 means any improvement), or after ``epochs``."""
         import tensorflow as tf
 
         ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -192,7 +200,13 @@ class MEGNetFeaturizer:
                 ckpt.restore(manager.latest_checkpoint).expect_partial()
                 if state.finished and state.reason.startswith("reached") and state.epoch < epochs:
                     state.finished, state.reason = False, ""  # asked for more epochs than last time
+        if state.plateau_epoch < 0 and state.best_epoch >= 0:  # a state saved before plateau tracking existed
+            state.plateau_epoch, state.plateau_val_mae = state.best_epoch, state.best_val_mae
+        if (state.finished and state.reason.startswith("early stop")
+                and state.epoch - state.plateau_epoch < patience and state.epoch < epochs):
+            state.finished, state.reason = False, ""  # resumed with a longer patience or a finer criterion
         if state.finished:
+            self.train_state_ = state
             self._restore_best(ckpt_dir)
             return self
         if state.lr is not None:
@@ -219,6 +233,8 @@ class MEGNetFeaturizer:
                 )
                 if val_mae < state.best_val_mae:
                     state.best_val_mae, state.best_epoch = val_mae, epoch + 1
+                    if val_mae < state.plateau_val_mae * (1.0 - min_rel_improvement):
+                        state.plateau_val_mae, state.plateau_epoch = val_mae, epoch + 1
                     if ckpt_dir is not None:
                         featurizer.model.model.save_weights(str(ckpt_dir / ("best." + WEIGHTS_FILE)))
                     else:
@@ -234,8 +250,9 @@ class MEGNetFeaturizer:
                     state.since_lr_change = 0
                 if np.isnan(val_mae):
                     state.finished, state.reason = True, "validation MAE is NaN"
-                elif state.epoch - state.best_epoch >= patience:
-                    state.finished, state.reason = True, f"early stop: no improvement for {patience} epochs"
+                elif state.epoch - state.plateau_epoch >= patience:
+                    by = f" by {100 * min_rel_improvement:g} %" if min_rel_improvement else ""
+                    state.finished, state.reason = True, f"early stop: no improvement{by} for {patience} epochs"
                 elif state.epoch >= epochs:
                     state.finished, state.reason = True, f"reached {epochs} epochs"
                 if manager is not None:

@@ -147,6 +147,7 @@ def train_megnet(
     patience: int = 80,
     max_seconds: float | None = None,
     progress: bool = True,
+    min_rel_improvement: float = 0.0,
 ):
     """Train MEGNet on the train split (a seeded validation part of it for early stopping)."""
     from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings
@@ -162,14 +163,14 @@ def train_megnet(
     feat.fit(
         structures[: len(fit)], m.y[fit], val_structures=structures[len(fit):], val_y=m.y[val],
         epochs=epochs, patience=patience, checkpoint_dir=run.dir / "training", max_seconds=max_seconds,
-        progress=progress,
+        progress=progress, min_rel_improvement=min_rel_improvement,
     )
     state = feat.train_state_
     write_json(run.dir / "training" / "summary.json", {
         "n_fit": len(fit), "n_val": len(val), "val_ids": m.ids[val].tolist(),
         "epochs_run": state.epoch, "best_epoch": state.best_epoch, "best_val_mae": state.best_val_mae,
         "finished": state.finished, "reason": state.reason or "time limit (resume with the same command)",
-        "epochs": epochs, "patience": patience,
+        "epochs": epochs, "patience": patience, "min_rel_improvement": min_rel_improvement,
     })
     feat.save(run.dir)
     return feat, state
@@ -304,7 +305,10 @@ def run_active_learning(run: Run, settings, progress: bool = True, path: Path | 
     gp = load_gp(run, conditioned=False)
     learner = active_learner(run, settings, gp)
     header = al_header(run, settings, gp.to_dict())
-    return run_history(learner, path or al_history_path(run, settings), header, progress=progress)
+    import sys
+
+    return run_history(learner, path or al_history_path(run, settings), header, progress=progress,
+                       log=lambda msg: print(msg, file=sys.stderr))
 
 
 def load_al_histories(run: Run, pattern: str = "*.jsonl") -> dict[str, list[list[dict]]]:

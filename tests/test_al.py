@@ -95,15 +95,72 @@ def test_ei_and_ucb_find_low_energies_faster_than_random(data):
     assert best["ei"] <= best["random"]
 
 
-def test_history_drops_a_torn_last_line(tmp_path):
+def test_reading_never_writes_and_only_the_owner_cuts_a_torn_line(tmp_path):
     h = History(tmp_path / "h.jsonl")
     h.append({"header": 1})
     h.append({"cycle": 0})
     with open(h.path, "ab") as fh:
-        fh.write(b'{"cycle": 1, "mae": 0.')  # killed mid-write
+        fh.write(b'{"cycle": 1, "mae": 0.')  # killed mid-write (or a writer still writing)
+    before = h.path.read_bytes()
     header, records = h.read()
     assert header == {"header": 1} and records == [{"cycle": 0}]
+    assert h.path.read_bytes() == before  # a reader left the file alone
+    msg = h.repair()
+    assert "incomplete last line" in msg and "1 complete records" in msg
     assert h.path.read_bytes().endswith(b'{"cycle": 0}\n')
+    assert h.repair() is None
+
+
+def test_a_garbled_middle_line_is_reported_with_file_and_line(tmp_path):
+    from cfgp.al import HistoryError
+
+    p = tmp_path / "h.jsonl"
+    p.write_text('{"header": 1}\n{"cycle": 0}\n{"cyc\n{"cycle": 2}\n')
+    with pytest.raises(HistoryError, match=r"h\.jsonl, line 3"):
+        History(p).read()
+    assert p.read_text().count("\n") == 4
+
+
+def test_kill_between_header_and_first_record_keeps_cycle_zero(data, tmp_path):
+    from cfgp.al import run_history
+
+    gp, Xtr, ytr, Xpo, ypo, Xte, yte, ids = data
+    settings = ALSettings(strategy="entropy", cycles=6, seed=0, pool_size=None)
+    path = tmp_path / "h.jsonl"
+
+    def learner():
+        return ActiveLearner(gp, Xtr, ytr, Xpo, ypo, Xte, yte, settings, pool_ids=ids)
+
+    clean = run_history(learner(), tmp_path / "clean.jsonl", {"s": 1})
+    History(path).append({"s": 1})  # the kill came right after the header
+    resumed = run_history(learner(), path, {"s": 1})
+    assert [r["cycle"] for r in resumed] == list(range(7))
+    assert [r["picked"] for r in resumed] == [r["picked"] for r in clean]
+    assert History(path).read()[1] == resumed
+
+
+def test_readers_during_a_run_leave_the_history_complete_and_consecutive(data, tmp_path):
+    """A writer and a reader polling the same file (as `cfgp al-compare` and the app do): nothing lost."""
+    import threading
+
+    from cfgp.al import run_history
+
+    gp, Xtr, ytr, Xpo, ypo, Xte, yte, ids = data
+    settings = ALSettings(strategy="random", cycles=60, seed=5, pool_size=None)
+    learner = ActiveLearner(gp, Xtr, ytr, Xpo, ypo, Xte, yte, settings, pool_ids=ids)
+    path = tmp_path / "h.jsonl"
+    out = {}
+    writer = threading.Thread(target=lambda: out.update(records=run_history(learner, path, {"s": 2})))
+    writer.start()
+    reads = 0
+    while writer.is_alive():
+        header, records = History(path).read()
+        reads += 1
+        assert [r["cycle"] for r in records] == list(range(len(records)))
+    writer.join()
+    _, records = History(path).read()
+    assert reads > 3
+    assert [r["cycle"] for r in records] == list(range(61)) and records == out["records"]
 
 
 def test_compare_counts_labels_to_reach_the_baseline():

@@ -47,6 +47,10 @@ def test_training_resumes_where_it_stopped(tiny_run, tmp_path):
                                              checkpoint_dir=ckpt, progress=False)
     # one more epoch, not three: history continues without repeats
     assert [h["epoch"] for h in resumed.train_state_.history] == [1, 2, 3]
+    # asking a finished run again returns its state (no retraining, no AttributeError)
+    again = MEGNetFeaturizer(settings).fit(s, m.y[tr], val_structures=vs, val_y=m.y[va], epochs=3,
+                                           checkpoint_dir=ckpt, progress=False)
+    assert again.train_state_.epoch == 3 and again.train_state_.finished
     with pytest.raises(ValueError, match="other settings"):
         MEGNetFeaturizer(MEGNetSettings(seed=6)).fit(s, m.y[tr], val_structures=vs, val_y=m.y[va], epochs=3,
                                                      checkpoint_dir=ckpt, progress=False)
@@ -60,3 +64,15 @@ def test_megnet_learns_something(tiny_run):
     pred = feat.predict(m.structures(test))
     y = m.y[test]
     assert np.mean(np.abs(pred - y)) < np.mean(np.abs(y - np.median(m.y[sp.train])))
+
+
+def test_early_stopping_counts_only_meaningful_progress(tiny_run, tmp_path):
+    """With min_rel_improvement, an improvement smaller than that share does not reset the patience."""
+    m, sp = tiny_run.materials, tiny_run.split
+    tr, va = sp.train[:40], sp.train[40:60]
+    feat = MEGNetFeaturizer(MEGNetSettings(seed=7)).fit(
+        m.structures(tr), m.y[tr], val_structures=m.structures(va), val_y=m.y[va], epochs=20, patience=2,
+        min_rel_improvement=0.99, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    state = feat.train_state_
+    assert state.epoch == 3 and state.plateau_epoch == 1  # only the first epoch counted as progress
+    assert state.reason == "early stop: no improvement by 99 % for 2 epochs"

@@ -1,0 +1,299 @@
+"""Dashboard latency at classroom scale: serve the app, drive it in headless Chromium, print one JSON line.
+
+    python benchmarks/app_latency.py [--run data/default] [--sessions 10]
+
+Serves ``panel serve app.py`` on 127.0.0.1 (the embedded default unless --run), drives it with Playwright and
+Debian's Chromium, and measures what a user waits for, in the browser: the first plot, a tap → details, a
+brush → linked metrics, active-learning steps per second at the top speed, a committed 1,500-cycle replay to
+its end, a warm prediction, the live t-SNE until converged, then N concurrent sessions (first plot of each)
+and the server's resident memory idle, with N sessions open, and after they close.
+Pause any background job first (e.g. `kill -STOP`); the browsers run on the same machine as the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+TEXT_OF = """(css) => { const find = (root) => { const el = root.querySelector(css); if (el) return el;
+  for (const h of root.querySelectorAll('*')) { if (h.shadowRoot) { const f = find(h.shadowRoot); if (f) return f; } }
+  return null; };
+  const el = find(document); if (!el) return '';
+  const txt = (n) => (n.shadowRoot ? txt(n.shadowRoot) : '') + Array.from(n.childNodes).map(
+    c => c.nodeType === 3 ? c.textContent : (c.nodeType === 1 && !['STYLE', 'SCRIPT'].includes(c.nodeName)
+             ? txt(c) : '')).join('');
+  return txt(el).replace(/\\s+/g, ' ').trim(); }"""
+MODEL_JS = """([name, expr]) => { for (const d of Bokeh.documents) { const m = d.get_model_by_name(name);
+  if (m) return (new Function('m', 'return ' + expr))(m); } return null; }"""
+MAP_READY = """() => { if (!window.Bokeh) return false; for (const d of Bokeh.documents) {
+  const s = d.get_model_by_name('map-source'); if (s) { const x = s.data instanceof Map ? s.data.get('x') : s.data.x;
+  if (x && x.length > 0) return document.querySelector('.bk-Figure, [class*=bk-panel-models]') !== null; } }
+  return false; }"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Page:
+    """A Playwright page on the app with helpers that read what the user sees."""
+
+    def __init__(self, page):
+        self.page = page
+
+    async def text(self, css: str) -> str:
+        return await self.page.evaluate(TEXT_OF, css)
+
+    async def model(self, name: str, expr: str):
+        return await self.page.evaluate(MODEL_JS, [name, expr])
+
+    async def wait_text(self, css: str, pattern: str, timeout: float = 120) -> str:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            t = await self.text(css)
+            if re.search(pattern, t):
+                return t
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"{css}: no {pattern!r} within {timeout} s (last: {t[:200]!r})")
+
+    async def tab(self, name: str) -> None:
+        await self.page.get_by_role("tab", name=name).click()
+        await asyncio.sleep(0.5)
+
+
+async def open_session(browser, url: str) -> tuple[Page, float, object]:
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = await ctx.new_page()
+    t0 = time.perf_counter()
+    await pg.goto(url, timeout=300_000)
+    await pg.wait_for_function(MAP_READY, timeout=300_000, polling=50)
+    return Page(pg), time.perf_counter() - t0, ctx
+
+
+async def figure_box(p: Page, index: int = 0):
+    figs = p.page.locator(".bk-Figure >> visible=true")
+    return await figs.nth(index).bounding_box()
+
+
+async def measure_tap(p: Page) -> float:
+    await p.tab("Latent map")
+    box = await figure_box(p)
+    times = []
+    spots = [(0.5, 0.5), (0.35, 0.4), (0.65, 0.6), (0.45, 0.7), (0.6, 0.35), (0.3, 0.6), (0.7, 0.45)]
+    for fx, fy in spots:
+        before = await p.text(".details")
+        t0 = time.perf_counter()
+        await p.page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        try:
+            deadline = t0 + 20
+            while time.perf_counter() < deadline:
+                t = await p.text(".details")
+                if "atoms per cell" in t and t != before:
+                    times.append(1000 * (time.perf_counter() - t0))
+                    break
+                await asyncio.sleep(0.01)
+        except TimeoutError:
+            pass
+    if not times:
+        raise RuntimeError("no tap gave details")
+    return statistics.median(times)
+
+
+async def measure_brush(p: Page) -> float:
+    await p.tab("Calibration")
+    times = []
+    for k, (a, b) in enumerate([((0.2, 0.1), (0.7, 0.8)), ((0.3, 0.2), (0.9, 0.9)), ((0.1, 0.3), (0.6, 0.95))]):
+        await p.page.locator("[title='Box Select'] >> visible=true").nth(1).click()
+        box = await figure_box(p, 1)
+        await p.page.mouse.move(box["x"] + box["width"] * a[0], box["y"] + box["height"] * a[1])
+        await p.page.mouse.down()
+        await p.page.mouse.move(box["x"] + box["width"] * b[0], box["y"] + box["height"] * b[1], steps=5)
+        before = await p.text(".calibration-metrics")
+        t0 = time.perf_counter()
+        await p.page.mouse.up()
+        deadline = t0 + 60
+        while time.perf_counter() < deadline:
+            t = await p.text(".calibration-metrics")
+            if "selected of the" in t and t != before:
+                times.append(1000 * (time.perf_counter() - t0))
+                break
+            await asyncio.sleep(0.01)
+        await p.page.get_by_role("button", name="Clear selection").click()
+        await p.wait_text(".calibration-metrics", r"^(?!.*selected of the)", 30)
+    if not times:
+        raise RuntimeError("no brush updated the metrics")
+    return statistics.median(times)
+
+
+def _cycle(text: str) -> int:
+    m = re.search(r"cycle (\d+)", text)
+    return int(m.group(1)) if m else -1
+
+
+async def set_slider_max(p: Page, name: str) -> None:
+    """Move a Panel slider to its maximum with the keyboard (End on its handle)."""
+    slider = p.page.locator(f".{name} .noUi-handle >> visible=true").first
+    await slider.focus()
+    await slider.press("End")
+    await asyncio.sleep(0.3)
+
+
+async def measure_al(p: Page, seconds: float = 8.0) -> float:
+    await p.tab("Active learning")
+    await p.page.get_by_role("button", name="Reset").click()
+    await set_slider_max(p, "al-speed")
+    await p.page.get_by_role("button", name="Step").click()  # builds the learner (not part of the rate)
+    await p.wait_text(".al-cycle", r"cycle 1 ", 120)
+    await p.page.get_by_role("button", name="▶ Play").click()
+    await p.wait_text(".al-cycle", r"cycle ([3-9]|\d\d+) ", 60)
+    c0, t0 = _cycle(await p.text(".al-cycle")), time.perf_counter()
+    await asyncio.sleep(seconds)
+    c1, t1 = _cycle(await p.text(".al-cycle")), time.perf_counter()
+    await p.page.get_by_role("button", name="❚❚ Pause").click()
+    return (c1 - c0) / (t1 - t0)
+
+
+async def measure_replay(p: Page, stem: str) -> tuple[float, int]:
+    await p.tab("Active learning")
+    await p.page.get_by_role("button", name="Reset").click()
+    await p.page.locator("select >> visible=true").first.select_option(label=f"replay {stem}")
+    await p.wait_text(".al-status", "Replaying|replay", 60)
+    await set_slider_max(p, "al-replay-speed")
+    t0 = time.perf_counter()
+    await p.page.get_by_role("button", name="▶ Play").click()
+    text = await p.wait_text(".al-cycle", r"cycle 1500 ", 120)
+    return time.perf_counter() - t0, _cycle(text)
+
+
+async def measure_predict(p: Page, cif_path: Path) -> float:
+    await p.tab("Predict")
+    upload = p.page.locator("input[type=file]")
+    times = []
+    for k in range(3):  # the first builds the network (~20 s): not counted
+        before = await p.text(".prediction")
+        t0 = time.perf_counter()
+        await upload.set_input_files(str(cif_path))
+        deadline = t0 + 300
+        while time.perf_counter() < deadline:
+            t = await p.text(".prediction")
+            if "Predicted formation energy" in t and t != before:
+                break
+            await asyncio.sleep(0.01)
+        if k:
+            times.append(1000 * (time.perf_counter() - t0))
+        await upload.set_input_files([])
+    return statistics.median(times)
+
+
+async def measure_tsne(p: Page) -> float:
+    await p.tab("Latent map")
+    t0 = time.perf_counter()
+    await p.page.get_by_role("button", name="Recompute t-SNE live").click()
+    await p.wait_text(".tsne-status", "converged", 300)
+    return time.perf_counter() - t0
+
+
+async def main_async(args) -> dict:
+    from playwright.async_api import async_playwright
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/app"
+    env = dict(os.environ, CFGP_RUN=str(Path(args.run).resolve()), PYTHONWARNINGS="ignore")
+    log = open(Path(tempfile.gettempdir()) / "cfgp_app_latency.log", "w")
+    t_start = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app.py", "--address", "127.0.0.1",
+                               "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    out: dict = {"run": str(args.run), "machine": f"{os.cpu_count()} cores"}
+    try:
+        while True:
+            try:
+                if urllib.request.urlopen(url, timeout=300).status == 200:
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError("panel serve exited; see " + log.name)
+                time.sleep(0.3)
+        out["server_first_page_s"] = round(time.perf_counter() - t_start, 1)
+        record = json.load(gzip.open(ROOT / "tests" / "fixtures" / "oxides_small.json.gz", "rt"))[0]
+        cif = Path(tempfile.mkdtemp()) / f"{record['material_id']}.cif"
+        cif.write_text(record["cif"])
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            warm, _, ctx = await open_session(browser, url)  # warms the server's shared data
+            await ctx.close()
+            await asyncio.sleep(args.settle)
+            out["rss_mb_idle"] = round(rss_mb(server.pid))
+            p, out["first_plot_s"], ctx = await open_session(browser, url)
+            out["tap_details_ms"] = round(await measure_tap(p))
+            out["brush_metrics_ms"] = round(await measure_brush(p))
+            out["al_steps_per_s"] = round(await measure_al(p), 1)
+            stem = args.replay
+            out["replay_1500_s"], _ = await measure_replay(p, stem)
+            out["replay_1500_s"] = round(out["replay_1500_s"], 2)
+            out["predict_ms"] = round(await measure_predict(p, cif))
+            out["tsne_live_s"] = round(await measure_tsne(p), 1)
+            await ctx.close()
+            # a class opens the dashboard at once
+            t0 = time.perf_counter()
+            sessions = await asyncio.gather(*[open_session(browser, url) for _ in range(args.sessions)])
+            out["sessions"] = args.sessions
+            out["first_plot_s_10_sessions_max"] = round(max(s[1] for s in sessions), 1)
+            out["first_plot_s_10_sessions_median"] = round(statistics.median(s[1] for s in sessions), 1)
+            out["all_sessions_s"] = round(time.perf_counter() - t0, 1)
+            await asyncio.sleep(2)
+            out["rss_mb_10_sessions"] = round(rss_mb(server.pid))
+            for _, _, c in sessions:
+                await c.close()
+            await browser.close()
+        await asyncio.sleep(args.settle)  # Bokeh drops closed sessions after --unused-session-lifetime
+        out["rss_mb_after_close"] = round(rss_mb(server.pid))
+        out["rss_after_close_vs_idle"] = round(out["rss_mb_after_close"] / out["rss_mb_idle"] - 1, 3)
+        text = Path(log.name).read_text(errors="replace")
+        out["server_log_tracebacks"] = text.count("Traceback")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default=str(ROOT / "data" / "default"))
+    ap.add_argument("--sessions", type=int, default=10)
+    ap.add_argument("--replay", default="entropy-b1-pool7195-s0", help="committed history to replay")
+    ap.add_argument("--settle", type=float, default=45.0,
+                    help="seconds to wait for closed sessions to be cleaned up before reading memory")
+    args = ap.parse_args()
+    print(json.dumps(asyncio.run(main_async(args))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,401 @@
+"""Calibration tab: parity, |residual| vs σ, calibration curve and metrics, all following the selection.
+
+Why it is built this way: a brush used to re-render three HoloViews plots and re-send every point
+(~19 s on the 16k default). Here the figures are built once per session on small sources (one split,
+at most :data:`MAX_POINTS` rows); what every session reads — the rows of each split, the whole-split
+curve and metrics, the outlier summary — is computed once per server (:func:`split_view`); a
+selection only sends ``selected.indices``, 100 curve values and a small HTML table.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import panel as pn
+import param
+from bokeh.models import (BoxSelectTool, ColorBar, ColumnDataSource, HoverTool, LassoSelectTool, Legend,
+                          LegendItem, LinearColorMapper, Slope)
+from bokeh.core.properties import value
+from bokeh.palettes import RdBu11
+from bokeh.plotting import figure
+
+from cfgp.calibration import METRIC_LABELS, calibration_curve, regression_metrics
+from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
+
+SPLITS = ("test", "pool", "train")
+#: the most points a scatter source holds; a bigger split (the 13k pool) is drawn as a seeded subsample
+MAX_POINTS = 4000
+N_BARS = 100
+SEED = 0
+#: fewer selected materials than this get a warning instead of metrics
+MIN_SCORED = 3
+#: the core's labels, with the count and the NLL made explicit (units where a metric has one)
+LABELS = {**METRIC_LABELS, "n": "materials (count)", "nll": "mean NLL (nats; E_f in eV/atom)"}
+SELECTED_RED = "#d62728"
+ALL_GREY = "#7f7f7f"
+HOVER = [("material", "@material_id"), ("formula", "@formula"), ("DFT E_f", "@dft{0.000} eV/atom"),
+         ("GP E_f", "@gp{0.000} ± @sigma{0.000} eV/atom"), ("|residual| − 2σ", "@excess{0.000} eV/atom")]
+
+
+def note(text: str) -> pn.pane.Markdown:
+    return pn.pane.Markdown(text, styles={"font-size": "0.95em"}, margin=(0, 10))
+
+
+def format_metric(key: str, value) -> str:
+    """Counts as integers with thousands separators, everything else with 4 decimals ('—' if undefined)."""
+    if key == "n":
+        return f"{int(value):,}"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return f"{v:.4f}" if np.isfinite(v) else "—"
+
+
+# ---------------------------------------------------------------- per-server precomputation
+@dataclass
+class SplitView:
+    """One (split, phosphates-only) view of the results: what the sources hold and the whole-view scores."""
+
+    split: str
+    phosphates: bool
+    rows: np.ndarray  # frame rows of every scored material of the view (sorted)
+    shown: np.ndarray  # frame rows drawn in the scatter plots (sorted; all rows or a seeded subsample)
+    parity: dict
+    residual: dict
+    bars: dict
+    expected: np.ndarray
+    observed: np.ndarray  # whole-view calibration curve
+    metrics: dict | None  # whole-view metrics (None if fewer than MIN_SCORED)
+    excess_limit: float
+    sigma_max: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.split} materials" + (" (phosphates only)" if self.phosphates else "")
+
+    def drawn(self, selected) -> np.ndarray:
+        """Local positions (in the sources) of the selected rows that are drawn."""
+        sel = np.asarray(selected, dtype=int)
+        if not len(sel) or not len(self.shown):
+            return np.zeros(0, int)
+        pos = np.minimum(np.searchsorted(self.shown, sel), len(self.shown) - 1)
+        return np.unique(pos[self.shown[pos] == sel])
+
+    def scored(self, selected) -> np.ndarray:
+        """Frame rows of the selected materials that belong to this view (drawn or not)."""
+        return np.intersect1d(self.rows, np.asarray(selected, dtype=int))
+
+
+class _Arrays:
+    """The frame's numeric columns as arrays, and the built views, of one server."""
+
+    def __init__(self, data: ServerData):
+        f = data.frame
+        self.dft = f["dft"].to_numpy(float)
+        self.gp = f["gp"].to_numpy(float)
+        self.sigma = f["sigma"].to_numpy(float)
+        self.excess = f["excess"].to_numpy(float)
+        self.split = f["split"].to_numpy().astype(str)
+        self.phosphate = f["is_phosphate"].to_numpy(bool)
+        self.material_id = f["material_id"].to_numpy(dtype=object)
+        self.formula = f["formula"].to_numpy(dtype=object)
+        self.ok = np.isfinite(self.dft) & np.isfinite(self.gp) & np.isfinite(self.sigma) & (self.sigma > 0)
+        self.views: dict[tuple[str, bool], SplitView] = {}
+        self.outliers: dict[str, dict] = {}
+
+
+_SERVER: "weakref.WeakKeyDictionary[ServerData, _Arrays]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def _arrays(data: ServerData) -> _Arrays:
+    with _LOCK:
+        if data not in _SERVER:
+            _SERVER[data] = _Arrays(data)
+        return _SERVER[data]
+
+
+def curve(a: _Arrays, rows: np.ndarray) -> np.ndarray:
+    """Observed proportions of the calibration curve of ``rows`` (NaN where there is nothing to score)."""
+    if not len(rows):
+        return np.full(100, np.nan)
+    return calibration_curve(a.gp[rows], a.sigma[rows], a.dft[rows])[1]
+
+
+def metrics(a: _Arrays, rows: np.ndarray) -> dict | None:
+    return regression_metrics(a.gp[rows], a.sigma[rows], a.dft[rows]) if len(rows) >= MIN_SCORED else None
+
+
+def split_view(data: ServerData, split: str, phosphates: bool) -> SplitView:
+    """The view of one split (built once per server, then shared read-only by every session)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    a = _arrays(data)
+    key = (split, bool(phosphates))
+    with _LOCK:
+        if key in a.views:
+            return a.views[key]
+    mask = a.ok & (a.split == split)
+    if phosphates:
+        mask &= a.phosphate
+    rows = np.flatnonzero(mask)
+    rng = np.random.default_rng(SEED)
+    shown = np.sort(rng.choice(rows, MAX_POINTS, replace=False)) if len(rows) > MAX_POINTS else rows
+    common = {"row": shown, "material_id": a.material_id[shown], "formula": a.formula[shown],
+              "dft": a.dft[shown], "gp": a.gp[shown], "sigma": a.sigma[shown], "excess": a.excess[shown]}
+    bar_rows = np.sort(np.random.default_rng(SEED).choice(shown, min(N_BARS, len(shown)), replace=False))
+    ex = a.excess[rows]
+    view = SplitView(
+        split=split, phosphates=bool(phosphates), rows=rows, shown=shown,
+        parity=dict(common),
+        residual={**common, "abs_residual": np.abs(a.gp[shown] - a.dft[shown])},
+        bars={"dft": a.dft[bar_rows], "lower": a.gp[bar_rows] - 2 * a.sigma[bar_rows],
+              "upper": a.gp[bar_rows] + 2 * a.sigma[bar_rows]},
+        expected=np.linspace(0, 1, 100), observed=curve(a, rows), metrics=metrics(a, rows),
+        excess_limit=float(max(0.05, np.percentile(np.abs(ex), 98))) if len(ex) else 0.05,
+        sigma_max=float(a.sigma[rows].max()) * 1.05 if len(rows) else 1.0)
+    with _LOCK:
+        return a.views.setdefault(key, view)
+
+
+def outlier_summary(data: ServerData, split: str) -> dict:
+    """How many materials of a split lie outside ±2σ and how many of those are phosphates (per server)."""
+    a = _arrays(data)
+    with _LOCK:
+        if split in a.outliers:
+            return a.outliers[split]
+    rows = np.flatnonzero(a.ok & (a.split == split))
+    out = rows[a.excess[rows] > 0]
+    summary = {"n": len(rows), "outside": len(out), "phosphates_outside": int(a.phosphate[out].sum()),
+               "phosphates": int(a.phosphate[rows].sum())}
+    with _LOCK:
+        return a.outliers.setdefault(split, summary)
+
+
+def outlier_text(s: dict, split: str) -> str:
+    """A sentence about phosphates among the outliers that is true for the data shown."""
+    if not s["n"]:
+        return f"The {split} split is empty in this run."
+    if not s["outside"]:
+        return (f"None of the {s['n']:,} {split} materials lies outside ±2σ. The paper found phosphates among its "
+                f"outliers; tick “phosphates only” to look at the {s['phosphates']:,} phosphates here.")
+    share_out = s["phosphates_outside"] / s["outside"]
+    share_all = s["phosphates"] / s["n"]
+    if share_out > 1.25 * share_all:
+        verdict = "more than their share"
+    elif share_out < 0.8 * share_all:
+        verdict = "fewer than their share: here phosphates are not over-represented among the outliers"
+    else:
+        verdict = "about their share"
+    return (f"The paper found phosphates among its outliers. Here {s['outside']:,} of the {s['n']:,} {split} "
+            f"materials lie outside ±2σ and {s['phosphates_outside']:,} of those ({100 * share_out:.0f} %) are "
+            f"phosphates, against {100 * share_all:.0f} % of all {split} materials — {verdict}. Tick "
+            f"“phosphates only” to check them on the plots.")
+
+
+# ---------------------------------------------------------------- the tab
+class Calibration(pn.viewable.Viewer):
+    """Is σ honest? Three Bokeh figures and a metric table that follow the session's selection by deltas."""
+
+    split = param.Selector(default="test", objects=list(SPLITS))
+    phosphates = param.Boolean(default=False)
+
+    def __init__(self, data: ServerData, state: SessionState, **params):
+        params.setdefault("name", "Calibration")
+        super().__init__(**params)
+        self.data, self.state = data, state
+        self.view = split_view(data, self.split, self.phosphates)
+        self.split_select = pn.widgets.RadioButtonGroup(name="materials", options=list(SPLITS), value=self.split,
+                                                        width=220)
+        self.phosphate_box = pn.widgets.Checkbox(name="phosphates only", value=self.phosphates, width=140)
+        self.split_select.link(self, value="split")
+        self.phosphate_box.link(self, value="phosphates")
+        self.clear_button = pn.widgets.Button(name="Clear selection", width=140)
+        self.clear_button.on_click(lambda _: self.state.select([]))
+        self.metrics_pane = pn.pane.HTML("", name="calibration-metrics", css_classes=["calibration-metrics"],
+                                         sizing_mode="stretch_width")
+        self.outlier_note = pn.pane.Markdown("", name="calibration-outliers", css_classes=["calibration-outliers"],
+                                             styles={"font-size": "0.95em"}, margin=(0, 10))
+        self._build_parity()
+        self._build_residual()
+        self._build_curve()
+        for src in (self.parity_source, self.residual_source):
+            src.selected.on_change("indices", self._on_brush)
+        self._watcher = state.param.watch(self._on_selected, "selected")
+        on_session_end(self._release)
+        self._show_view()
+
+    # ------------------------------------------------------------ figures (built once per session)
+    def _scatter_figure(self, name: str, title: str, x_label: str, y_label: str):
+        # canvas, not WebGL: a few thousand points draw in milliseconds, while every repaint of a WebGL plot
+        # is blitted with drawImage, which costs hundreds of ms in a browser without a GPU (measured)
+        fig = figure(title=title, name=name, tools="pan,wheel_zoom,reset,save", height=380,
+                     sizing_mode="stretch_width", output_backend="canvas", toolbar_location="above",
+                     x_axis_label=x_label, y_axis_label=y_label)
+        return fig
+
+    def _brushable(self, fig, renderer) -> None:
+        renderer.selection_glyph = renderer.glyph.clone(line_color="black", line_width=1, fill_alpha=1.0)
+        renderer.nonselection_glyph = renderer.glyph.clone(fill_alpha=0.12, line_alpha=0.12)
+        box, lasso = BoxSelectTool(renderers=[renderer]), LassoSelectTool(renderers=[renderer])
+        fig.add_tools(HoverTool(renderers=[renderer], tooltips=HOVER), box, lasso)
+        fig.toolbar.active_drag = box
+
+    def _build_parity(self) -> None:
+        self.parity_source = ColumnDataSource({k: [] for k in self.view.parity}, name="parity-source")
+        self.bars_source = ColumnDataSource({"dft": [], "lower": [], "upper": []}, name="parity-bars-source")
+        fig = self._scatter_figure("parity", "GP vs DFT", "DFT E_f (eV/atom)", "GP E_f (eV/atom)")
+        fig.add_layout(Slope(gradient=1, y_intercept=0, line_color="black", line_width=1))
+        r = fig.scatter("dft", "gp", source=self.parity_source, size=4, fill_color="#1f77b4", line_color=None,
+                        fill_alpha=0.45, name="parity-points")
+        fig.segment("dft", "lower", "dft", "upper", source=self.bars_source, line_color=SELECTED_RED,
+                    line_width=1, line_alpha=0.8, name="parity-bars")
+        self._brushable(fig, r)
+        self.parity_fig, self.parity_renderer = fig, r
+
+    def _build_residual(self) -> None:
+        self.residual_source = ColumnDataSource({k: [] for k in self.view.residual}, name="residual-source")
+        self.excess_mapper = LinearColorMapper(palette=RdBu11, low=-0.05, high=0.05)  # blue inside, red outside
+        fig = self._scatter_figure("residual-vs-sigma", "|residual| vs σ", "σ (eV/atom)", "|residual| (eV/atom)")
+        r = fig.scatter("sigma", "abs_residual", source=self.residual_source, size=5, line_color="black",
+                        line_alpha=0.25, line_width=0.5, fill_alpha=0.85,
+                        fill_color={"field": "excess", "transform": self.excess_mapper},
+                        name="residual-points")
+        self.line_source = ColumnDataSource({"sigma": [0.0, 1.0], "two_sigma": [0.0, 2.0]},
+                                            name="residual-line-source")
+        line = fig.line("sigma", "two_sigma", source=self.line_source, line_color="black", line_dash="dashed",
+                        name="residual-2sigma")
+        fig.add_layout(Legend(items=[LegendItem(label="|residual| = 2σ", renderers=[line])],
+                              location="top_left", background_fill_alpha=0.8, label_text_font_size="12px"))
+        fig.add_layout(ColorBar(color_mapper=self.excess_mapper, title="|residual| − 2σ (eV/atom)", width=12,
+                                name="residual-colorbar", title_text_font_size="12px",
+                                major_label_text_font_size="11px"), "right")
+        self._brushable(fig, r)
+        self.residual_fig, self.residual_renderer = fig, r
+
+    def _build_curve(self) -> None:
+        v = self.view
+        self.curve_source = ColumnDataSource({"expected": v.expected, "observed": v.observed, "all": v.observed},
+                                             name="calibration-curve-source")
+        fig = figure(title="Calibration curve", name="calibration-curve", height=380, sizing_mode="stretch_width",
+                     tools="pan,wheel_zoom,reset,save", toolbar_location="above", x_range=(0, 1), y_range=(0, 1),
+                     x_axis_label="expected proportion in interval", y_axis_label="observed proportion")
+        ideal = fig.line([0, 1], [0, 1], line_color="black", line_dash="dashed", name="calibration-ideal")
+        self.all_line = fig.line("expected", "all", source=self.curve_source, line_color=ALL_GREY, line_width=2,
+                                 name="calibration-all", visible=False)
+        fig.varea("expected", "expected", "observed", source=self.curve_source, fill_color=SELECTED_RED,
+                  fill_alpha=0.15)
+        self.sel_line = fig.line("expected", "observed", source=self.curve_source, line_color=SELECTED_RED,
+                                 line_width=2, name="calibration-selected")
+        self.all_item = LegendItem(label="", renderers=[self.all_line], visible=False)
+        self.sel_item = LegendItem(label="", renderers=[self.sel_line])
+        self.curve_legend = Legend(items=[LegendItem(label="ideal", renderers=[ideal]), self.all_item, self.sel_item],
+                                   location="top_left", background_fill_alpha=0.85, label_text_font_size="12px",
+                                   name="calibration-curve-legend")
+        fig.add_layout(self.curve_legend)
+        self.curve_fig = fig
+
+    # ------------------------------------------------------------ split / phosphates: replace small sources
+    @param.depends("split", "phosphates", watch=True)
+    def _show_view(self) -> None:
+        v = self.view = split_view(self.data, self.split, self.phosphates)
+        n, drawn = len(v.rows), len(v.shown)
+        sub = f" (a seeded random {drawn:,} of {n:,} drawn)" if drawn < n else ""
+        self.parity_source.data = dict(v.parity)
+        self.residual_source.data = dict(v.residual)
+        self.bars_source.data = dict(v.bars)
+        self.line_source.data = {"sigma": [0.0, v.sigma_max], "two_sigma": [0.0, 2 * v.sigma_max]}
+        self.excess_mapper.update(low=-v.excess_limit, high=v.excess_limit)
+        self.curve_source.data["all"] = v.observed
+        self.parity_fig.title.text = (f"GP vs DFT: {n:,} {v.label}{sub}, ±2σ bars on {len(v.bars['dft'])} "
+                                      f"random (seed {SEED})")
+        self.residual_fig.title.text = f"|residual| vs σ: {n:,} {v.label}{sub}"
+        self.curve_fig.title.text = f"Calibration curve: {v.label}"
+        self.outlier_note.object = outlier_text(outlier_summary(self.data, self.split), self.split)
+        self._follow_selection()
+
+    # ------------------------------------------------------------ selection: deltas only
+    def _on_brush(self, attr, old, new) -> None:
+        """A box or lasso on either scatter: select those materials everywhere (echoes are ignored)."""
+        v = self.view
+        idx = np.asarray(new, dtype=int)
+        idx = idx[(idx >= 0) & (idx < len(v.shown))]
+        if set(idx.tolist()) == set(v.drawn(self.state.selected).tolist()):
+            return  # our own update coming back, or nothing new
+        self.state.select(v.shown[idx].tolist())
+
+    def _on_selected(self, event) -> None:
+        self._follow_selection()
+
+    def _follow_selection(self) -> None:
+        v, selected = self.view, self.state.selected
+        local = v.drawn(selected).tolist()
+        for src in (self.parity_source, self.residual_source):
+            if list(src.selected.indices) != local:
+                src.selected.indices = local
+        rows = v.scored(selected)
+        if selected:
+            self.curve_source.data["observed"] = curve(_arrays(self.data), rows)
+            self.all_line.visible = self.all_item.visible = True
+            self.all_item.label = value(f"all {len(v.rows):,} {v.label}")
+            self.sel_item.label = value(f"selected ({len(rows):,})")
+        else:
+            self.curve_source.data["observed"] = v.observed
+            self.all_line.visible = self.all_item.visible = False
+            self.sel_item.label = value(f"{len(v.rows):,} {v.label}")
+        self.metrics_pane.object = self._metrics_html(rows, selected, len(local))
+
+    def _metrics_html(self, rows: np.ndarray, selected: list, drawn: int) -> str:
+        v = self.view
+        if selected:
+            head = f"Metrics for {len(rows):,} selected of the {len(v.rows):,} {v.label}"
+            if drawn != len(rows):
+                head += f" ({drawn:,} of them drawn)"
+            if len(rows) < MIN_SCORED:
+                elsewhere = len(selected) - len(rows)
+                why = (f" ({elsewhere:,} selected materials are not in this view)" if elsewhere else "")
+                return (f'<div style="background:#fff3cd;border:1px solid #ffe08a;padding:8px 12px;'
+                        f'border-radius:4px"><b>{html.escape(head)}</b>: too few to score{why}. Brush at least '
+                        f'{MIN_SCORED} points to see their metrics.</div>')
+            columns = [(f"selected ({len(rows):,})", metrics(_arrays(self.data), rows)),
+                       (f"all ({len(v.rows):,})", v.metrics)]
+        else:
+            head = f"Metrics for {len(v.rows):,} {v.label}"
+            if v.metrics is None:
+                return (f'<div style="background:#fff3cd;border:1px solid #ffe08a;padding:8px 12px;'
+                        f'border-radius:4px"><b>{html.escape(head)}</b>: too few to score (at least '
+                        f'{MIN_SCORED} are needed).</div>')
+            columns = [("value", v.metrics)]
+        cells = "".join(f'<th style="text-align:right;padding:2px 12px">{html.escape(c)}</th>' for c, _ in columns)
+        body = "".join(
+            f'<tr><td style="padding:2px 12px 2px 0">{html.escape(label)}</td>'
+            + "".join(f'<td style="text-align:right;padding:2px 12px;font-variant-numeric:tabular-nums">'
+                      f'{format_metric(key, (m or {}).get(key))}</td>' for _, m in columns) + "</tr>"
+            for key, label in LABELS.items())
+        return (f"<p><b>{html.escape(head)}</b></p><table style='border-collapse:collapse;font-size:0.95em'>"
+                f"<thead><tr><th style='text-align:left;padding:2px 12px 2px 0'>metric</th>{cells}</tr></thead>"
+                f"<tbody>{body}</tbody></table>")
+
+    def _release(self) -> None:
+        self.state.param.unwatch(self._watcher)
+
+    def __panel__(self):
+        return pn.Column(
+            note("**Is the uncertainty honest?** Left: GP vs DFT, with ±2σ bars on 100 random materials (seeded). "
+                 "Middle: |residual| against σ, coloured by |residual| − 2σ; red points, above the dashed line, lie "
+                 "outside their 95 % interval (the paper's outliers). Right: the share of DFT values inside centred "
+                 "intervals of each nominal size; a calibrated σ follows the dashed diagonal, a curve below it means "
+                 "σ is too small. Brush points (box or lasso) here or on the Latent map to score a subset: the "
+                 "metrics and the red curve follow the selection, the grey curve stays the whole split."),
+            self.outlier_note,
+            pn.Row(self.split_select, self.phosphate_box, self.clear_button),
+            pn.Row(pn.pane.Bokeh(self.parity_fig, sizing_mode="stretch_width"),
+                   pn.pane.Bokeh(self.residual_fig, sizing_mode="stretch_width"),
+                   pn.pane.Bokeh(self.curve_fig, sizing_mode="stretch_width")),
+            self.metrics_pane,
+            name="Calibration")

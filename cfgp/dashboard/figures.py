@@ -1,0 +1,103 @@
+"""Bokeh figures of the dashboard, built so that interactions send deltas, not whole plots.
+
+Every session gets one ``ColumnDataSource`` of the map (all materials) that the latent map, the
+active-learning map and the Predict map share: its 16k rows travel to the browser once. Changing the
+colouring swaps a colour mapper and, for categorical colourings, one ``group`` column; a brush or a
+tap changes ``selected.indices``; active learning streams and patches small sources.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from bokeh.models import (BoxSelectTool, CategoricalColorMapper, ColorBar, ColumnDataSource, HoverTool,
+                          LassoSelectTool, Legend, LegendItem, LinearColorMapper)
+from bokeh.palettes import Plasma256, RdBu11, Viridis256
+from bokeh.plotting import figure
+
+from cfgp.dashboard.shared import NUMERIC_COLOURS, ServerData
+
+PALETTES = {"Viridis256": Viridis256, "Plasma256": Plasma256, "RdBu": RdBu11}  # RdBu11 runs blue → red
+CATEGORY_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+BACKGROUND = "#c7c7c7"
+SPLIT_COLOURS = {"train": "#1f77b4", "test": "#ff7f0e", "pool": "#2ca02c", "picked by AL": "#d62728",
+                 "unused": BACKGROUND}
+
+MAP_HOVER = [("material", "@material_id"), ("formula", "@formula"), ("DFT E_f", "@dft{0.000} eV/atom"),
+             ("GP E_f", "@gp{0.000} ± @sigma{0.000} eV/atom"), ("z", "@z{0.00}")]
+
+
+def map_source(data: ServerData) -> ColumnDataSource:
+    """The per-session source of the map (numeric columns are the server's arrays, not copies)."""
+    cols = dict(data.map_columns)
+    cols["group"] = cols["split"].copy()
+    return ColumnDataSource(cols, name="map-source")
+
+
+def map_figure(source: ColumnDataSource, title: str, name: str, height: int = 520, tools: str = ""):
+    """A t-SNE map figure with the points renderer; returns (figure, renderer)."""
+    fig = figure(title=title, name=name, tools=f"pan,wheel_zoom,reset,save{',' + tools if tools else ''}",
+                 active_scroll="wheel_zoom", sizing_mode="stretch_width", height=height,
+                 output_backend="canvas", toolbar_location="above")
+    fig.axis.visible = False
+    fig.grid.visible = False
+    r = fig.scatter("x", "y", source=source, size=4, line_color=None, fill_alpha=0.8, name=f"{name}-points")
+    r.selection_glyph = r.glyph.clone(line_color="black", line_width=1, fill_alpha=1.0, size=7)
+    r.nonselection_glyph = r.glyph.clone(fill_alpha=0.15)
+    return fig, r
+
+
+class Colouring:
+    """Colours a map renderer by a numeric column (colour bar with the field's title) or by a category
+    (legend with counts); switching sends the new mapper and at most one column."""
+
+    def __init__(self, data: ServerData, fig, renderer, source: ColumnDataSource, name: str):
+        self.data, self.fig, self.renderer, self.source = data, fig, renderer, source
+        self.colorbar = ColorBar(color_mapper=LinearColorMapper(palette=Viridis256), title="", name=f"{name}-colorbar",
+                                 width=12, title_text_font_size="12px", major_label_text_font_size="11px")
+        self.legend = Legend(items=[], name=f"{name}-legend", location="top_right", title="",
+                             label_text_font_size="12px", background_fill_alpha=0.85, click_policy="none")
+        fig.add_layout(self.colorbar, "right")
+        fig.add_layout(self.legend, "right")
+        self.field = None
+        self.categories: list[str] = []
+
+    def numeric(self, field: str) -> str:
+        title, palette, _ = NUMERIC_COLOURS[field]
+        lo, hi = self.data.colour_limits[field]
+        mapper = LinearColorMapper(palette=PALETTES[palette], low=lo, high=hi, nan_color="#eeeeee")
+        spec = {"field": field, "transform": mapper}
+        self._set_colour(spec)
+        self.colorbar.color_mapper, self.colorbar.title, self.colorbar.visible = mapper, title, True
+        self.legend.items, self.legend.visible = [], False
+        self.field, self.categories = field, []
+        return title
+
+    def categorical(self, groups: np.ndarray, order: list[str], colours: dict[str, str], title: str,
+                    send_column: bool = True) -> list[str]:
+        """Colour by ``groups`` (one label per row); legend entries are 'label (count)' in ``order``.
+        Every category of ``order`` is in the mapper, so later patches of the column keep their colour;
+        ``send_column=False`` when the caller already patched the ``group`` column in place."""
+        present = [g for g in order if (groups == g).any()]
+        mapper = CategoricalColorMapper(factors=list(order), palette=[colours[g] for g in order], nan_color="#eeeeee")
+        if send_column:
+            self.source.data["group"] = groups  # one column; the rest of the map stays in the browser
+        self._set_colour({"field": "group", "transform": mapper})
+        labels = [f"{g} ({int((groups == g).sum()):,})" for g in present]
+        self.legend.items = [LegendItem(label=lab, renderers=[self.renderer], index=int(np.flatnonzero(groups == g)[0]))
+                             for g, lab in zip(present, labels)]
+        self.legend.title, self.legend.visible = title, True
+        self.colorbar.visible = False
+        self.field, self.categories = "group", present
+        return labels
+
+    def _set_colour(self, spec) -> None:
+        for glyph in (self.renderer.glyph, self.renderer.selection_glyph, self.renderer.nonselection_glyph):
+            glyph.fill_color = spec
+
+
+def selection_tools() -> list:
+    return [BoxSelectTool(), LassoSelectTool()]
+
+
+def hover(names=MAP_HOVER, renderers=None) -> HoverTool:
+    return HoverTool(tooltips=list(names), renderers=renderers or "auto")

@@ -1,0 +1,244 @@
+"""Latent map tab: t-SNE of the MEGNet latents, coloured by energy, σ or chemistry; tap, brush, live t-SNE."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import panel as pn
+import param
+from bokeh.events import Tap
+from bokeh.models import ColumnDataSource, LinearColorMapper
+from bokeh.palettes import Viridis256
+from bokeh.plotting import figure
+
+from cfgp.dashboard.details import MaterialDetails
+from cfgp.dashboard.figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS, Colouring, hover, map_figure,
+                                    selection_tools)
+from cfgp.dashboard.shared import ServerData, SessionState, in_document, on_session_end, parse_element
+from cfgp.embedding import TSNESettings, tsne
+
+COLOURINGS = {"DFT E_f": "dft", "GP E_f": "gp", "σ": "sigma", "residual": "residual", "z-score": "z",
+              "split": "split", "phosphates": "phosphate", "element": "element"}
+#: the live t-SNE runs on a seeded subsample so that it visibly converges within seconds on 2 cores
+LIVE_TSNE_POINTS = 2500
+
+
+def note(text: str) -> pn.pane.Markdown:
+    return pn.pane.Markdown(text, styles={"font-size": "0.95em"}, margin=(0, 10))
+
+
+class LatentMap(pn.viewable.Viewer):
+    """The 2-D map of every material; colour switches, brushes and taps send deltas only."""
+
+    colour = param.Selector(default="dft", objects=list(COLOURINGS.values()))
+    element = param.String(default="P")
+
+    def __init__(self, data: ServerData, state: SessionState, source: ColumnDataSource, **params):
+        params.setdefault("name", "Latent map")
+        super().__init__(**params)
+        self.data, self.state, self.source = data, state, source
+        self.colour_select = pn.widgets.Select(name="colour by", options=COLOURINGS, value=self.colour, width=160)
+        self.element_input = pn.widgets.TextInput(name="element", value=self.element, width=90,
+                                                  placeholder="e.g. Li")
+        self.colour_select.link(self, value="colour")
+        self.element_input.link(self, value="element")
+        self.legend_text = pn.pane.Markdown("", name="map-legend-text", margin=(0, 10),
+                                            css_classes=["map-legend-text"])
+        self.message = pn.pane.Alert("", alert_type="warning", visible=False, name="map-message",
+                                     css_classes=["map-message"])
+        self.fig, self.renderer = map_figure(source, "t-SNE of the MEGNet latent space", "latent-map")
+        self.fig.add_tools(hover(renderers=[self.renderer]), *selection_tools())
+        self.colouring = Colouring(data, self.fig, self.renderer, source, "latent-map")
+        self.details = MaterialDetails(data, "Click a point for its details and crystal structure; brush (box or "
+                                             "lasso) to select materials on every plot.")
+        self.fig.on_event(Tap, self._on_tap)
+        source.selected.on_change("indices", self._on_brush)
+        state.param.watch(self._on_selected, "selected")
+        state.param.watch(self._on_picked, "picked")
+        # live t-SNE
+        self.perplexity = pn.widgets.IntSlider(name="perplexity", start=5, end=100, step=5, value=30, width=200)
+        self.live_button = pn.widgets.Button(name="Recompute t-SNE live", button_type="primary", width=190)
+        self.progress = pn.indicators.Progress(value=0, max=100, width=200, visible=False)
+        self.status = pn.pane.Markdown("Map: precomputed t-SNE of all materials, perplexity 30.", name="tsne-status",
+                                      css_classes=["tsne-status"])
+        self.live_source = ColumnDataSource({"x": [], "y": [], "dft": []}, name="live-tsne-source")
+        self.live_fig = figure(title="Live t-SNE", name="live-tsne", height=420, sizing_mode="stretch_width",
+                               tools="pan,wheel_zoom,reset", output_backend="canvas", visible=False)
+        self.live_fig.axis.visible = self.live_fig.grid.visible = False
+        lo, hi = data.colour_limits["dft"]
+        self.live_fig.scatter("x", "y", source=self.live_source, size=4, line_color=None,
+                              fill_color={"field": "dft", "transform": LinearColorMapper(palette=Viridis256, low=lo, high=hi)})
+        self.live_button.on_click(self._recompute)
+        self._cancel = threading.Event()
+        on_session_end(self._cancel.set)
+        self._apply_colour()
+
+    # ------------------------------------------------------------ colouring
+    @param.depends("colour", "element", watch=True)
+    def _apply_colour(self) -> None:
+        in_document(self._colour_now)
+
+    def _colour_now(self) -> None:
+        d, key = self.data, self.colour
+        self.message.object, self.message.visible = "", False
+        if key in ("dft", "gp", "sigma", "residual", "z"):
+            title = self.colouring.numeric(key)
+            self.legend_text.object = f"Colour: **{title}** (colour bar on the right)."
+            return
+        if key == "split":
+            groups = self._split_groups()
+            labels = self.colouring.categorical(groups, list(SPLIT_COLOURS), SPLIT_COLOURS, "split")
+        elif key == "phosphate":
+            groups = np.where(d.frame["is_phosphate"].to_numpy(bool), "phosphate", "other oxide").astype(object)
+            labels = self.colouring.categorical(groups, ["phosphate", "other oxide"],
+                                                {"phosphate": CATEGORY_COLOURS[0], "other oxide": BACKGROUND},
+                                                "phosphates")
+        else:
+            try:
+                el = parse_element(self.element)
+            except ValueError as exc:
+                self.message.object, self.message.visible = f"Element: {exc}.", True
+                return
+            has = d.contains(el)
+            if not has.any():
+                self.message.object = f"No material of this data set contains {el}."
+                self.message.visible = True
+            label = f"contains {el}"
+            groups = np.where(has, label, "other").astype(object)
+            labels = self.colouring.categorical(groups, [label, "other"],
+                                                {label: CATEGORY_COLOURS[0], "other": BACKGROUND}, "element")
+        self.legend_text.object = "Colour: " + " · ".join(f"**{lab}**" for lab in labels)
+
+    def _split_groups(self) -> np.ndarray:
+        groups = self.data.map_columns["split"].copy()
+        rows = [self.data.row_of_id[p] for p in self.state.picked if p in self.data.row_of_id]
+        groups[rows] = "picked by AL"
+        return groups
+
+    def _on_picked(self, event) -> None:
+        if self.colour != "split":
+            return
+        new = set(event.new) - set(event.old or [])
+        if set(event.old or []) - set(event.new) or len(new) > 200:
+            self._apply_colour()  # a reset or a big jump: recolour at once
+            return
+        rows = [self.data.row_of_id[p] for p in new if p in self.data.row_of_id]
+        if rows:
+            in_document(lambda: self._patch_picked(rows))
+
+    def _patch_picked(self, rows: list[int]) -> None:
+        if self.colour == "split":
+            self.source.patch({"group": [(r, "picked by AL") for r in rows]})  # a few rows per AL step
+            groups = np.asarray(self.source.data["group"])
+            labels = self.colouring.categorical(groups, list(SPLIT_COLOURS), SPLIT_COLOURS, "split",
+                                                send_column=False)
+            self.legend_text.object = "Colour: " + " · ".join(f"**{lab}**" for lab in labels)
+
+    # ------------------------------------------------------------ selection
+    def _on_tap(self, event) -> None:
+        xr, yr = self.fig.x_range, self.fig.y_range
+        try:
+            spans = (float(xr.end) - float(xr.start), float(yr.end) - float(yr.start))
+            if not all(np.isfinite(spans)) or min(spans) <= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            spans = tuple(self.data.map_scale * 1.1)
+        row = self.data.nearest(event.x, event.y, *spans)
+        if row is None:
+            return
+        self.state.focus = row
+        self.state.select([row])
+
+    def _on_brush(self, attr, old, new) -> None:
+        if sorted(new) == self.state.selected:
+            return
+        if len(new) == 1:
+            self.state.focus = int(new[0])
+        self.state.select(new)
+
+    def _on_selected(self, event) -> None:
+        sel = list(event.new)
+        if sorted(self.source.selected.indices) != sel:
+            self.source.selected.indices = sel
+        if len(sel) == 1:
+            self.details.show(sel[0])
+        else:
+            self.details.show(None, f"**{len(sel):,} materials selected** (see their metrics on the Calibration "
+                                    f"tab)." if sel else "")
+
+    # ------------------------------------------------------------ live t-SNE
+    def _recompute(self, _=None) -> None:
+        d = self.data
+        ok = np.flatnonzero(np.isfinite(d.X).all(axis=1))
+        rng = np.random.default_rng(0)
+        rows = np.sort(rng.choice(ok, min(LIVE_TSNE_POINTS, len(ok)), replace=False))
+        settings = TSNESettings(perplexity=float(self.perplexity.value), seed=0)
+        if len(rows) < 3 * settings.perplexity + 1:
+            self.status.object = f"Too few materials ({len(rows)}) for perplexity {settings.perplexity:g}."
+            return
+        total = settings.n_iter + settings.early_exaggeration_iter
+        doc = pn.state.curdoc
+        self.live_button.disabled, self.progress.visible, self.progress.value = True, True, 0
+        self.live_fig.visible = True
+        self.live_fig.title.text = (f"Live t-SNE of a seeded subsample of {len(rows):,} materials "
+                                    f"(perplexity {settings.perplexity:g}), coloured by DFT E_f")
+        self.live_source.data = {"x": np.zeros(len(rows)), "y": np.zeros(len(rows)),
+                                 "dft": d.frame["dft"].to_numpy()[rows]}
+        self.status.object = f"Computing neighbour affinities of {len(rows):,} materials…"
+        phase = {"offset": 0, "last": -1, "sent": 0.0}
+        cancel = self._cancel
+        started = time.perf_counter()
+
+        def push(it, kl, emb):
+            if cancel.is_set():
+                return True  # the session closed: stop the optimisation
+            if it < phase["last"]:  # openTSNE restarts its counter after early exaggeration
+                phase["offset"] += settings.early_exaggeration_iter
+            phase["last"] = it
+            done = phase["offset"] + it
+            now = time.perf_counter()
+            if now - phase["sent"] < 0.15:
+                return None
+            phase["sent"] = now
+            emb = np.array(emb)
+
+            def update():
+                self.progress.value = int(100 * done / total)
+                self.status.object = f"t-SNE iteration {done} of {total}, KL divergence {kl:.3f}"
+                self.live_source.data.update(x=emb[:, 0], y=emb[:, 1])
+            doc.add_next_tick_callback(update)
+            return None
+
+        def work():
+            try:
+                out = tsne(d.Xs[rows], settings, callback=push, callback_every=10)
+                msg = (f"Live t-SNE of {len(rows):,} materials converged ({total} iterations, "
+                       f"{time.perf_counter() - started:.1f} s).")
+            except Exception as exc:  # keep the session alive whatever happens
+                out, msg = None, f"t-SNE failed: {exc}"
+
+            def finish():
+                if out is not None:
+                    self.live_source.data.update(x=out[:, 0], y=out[:, 1])
+                    self.progress.value = 100
+                self.status.object, self.live_button.disabled, self.progress.visible = msg, False, False
+            if not cancel.is_set():
+                doc.add_next_tick_callback(finish)
+
+        threading.Thread(target=work, daemon=True, name="live-tsne").start()
+
+    def __panel__(self):
+        return pn.Column(
+            note("**Latent map.** Each dot is an oxide; MEGNet turned its crystal into 32 numbers and t-SNE placed "
+                 "similar vectors close together. Colour by energy to see that the network learned chemistry, by σ "
+                 "to see where the GP is unsure (far from training materials), by split to see what active "
+                 "learning picked. Hover for details, click a point for its structure, brush (box or lasso) to "
+                 "select the same materials on every plot."),
+            pn.Row(self.colour_select, self.element_input, self.perplexity, self.live_button, self.progress),
+            self.message, self.legend_text,
+            pn.Row(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
+                   pn.Column(self.details, width=420)),
+            self.status, pn.pane.Bokeh(self.live_fig, sizing_mode="stretch_width"),
+            name="Latent map")

@@ -1,0 +1,311 @@
+"""Predict tab: upload a CIF, get the GP's formation energy ± σ, see where it falls on the latent map,
+and learn whether the crystal is already in the data set.
+
+The map is drawn from the session's shared map source (the 16k materials are already in the browser);
+the uploaded material is a one-row source (``predict-cross-source``) whose data is replaced on success
+and emptied on failure, so a stale cross never outlives its message. Parsing, featurising and the GP
+run in a worker thread and post their results back with ``add_next_tick_callback``: a 20 s network
+load or a slow CIF never stalls the other sessions' event loop. ``data.lock`` serialises the TensorFlow
+model use across sessions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from functools import lru_cache
+
+import numpy as np
+import panel as pn
+import param
+from bokeh.models import ColumnDataSource, HoverTool
+
+from cfgp.dashboard.figures import Colouring, hover, map_figure
+from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
+from cfgp.data import DataError, parse_cif
+from cfgp.embedding import place
+
+MAX_UPLOAD_BYTES = 2_000_000
+#: structure matching costs ~50 ms per candidate: compare at most this many candidates of the same formula,
+#: nearest latent first (an identical crystal has an identical latent, so it comes first)
+MAX_MATCH_CANDIDATES = 8
+PLACEHOLDER = "Upload a CIF file (up to 2 MB) to predict its formation energy."
+
+
+def note(text: str) -> pn.pane.Markdown:
+    return pn.pane.Markdown(text, styles={"font-size": "0.95em"}, margin=(0, 10))
+
+
+# ---------------------------------------------------------------- per-server lookups (built on first use)
+def _reduced(formula: str) -> str:
+    from pymatgen.core import Composition
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Composition(formula).reduced_formula
+    except Exception:  # an odd formula string: compare it as written
+        return str(formula)
+
+
+@lru_cache(maxsize=4)
+def formula_rows(data: ServerData) -> dict[str, np.ndarray]:
+    """Reduced formula → rows of the materials with that formula (normalised with pymatgen)."""
+    out: dict[str, list[int]] = {}
+    formulas = data.frame["formula"].to_numpy()
+    reduced = {f: _reduced(f) for f in set(formulas)}
+    for row, f in enumerate(formulas):
+        out.setdefault(reduced[f], []).append(row)
+    return {k: np.asarray(v, dtype=int) for k, v in out.items()}
+
+
+@lru_cache(maxsize=4)
+def placeable_rows(data: ServerData) -> np.ndarray:
+    """Rows with both a latent and a map position (the reference points for placing a new material)."""
+    return np.flatnonzero(np.isfinite(data.X).all(axis=1) & np.isfinite(data.xy).all(axis=1))
+
+
+_WARM: set[int] = set()
+_WARM_LOCK = threading.Lock()
+
+
+def ready_featurizer(data: ServerData):
+    """The run's MEGNet, loaded and traced for variable graph sizes.
+
+    Keras traces the prediction function for the first graph shape, retraces (~2–4 s on 2 cores) for the
+    second and only then switches to shape-relaxed tracing; two warm-up calls on materials of different
+    sizes, done once per server while the user is told the network is loading, keep every later prediction
+    well under a second.
+    """
+    fz = data.featurizer()
+    with _WARM_LOCK:
+        if id(data) not in _WARM:
+            sizes = data.frame["nsites"].to_numpy()
+            ok = placeable_rows(data)
+            if len(ok):
+                small = ok[np.argsort(sizes[ok], kind="stable")]
+                rows = [int(small[0]), int(small[len(small) // 2])]
+                structures = []
+                for r in rows:
+                    try:
+                        structures.append(data.run.materials.structure(r))
+                    except DataError:
+                        pass
+                for s in structures:
+                    with data.lock:
+                        try:
+                            fz.transform([s])
+                        except DataError:
+                            pass
+            _WARM.add(id(data))
+    return fz
+
+
+_STARTED: set[int] = set()
+
+
+def warm_up_in_background(data: ServerData, delay: float = 5.0) -> None:
+    """Load and trace the network once per server in a background thread, shortly after the first page,
+    so that a class's first upload does not wait ~20 s for it."""
+    with _WARM_LOCK:
+        if id(data) in _STARTED:
+            return
+        _STARTED.add(id(data))
+
+    def work():
+        time.sleep(delay)
+        try:
+            ready_featurizer(data)
+            formula_rows(data)
+        except Exception:  # the Predict tab reports problems when it is used
+            pass
+
+    threading.Thread(target=work, daemon=True, name="cfgp-warm-up").start()
+
+
+def find_match(data: ServerData, structure, formula: str, xs: np.ndarray) -> tuple[int | None, int, int]:
+    """The row of a material of the data set with the same crystal structure, if any.
+
+    Candidates share the reduced formula; they are compared with pymatgen's ``StructureMatcher`` (default
+    tolerances) in order of latent distance to ``xs`` (the upload's standardised latent), at most
+    ``MAX_MATCH_CANDIDATES``. Returns (row or None, number of candidates, number compared).
+    """
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    rows = formula_rows(data).get(formula)
+    if rows is None or len(rows) == 0:
+        return None, 0, 0
+    dist = np.linalg.norm(data.Xs[rows] - np.asarray(xs).reshape(1, -1), axis=1)
+    order = rows[np.argsort(dist, kind="stable")][:MAX_MATCH_CANDIDATES]
+    matcher = StructureMatcher()
+    compared = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for row in order:
+            try:
+                candidate = data.run.materials.structure(int(row))
+            except DataError:
+                continue
+            compared += 1
+            if matcher.fit(structure, candidate):
+                return int(row), len(rows), compared
+    return None, len(rows), compared
+
+
+def match_text(data: ServerData, formula: str, row: int | None, n_candidates: int, compared: int) -> str:
+    if row is not None:
+        r = data.frame.iloc[row]
+        dft = "unlabelled" if not np.isfinite(r.dft) else f"DFT E_f {r.dft:.3f} eV/atom"
+        return (f"**Already in the data set: {r.material_id}** ({dft}, split {r.split or 'unused'}; "
+                f"the GP's value for it is {r.gp:.3f} ± {r.sigma:.3f} eV/atom).")
+    if n_candidates == 0:
+        return f"Not in the data set: no material with formula {formula}."
+    checked = (f"all {n_candidates}" if compared >= n_candidates
+               else f"the {compared} with the nearest latents of {n_candidates}")
+    return f"Not in the data set: no structure match among {checked} materials with formula {formula}."
+
+
+# ---------------------------------------------------------------- the tab
+class Predict(pn.viewable.Viewer):
+    """Upload a CIF → E_f ± σ, a cross on the latent map and an 'already in the data set' check."""
+
+    busy = param.Boolean(default=False, doc="a prediction of this session is running")
+
+    def __init__(self, data: ServerData, state: SessionState, source: ColumnDataSource, **params):
+        params.setdefault("name", "Predict")
+        super().__init__(**params)
+        self.data, self.state, self.source = data, state, source
+        self.upload = pn.widgets.FileInput(accept=".cif", multiple=False, name="CIF file")
+        self.result = pn.pane.Markdown(PLACEHOLDER, name="prediction", css_classes=["prediction"],
+                                       sizing_mode="stretch_width")
+        self.cross = ColumnDataSource({"x": [], "y": [], "label": []}, name="predict-cross-source")
+        self.fig, self.renderer = map_figure(source, "Latent map coloured by DFT E_f; × marks your material",
+                                             "predict-map", height=480)
+        self.colouring = Colouring(data, self.fig, self.renderer, source, "predict-map")
+        self.colouring.numeric("dft")
+        cross = self.fig.scatter("x", "y", source=self.cross, marker="x", size=22, line_width=4,
+                                 line_color="black", name="predict-cross")
+        self.fig.add_tools(hover(renderers=[self.renderer]),
+                           HoverTool(tooltips=[("your material", "@label")], renderers=[cross]))
+        self.upload.param.watch(self._on_upload, ["value", "filename"])
+        self._job = 0  # only the latest upload may write its results
+        self._last = (None, None)
+        self._closed = False
+        on_session_end(self._close)
+
+    def _close(self) -> None:
+        self._closed = True
+        self._job += 1
+
+    # ------------------------------------------------------------ upload
+    def _on_upload(self, *events) -> None:
+        value, name = self.upload.value, self.upload.filename
+        if value is None and not name:
+            self._last = (None, None)  # the input was cleared: the same file may come again
+            return
+        if (name, value) == self._last:
+            return  # the second half of one upload (value and filename can arrive separately)
+        self._last = (name, value)
+        name = name or "upload.cif"
+        self._job += 1
+        job = self._job
+        self.cross.data = {"x": [], "y": [], "label": []}  # the old cross belongs to the old file
+        try:
+            if value is None or len(value) == 0:
+                raise DataError(f"{name} is empty (0 bytes)")
+            if len(value) > MAX_UPLOAD_BYTES:
+                raise DataError(f"{name} is {len(value) / 1e6:.1f} MB; the limit is "
+                                f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB")
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{name} is not a text CIF file (not UTF-8 text)") from None
+            if not text.strip():
+                raise DataError(f"{name} is empty (only white space)")
+        except DataError as exc:
+            self._fail(str(exc))
+            return
+        cold = getattr(self.data, "_featurizer", None) is None or id(self.data) not in _WARM
+        self.result.object = (f"Reading **{name}**…" + (" The first prediction on this server loads the "
+                                                         "network (~20 s)." if cold else ""))
+        self.busy = True
+        doc = pn.state.curdoc
+        threading.Thread(target=self._work, args=(job, doc, name, text), daemon=True, name="cfgp-predict").start()
+
+    def _post(self, job: int, doc, fn) -> None:
+        """Run ``fn`` on the session's event loop if this upload is still the latest and the session open."""
+        if self._closed or job != self._job:
+            return
+
+        def guarded():
+            if not self._closed and job == self._job:
+                fn()
+        try:
+            doc.add_next_tick_callback(guarded)
+        except Exception:  # the document is gone (session closed meanwhile)
+            pass
+
+    def _fail(self, reason: str) -> None:
+        self.result.object = f"**Could not use this file.** {reason}"
+        self.cross.data = {"x": [], "y": [], "label": []}
+        self.busy = False
+
+    def _work(self, job: int, doc, name: str, text: str) -> None:
+        """Parse, featurise, predict, place, then look for the same crystal in the data set (worker thread)."""
+        d = self.data
+        started = time.perf_counter()
+        try:
+            structure = parse_cif(text)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                formula = structure.composition.reduced_formula
+            if getattr(d, "_featurizer", None) is None or id(d) not in _WARM:
+                self._post(job, doc, lambda: setattr(
+                    self.result, "object", f"Parsed **{formula}** ({len(structure)} atoms per cell); loading the "
+                                           f"network… (~20 s, once per server)"))
+            fz = ready_featurizer(d)
+            with d.lock:  # TensorFlow: one model call at a time across sessions
+                X = fz.transform([structure], names=[name])
+                mean, std = d.gp.predict(X, return_std=True)
+            xs = d.gp.scaler_.transform(X)
+            ref = placeable_rows(d)
+            pos = place(d.Xs[ref], d.xy[ref], xs)[0]
+            ms = 1000 * (time.perf_counter() - started)
+            m, s = float(mean[0]), float(std[0])
+            head = (f"### {formula} ({name})\n"
+                    f"Predicted formation energy **{m:.3f} ± {s:.3f} eV/atom** (95 % interval {m - 2 * s:.3f} to "
+                    f"{m + 2 * s:.3f}). A σ much larger than the typical {np.nanmedian(d.frame.sigma):.3f} eV/atom "
+                    f"means the material is unlike the training oxides. The × on the map sits among the materials "
+                    f"with the nearest latents.")
+            timing = f"\n\n<small>prediction {ms:,.0f} ms</small>"
+
+            def show_prediction():
+                self.result.object = head + "\n\nChecking whether it is already in the data set…" + timing
+                self.cross.data = {"x": [float(pos[0])], "y": [float(pos[1])], "label": [f"{formula} ({name})"]}
+            self._post(job, doc, show_prediction)
+
+            row, n_cand, compared = find_match(d, structure, formula, xs[0])
+            found = match_text(d, formula, row, n_cand, compared)
+
+            def show_match():
+                self.result.object = head + "\n\n" + found + timing
+                self.busy = False
+            self._post(job, doc, show_match)
+        except DataError as exc:
+            reason = str(exc)
+            self._post(job, doc, lambda: self._fail(reason))
+        except Exception as exc:  # never a traceback: say what went wrong
+            reason = f"{type(exc).__name__} – {exc}"
+            self._post(job, doc, lambda: self._fail(f"Unexpected problem: {reason}"))
+
+    def __panel__(self):
+        return pn.Column(
+            note("**Predict a new material.** Upload a CIF (up to 2 MB): MEGNet turns it into a latent vector, "
+                 "the GP predicts its formation energy with σ, and the × shows where it sits on the latent map "
+                 "(placed among the materials with the nearest latents). If the same crystal is already in the "
+                 "data set, its id and DFT value are shown. The first prediction on a server loads the network "
+                 "(~20 s); later ones take well under a second."),
+            self.upload, self.result,
+            pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
+            name="Predict")

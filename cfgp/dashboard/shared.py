@@ -1,0 +1,231 @@
+"""What every browser session reads (built once per server) and what each session owns.
+
+A classroom opens the dashboard ten times at once on a 2-core machine, so everything that does not
+depend on the session — the results frame, the t-SNE coordinates, per-element membership, the
+nearest-point index for taps, the committed active-learning runs — is computed once per server
+(:func:`server_data`) and shared read-only. A session owns only its widgets, its Bokeh models and
+a :class:`SessionState`, and releases them when its browser tab closes (:func:`on_session_end`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import threading
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from cfgp.al import History
+from cfgp.artefacts import DEFAULT_RUN
+from cfgp.embedding import TSNESettings, run_tsne
+from cfgp.pipeline import AL_DIR, Run, load_al_histories, load_gp, predictions
+from cfgp.plots import predictions_frame
+
+#: Numeric colourings of a map: frame column → (colour-bar title, palette name, symmetric around 0)
+NUMERIC_COLOURS = {
+    "dft": ("DFT E_f (eV/atom)", "Viridis256", False),
+    "gp": ("GP E_f (eV/atom)", "Viridis256", False),
+    "sigma": ("GP σ (eV/atom)", "Plasma256", False),
+    "residual": ("residual GP − DFT (eV/atom)", "RdBu", True),
+    "z": ("z = (GP − DFT) / σ", "RdBu", True),
+}
+#: Categorical colourings: name → legend title
+CATEGORICAL_COLOURS = {"split": "split", "phosphate": "phosphates", "element": "element"}
+
+
+def element_symbols() -> frozenset[str]:
+    from pymatgen.core.periodic_table import Element
+
+    return frozenset(e.symbol for e in Element)
+
+
+def parse_element(text: str) -> str:
+    """A validated element symbol from user text ('li' → 'Li'); ValueError with a readable reason."""
+    s = (text or "").strip()
+    if not s:
+        raise ValueError("type an element symbol, e.g. Li or P")
+    if len(s) > 3 or not s.isalpha():
+        raise ValueError(f"“{s[:20]}” is not an element symbol (one capital letter, optionally a small one: Li, P)")
+    sym = s[0].upper() + s[1:].lower()
+    if sym not in element_symbols():
+        raise ValueError(f"“{s}” is not an element symbol")
+    return sym
+
+
+class ServerData:
+    """Read-only results of one run folder, shared by all sessions of a server."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run = Run(run_dir)
+        self.gp = load_gp(self.run)
+        pred = predictions(self.run, self.gp)
+        m = self.run.materials
+        frame = predictions_frame(m.frame, pred["mean"], pred["std"], self.run.split.labels(len(m)))
+        frame["row"] = np.arange(len(frame))
+        self.frame: pd.DataFrame = frame
+        self.X = self.run.latents()
+        self.Xs = self.gp.scaler_.transform(np.nan_to_num(self.X))
+        self.xy = np.asarray(run_tsne(self.run, TSNESettings()), dtype=float)
+        self.al_histories = load_al_histories(self.run)
+        #: committed AL runs: label → (header, records)
+        self.committed: dict[str, tuple[dict, list[dict]]] = {}
+        for path in sorted((self.run.dir / AL_DIR).glob("*.jsonl")):
+            header, records = History(path).read()
+            if header is not None and len(records) > 1:
+                self.committed[path.stem] = (header, records)
+        self.row_of_id: dict[str, int] = dict(zip(frame.material_id, frame.row))
+        self.lock = threading.Lock()  # TensorFlow model building / featurising: one at a time
+
+    # ------------------------------------------------------------ lookups
+    @cached_property
+    def element_rows(self) -> dict[str, np.ndarray]:
+        """Element symbol → sorted rows of the materials that contain it."""
+        out: dict[str, list[int]] = {}
+        for i, els in enumerate(self.run.materials.frame["elements"]):
+            for e in els:
+                out.setdefault(e, []).append(i)
+        return {e: np.asarray(r, dtype=int) for e, r in out.items()}
+
+    def contains(self, element: str) -> np.ndarray:
+        """Boolean mask of materials containing ``element`` (a validated symbol)."""
+        mask = np.zeros(len(self.frame), bool)
+        mask[self.element_rows.get(element, np.zeros(0, int))] = True
+        return mask
+
+    @cached_property
+    def map_tree(self):
+        """k-d tree on the t-SNE coordinates normalised to the map's extent (for 'nearest point' taps)."""
+        from scipy.spatial import cKDTree
+
+        ok = np.isfinite(self.xy).all(axis=1)
+        return cKDTree(self.xy[ok] / self.map_scale), np.flatnonzero(ok)
+
+    @cached_property
+    def map_scale(self) -> np.ndarray:
+        xy = self.xy[np.isfinite(self.xy).all(axis=1)]
+        return np.maximum(xy.max(axis=0) - xy.min(axis=0), 1e-9)
+
+    def nearest(self, x: float, y: float, x_span: float, y_span: float) -> int | None:
+        """Row of the material drawn nearest to (x, y), distances in screen-like units (each axis over its
+        visible span), or None if the closest point is further than ~3 % of the view."""
+        tree, rows = self.map_tree
+        # query in map-extent units, then rescale the hit distance by the visible spans
+        d, k = tree.query(np.array([x, y]) / self.map_scale, k=8)
+        cand = rows[np.atleast_1d(k)]
+        off = (self.xy[cand] - [x, y]) / [max(x_span, 1e-9), max(y_span, 1e-9)]
+        dist = np.hypot(off[:, 0], off[:, 1])
+        best = int(np.argmin(dist))
+        return int(cand[best]) if dist[best] < 0.03 else None
+
+    @cached_property
+    def colour_limits(self) -> dict[str, tuple[float, float]]:
+        out = {}
+        for key, (_, _, symmetric) in NUMERIC_COLOURS.items():
+            v = self.frame[key].to_numpy(dtype=float)
+            v = v[np.isfinite(v)]
+            if symmetric:
+                lim = float(np.percentile(np.abs(v), 98)) if len(v) else 1.0
+                out[key] = (-lim, lim)
+            else:
+                lo, hi = np.percentile(v, [1, 99]) if len(v) else (0.0, 1.0)
+                out[key] = (float(lo), float(hi))
+        return out
+
+    @cached_property
+    def map_columns(self) -> dict[str, np.ndarray]:
+        """Columns of the per-session map source; arrays are shared by reference between sessions."""
+        f = self.frame
+        return {
+            "x": self.xy[:, 0], "y": self.xy[:, 1], "row": f["row"].to_numpy(),
+            "material_id": f["material_id"].to_numpy(dtype=object), "formula": f["formula"].to_numpy(dtype=object),
+            "dft": f["dft"].to_numpy(float), "gp": f["gp"].to_numpy(float), "sigma": f["sigma"].to_numpy(float),
+            "residual": f["residual"].to_numpy(float), "z": f["z"].to_numpy(float),
+            "split": np.where(f["split"].to_numpy() == "", "unused", f["split"].to_numpy()).astype(object),
+        }
+
+    def featurizer(self):
+        """The run's MEGNet, built on first use (~20 s once per server), then shared."""
+        with self.lock:
+            if getattr(self, "_featurizer", None) is None:
+                self._featurizer = self.run.featurizer()
+            return self._featurizer
+
+
+_DATA: dict[str, ServerData] = {}
+_DATA_LOCK = threading.Lock()
+
+
+def server_data(run_dir: str | Path | None = None) -> ServerData:
+    """The shared data of a run folder (default: $CFGP_RUN or the embedded default), built once."""
+    key = str(Path(run_dir or os.environ.get("CFGP_RUN", DEFAULT_RUN)).resolve())
+    with _DATA_LOCK:
+        if key not in _DATA:
+            _DATA[key] = ServerData(key)
+        return _DATA[key]
+
+
+class SessionState(param.Parameterized):
+    """Per-session state that several tabs read: one instance per browser session."""
+
+    selected = param.List(default=[], doc="rows of the results frame brushed or clicked on any plot")
+    picked = param.List(default=[], doc="material ids labelled by this session's active-learning run")
+    focus = param.Integer(default=None, allow_None=True, doc="row of the one material whose details are shown")
+
+    def select(self, rows) -> None:
+        """Set the shared selection (no event when nothing changes: plots echo selections back)."""
+        rows = sorted(int(r) for r in rows)
+        if rows != self.selected:
+            self.selected = rows
+
+
+def format_count(n: int) -> str:
+    return f"{n:,}"
+
+
+_cleanups: dict[str, list] = {}
+
+
+def on_session_end(fn) -> None:
+    """Run ``fn()`` when this browser session ends (stop timers, drop per-session arrays)."""
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return
+    sid = doc.session_context.id
+    if sid not in _cleanups:
+        _cleanups[sid] = []
+        pn.state.on_session_destroyed(_run_cleanups)
+    _cleanups[sid].append(fn)
+
+
+def _run_cleanups(session_context) -> None:
+    for fn in _cleanups.pop(session_context.id, []):
+        try:
+            fn()
+        except Exception:  # a failing cleanup must not stop the others
+            pass
+    gc.collect()
+    try:  # hand freed memory back to the OS so a closed classroom does not leave the server bloated
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def in_document(fn) -> None:
+    """Run ``fn`` where Bokeh accepts data-source edits (``source.data[col] = …``, ``stream``, ``patch``).
+
+    Panel processes widget events with the document unlocked and forwards plain property changes itself,
+    but column-data events raised there fail ("_pending_writes should be non-None"). The session's next
+    tick holds the document lock, so source edits (and the property changes that go with them) are
+    made there; outside a server session (notebooks, tests) ``fn`` runs at once.
+    """
+    doc = pn.state.curdoc
+    if doc is None or getattr(doc, "session_context", None) is None:
+        fn()
+        return
+    doc.add_next_tick_callback(fn)

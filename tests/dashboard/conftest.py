@@ -1,0 +1,208 @@
+"""One served app for every browser test (``panel serve app.py`` on the tiny real run), one Chromium.
+
+Tests open their own pages (``open_page``) and check what the user sees — text, legend entries, the
+data the browser holds — and that the server log gained no traceback (``server.assert_clean()``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / "test-output" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+BAD_LOG = ("Traceback", "Error:", "error:", "Exception")
+
+
+def chromium_available() -> bool:
+    return Path(CHROMIUM).exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A running ``panel serve app.py`` and its log."""
+
+    def __init__(self, run_dir: Path, log_path: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/app"
+        self.log_path = log_path
+        env = dict(os.environ, CFGP_RUN=str(run_dir), PYTHONWARNINGS="ignore")
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "panel", "serve", "app.py", "--address", "127.0.0.1", "--port", str(self.port),
+             "--allow-websocket-origin", f"127.0.0.1:{self.port}"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.mark = 0
+
+    def wait(self, timeout: float = 180) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("panel serve exited: " + self.log()[-3000:])
+            try:
+                if urllib.request.urlopen(self.url, timeout=60).status == 200:
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("panel serve did not answer: " + self.log()[-3000:])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def new_log(self) -> str:
+        """Log lines written since the last call."""
+        text = self.log()
+        out, self.mark = text[self.mark:], len(text)
+        return out
+
+    def assert_clean(self) -> None:
+        """No traceback or error in the server log since the last check."""
+        new = self.new_log()
+        bad = [line for line in new.splitlines() if any(b in line for b in BAD_LOG)]
+        assert not bad, "server log:\n" + new[-4000:]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def app_run(tiny_run):
+    """The tiny run with two committed-style random histories (to replay and to draw the band)."""
+    from cfgp.al import ALSettings
+    from cfgp.pipeline import run_active_learning
+
+    for seed in (0, 1):
+        run_active_learning(tiny_run, ALSettings(strategy="random", cycles=15, seed=seed, pool_size=None),
+                            progress=False)
+    run_active_learning(tiny_run, ALSettings(strategy="entropy", cycles=40, seed=2, pool_size=None),
+                        progress=False)
+    return tiny_run
+
+
+@pytest.fixture(scope="session")
+def server(app_run):
+    if not chromium_available():
+        pytest.skip("Debian's chromium is not installed")
+    srv = Server(app_run.dir, app_run.dir / "panel.log")
+    try:
+        srv.wait()
+    except RuntimeError as exc:
+        srv.stop()
+        pytest.fail(str(exc))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def open_page(browser, server):
+    """open_page() → a fresh page on the app (own browser context, so its own session), fully loaded."""
+    contexts = []
+
+    def _open(width: int = 1400, height: int = 900):
+        ctx = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+        contexts.append(ctx)
+        pg = ctx.new_page()
+        pg.console_errors = []
+        pg.on("console", lambda m: pg.console_errors.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
+        pg.external_requests = []  # the app must work offline: everything from the Panel server
+        pg.on("request", lambda r: pg.external_requests.append(r.url)
+              if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
+        pg.goto(server.url, timeout=120_000)
+        pg.wait_for_selector("text=GP device", timeout=120_000)
+        pg.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
+        return pg
+
+    yield _open
+    for ctx in contexts:
+        ctx.close()
+
+
+def wait_for(page, fn, timeout: float = 60) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if fn():
+            return True
+        page.wait_for_timeout(200)
+    return False
+
+
+def tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click() if page.get_by_role("tab", name=name).count() else \
+        page.get_by_text(name, exact=True).first.click()
+    page.wait_for_timeout(700)
+
+
+def model_js(page, name: str, expr: str):
+    """Evaluate ``expr`` on the Bokeh model called ``name`` in the browser's document (``m`` in expr)."""
+    return page.evaluate(
+        "([name, expr]) => { for (const d of Bokeh.documents) { const m = d.get_model_by_name(name);"
+        " if (m) return (new Function('m', 'return ' + expr))(m); } return null; }", [name, expr])
+
+
+def column(page, source: str, col: str) -> list | None:
+    """The values the browser holds in column ``col`` of the ColumnDataSource called ``source``."""
+    return model_js(page, source, f"Array.from(m.data instanceof Map ? m.data.get('{col}') : m.data['{col}'])")
+
+
+def text_of(page, css: str) -> str:
+    """Visible text of the first element with CSS selector ``css`` (a Panel pane's ``css_classes``),
+    including its shadow DOM, where Panel renders the content."""
+    return page.evaluate(
+        """(css) => { const find = (root) => { const el = root.querySelector(css); if (el) return el;
+             for (const h of root.querySelectorAll('*')) { if (h.shadowRoot) { const f = find(h.shadowRoot);
+             if (f) return f; } } return null; };
+           const el = find(document); if (!el) return '';
+           const txt = (n) => (n.shadowRoot ? txt(n.shadowRoot) : '') + Array.from(n.childNodes).map(
+             c => c.nodeType === 3 ? c.textContent : (c.nodeType === 1 && !['STYLE', 'SCRIPT'].includes(c.nodeName)
+             ? txt(c) : '')).join('');
+           return txt(el).replace(/\\s+/g, ' ').trim(); }""", css)
+
+
+SCREEN_XY = """([name, xs, ys]) => {
+  const seen = new Set(); const views = [];
+  const walk = (v) => { if (!v || seen.has(v)) return; seen.add(v); views.push(v);
+    for (const c of (v.child_views ?? [])) walk(c);
+    if (v.renderer_views) for (const c of v.renderer_views.values()) walk(c); };
+  for (const k of Object.keys(Bokeh.index)) walk(Bokeh.index[k]);
+  const pv = views.find(v => v.model && v.model.name === name && v.frame);
+  if (!pv) return null;
+  const r = pv.canvas_view.el.getBoundingClientRect();
+  return xs.map((x, i) => [r.left + pv.frame.x_scale.compute(x), r.top + pv.frame.y_scale.compute(ys[i])]); }"""
+
+
+def screen_xy(page, figure: str, xs, ys) -> list | None:
+    """Page pixel positions of data points (xs, ys) on the Bokeh figure called ``figure``."""
+    return page.evaluate(SCREEN_XY, [figure, [float(v) for v in xs], [float(v) for v in ys]])

@@ -1,0 +1,130 @@
+"""Latent map tab in Chromium: every colouring shows the right legend or colour bar, taps and brushes
+select materials, the live t-SNE converges with a monotone counter."""
+
+import re
+
+import pytest
+
+from tests.dashboard.conftest import SHOTS, column, model_js, screen_xy, tab, text_of, wait_for
+
+
+@pytest.fixture(scope="module")
+def page(open_page):
+    pg = open_page()
+    tab(pg, "Latent map")
+    return pg
+
+
+def _colour(page, label):
+    page.locator("select >> visible=true").first.select_option(label=label)
+
+
+def _legend(page):
+    return model_js(page, "latent-map-legend",
+                    "m.visible ? m.items.map(i => (i.label.value ?? i.label)) : []")
+
+
+def _colorbar(page):
+    return model_js(page, "latent-map-colorbar", "m.visible ? m.title : null")
+
+
+def _groups(page):
+    return column(page, "map-source", "group")
+
+
+def test_categorical_colourings_show_a_legend_and_the_right_groups(page, server, app_run):
+    frame = app_run.materials.frame
+    n_phos = int(frame.is_phosphate.sum())
+    server.new_log()
+    _colour(page, "phosphates")
+    assert wait_for(page, lambda: any(str(e).startswith("phosphate (") for e in (_legend(page) or [])), 20)
+    legend = _legend(page)
+    assert legend == [f"phosphate ({n_phos:,})", f"other oxide ({len(frame) - n_phos:,})"]
+    assert _colorbar(page) is None  # no colour bar for a categorical colouring
+    groups = _groups(page)
+    assert groups.count("phosphate") == n_phos and len(groups) == len(frame)
+    assert f"phosphate ({n_phos:,})" in text_of(page, ".map-legend-text")
+
+    _colour(page, "split")
+    assert wait_for(page, lambda: any(str(e).startswith("train (") for e in (_legend(page) or [])), 20)
+    counts = {re.sub(r" \(.*", "", e): int(re.sub(r"\D", "", e.split("(")[-1])) for e in _legend(page)}
+    split = app_run.split
+    assert counts["train"] == len(split.train) and counts["test"] == len(split.test)
+    assert counts["pool"] == len(split.pool)
+
+    _colour(page, "element")
+    page.locator("input[type=text] >> visible=true").first.fill("Li")
+    page.keyboard.press("Enter")
+    n_li = int(frame.elements.map(lambda e: "Li" in e).sum())
+    assert wait_for(page, lambda: any(str(e).startswith("contains Li (") for e in (_legend(page) or [])), 20)
+    assert _legend(page)[0] == f"contains Li ({n_li:,})"
+    assert _groups(page).count("contains Li") == n_li
+    page.screenshot(path=str(SHOTS / "map-element.png"))
+    server.assert_clean()
+    assert page.console_errors == []
+
+
+def test_bad_element_gets_a_message_not_a_traceback(page, server):
+    _colour(page, "element")
+    box = page.locator("input[type=text] >> visible=true").first
+    for bad in ("(", "Xx", "(\\w|\\w)*!"):
+        box.fill(bad)
+        page.keyboard.press("Enter")
+        assert wait_for(page, lambda: "not an element symbol" in text_of(page, ".map-message"), 15), bad
+    box.fill("P")
+    page.keyboard.press("Enter")
+    assert wait_for(page, lambda: "not an element symbol" not in text_of(page, ".map-message"), 15)
+    assert wait_for(page, lambda: "contains P (" in text_of(page, ".map-legend-text"), 15)
+    server.assert_clean()
+
+
+@pytest.mark.parametrize("label,title", [("σ", "GP σ (eV/atom)"), ("residual", "residual GP − DFT (eV/atom)"),
+                                         ("z-score", "z = (GP − DFT) / σ"), ("GP E_f", "GP E_f (eV/atom)"),
+                                         ("DFT E_f", "DFT E_f (eV/atom)")])
+def test_numeric_colourings_title_the_colour_bar_with_the_field(page, server, label, title):
+    _colour(page, label)
+    assert wait_for(page, lambda: _colorbar(page) == title, 20), _colorbar(page)
+    assert _legend(page) == []
+    field = model_js(page, "latent-map-points", "m.glyph.fill_color.field")
+    assert title.startswith({"dft": "DFT", "gp": "GP E", "sigma": "GP σ", "residual": "resid", "z": "z ="}[field])
+    server.assert_clean()
+
+
+def test_tap_shows_the_nearest_material(page, server):
+    """A click shows the material drawn nearest to it, also where points overlap (no tap tool hit-test)."""
+    import numpy as np
+
+    _colour(page, "DFT E_f")
+    xs, ys = column(page, "map-source", "x"), column(page, "map-source", "y")
+    ids = column(page, "map-source", "material_id")
+    pix = np.array(screen_xy(page, "latent-map", xs, ys))
+    rng = np.random.default_rng(1)
+    for row in rng.choice(len(ids), 3, replace=False):
+        click = pix[row] + [1.0, -1.0]
+        nearest = int(np.argmin(np.hypot(*(pix - click).T)))
+        page.mouse.click(*click)
+        assert wait_for(page, lambda: ids[nearest] in text_of(page, ".details"), 20), (ids[nearest],
+                                                                                      text_of(page, ".details"))
+        assert "atoms per cell" in text_of(page, ".details")
+        assert model_js(page, "map-source", "m.selected.indices") == [nearest]
+    page.screenshot(path=str(SHOTS / "map-tap.png"))
+    server.assert_clean()
+
+
+def test_live_tsne_counts_up_and_converges(page, server):
+    page.get_by_role("button", name="Recompute t-SNE live").click()
+    seen = []
+
+    def converged():
+        t = text_of(page, ".tsne-status")
+        m = re.search(r"iteration (\d+) of", t)
+        if m:
+            seen.append(int(m.group(1)))
+        return "converged" in t
+
+    assert wait_for(page, converged, 120), "live t-SNE did not converge"
+    assert seen == sorted(seen), f"progress went backwards: {seen}"
+    n = len(column(page, "live-tsne-source", "x") or [])
+    assert n and n > 0
+    assert model_js(page, "live-tsne", "m.visible")
+    server.assert_clean()

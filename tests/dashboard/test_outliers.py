@@ -1,0 +1,127 @@
+"""Outliers tab in Chromium: the element field is a validated symbol (messages, never a traceback), the
+filters change what the table shows, the headers carry units, and a click shows the material's details
+and selects it on the maps."""
+
+from collections import Counter
+
+import pytest
+from pymatgen.core import Composition
+
+from tests.dashboard.conftest import SHOTS, model_js, tab, wait_for
+
+HEADERS = ["DFT E_f (eV/atom)", "GP E_f (eV/atom)", "σ (eV/atom)", "z", "|res| − 2σ (eV/atom)"]
+
+
+@pytest.fixture(scope="module")
+def page(open_page):
+    pg = open_page()
+    tab(pg, "Outliers")
+    table(pg).wait_for(timeout=60_000)
+    return pg
+
+
+def table(page):
+    return page.locator(".tabulator >> visible=true").last
+
+
+def formulas(page) -> list[str]:
+    cells = table(page).locator(".tabulator-row .tabulator-cell[tabulator-field=formula]")
+    return [t.strip() for t in cells.all_inner_texts()]  # one snapshot (the table may be re-rendering)
+
+
+def ids(page) -> list[str]:
+    cells = table(page).locator(".tabulator-row .tabulator-cell[tabulator-field=material_id]")
+    return [t.strip() for t in cells.all_inner_texts()]  # one snapshot (the table may be re-rendering)
+
+
+def message(page) -> str:
+    loc = page.locator(".outliers-message div >> visible=true")  # the text lives in the pane's shadow root
+    return " ".join(loc.all_inner_texts()).strip()  # one snapshot: the pane may hide meanwhile
+
+
+def element_box(page):
+    return page.locator("input[type=text] >> visible=true").first
+
+
+def type_element(page, text: str) -> None:
+    box = element_box(page)
+    box.fill(text)
+    box.press("Enter")
+
+
+def test_headers_show_units_and_rows_are_sorted_by_excess(page, server, app_run):
+    titles = [t.strip() for t in table(page).locator(".tabulator-col-title").all_inner_texts()]
+    for h in HEADERS:
+        assert h in titles, titles
+    frame = app_run.materials.frame
+    test_rows = app_run.split.test
+    assert 0 < len(ids(page)) <= 15  # first page of the test split
+    assert set(ids(page)) <= set(frame.material_id.iloc[test_rows])
+    excess = [float(t) for t in
+              table(page).locator(".tabulator-row .tabulator-cell[tabulator-field=excess]").all_inner_texts()]
+    assert excess == sorted(excess, reverse=True)
+    assert "outside their GP ±2σ interval" in page.locator(".outliers-summary div").first.inner_text()
+    server.assert_clean()
+
+
+@pytest.mark.parametrize("bad", ["(", "Xx", "(\\w|\\w)*!"])
+def test_bad_element_gets_a_message_not_a_traceback(page, server, bad):
+    server.new_log()
+    before = ids(page)
+    type_element(page, bad)
+    assert wait_for(page, lambda: "not an element symbol" in message(page), 20), message(page)
+    assert ids(page) == before  # the table is left unfiltered by element, not emptied
+    type_element(page, "")
+    assert wait_for(page, lambda: message(page) == "", 20)
+    server.assert_clean()
+
+
+def test_valid_element_filters_the_table(page, server, app_run):
+    frame = app_run.materials.frame.iloc[app_run.split.test]
+    counts = Counter(e for els in frame.elements for e in els if e != "O")
+    element, n = counts.most_common(1)[0]
+    assert n >= 2
+    type_element(page, element.lower())  # case is forgiven: 'li' → Li
+    assert wait_for(page, lambda: formulas(page) and all(
+        element in {el.symbol for el in Composition(f).elements} for f in formulas(page)), 20), formulas(page)
+    assert message(page) == ""
+    assert len(formulas(page)) == min(n, 15)
+    page.screenshot(path=str(SHOTS / "outliers-element.png"))
+
+    absent = "Og"  # a real element no oxide of the run contains
+    type_element(page, absent)
+    assert wait_for(page, lambda: f"No material of this data set contains {absent}" in message(page), 20)
+    assert wait_for(page, lambda: formulas(page) == [], 10)
+    type_element(page, "")
+    assert wait_for(page, lambda: message(page) == "" and len(formulas(page)) > 0, 20)
+    server.assert_clean()
+
+
+def test_phosphate_filter(page, server, app_run):
+    frame = app_run.materials.frame.iloc[app_run.split.test]
+    n_phos = int(frame.is_phosphate.sum())
+    box = page.locator("input[type=checkbox] >> visible=true").first
+    box.check()
+    if n_phos:
+        assert wait_for(page, lambda: formulas(page) and all(
+            {"P", "O"} <= {el.symbol for el in Composition(f).elements} for f in formulas(page)), 20)
+        assert len(formulas(page)) == min(n_phos, 15)
+    else:
+        assert wait_for(page, lambda: formulas(page) == [], 20)
+    box.uncheck()
+    assert wait_for(page, lambda: len(formulas(page)) == min(len(frame), 15), 20)
+    server.assert_clean()
+
+
+def test_clicking_a_row_shows_details_and_selects_it(page, server, app_run):
+    first = ids(page)[0]
+    table(page).locator(".tabulator-row").first.locator(".tabulator-cell").nth(1).click()
+    assert wait_for(page, lambda: page.locator("text=atoms per cell >> visible=true").count() > 0, 30)
+    heading = page.locator("h3 >> visible=true").last.inner_text()  # "formula (mp-…)" of the details
+    assert first in heading, heading
+    page.wait_for_selector(".js-plotly-plot >> visible=true", timeout=60_000)
+    row = int(app_run.materials.index_of([first])[0])
+    assert wait_for(page, lambda: model_js(page, "map-source", "Array.from(m.selected.indices)") == [row], 20)
+    page.screenshot(path=str(SHOTS / "outliers.png"))
+    server.assert_clean()
+    assert [e for e in page.console_errors if "favicon" not in e] == []

@@ -1,0 +1,21 @@
+"""The cfgp core imports no web framework: only cfgp.dashboard may (the notebooks' HoloViews plot builders
+import it lazily, inside the functions that draw)."""
+
+import pkgutil
+import subprocess
+import sys
+
+import cfgp
+
+WEB = ("panel", "bokeh", "holoviews", "tornado", "param")
+
+
+def test_core_modules_import_no_web_framework():
+    core = sorted(m.name for m in pkgutil.iter_modules(cfgp.__path__) if m.name != "dashboard")
+    assert {"gp", "al", "data", "pipeline", "plots", "cli"} <= set(core)
+    code = ("import sys\n" + "".join(f"import cfgp.{m}\n" for m in core)
+            + f"print(sorted(w for w in {WEB!r} if w in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
