@@ -6,9 +6,15 @@ per server. Set CFGP_RUN to show another run folder.
 
 import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
-import panel as pn
+import os
 
-from cfgp.dashboard import EXTENSIONS, create_app
+# Served, every script and style comes from this server, also for tabs first rendered in a callback (Panel
+# otherwise points their loading.css at its CDN, which an offline classroom cannot reach).
+os.environ.setdefault("BOKEH_RESOURCES", "server")
+
+import panel as pn  # noqa: E402
+
+from cfgp.dashboard import EXTENSIONS, create_app  # noqa: E402
 
 pn.extension(*EXTENSIONS, sizing_mode="stretch_width", notifications=True)
 

@@ -11,7 +11,7 @@ import panel as pn
 
 from cfgp.dashboard.shared import ServerData, SessionState, server_data
 
-EXTENSIONS = ("tabulator", "plotly")
+EXTENSIONS = ("tabulator",)  # plotly.js loads on demand, see details.py
 
 
 def create_app(run_dir=None) -> pn.viewable.Viewable:

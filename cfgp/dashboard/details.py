@@ -1,6 +1,16 @@
-"""One material's details: the text every tab shows for a clicked material, and its 3-D structure."""
+"""One material's details: the text every tab shows for a clicked material, and its 3-D structure.
+
+The rotatable structure is a Plotly figure drawn in an iframe that loads plotly.js (4.7 MB) from the Panel
+server only when a structure is first shown. Declaring Plotly as a page extension instead made every
+session's first page parse it: with ten browsers opening the app at once on 2 cores, that alone took the
+slowest first plot from ~20 s to ~37 s (benchmarks/app_latency.py).
+"""
 
 from __future__ import annotations
+
+import html
+from functools import lru_cache
+from pathlib import Path
 
 import panel as pn
 
@@ -28,6 +38,27 @@ def structure_figure(data: ServerData, row: int):
         return None, f"Structure unavailable: {exc}"
 
 
+@lru_cache(maxsize=1)
+def plotly_js_url() -> str:
+    """plotly.js as the Panel server serves it (relative to the app's page, so prefixes keep working)."""
+    dist = Path(pn.__file__).parent / "dist"
+    found = sorted(dist.glob("bundled/plotlyplot/plotly-*.min.js"))
+    if not found:
+        raise FileNotFoundError("plotly.js is not bundled with this Panel")
+    return "static/extensions/panel/" + found[-1].relative_to(dist).as_posix()
+
+
+def structure_html(fig, height: int = 360) -> str:
+    """An iframe that draws ``fig`` with plotly.js served by the Panel server (no CDN, loaded on demand)."""
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><script src='{plotly_js_url()}'></script>"
+            "<style>html,body{margin:0;height:100%;overflow:hidden}</style></head><body>"
+            f"<div id='fig' style='width:100%;height:{height}px'></div><script>const f = {fig.to_json()};"
+            "Plotly.newPlot('fig', f.data, f.layout, {displaylogo: false, responsive: true});</script>"
+            "</body></html>")
+    return (f'<iframe class="structure-view" title="crystal structure" style="width:100%;height:{height + 4}px;'
+            f'border:0" srcdoc="{html.escape(page, quote=True)}"></iframe>')
+
+
 class MaterialDetails(pn.viewable.Viewer):
     """A details panel (text + rotatable crystal) that any tab can point at a row."""
 
@@ -37,7 +68,8 @@ class MaterialDetails(pn.viewable.Viewer):
         self.data = data
         self.placeholder = placeholder
         self.text = pn.pane.Markdown(placeholder, name=name, css_classes=[css_class])
-        self.structure = pn.pane.Plotly(None, height=height, config={"displaylogo": False}, visible=False)
+        self.height = height
+        self.structure = pn.pane.HTML("", height=height + 8, visible=False, sizing_mode="stretch_width")
         self.row = None
 
     def show(self, row: int | None, note: str = "") -> None:
@@ -51,7 +83,7 @@ class MaterialDetails(pn.viewable.Viewer):
         self.row = int(row)
         fig, problem = structure_figure(self.data, row)
         self.text.object = material_text(self.data, row) + (f"\n\n{problem}" if problem else "")
-        self.structure.object = fig
+        self.structure.object = structure_html(fig, self.height) if fig is not None else ""
         self.structure.visible = fig is not None
 
     def __panel__(self):

@@ -26,10 +26,15 @@ MAP_HOVER = [("material", "@material_id"), ("formula", "@formula"), ("DFT E_f", 
              ("GP E_f", "@gp{0.000} ± @sigma{0.000} eV/atom"), ("z", "@z{0.00}")]
 
 
+#: what the browser needs of each material: position, colourings, hover text (row = index, split → group)
+BROWSER_COLUMNS = ("x", "y", "material_id", "formula", "dft", "gp", "sigma", "residual", "z")
+
+
 def map_source(data: ServerData) -> ColumnDataSource:
-    """The per-session source of the map (numeric columns are the server's arrays, not copies)."""
-    cols = dict(data.map_columns)
-    cols["group"] = cols["split"].copy()
+    """The per-session source of the map: the columns the browser draws and hovers (float32, arrays shared
+    with the server's cache, not copied), plus the per-session ``group`` column of categorical colourings."""
+    cols = {k: data.browser_map_columns[k] for k in BROWSER_COLUMNS}
+    cols["group"] = data.map_columns["split"].copy()
     return ColumnDataSource(cols, name="map-source")
 
 

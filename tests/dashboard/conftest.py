@@ -137,6 +137,7 @@ def open_page(browser, server):
         pg.console_errors = []
         pg.on("console", lambda m: pg.console_errors.append(m.text) if m.type == "error" else None)
         pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
+        pg.on("requestfailed", lambda r: pg.console_errors.append(f"request failed: {r.url}"))
         pg.external_requests = []  # the app must work offline: everything from the Panel server
         pg.on("request", lambda r: pg.external_requests.append(r.url)
               if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
@@ -197,7 +198,8 @@ SCREEN_XY = """([name, xs, ys]) => {
     for (const c of (v.child_views ?? [])) walk(c);
     if (v.renderer_views) for (const c of v.renderer_views.values()) walk(c); };
   for (const k of Object.keys(Bokeh.index)) walk(Bokeh.index[k]);
-  const pv = views.find(v => v.model && v.model.name === name && v.frame);
+  const pv = views.find(v => v.model && v.model.name === name && v.frame && v.el.isConnected
+                              && v.el.getBoundingClientRect().width > 0);
   if (!pv) return null;
   const r = pv.canvas_view.el.getBoundingClientRect();
   return xs.map((x, i) => [r.left + pv.frame.x_scale.compute(x), r.top + pv.frame.y_scale.compute(ys[i])]); }"""

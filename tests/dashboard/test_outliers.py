@@ -119,8 +119,12 @@ def test_clicking_a_row_shows_details_and_selects_it(page, server, app_run):
     assert wait_for(page, lambda: page.locator("text=atoms per cell >> visible=true").count() > 0, 30)
     heading = page.locator("h3 >> visible=true").last.inner_text()  # "formula (mp-…)" of the details
     assert first in heading, heading
-    page.wait_for_selector(".js-plotly-plot >> visible=true", timeout=60_000)
+    # the rotatable structure: plotly.js loaded on demand inside the viewer's iframe, one trace per element + cell
+    plot = page.frame_locator("iframe.structure-view >> visible=true").first.locator(".js-plotly-plot")
+    plot.wait_for(timeout=60_000)
+    assert plot.evaluate("el => el.data.length") >= 3
     row = int(app_run.materials.index_of([first])[0])
+    tab(page, "Latent map")  # the same material is selected on the map (tabs render when shown)
     assert wait_for(page, lambda: model_js(page, "map-source", "Array.from(m.selected.indices)") == [row], 20)
     page.screenshot(path=str(SHOTS / "outliers.png"))
     server.assert_clean()
