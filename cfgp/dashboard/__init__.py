@@ -35,7 +35,7 @@ def create_app(run_dir=None) -> pn.viewable.Viewable:
     state = SessionState()  # one per browser session
     source = map_source(data)  # the map's 16k rows, sent once and shared by every map of the session
     tabs = pn.Tabs(LatentMap(data, state, source), Calibration(data, state), ActiveLearning(data, state, source),
-                   Outliers(data, state), Predict(data, state, source), dynamic=False)
+                   Outliers(data, state), Predict(data, state, source), dynamic=True)
     return pn.Column(header, tabs, sizing_mode="stretch_width")
 
 

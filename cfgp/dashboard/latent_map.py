@@ -9,7 +9,7 @@ import numpy as np
 import panel as pn
 import param
 from bokeh.events import Tap
-from bokeh.models import ColumnDataSource, LinearColorMapper
+from bokeh.models import ColumnDataSource, CustomJS, LinearColorMapper
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
@@ -21,6 +21,19 @@ from cfgp.embedding import TSNESettings, tsne
 
 COLOURINGS = {"DFT E_f": "dft", "GP E_f": "gp", "σ": "sigma", "residual": "residual", "z-score": "z",
               "split": "split", "phosphates": "phosphate", "element": "element"}
+NEAREST_ON_TAP = """
+const view = Bokeh.index.find_one(fig);
+if (!view) return;
+const xs = source.data.x ?? source.data.get('x'), ys = source.data.y ?? source.data.get('y');
+const fx = view.frame.x_scale, fy = view.frame.y_scale;
+const sx = fx.compute(cb_obj.x), sy = fy.compute(cb_obj.y);
+let best = -1, bestd = 15 * 15;  // within 15 px
+for (let i = 0; i < xs.length; i++) {
+  const dx = fx.compute(xs[i]) - sx, dy = fy.compute(ys[i]) - sy, d = dx * dx + dy * dy;
+  if (d < bestd) { bestd = d; best = i; }
+}
+if (best >= 0) source.selected.indices = [best];
+"""
 #: the live t-SNE runs on a seeded subsample so that it visibly converges within seconds on 2 cores
 LIVE_TSNE_POINTS = 2500
 
@@ -53,7 +66,9 @@ class LatentMap(pn.viewable.Viewer):
         self.colouring = Colouring(data, self.fig, self.renderer, source, "latent-map")
         self.details = MaterialDetails(data, "Click a point for its details and crystal structure; brush (box or "
                                              "lasso) to select materials on every plot.")
-        self.fig.on_event(Tap, self._on_tap)
+        # a click selects the material drawn nearest to it, in pixels, wherever points overlap; computed in the
+        # browser, which knows the exact screen mapping, and sent as a one-index selection
+        self.fig.js_on_event(Tap, CustomJS(args={"source": source, "fig": self.fig}, code=NEAREST_ON_TAP))
         source.selected.on_change("indices", self._on_brush)
         state.param.watch(self._on_selected, "selected")
         state.param.watch(self._on_picked, "picked")
@@ -137,20 +152,6 @@ class LatentMap(pn.viewable.Viewer):
             self.legend_text.object = "Colour: " + " · ".join(f"**{lab}**" for lab in labels)
 
     # ------------------------------------------------------------ selection
-    def _on_tap(self, event) -> None:
-        xr, yr = self.fig.x_range, self.fig.y_range
-        try:
-            spans = (float(xr.end) - float(xr.start), float(yr.end) - float(yr.start))
-            if not all(np.isfinite(spans)) or min(spans) <= 0:
-                raise ValueError
-        except (TypeError, ValueError):
-            spans = tuple(self.data.map_scale * 1.1)
-        row = self.data.nearest(event.x, event.y, *spans)
-        if row is None:
-            return
-        self.state.focus = row
-        self.state.select([row])
-
     def _on_brush(self, attr, old, new) -> None:
         if sorted(new) == self.state.selected:
             return

@@ -2,7 +2,7 @@
 
 A classroom opens the dashboard ten times at once on a 2-core machine, so everything that does not
 depend on the session — the results frame, the t-SNE coordinates, per-element membership, the
-nearest-point index for taps, the committed active-learning runs — is computed once per server
+colour limits, the committed active-learning runs — is computed once per server
 (:func:`server_data`) and shared read-only. A session owns only its widgets, its Bokeh models and
 a :class:`SessionState`, and releases them when its browser tab closes (:func:`on_session_end`).
 """
@@ -97,31 +97,6 @@ class ServerData:
         mask = np.zeros(len(self.frame), bool)
         mask[self.element_rows.get(element, np.zeros(0, int))] = True
         return mask
-
-    @cached_property
-    def map_tree(self):
-        """k-d tree on the t-SNE coordinates normalised to the map's extent (for 'nearest point' taps)."""
-        from scipy.spatial import cKDTree
-
-        ok = np.isfinite(self.xy).all(axis=1)
-        return cKDTree(self.xy[ok] / self.map_scale), np.flatnonzero(ok)
-
-    @cached_property
-    def map_scale(self) -> np.ndarray:
-        xy = self.xy[np.isfinite(self.xy).all(axis=1)]
-        return np.maximum(xy.max(axis=0) - xy.min(axis=0), 1e-9)
-
-    def nearest(self, x: float, y: float, x_span: float, y_span: float) -> int | None:
-        """Row of the material drawn nearest to (x, y), distances in screen-like units (each axis over its
-        visible span), or None if the closest point is further than ~3 % of the view."""
-        tree, rows = self.map_tree
-        # query in map-extent units, then rescale the hit distance by the visible spans
-        d, k = tree.query(np.array([x, y]) / self.map_scale, k=8)
-        cand = rows[np.atleast_1d(k)]
-        off = (self.xy[cand] - [x, y]) / [max(x_span, 1e-9), max(y_span, 1e-9)]
-        dist = np.hypot(off[:, 0], off[:, 1])
-        best = int(np.argmin(dist))
-        return int(cand[best]) if dist[best] < 0.03 else None
 
     @cached_property
     def colour_limits(self) -> dict[str, tuple[float, float]]:

@@ -175,7 +175,7 @@ def test_play_at_top_speed_and_pause_stops_at_once(page, server):
 
 def test_settings_cannot_wipe_a_live_run(page, server):
     seed = page.locator(".al-seed input").first
-    assert seed.is_enabled()
+    assert wait_for(page, lambda: seed.is_enabled(), 30), "the previous test's Reset did not unlock the settings"
     _button(page, "Step").click()
     assert wait_for(page, lambda: _cycle(page) == 1, 120)
     assert wait_for(page, lambda: seed.is_disabled(), 10), "seed still editable during a live run"

@@ -145,12 +145,14 @@ def test_a_latent_map_brush_shows_up_in_the_calibration_plots(page, server, app_
     assert _indices(page, "parity-source") == expected
     assert _metrics(page).startswith(f"Metrics for {len(expected):,} selected of the {len(test_rows):,} test")
     _clear(page)
+    tab(page, "Latent map")  # tabs render when shown: the map shows the cleared selection
     assert wait_for(page, lambda: _indices(page, "map-source") == [], 20)  # Clear clears it everywhere
     server.assert_clean()
     assert page.console_errors == []
 
 
 def test_phosphates_only_replaces_the_plotted_points(page, server, app_run):
+    tab(page, "Calibration")
     phosphate = app_run.materials.frame["is_phosphate"].to_numpy(bool)
     counts = {s: int(phosphate[_split_rows(app_run, s)].sum()) for s in ("test", "pool", "train")}
     split = max(counts, key=counts.get)  # the split with the most phosphates

@@ -95,13 +95,17 @@ def test_tap_shows_the_nearest_material(page, server):
     import numpy as np
 
     _colour(page, "DFT E_f")
+    assert wait_for(page, lambda: _colorbar(page) == "DFT E_f (eV/atom)", 20)
+    page.wait_for_timeout(1000)  # the colour bar replaced the legend: let the layout settle
     xs, ys = column(page, "map-source", "x"), column(page, "map-source", "y")
     ids = column(page, "map-source", "material_id")
-    pix = np.array(screen_xy(page, "latent-map", xs, ys))
     rng = np.random.default_rng(1)
     for row in rng.choice(len(ids), 3, replace=False):
+        pix = np.array(screen_xy(page, "latent-map", xs, ys))  # where the points are drawn now
         click = pix[row] + [1.0, -1.0]
         nearest = int(np.argmin(np.hypot(*(pix - click).T)))
+        page.mouse.move(5, 5)  # off the plot, so the last hover tooltip does not cover the next click
+        page.wait_for_timeout(300)
         page.mouse.click(*click)
         assert wait_for(page, lambda: ids[nearest] in text_of(page, ".details"), 20), (ids[nearest],
                                                                                       text_of(page, ".details"))
