@@ -90,6 +90,16 @@ class Page:
         await asyncio.sleep(0.5)
 
 
+async def ms_until(p: Page, css: str, changed_from: str, must_contain: str, t0: float, timeout: float) -> float | None:
+    """Milliseconds from ``t0`` until the pane ``css`` shows new text containing ``must_contain`` (None on timeout)."""
+    while time.perf_counter() < t0 + timeout:
+        t = await p.text(css)
+        if must_contain in t and t != changed_from:
+            return 1000 * (time.perf_counter() - t0)
+        await asyncio.sleep(0.01)
+    return None
+
+
 async def open_session(browser, url: str) -> tuple[Page, float, object]:
     ctx = await browser.new_context(viewport={"width": 1400, "height": 900})
     pg = await ctx.new_page()
@@ -113,16 +123,9 @@ async def measure_tap(p: Page) -> float:
         before = await p.text(".details")
         t0 = time.perf_counter()
         await p.page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
-        try:
-            deadline = t0 + 20
-            while time.perf_counter() < deadline:
-                t = await p.text(".details")
-                if "atoms per cell" in t and t != before:
-                    times.append(1000 * (time.perf_counter() - t0))
-                    break
-                await asyncio.sleep(0.01)
-        except TimeoutError:
-            pass
+        ms = await ms_until(p, ".details", before, "atoms per cell", t0, 20)
+        if ms is not None:  # an empty spot shows nothing new
+            times.append(ms)
     if not times:
         raise RuntimeError("no tap gave details")
     return statistics.median(times)
@@ -131,7 +134,7 @@ async def measure_tap(p: Page) -> float:
 async def measure_brush(p: Page) -> float:
     await p.tab("Calibration")
     times = []
-    for k, (a, b) in enumerate([((0.2, 0.1), (0.7, 0.8)), ((0.3, 0.2), (0.9, 0.9)), ((0.1, 0.3), (0.6, 0.95))]):
+    for a, b in [((0.2, 0.1), (0.7, 0.8)), ((0.3, 0.2), (0.9, 0.9)), ((0.1, 0.3), (0.6, 0.95))]:
         box = await p.model("residual-vs-sigma", FRAME)  # box select is the plot's active drag tool
         await p.page.mouse.move(box["x"] + box["w"] * a[0], box["y"] + box["h"] * a[1])
         await p.page.mouse.down()
@@ -139,13 +142,9 @@ async def measure_brush(p: Page) -> float:
         before = await p.text(".calibration-metrics")
         t0 = time.perf_counter()
         await p.page.mouse.up()
-        deadline = t0 + 60
-        while time.perf_counter() < deadline:
-            t = await p.text(".calibration-metrics")
-            if "selected of the" in t and t != before:
-                times.append(1000 * (time.perf_counter() - t0))
-                break
-            await asyncio.sleep(0.01)
+        ms = await ms_until(p, ".calibration-metrics", before, "selected of the", t0, 60)
+        if ms is not None:
+            times.append(ms)
         await p.page.get_by_role("button", name="Clear selection").click()
         await p.wait_text(".calibration-metrics", r"^(?!.*selected of the)", 30)
     if not times:

@@ -165,10 +165,6 @@ class SessionState(param.Parameterized):
             self.selected = rows
 
 
-def format_count(n: int) -> str:
-    return f"{n:,}"
-
-
 _cleanups: dict[str, list] = {}
 
 
