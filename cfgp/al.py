@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 from scipy import stats
 
+from cfgp.artefacts import refuse_shipped_write
 from cfgp.gp import JITTER, CFGP, tf_device
 
 CHUNK_ROWS = 512
@@ -184,19 +185,31 @@ def batch_diverse(post, candidates, k, rng, state):
 
 def batch_distance(post, candidates, k, rng, state):
     """The paper's suggestion: largest σ first, skipping candidates closer than one kernel length
-    to a pick (in scaled latent space); the cut-off halves until k picks fit."""
+    to a pick (in scaled latent space); the cut-off halves until k picks fit.
+
+    Each pass keeps every candidate's distance to its nearest pick (O(k·|candidates|·d)); once the
+    cut-off falls below 1e-9 kernel lengths only coincident points are being told apart, so it drops
+    to zero and the batch is completed in σ order (duplicated latents once made ~1,000 halvings).
+    """
     order = candidates[np.argsort(-post.std[candidates], kind="stable")]
-    Q = post.Q_np
-    cutoff = post.gp.length_scale_
+    Q = post.Q_np[order]
+    length = cutoff = float(post.gp.length_scale_)
     k = min(k, len(candidates))
     while True:
         picks: list[int] = []
-        for j in order:
-            if not picks or np.min(np.linalg.norm(Q[picks] - Q[j], axis=1)) >= cutoff:
-                picks.append(int(j))
-                if len(picks) == k:
-                    return np.asarray(picks, dtype=int)
-        cutoff /= 2
+        nearest = np.full(len(order), np.inf)
+        free = np.ones(len(order), bool)
+        while len(picks) < k:
+            ok = np.flatnonzero(free & (nearest >= cutoff))
+            if not len(ok):
+                break
+            i = int(ok[0])  # the largest σ among those far enough from every pick
+            picks.append(i)
+            free[i] = False
+            nearest = np.minimum(nearest, np.sqrt(np.sum((Q - Q[i]) ** 2, axis=1)))
+        if len(picks) == k:
+            return order[np.asarray(picks, dtype=int)].astype(int)
+        cutoff = cutoff / 2 if cutoff > 1e-9 * length else 0.0
 
 
 def ucb(post, candidates, k, rng, state, kappa: float = 2.0):
@@ -233,8 +246,26 @@ class ALSettings:
     pool_size: int | None = 7195  # the paper's pool; drawn per seed from the run's pool split
     refit_every: int | None = None  # optional periodic hyper-parameter refit (the paper keeps them fixed)
 
+    def __post_init__(self):
+        # a batch size of 0 made _top_k return every candidate at once; say so instead
+        for name, low in (("cycles", 0), ("batch_size", 1), ("pool_size", 1), ("refit_every", 1)):
+            value = getattr(self, name)
+            if value is None and name in ("pool_size", "refit_every"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"active learning: {name} must be an integer ≥ {low}, got {value!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def pool_positions(n_pool: int, settings: "ALSettings") -> np.ndarray:
+    """Positions (sorted) of the seeded pool subsample an AL run of ``settings`` draws from a pool of
+    ``n_pool`` materials (all of them when ``pool_size`` is None or not smaller)."""
+    pos = np.arange(n_pool)
+    if settings.pool_size is not None and settings.pool_size < n_pool:
+        pos = np.sort(np.random.default_rng(settings.seed).choice(pos, settings.pool_size, replace=False))
+    return pos
 
 
 class ActiveLearner:
@@ -246,10 +277,7 @@ class ActiveLearner:
             raise ValueError(f"unknown strategy {settings.strategy!r}; choose from {sorted(STRATEGIES)}")
         self.settings = settings
         self.strategy = STRATEGIES[settings.strategy]
-        rng = np.random.default_rng(settings.seed)
-        pool_pos = np.arange(len(y_pool))
-        if settings.pool_size is not None and settings.pool_size < len(pool_pos):
-            pool_pos = np.sort(rng.choice(pool_pos, settings.pool_size, replace=False))
+        pool_pos = pool_positions(len(y_pool), settings)
         self.pool_positions = pool_pos  # into the caller's pool arrays
         self.pool_ids = np.asarray(pool_ids)[pool_pos] if pool_ids is not None else pool_pos.astype(str)
         self.gp = CFGP.from_dict(gp.to_dict()).condition(X_train, y_train)
@@ -385,6 +413,7 @@ class History:
         _, records, good, tail = self._parse()
         if not tail:
             return None
+        refuse_shipped_write(self.path)
         with open(self.path, "r+b") as fh:
             fh.truncate(good)
             os.fsync(fh.fileno())
@@ -395,6 +424,7 @@ class History:
         """An exclusive, non-blocking lock on the history (one writer per file); raises if another run holds it."""
         import fcntl
 
+        refuse_shipped_write(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path.with_name(self.path.name + ".lock"), "a+")
         try:
@@ -406,6 +436,7 @@ class History:
         return fh
 
     def append(self, obj: dict) -> None:
+        refuse_shipped_write(self.path)
         data = (json.dumps(obj, default=float) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -415,12 +446,23 @@ class History:
             os.close(fd)
 
 
+def same_run(header: dict, other: dict) -> bool:
+    """Two history headers describe the same run if they agree on everything but the cycle count:
+    each cycle depends only on those before it, so a shorter run is a prefix of a longer one."""
+    def strip(h):
+        return {**h, "settings": {k: v for k, v in (h.get("settings") or {}).items() if k != "cycles"}}
+
+    return strip(header) == strip(other)
+
+
 def run_history(learner: ActiveLearner, path: str | Path, header: dict, cycles: int | None = None,
                 progress: bool = False, log: Callable[[str], None] | None = None) -> list[dict]:
     """Run (or resume) an active-learning run into a history file; returns all its records.
 
     Holds the history's lock while it runs; a resumed run produces exactly the records an
-    uninterrupted run would (cycle 0 included, nothing duplicated).
+    uninterrupted run would (cycle 0 included, nothing duplicated). A saved history of the same run
+    (:func:`same_run`) that is longer than asked answers with its first ``cycles`` cycles; a shorter
+    one is extended.
     """
     hist = History(path)
     hist.path.parent.mkdir(parents=True, exist_ok=True)
@@ -430,8 +472,11 @@ def run_history(learner: ActiveLearner, path: str | Path, header: dict, cycles: 
         if dropped and log is not None:
             log(dropped)
         saved_header, records = hist.read()
-        if saved_header is not None and saved_header != header:
+        if saved_header is not None and not same_run(saved_header, header):
             raise ValueError(f"{path} holds a run with other settings; remove it or choose another folder")
+        total = learner.settings.cycles if cycles is None else cycles
+        if len(records) > total:
+            return records[: total + 1]
         if saved_header is None:
             hist.append(header)
         if not records:  # new, or killed between the header and the first record
@@ -447,7 +492,6 @@ def run_history(learner: ActiveLearner, path: str | Path, header: dict, cycles: 
                     raise HistoryError(f"{path}: record of cycle {rec.get('cycle', n)} picks {unknown[:3]}, which are "
                                        "not in this run's pool; the file belongs to another run")
                 learner.apply(np.array([lookup[p] for p in rec["picked"]], dtype=int))
-        total = learner.settings.cycles if cycles is None else cycles
         remaining = total - learner.cycle
         bar = None
         if progress and remaining > 0:

@@ -28,6 +28,41 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+class ReadOnlyRunError(ValueError):
+    """A write aimed at the shipped run (``data/default``), which user commands never modify."""
+
+
+def user_dir() -> Path:
+    """Where cfgp writes what users make from the shipped default: ``$CFGP_HOME``, else
+    ``$XDG_CACHE_HOME/cfgp``, else ``~/.cache/cfgp``. A cache folder, because everything in it
+    is derived (histories, maps, refits) and the same commands remake it; deleting it is safe."""
+    if os.environ.get("CFGP_HOME"):
+        return Path(os.environ["CFGP_HOME"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cfgp"
+
+
+def default_overlay() -> Path:
+    """The user's folder for the default run: new artefacts go here, the shipped ones are read from
+    ``data/default`` (see :class:`cfgp.pipeline.Run`)."""
+    return user_dir() / "runs" / "default"
+
+
+def is_shipped_default(path: str | Path) -> bool:
+    """True if ``path`` is the shipped run folder itself (by real path, so symlinks count)."""
+    return os.path.realpath(path) == os.path.realpath(DEFAULT_RUN)
+
+
+def refuse_shipped_write(path: str | Path) -> None:
+    """Raise :class:`ReadOnlyRunError` if ``path`` lies inside the shipped run: the embedded default
+    must stay what its manifest says, whatever code path tries to write there."""
+    real, shipped = os.path.realpath(path), os.path.realpath(DEFAULT_RUN)
+    if real == shipped or real.startswith(shipped + os.sep):
+        raise ReadOnlyRunError(f"{path} is inside the shipped run {DEFAULT_RUN}, which is read-only; without "
+                               f"--run, new results go to {default_overlay()} (set CFGP_HOME to move it), "
+                               "or give --run FOLDER for a run of your own")
+
+
 def package_versions() -> dict[str, str]:
     out = {}
     for name in PACKAGES:
@@ -41,6 +76,7 @@ def package_versions() -> dict[str, str]:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write via a temporary file and rename, so a crash never leaves a half-written artefact."""
     path = Path(path)
+    refuse_shipped_write(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; artefacts are meant to be shared
@@ -87,8 +123,23 @@ def write_manifest(run_dir: str | Path, settings: dict) -> dict:
     files = {
         str(p.relative_to(run_dir)): file_sha256(p)
         for p in sorted(run_dir.rglob("*"))
-        if p.is_file() and p.name != "manifest.json" and not p.name.endswith(".tmp")
+        if p.is_file() and p.name != "manifest.json" and not p.name.endswith((".tmp", ".lock"))  # not artefacts
     }
     manifest = {"settings": settings, "packages": package_versions(), "files": files}
     write_json(run_dir / "manifest.json", manifest)
     return manifest
+
+
+def check_manifest(run_dir: str | Path) -> dict[str, list[str]]:
+    """Compare a run folder with its manifest (read-only): files whose sha256 differs, files listed
+    but missing, and files present but not listed (lock files and temporaries excepted)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no manifest; `cfgp manifest --run FOLDER` writes one")
+    listed = read_json(path)["files"]
+    present = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
+               if p.is_file() and p.name != "manifest.json" and not p.name.endswith((".tmp", ".lock"))}
+    return {"changed": sorted(f for f in listed if f in present and file_sha256(run_dir / f) != listed[f]),
+            "missing": sorted(f for f in listed if f not in present),
+            "unlisted": sorted(present - set(listed))}

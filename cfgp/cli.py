@@ -19,8 +19,12 @@ def _print_json(obj) -> None:
 def cmd_train(args) -> int:
     from cfgp.featurize import MEGNetSettings
     from cfgp.pipeline import init_run, train_megnet
+    from cfgp.artefacts import ReadOnlyRunError, is_shipped_default
     from cfgp.splits import PAPER_SUBSAMPLE, SplitSettings
 
+    if is_shipped_default(args.run):
+        raise ReadOnlyRunError(f"{args.run} is the shipped default and is not retrained (a new model would "
+                               "replace every shipped result); give --run FOLDER for a run of your own")
     split = SplitSettings(seed=args.seed, n_train=args.n_train, n_test=args.n_test,
                           subsample=PAPER_SUBSAMPLE if args.paper_subsample else None)
     window = None if args.no_energy_window else tuple(args.energy_window)
@@ -65,17 +69,28 @@ def cmd_fit(args) -> int:
     seed = run.settings["split"]["seed"] if args.seed is None else args.seed
     gp = CFGP.paper(seed=seed) if args.paper else CFGP(seed=seed, feature_scaling=None if args.feature_scaling == "none" else args.feature_scaling)
     t0 = time.time()
-    gp = fit_gp(run, gp, refit=args.refit)
+    gp = fit_gp(run, gp, refit=args.refit, held_out=args.held_out)
     _print_json({"run": str(run.dir), **gp.hyperparameters_, "fit_info": gp.to_dict()["fit_info"],
                  "device": gp.device_, "seconds": round(time.time() - t0, 1)})
     return 0
 
 
 def cmd_evaluate(args) -> int:
+    from cfgp.applicability import evaluate_domain
     from cfgp.calibration import METRIC_LABELS
-    from cfgp.pipeline import evaluate
+    from cfgp.pipeline import evaluate, load_gp
 
-    out = evaluate(_run(args))
+    t0 = time.time()
+    run = _run(args)
+    gp = load_gp(run)
+    out = evaluate(run, gp)
+    check = None
+    if args.check_set:
+        from cfgp.checkset import check_set
+
+        check = check_set(run, args.check_set, n=args.check_set_n or None, progress=True)
+    out.update(evaluate_domain(run, gp, check))
+    out["seconds_total"] = round(time.time() - t0, 2)
     if args.json:
         _print_json(out)
     else:
@@ -83,28 +98,52 @@ def cmd_evaluate(args) -> int:
             value = out[key]
             print(f"{label:40s} {value:.4f}" if isinstance(value, float) else f"{label:40s} {value}")
         print(f"{'device':40s} {out['device']}")
+        print("\nper group (shipped σ: Student-t, calibrated on the pool; raw: the GP's Gaussian σ)")
+        print(f"{'group':46s} {'n':>6s} {'MAE':>7s} {'cov 2σ':>7s} {'area':>6s} {'raw cov 2σ':>11s} {'raw area':>9s}"
+              f" {'flagged':>8s}")
+        for g in out["groups"].values():
+            print(f"{g['label'][:46]:46s} {g['n']:6d} {g['mae']:7.3f} {g['coverage_2sigma']:7.3f} "
+                  f"{g['miscalibration_area']:6.3f} {g['coverage_2sigma_raw']:11.3f} {g['miscalibration_area_raw']:9.3f}"
+                  f" {g.get('flagged_share', float('nan')):8.3f}")
+    return 0
+
+
+def cmd_domain(args) -> int:
+    from cfgp.applicability import fit_applicability, save_applicability
+
+    run = _run(args)
+    t0 = time.time()
+    app = fit_applicability(run)
+    path = save_applicability(run, app)
+    _print_json({"run": str(run.dir), "file": str(path), **app.report, "sigma": app.sigma.to_dict(),
+                 "seconds": round(time.time() - t0, 1)})
     return 0
 
 
 def cmd_predict(args) -> int:
     import numpy as np
 
+    from cfgp.applicability import load_applicability
     from cfgp.data import load_materials
     from cfgp.pipeline import load_gp, predict_rows
 
     run = _run(args)
     gp = load_gp(run)
+    app = load_applicability(run, gp)  # domain model + σ calibration (fitted once, then cached)
     feat = run.featurizer()
-    n_bad = 0
+    n_bad = n_ok = 0
 
     def emit(obj):
+        if "error" in obj:  # every line says whether it may be trusted; a line without a prediction may not
+            obj = {**obj, "in_domain": False, "domain": "no prediction (see error)"}
         if args.json:
             _print_json(obj)
         elif "error" in obj:
             print(f"{obj['source']}: {obj.get('id', '')}: error: {obj['error']}", file=sys.stderr)
         else:
             dft = f"  (DFT {obj['dft']:.3f})" if obj.get("dft") is not None else ""
-            print(f"{obj['id']:20s} {obj['formula']:14s} {obj['e_form']:8.3f} ± {obj['sigma']:.3f} eV/atom{dft}")
+            warn = "" if obj["in_domain"] else f"  OUT OF DOMAIN: {obj['domain']}"
+            print(f"{obj['id']:20s} {obj['formula']:14s} {obj['e_form']:8.3f} ± {obj['sigma']:.3f} eV/atom{dft}{warn}")
 
     for path in args.files:
         try:
@@ -119,6 +158,8 @@ def cmd_predict(args) -> int:
         X = feat.transform(mats.structures(), names=mats.ids, on_error="skip")
         issues = {i.record: i.reason for i in feat.last_issues_}
         mean, std = predict_rows(gp, X)
+        check = app.check(X, list(mats.frame["elements"]))
+        sigma, _ = app.calibrated(std, check)
         ok = np.isfinite(mean)
         for i, row in mats.frame.iterrows():
             if not ok[i]:
@@ -126,9 +167,20 @@ def cmd_predict(args) -> int:
                 emit({"source": str(path), "id": row.material_id, "error": issues.get(row.material_id, "featurisation failed")})
                 continue
             dft = row.formation_energy_per_atom
+            n_ok += 1
             emit({"source": str(path), "id": row.material_id, "formula": row.formula, "e_form": float(mean[i]),
-                  "sigma": float(std[i]), "dft": None if np.isnan(dft) else float(dft)})
-    return 1 if n_bad and args.strict else 0
+                  "sigma": float(sigma[i]), "sigma_raw": float(std[i]), "dft": None if np.isnan(dft) else float(dft),
+                  "in_domain": bool(check.in_domain[i]), "domain": check.reason[i]})
+    # a batch job tells "all predicted" from "some skipped" by the exit code alone (PREDICT_EXIT_CODES)
+    return 0 if not n_bad else 3 if n_ok else 4
+
+
+PREDICT_EXIT_CODES = """exit codes:
+  0  every record was predicted
+  3  some records or files were skipped (each has an error line naming it and why), the others predicted
+  4  nothing was predicted: every record or file was bad
+  2  usage error (bad arguments, or --run is not a usable run folder)
+--strict is kept for old scripts and changes nothing: any bad input gives 3 or 4 without it."""
 
 
 def cmd_al(args) -> int:
@@ -161,6 +213,43 @@ def cmd_al(args) -> int:
     return 0
 
 
+def _print_fair(fair: dict) -> None:
+    """The paired scores as a table: strategy − baseline, mean ± std over seeds."""
+    print(f"paired against {fair['baseline']} (same seed); negative = lower MAE than the baseline")
+    for name, e in fair["strategies"].items():
+        ph = e["phosphates"]
+        print(f"{name}: seeds {e['seeds']}; phosphates {100 * ph['picks_phosphate_share']:.1f} % of "
+              f"{ph['picks']} picks vs {100 * ph['pool_phosphate_share']:.1f} % of the pool")
+        for key, title in (("paired", "test MAE"), ("paired_pool_scored", "pool-scored MAE (paper)")):
+            if key not in e:
+                continue
+            p = e[key]
+            for n, v in p["at"].items():
+                d = v["difference"]
+                print(f"  {title:24s} at {n:5d} labels: {v['strategy']:.4f} vs {v['baseline']:.4f}  "
+                      f"diff {d['mean']:+.4f} ± {d['std']:.4f} ({100 * v['relative']['mean']:+.1f} %)")
+            a = p["area"]
+            print(f"  {title:24s} area (mean over labels): {a['strategy']:.4f} vs {a['baseline']:.4f}  "
+                  f"diff {a['difference']['mean']:+.4f} ± {a['difference']['std']:.4f}")
+
+
+def cmd_retrain(args) -> int:
+    from cfgp.retrain import retrain
+
+    out = retrain(_run(args), args.history, args.out, picks=args.picks, epochs=args.epochs, patience=args.patience,
+                  warm_start=not args.from_scratch, seed=args.seed, min_rel_improvement=args.min_improvement / 100,
+                  max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+    if args.json:
+        _print_json(out)
+    elif out["finished"]:
+        print(f"{out['strategy']} seed {out['seed']}: {out['picks']} picks, {out['epochs']} epochs → test MAE "
+              f"{out['mae']:.4f} eV/atom, 2σ coverage {out['coverage_2sigma']:.3f} ({args.out}/retrain.json)")
+    else:
+        print(f"stopped at epoch {out['epochs']} (best validation MAE {out['best_val_mae']:.4f}); "
+              f"run the same command to resume")
+    return 0
+
+
 def cmd_al_compare(args) -> int:
     from cfgp.al import compare
     from cfgp.pipeline import load_al_histories
@@ -175,8 +264,17 @@ def cmd_al_compare(args) -> int:
         from cfgp.figures import al_curves_png
 
         al_curves_png(groups, args.plot)
+    fair = None
+    if args.fair or args.pool_scored:
+        from cfgp.al_metrics import fair_report
+
+        fair = fair_report(run, baseline, pool_scored=args.pool_scored,
+                           progress=lambda msg: print(msg, file=sys.stderr))
     if args.json:
-        _print_json({"baseline": baseline, "strategies": result})
+        _print_json({"baseline": baseline, "strategies": result, **({"fair": fair} if fair else {})})
+        return 0
+    if fair:
+        _print_fair(fair)
     else:
         print(f"baseline: {baseline}")
         for name, r in result.items():
@@ -192,9 +290,16 @@ def cmd_al_compare(args) -> int:
 
 
 def cmd_manifest(args) -> int:
-    from cfgp.artefacts import write_manifest
+    from cfgp.artefacts import ReadOnlyRunError, check_manifest, write_manifest
 
     run = _run(args)
+    if args.check:
+        diff = check_manifest(run.dir)
+        _print_json({"run": str(run.dir), "ok": not any(diff.values()), **diff})
+        return 0 if not any(diff.values()) else 1
+    if run.shipped:
+        raise ReadOnlyRunError(f"{run.dir} is the shipped default: its manifest describes the release and is not "
+                               "rewritten; `cfgp manifest --check` verifies it, --run FOLDER writes another run's")
     manifest = write_manifest(run.dir, run.settings)
     _print_json({"run": str(run.dir), "files": len(manifest["files"]), "packages": manifest["packages"]})
     return 0
@@ -230,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def run_arg(sp):
-        sp.add_argument("--run", type=Path, default=DEFAULT_RUN, help="run folder (default: the shipped data/default)")
+        sp.add_argument("--run", type=Path, default=DEFAULT_RUN,
+                        help="run folder (default: the shipped data/default, read-only: what commands make from it "
+                             "goes to $CFGP_HOME/runs/default, else ~/.cache/cfgp/runs/default)")
 
     t = sub.add_parser("train", help="train MEGNet on the train split (checkpoints; resumes if interrupted)")
     run_arg(t)
@@ -262,18 +369,32 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--paper", action="store_true", help="the paper's GP: zero mean, no noise, min-max features")
     g.add_argument("--feature-scaling", choices=["standard", "minmax", "none"], default="standard")
     g.add_argument("--refit", action="store_true", help="refit even if saved hyper-parameters match")
+    g.add_argument("--held-out", action="store_true",
+                   help="fit them to predict MEGNet's early-stopping materials (latents it never trained on) from "
+                        "the rest of train, so σ is tuned out of sample; default: marginal likelihood of train")
     g.set_defaults(func=cmd_fit)
 
     e = sub.add_parser("evaluate", help="test-split accuracy and calibration metrics")
     run_arg(e)
     e.add_argument("--json", action="store_true", help="one JSON object as the last line of stdout")
+    e.add_argument("--check-set", type=Path, default=None, metavar="FILE",
+                   help="also score materials the model was not made for (e.g. the shared mp_nonoxides.json.gz): "
+                        "featurised once, cached in the user folder")
+    e.add_argument("--check-set-n", type=int, default=0, metavar="N",
+                   help="a seeded sample of N check-set materials (default 0: all)")
     e.set_defaults(func=cmd_evaluate)
 
-    pr = sub.add_parser("predict", help="E_f ± σ for CIF files or dataset files (.json, .csv, CIF folder)")
+    dm = sub.add_parser("domain", help="fit and save the domain of applicability and σ calibration (domain.json)")
+    run_arg(dm)
+    dm.set_defaults(func=cmd_domain)
+
+    pr = sub.add_parser("predict", help="E_f ± σ for CIF files or dataset files (.json, .csv, CIF folder)",
+                        epilog=PREDICT_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run_arg(pr)
     pr.add_argument("files", nargs="+", type=Path)
     pr.add_argument("--json", action="store_true", help="JSON lines: id, formula, e_form, sigma (or error)")
-    pr.add_argument("--strict", action="store_true", help="exit 1 if any input was bad")
+    pr.add_argument("--strict", action="store_true",
+                    help="no effect, kept for old scripts: a bad input always gives exit code 3 or 4 (see below)")
     pr.set_defaults(func=cmd_predict)
 
     from cfgp.al import STRATEGIES
@@ -291,10 +412,30 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=cmd_al)
 
+    rt = sub.add_parser("retrain", help="the paper's last step: re-train MEGNet and the GP on train + an AL run's "
+                                         "picks, evaluate on the same test split (resumable)")
+    run_arg(rt)
+    rt.add_argument("--history", type=Path, required=True, help="an AL history (.jsonl) made on --run")
+    rt.add_argument("--out", type=Path, required=True, help="folder of the new run (created; resumed if it exists)")
+    rt.add_argument("--picks", type=int, default=None, help="use the first N picks (default: all)")
+    rt.add_argument("--epochs", type=int, default=300)
+    rt.add_argument("--patience", type=int, default=100)
+    rt.add_argument("--min-improvement", type=float, default=1.0, help="percent the validation MAE must improve by "
+                                                                        "within --patience epochs")
+    rt.add_argument("--from-scratch", action="store_true", help="fresh weights instead of the base run's")
+    rt.add_argument("--seed", type=int, default=0)
+    rt.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
+    rt.add_argument("--json", action="store_true")
+    rt.set_defaults(func=cmd_retrain)
+
     c = sub.add_parser("al-compare", help="compare saved active-learning histories (MAE vs labels)")
     run_arg(c)
     c.add_argument("--json", action="store_true")
     c.add_argument("--plot", type=Path, default=None, help="write the MAE-vs-labels figure (PNG)")
+    c.add_argument("--fair", action="store_true",
+                   help="paired differences per seed at equal label counts, area under the curve, phosphate share")
+    c.add_argument("--pool-scored", action="store_true",
+                   help="also the paper's score, MAE on the still-unlabelled pool (replays each history, ~20 s each)")
     c.set_defaults(func=cmd_al_compare)
 
     ts = sub.add_parser("tsne", help="2-D t-SNE map of every material's latent (cached per settings)")
@@ -308,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     mf = sub.add_parser("manifest", help="record settings, package versions and file hashes of a run folder")
     run_arg(mf)
+    mf.add_argument("--check", action="store_true",
+                    help="verify the files against the manifest instead (exit 1 if any changed, is missing or unlisted)")
     mf.set_defaults(func=cmd_manifest)
     return p
 

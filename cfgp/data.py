@@ -7,10 +7,15 @@ or stops the load, as the caller chooses. Messages always name the record and th
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import math
+import os
+import stat
+import sys
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
@@ -32,6 +37,24 @@ ENERGY_COLUMNS = ("formation_energy_per_atom", "e_form", "formation_energy", "ta
 CIF_COLUMNS = ("cif", "structure_cif")
 
 OnError = Literal["skip", "raise"]
+
+#: Largest data set file cfgp reads, in bytes, both as stored and after gzip decompression: 256 MiB, 5× the
+#: shipped data set (48.5 MB of JSON for 16,394 oxides). Reading and decompressing stop at the limit, so a
+#: gzip bomb (1.1 MB that expands to 1.1 GB) costs at most this much memory before its message. A CIF folder's
+#: files together have the same budget.
+MAX_DATASET_BYTES = 256 * 2**20
+#: Largest CIF text, in characters (bytes for a file): one .cif file, one record's CIF field or one upload in
+#: the app. 2 MB is 180× the largest of the 35,537 real CIFs (11 kB); with the site limits of
+#: :mod:`cfgp.structure_checks` it bounds parsing time.
+MAX_CIF_CHARS = 2_000_000
+#: Longest material id, in characters (real ids such as mp-1234567 have ~10).
+MAX_ID_CHARS = 200
+#: JSON integers with more digits than this are kept as a description ("an integer of 5,000 digits") that
+#: only their record refuses: Python refuses to convert more than 4,300 digits, which would abort the whole file.
+_MAX_JSON_INT_DIGITS = 4000
+#: Key under which a reader passes a per-record read problem (a missing or unreadable CIF of a folder) to
+#: :func:`validate_records`, which reports it for that record and goes on with the others.
+READ_ERROR = "__cfgp_read_error__"
 
 
 class DataError(ValueError):
@@ -69,37 +92,99 @@ class LoadReport:
 
 
 def parse_cif(text: str):
-    """Parse CIF text to a pymatgen Structure, or raise DataError with the parser's reason."""
-    from pymatgen.core import Structure
+    """Parse CIF text to a pymatgen Structure that is physically possible, or raise DataError saying why.
+
+    The raw numbers of the CIF are checked before pymatgen builds the structure (it silently wraps a
+    coordinate of 1e300 into the cell and is quadratic in the number of listed sites), the structure after
+    (overlapping atoms, volume per atom, elements, cell size: :mod:`cfgp.structure_checks`).
+    """
+    from pymatgen.io.cif import CifParser
+
+    from cfgp.structure_checks import ImplausibleStructure, check_cif_blocks, check_structure
 
     if not isinstance(text, str) or not text.strip():
         raise DataError("empty CIF")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            structure = Structure.from_str(text, fmt="cif")
-    except Exception as exc:  # pymatgen raises many types for bad CIFs
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"unparsable CIF ({msg[:200]})") from None
+    if len(text) > MAX_CIF_CHARS:
+        raise DataError(f"CIF text of {len(text):,} characters; the limit is {MAX_CIF_CHARS:,}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            parser = CifParser.from_str(text)
+            blocks = parser.as_dict()
+        except Exception as exc:  # pymatgen raises many types for bad CIFs
+            raise DataError(f"unparsable CIF ({_first_line(exc)})") from None
+        try:
+            check_cif_blocks(blocks)
+        except ImplausibleStructure as exc:
+            raise DataError(str(exc)) from None
+        try:
+            structures = parser.parse_structures(primitive=False)
+            structure = structures[0]
+        except Exception as exc:
+            reasons = [w.strip().splitlines()[-1] for w in parser.warnings if w.strip()]
+            detail = reasons[-1] if reasons else _first_line(exc)
+            if "Occupancy" in detail and "exceeded" in detail:
+                detail += ": atoms overlap, or the occupancies of one site sum to more than 1"
+            raise DataError(f"unparsable CIF ({detail[:200]})") from None
     if len(structure) == 0:
         raise DataError("CIF has no atomic sites")
     if not structure.is_ordered:
         raise DataError("disordered structure (partial occupancies); the crystal graph needs an ordered cell")
+    try:
+        check_structure(structure)
+    except ImplausibleStructure as exc:
+        raise DataError(str(exc)) from None
     return structure
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """A value for a message, never huge: long texts are cut, and integers are described by their size
+    (printing an integer of more than 4,300 digits raises in Python)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of ~{int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _energy(value: Any) -> float:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+    if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and value == ""):
         raise DataError("missing formation energy")
     if isinstance(value, bool):
         raise DataError(f"non-numeric formation energy {value!r}")
+    if isinstance(value, _HugeInt):
+        raise DataError(f"formation energy is too large for a number ({value}; not a finite float)")
     try:
         energy = float(value)
+    except OverflowError:
+        raise DataError(f"formation energy is too large for a number ({_short(value)}; not a finite float)") from None
     except (TypeError, ValueError):
-        raise DataError(f"non-numeric formation energy {value!r}") from None
+        raise DataError(f"non-numeric formation energy {_short(value)}") from None
     if not math.isfinite(energy):
-        raise DataError(f"non-finite formation energy {value!r}")
+        raise DataError(f"formation energy {_short(value)} is not a finite number")
     return energy
+
+
+def _record_name(raw: Any) -> str:
+    """The material id as text ('' if missing); DataError if it cannot serve as one."""
+    if raw is None:
+        return ""
+    if isinstance(raw, _HugeInt):
+        raise DataError(f"material id is {raw}, not a usable name")
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw.bit_length() > 128:
+        raise DataError(f"material id is {_short(raw)}, not a usable name")
+    if not isinstance(raw, (str, int, float)):
+        raise DataError(f"material id must be text, got {type(raw).__name__}")
+    text = str(raw).strip()
+    if text == "nan":
+        return ""
+    if len(text) > MAX_ID_CHARS:
+        raise DataError(f"material id of {len(text):,} characters; the limit is {MAX_ID_CHARS}")
+    return text
 
 
 class Materials:
@@ -179,12 +264,15 @@ def validate_records(
     seen: set[str] = set()
     for i, record in enumerate(records):
         report.n_read += 1
-        raw_id = _pick(record, ID_COLUMNS) if isinstance(record, dict) else None
-        name = str(raw_id).strip() if raw_id is not None and str(raw_id).strip() and str(raw_id) != "nan" else ""
-        label = name or f"record #{i + 1}"
+        label = f"record #{i + 1}"
         try:
             if not isinstance(record, dict):
                 raise DataError(f"expected an object with id, cif and energy, got {type(record).__name__}")
+            raw_id = _pick(record, ID_COLUMNS)
+            name = _record_name(raw_id)
+            label = name or label
+            if record.get(READ_ERROR):
+                raise DataError(str(record[READ_ERROR]))
             if not name:
                 raise DataError("missing material id")
             if name in seen:
@@ -195,6 +283,8 @@ def validate_records(
             else:
                 energy = float("nan")
             cif = _pick(record, CIF_COLUMNS)
+            if cif is not None and not isinstance(cif, str):
+                raise DataError(f"CIF field must be text, got {type(cif).__name__}")
             if not isinstance(cif, str) or not cif.strip():
                 raise DataError("missing CIF text")
             structure = parse_cif(cif) if parse_structures else None
@@ -246,29 +336,93 @@ def validate_records(
     return Materials(frame, report, structures if parse_structures else None)
 
 
-def _open_text(path: Path) -> str:
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        if raw[:2] != b"\x1f\x8b":
+def _describe(path: Path, mode: int) -> str:
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    if path.is_symlink():
+        kind += f", through a symbolic link to {os.readlink(path)}"
+    return kind
+
+
+def _open_regular(path: Path, what: str = "file") -> tuple[int, int]:
+    """Open ``path`` for reading if it is a regular file (a symbolic link to one is fine): (fd, size).
+
+    Opened non-blocking and checked with fstat before any read, so a FIFO cannot hang the reader and
+    ``/dev/zero`` cannot feed it without end.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open ({exc.strerror})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise DataError(f"{path}: not a regular file ({_describe(path, st.st_mode)}); cfgp reads only regular files")
+    return fd, st.st_size
+
+
+def _read_bounded(path: Path, limit: int, what: str = "file") -> bytes | bytearray:
+    """The bytes of a regular file, decompressed if it is named .gz, never more than ``limit`` of either."""
+    fd, size = _open_regular(path, what)
+    with os.fdopen(fd, "rb") as fh:
+        head = fh.read(2)
+        fh.seek(0)
+        gzipped = path.suffix == ".gz"
+        if gzipped and head != b"\x1f\x8b":
             raise DataError(f"{path}: named .gz but it is not gzip-compressed")
+        if not gzipped and head == b"\x1f\x8b":
+            raise DataError(f"{path}: gzip-compressed data in a file not named .gz")
+        if size > limit:
+            raise DataError(f"{path}: {size:,} bytes; the limit is {limit:,} bytes")
+        if not gzipped:
+            raw = fh.read(limit + 1)
+            if len(raw) > limit:
+                raise DataError(f"{path}: more than {limit:,} bytes (the limit)")
+            return raw
+        out = bytearray()
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: corrupt gzip file ({exc})") from None
-    elif raw[:2] == b"\x1f\x8b":
-        raise DataError(f"{path}: gzip-compressed data in a file not named .gz")
+            with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+                while True:
+                    chunk = gz.read(min(1 << 20, limit + 1 - len(out)))
+                    if not chunk:
+                        break
+                    out += chunk
+                    if len(out) > limit:
+                        raise DataError(f"{path}: decompresses to more than {limit:,} bytes (the limit; "
+                                        f"{size:,} bytes compressed): a gzip bomb or a data set too large")
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{path}: corrupt gzip file ({_first_line(exc)})") from None
+        return out
+
+
+def _open_text(path: Path, limit: int = MAX_DATASET_BYTES, what: str = "file") -> str:
+    raw = _read_bounded(path, limit, what)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file") from None
 
 
+class _HugeInt(str):
+    """A JSON integer too long for Python to convert (Python refuses more than 4,300 digits), kept as a
+    description so that only its record is refused, not the whole file."""
+
+
+def _json_int(text: str) -> int | _HugeInt:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= _MAX_JSON_INT_DIGITS else _HugeInt(f"an integer of {digits:,} digits")
+
+
 def read_records(path: str | Path) -> list[dict]:
     """Read raw records from a JSON(.gz) array, a CSV with a CIF column, a CIF file, or a
     CGCNN-style folder (``id_prop.csv`` + ``<id>.cif``). Raises DataError if the file is not
-    what its name says."""
+    what its name says, is not a regular file, or is larger than the limits (``MAX_DATASET_BYTES``,
+    ``MAX_CIF_CHARS``). Problems of single CIFs of a folder are passed on per record (``READ_ERROR``)."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
         return _read_cif_folder(path)
@@ -276,9 +430,15 @@ def read_records(path: str | Path) -> list[dict]:
     if kind.endswith(".json"):
         text = _open_text(path)
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_int=_json_int)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise DataError(f"{path}: JSON nested too deeply (more than ~{sys.getrecursionlimit():,} levels; a data "
+                            "set needs 3: a list of records with fields)") from None
+        except ValueError as exc:
+            raise DataError(f"{path}: not valid JSON ({_first_line(exc)})") from None
+        del text
         if isinstance(data, dict) and isinstance(data.get("records"), list):
             data = data["records"]
         if not isinstance(data, list):
@@ -288,33 +448,121 @@ def read_records(path: str | Path) -> list[dict]:
         text = _open_text(path)
         try:
             frame = pd.read_csv(io.StringIO(text), dtype={c: str for c in ID_COLUMNS})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError) as exc:
+            raise DataError(f"{path}: not a readable CSV ({_first_line(exc)})") from None
         if not any(c in frame.columns for c in CIF_COLUMNS):
-            raise DataError(f"{path}: CSV needs a 'cif' column with CIF text (columns: {list(frame.columns)})")
+            raise DataError(f"{path}: CSV needs a 'cif' column with CIF text (columns: {list(frame.columns)[:20]})")
         return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
                 for r in frame.to_dict(orient="records")]
     if kind.endswith(".cif"):
-        return [{"material_id": path.stem, "cif": _open_text(path)}]
+        record = {"material_id": path.stem, "cif": _open_text(path, MAX_CIF_CHARS, "CIF file")}
+        return [_with_empty_check(record, path)]
     raise DataError(f"{path}: unknown data format (use .json, .json.gz, .csv, .cif or a folder with id_prop.csv)")
+
+
+class _Budget:
+    """Bytes a folder's files may still take together (``MAX_DATASET_BYTES``)."""
+
+    def __init__(self, folder: Path, limit: int = MAX_DATASET_BYTES):
+        self.folder, self.left, self.limit = folder, limit, limit
+
+    def read_cif(self, path: Path) -> str:
+        text = _open_text(path, MAX_CIF_CHARS, "CIF file")
+        self.left -= len(text)
+        if self.left < 0:
+            raise DataError(f"{self.folder}: its CIF files hold more than {self.limit:,} bytes together (the limit)")
+        return text
+
+
+def _cif_record(budget: _Budget, path: Path, material_id: Any, energy: Any = None) -> dict:
+    record = {"material_id": material_id, "formation_energy_per_atom": energy, "cif": None}
+    try:
+        record["cif"] = budget.read_cif(path)
+    except DataError as exc:
+        if budget.left < 0:
+            raise
+        record[READ_ERROR] = str(exc)
+    return _with_empty_check(record, path)
+
+
+def _with_empty_check(record: dict, path: Path) -> dict:
+    """Say "empty file" (not "missing CIF text") for a CIF file with nothing in it."""
+    text = record.get("cif")
+    if isinstance(text, str) and not text.strip() and not record.get(READ_ERROR):
+        record[READ_ERROR] = f"{path}: empty file" + (" (only white space)" if text else " (0 bytes)")
+    return record
+
+
+def _folder_entry_problem(rid: Any) -> str | None:
+    """Why an id of id_prop.csv cannot name a file ``<id>.cif`` inside the folder (None if it can)."""
+    if not isinstance(rid, str) or not rid.strip():
+        return "empty id"
+    if rid in (".", "..") or "/" in rid or "\\" in rid or "\0" in rid or Path(rid).name != rid:
+        return (f"id {rid[:80]!r} is not a plain file name: it would read {rid[:80]}.cif outside the folder "
+                "(ids may not contain '/', '\\' or be '..'), refused")
+    if len(rid) > MAX_ID_CHARS:
+        return f"id of {len(rid):,} characters; the limit is {MAX_ID_CHARS}"
+    return None
 
 
 def _read_cif_folder(folder: Path) -> list[dict]:
     id_prop = folder / "id_prop.csv"
-    if not id_prop.exists():
-        return [{"material_id": p.stem, "cif": p.read_text(errors="replace")} for p in sorted(folder.glob("*.cif"))]
+    budget = _Budget(folder)
+    if not id_prop.exists() and not id_prop.is_symlink():
+        paths = sorted(folder.glob("*.cif"))
+        if not paths:
+            raise DataError(f"{folder}: a data set folder needs id_prop.csv (CGCNN convention) or .cif files; "
+                            "it has neither")
+        return [_cif_record(budget, p, p.stem) for p in paths]
+    text = _open_text(id_prop)
     try:
-        table = pd.read_csv(id_prop, header=None, dtype={0: str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{id_prop}: not a readable id_prop.csv ({str(exc).splitlines()[0]})") from None
+        table = pd.read_csv(io.StringIO(text), header=None, dtype={0: str}, skip_blank_lines=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError) as exc:
+        raise DataError(f"{id_prop}: not a readable id_prop.csv ({_first_line(exc)})") from None
     if table.shape[1] < 2:
         raise DataError(f"{id_prop}: needs two columns, id and formation energy (CGCNN convention)")
     records = []
-    for rid, energy in zip(table[0], table[1]):
+    for line, (rid, energy) in enumerate(zip(table[0], table[1]), start=1):
+        problem = _folder_entry_problem(rid)
+        if problem:
+            records.append({"material_id": rid if isinstance(rid, str) and problem.startswith("id ")
+                            else f"id_prop.csv line {line}", "formation_energy_per_atom": energy,
+                            READ_ERROR: f"{problem} (id_prop.csv line {line})"})
+            continue
         cif_path = folder / f"{rid}.cif"
-        cif = cif_path.read_text(errors="replace") if cif_path.exists() else None
-        records.append({"material_id": rid, "formation_energy_per_atom": energy, "cif": cif})
+        if not cif_path.exists() and not cif_path.is_symlink():
+            records.append({"material_id": rid, "formation_energy_per_atom": energy,
+                            READ_ERROR: f"no file {rid}.cif in {folder} (named on line {line} of id_prop.csv)"})
+            continue
+        records.append(_cif_record(budget, cif_path, rid, energy))
     return records
+
+
+def dataset_sha256(path: str | Path) -> str:
+    """sha256 of a data set: of its file, or for a CIF folder of its id_prop.csv and .cif files (names and
+    contents, in sorted order), so that a run can tell whether its data changed. Reads only regular files,
+    in chunks; a non-regular entry of a folder counts by name only."""
+    path = Path(path)
+
+    def file_digest(p: Path) -> str:
+        fd, _ = _open_regular(p)
+        h = hashlib.sha256()
+        with os.fdopen(fd, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    if not path.is_dir():
+        return file_digest(path)
+    h = hashlib.sha256()
+    entries = sorted(p for p in path.iterdir() if p.name == "id_prop.csv" or p.name.endswith(".cif"))
+    for p in entries:
+        try:
+            digest = file_digest(p)
+        except DataError:
+            digest = "not a regular file"
+        h.update(f"{p.name}\0{digest}\n".encode())
+    return h.hexdigest()
 
 
 def load_materials(

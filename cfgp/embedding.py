@@ -53,8 +53,8 @@ def run_tsne(run, settings: TSNESettings = TSNESettings(), recompute: bool = Fal
     saved as tsne-*.npz with the latent hash and reloaded when the settings match."""
     from cfgp.pipeline import LATENTS_FILE, load_gp
 
-    path = run.dir / settings.filename()
-    latent_hash = str(np.load(run.dir / LATENTS_FILE)["model_hash"])
+    path = run.path(settings.filename())  # the user's map if any, else the run's (shipped) one
+    latent_hash = str(np.load(run.path(LATENTS_FILE))["model_hash"])
     ids = run.materials.ids.astype(str)
     if path.exists() and not recompute:
         z = np.load(path, allow_pickle=False)
@@ -65,7 +65,7 @@ def run_tsne(run, settings: TSNESettings = TSNESettings(), recompute: bool = Fal
     Xs = load_gp(run, conditioned=False).scaler_.transform(X[ok])
     xy = np.full((len(X), 2), np.nan)
     xy[ok] = tsne(Xs, settings, **kw)
-    save_npz(path, material_id=ids, xy=xy, latents_hash=np.array(latent_hash),
+    save_npz(run.write_dir / settings.filename(), material_id=ids, xy=xy, latents_hash=np.array(latent_hash),
              settings=np.array(str(settings.to_dict())))
     return xy
 

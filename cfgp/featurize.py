@@ -19,6 +19,7 @@ import numpy as np
 
 import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from cfgp.data import DataError, RecordIssue
+from cfgp.structure_checks import ImplausibleStructure, check_graph_size, check_structure
 
 LATENT_LAYER = "readout_0"  # the paper's "Dense 32"
 WEIGHTS_FILE = "megnet.weights.h5"
@@ -120,9 +121,18 @@ class MEGNetFeaturizer:
             it = tqdm(it, total=len(structures), desc="crystal graphs", unit="struct")
         for i, s in it:
             try:
+                # bounded checks before megnet's unbounded neighbour search (a 0.1 Å cell took >8 GB)
+                check_structure(s)
+                check_graph_size(s, self.settings.cutoff)
                 g = self.model.graph_converter.convert(s)
                 if len(g["index1"]) == 0:
                     raise DataError(f"no neighbours within the {self.settings.cutoff} Å cutoff")
+            except ImplausibleStructure as exc:
+                issue = RecordIssue(str(names[i]), str(exc))
+                if on_error == "raise":
+                    raise DataError(str(issue)) from None
+                issues.append(issue)
+                continue
             except Exception as exc:  # megnet raises assorted errors for odd cells
                 issue = RecordIssue(str(names[i]), f"crystal graph failed ({exc})")
                 if on_error == "raise":

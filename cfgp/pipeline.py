@@ -9,6 +9,10 @@ A run folder (the shipped one is ``data/default``) holds::
     latents.npz            32-d latents for every material, keyed by the MEGNet hash
     gp.json                GP hyper-parameters and settings
     manifest.json          package versions and file hashes
+
+The shipped run is read-only: a ``Run`` of it writes whatever it makes (histories, maps, refits) to a
+user folder (:func:`cfgp.artefacts.default_overlay`, ``$CFGP_HOME``) and reads each artefact from
+there if present, else from ``data/default``.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cfgp.artefacts import DEFAULT_RUN, file_sha256, read_json, save_npz, write_json
-from cfgp.data import DEFAULT_DATASET, Materials, load_materials
+from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, default_overlay, is_shipped_default,
+                            read_json, save_npz, write_json)
+from cfgp.data import DEFAULT_DATASET, Materials, dataset_sha256, load_materials
 from cfgp.splits import Split, SplitSettings, make_split
 
 RUN_FILE = "run.json"
@@ -28,7 +33,8 @@ LATENTS_FILE = "latents.npz"
 GP_FILE = "gp.json"
 
 
-def _resolve_data(path: str | Path) -> str:
+def repo_path(path: str | Path) -> str:
+    """``path`` relative to the repository root when it lies inside it (portable in committed settings), else absolute."""
     path = Path(path)
     try:
         return str(path.resolve().relative_to(DEFAULT_DATASET.parent.parent))
@@ -42,16 +48,28 @@ def _data_path(run: dict) -> Path:
 
 
 class Run:
-    """A run folder and what it holds; artefacts load lazily and are cached."""
+    """A run folder and what it holds; artefacts load lazily and are cached.
 
-    def __init__(self, directory: str | Path = DEFAULT_RUN):
+    ``dir`` is where the run's artefacts are read from, ``write_dir`` where new ones go: the same
+    folder, except for the shipped default, whose new artefacts go to the user's folder
+    (``$CFGP_HOME/runs/default``) so that ``data/default`` stays what its manifest says.
+    """
+
+    def __init__(self, directory: str | Path = DEFAULT_RUN, write_dir: str | Path | None = None):
         self.dir = Path(directory)
         if not (self.dir / RUN_FILE).exists():
             raise FileNotFoundError(f"{self.dir}: not a cfgp run folder (no {RUN_FILE}); run `cfgp train` first")
+        self.shipped = is_shipped_default(self.dir)
+        self.write_dir = Path(write_dir) if write_dir else (default_overlay() if self.shipped else self.dir)
         self.settings = read_json(self.dir / RUN_FILE)
         self._materials: Materials | None = None
         self._split: Split | None = None
         self._latents: tuple[str, np.ndarray] | None = None  # (file mtime/size key, array)
+
+    def path(self, name: str) -> Path:
+        """Where artefact ``name`` is read from: the user's version in ``write_dir`` if any, else ``dir``."""
+        mine = self.write_dir / name
+        return mine if mine.exists() else self.dir / name
 
     @property
     def data_path(self) -> Path:
@@ -61,7 +79,7 @@ class Run:
     def materials(self) -> Materials:
         if self._materials is None:
             # CIFs were validated when the run was made; skip re-parsing only if the file is unchanged
-            trusted = self.settings.get("data_sha256") == file_sha256(self.data_path)
+            trusted = self.settings.get("data_sha256") == dataset_sha256(self.data_path)
             self._materials = load_materials(
                 self.data_path,
                 energy_window=tuple(self.settings["energy_window"]) if self.settings["energy_window"] else None,
@@ -85,11 +103,11 @@ class Run:
 
     def latents(self) -> np.ndarray:
         """Latents aligned with ``materials`` rows (from latents.npz; cached until the file changes)."""
-        path = self.dir / LATENTS_FILE
+        path = self.path(LATENTS_FILE)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no latents; run `cfgp featurize`")
         stat = path.stat()
-        key = f"{stat.st_mtime_ns}-{stat.st_size}"
+        key = f"{path}-{stat.st_mtime_ns}-{stat.st_size}"
         if self._latents is None or self._latents[0] != key:
             z = np.load(path, allow_pickle=False)
             pos = self.materials.index_of(z["material_id"].tolist())
@@ -110,7 +128,7 @@ def init_run(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     settings = {
-        "data": _resolve_data(data),
+        "data": repo_path(data),
         "energy_window": list(energy_window) if energy_window else None,
         "split": split.to_dict(),
         "val_fraction": val_fraction,
@@ -119,7 +137,7 @@ def init_run(
     if run_file.exists():
         old = read_json(run_file)
         clash = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-        if old.get("data_sha256") not in (None, file_sha256(data)):
+        if old.get("data_sha256") not in (None, dataset_sha256(data)):
             clash["data_sha256"] = "the data file changed since this run was made"
         if clash:
             raise ValueError(f"{directory} was made with other settings {clash}; use another --run folder")
@@ -133,11 +151,19 @@ def init_run(
                                "skipped": [str(i) for i in materials.report.skipped],
                                "filtered": [str(i) for i in materials.report.filtered]}
     # every CIF parsed and passed validation above: later loads of this exact file skip re-parsing
-    settings["data_sha256"] = file_sha256(data)
+    settings["data_sha256"] = dataset_sha256(data)  # a file's sha256, or a CIF folder's contents
     write_json(run_file, settings)
     run = Run(directory)
     run._materials, run._split = materials, sp
     return run
+
+
+def validation_positions(run: Run, seed: int) -> np.ndarray:
+    """Rows of the seeded early-stopping part of the train split (``val_fraction`` of it) that
+    :func:`train_megnet` holds out when no ``val_ids`` are given."""
+    train = np.random.default_rng(seed).permutation(run.split.train)
+    n_val = max(1, int(round(run.settings["val_fraction"] * len(train))))
+    return np.sort(train[:n_val])
 
 
 def train_megnet(
@@ -148,17 +174,37 @@ def train_megnet(
     max_seconds: float | None = None,
     progress: bool = True,
     min_rel_improvement: float = 0.0,
+    val_ids=None,
+    init_from: str | Path | None = None,
 ):
-    """Train MEGNet on the train split (a seeded validation part of it for early stopping)."""
+    """Train MEGNet on the train split (a seeded validation part of it for early stopping).
+
+    ``val_ids`` fixes the early-stopping materials (a retrain keeps its base model's, which that model never
+    fitted, so that a warm start is not stopped on materials it has memorised); ``init_from`` is a folder
+    whose weights start the training (a warm start) when there is no checkpoint to resume yet.
+    """
     from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings
 
+    if run.shipped:
+        raise ReadOnlyRunError(f"{run.dir} is the shipped default and is not retrained: a new model would "
+                               "silently replace every shipped result; train into a folder of your own with "
+                               "`cfgp train --run FOLDER`")
     settings = settings or MEGNetSettings(seed=run.settings["split"]["seed"])
     m, sp = run.materials, run.split
-    rng = np.random.default_rng(settings.seed)
-    train = rng.permutation(sp.train)
-    n_val = max(1, int(round(run.settings["val_fraction"] * len(train))))
-    val, fit = np.sort(train[:n_val]), np.sort(train[n_val:])
+    if val_ids is None:
+        val = validation_positions(run, settings.seed)
+        fit = np.setdiff1d(sp.train, val)
+    else:
+        val = np.sort(m.index_of(val_ids))
+        if not np.isin(val, sp.train).all():
+            raise ValueError("validation materials must be part of the train split")
+        fit = np.setdiff1d(sp.train, val)
     feat = MEGNetFeaturizer(settings)
+    if init_from is not None and not (run.dir / "training" / "train_state.json").exists():
+        start = MEGNetFeaturizer.load(init_from)
+        if start.settings.to_dict() != settings.to_dict():
+            raise ValueError(f"{init_from} was trained with other MEGNet settings: {start.settings.to_dict()}")
+        feat.model.model.set_weights(start.model.model.get_weights())
     structures = m.structures(np.concatenate([fit, val]), progress=progress)
     feat.fit(
         structures[: len(fit)], m.y[fit], val_structures=structures[len(fit):], val_y=m.y[val],
@@ -180,7 +226,7 @@ def featurize(run: Run, progress: bool = True, batch_size: int = 256) -> np.ndar
     """Latents for every material of the run, cached in latents.npz under the MEGNet hash."""
     feat = run.featurizer()
     key = feat.weights_hash()
-    path = run.dir / LATENTS_FILE
+    path = run.path(LATENTS_FILE)
     m = run.materials
     if path.exists():
         z = np.load(path, allow_pickle=False)
@@ -188,12 +234,12 @@ def featurize(run: Run, progress: bool = True, batch_size: int = 256) -> np.ndar
             return run.latents()
     X = feat.transform(m.structures(progress=progress), names=m.ids, batch_size=batch_size, progress=progress,
                        on_error="skip")
-    save_npz(path, material_id=m.ids.astype(str), X=X, model_hash=np.array(key))
+    save_npz(run.write_dir / LATENTS_FILE, material_id=m.ids.astype(str), X=X, model_hash=np.array(key))
     return X
 
 
 def _gp_key(run: Run, gp_params: dict) -> dict:
-    z = np.load(run.dir / LATENTS_FILE, allow_pickle=False)
+    z = np.load(run.path(LATENTS_FILE), allow_pickle=False)
     return {"gp_params": gp_params, "latents_hash": str(z["model_hash"]), "split": run.settings["split"]}
 
 
@@ -214,20 +260,45 @@ def predict_rows(gp, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def fit_gp(run: Run, gp=None, refit: bool = False):
-    """Fit GP hyper-parameters on the train latents (saved to gp.json; reloaded when settings match)."""
+def held_out_positions(run: Run) -> np.ndarray:
+    """Rows of the train split MEGNet held out for early stopping (never fitted): from its training summary,
+    else recomputed from its seed as :func:`train_megnet` chose them."""
+    summary = run.dir / "training" / "summary.json"
+    if summary.exists():
+        return np.sort(run.materials.index_of(read_json(summary)["val_ids"]))
+    return validation_positions(run, read_json(run.dir / "megnet.settings.json")["seed"])
+
+
+def fit_gp(run: Run, gp=None, refit: bool = False, held_out: bool = False):
+    """Fit GP hyper-parameters on the train latents (saved to gp.json; reloaded when settings match).
+
+    ``held_out`` fits them instead to predict MEGNet's early-stopping materials from the rest of the train
+    split (:meth:`CFGP.fit_held_out`), so that σ is tuned on latents the network did not train on; the test
+    split is never used.
+    """
     from cfgp.gp import CFGP
 
     gp = gp if gp is not None else CFGP(seed=run.settings["split"]["seed"])
     key = _gp_key(run, gp.get_params())
-    path = run.dir / GP_FILE
-    if path.exists() and not refit:
-        saved = read_json(path)
-        if saved.get("key") == key:
+    if held_out:
+        key["objective"] = "held-out predictive density of MEGNet's early-stopping materials"
+    mine, base = run.write_dir / GP_FILE, run.dir / GP_FILE
+    if not refit:
+        if mine.exists() and read_json(mine).get("key") == key:
+            return load_gp(run)
+        if mine != base and base.exists() and read_json(base).get("key") == key:
+            mine.unlink(missing_ok=True)  # the user's refit with other settings no longer hides the shipped fit
             return load_gp(run)
     X, y = _train_data(run)
-    gp.fit(X, y)
-    write_json(path, {"key": key, "gp": gp.to_dict(), "n_train": len(y)})
+    if held_out:
+        Xa, ya = run.latents(), run.materials.y
+        held = held_out_positions(run)
+        fit = np.setdiff1d(run.split.train, held)
+        held, fit = (p[np.isfinite(Xa[p]).all(axis=1)] for p in (held, fit))
+        gp.fit_held_out(Xa[fit], ya[fit], Xa[held], ya[held])
+    else:
+        gp.fit(X, y)
+    write_json(mine, {"key": key, "gp": gp.to_dict(), "n_train": len(y)})
     return gp
 
 
@@ -235,7 +306,7 @@ def load_gp(run: Run, conditioned: bool = True):
     """The saved GP, conditioned on the train split (no hyper-parameter fitting)."""
     from cfgp.gp import CFGP
 
-    path = run.dir / GP_FILE
+    path = run.path(GP_FILE)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no fitted GP; run `cfgp fit`")
     gp = CFGP.from_dict(read_json(path)["gp"])
@@ -271,11 +342,16 @@ def evaluate(run: Run, gp=None) -> dict:
 AL_DIR = "al"
 
 
-def al_history_path(run: Run, settings) -> Path:
+def al_history_name(settings) -> str:
     s = settings
     refit = f"-refit{s.refit_every}" if s.refit_every else ""
     pool = f"-pool{s.pool_size}" if s.pool_size else "-poolall"
-    return run.dir / AL_DIR / f"{s.strategy}-b{s.batch_size}{pool}{refit}-s{s.seed}.jsonl"
+    return f"{s.strategy}-b{s.batch_size}{pool}{refit}-s{s.seed}.jsonl"
+
+
+def al_history_path(run: Run, settings) -> Path:
+    """Where a run of these settings writes its history (the user's folder for the shipped default)."""
+    return run.write_dir / AL_DIR / al_history_name(settings)
 
 
 def active_learner(run: Run, settings, gp=None, backend: str = "auto"):
@@ -293,30 +369,63 @@ def active_learner(run: Run, settings, gp=None, backend: str = "auto"):
 
 
 def al_header(run: Run, settings, gp_dict: dict) -> dict:
-    z = np.load(run.dir / LATENTS_FILE, allow_pickle=False)
+    z = np.load(run.path(LATENTS_FILE), allow_pickle=False)
     return {"settings": settings.to_dict(), "gp": gp_dict["hyperparameters"], "latents_hash": str(z["model_hash"]),
             "split": run.settings["split"]}
 
 
-def run_active_learning(run: Run, settings, progress: bool = True, path: Path | None = None) -> list[dict]:
-    """Run or resume one seed of active learning into ``al/<strategy>-...-s<seed>.jsonl``."""
-    from cfgp.al import run_history
+def run_active_learning(run: Run, settings, progress: bool = True, path: Path | None = None,
+                        log=None) -> list[dict]:
+    """Run, resume, extend or look up one seed of active learning (``al/<strategy>-...-s<seed>.jsonl``).
 
-    gp = load_gp(run, conditioned=False)
-    learner = active_learner(run, settings, gp)
-    header = al_header(run, settings, gp.to_dict())
+    A saved history of the same run (same header but for the cycle count) that already holds the
+    cycles asked for answers from its records, with nothing computed or written: a shorter run is a
+    prefix of a longer one, since every cycle depends only on the cycles before it. A longer run
+    resumes the saved one and extends it. For the shipped default the saved history may be the
+    shipped one; it is then copied to the user's folder and extended there.
+    """
+    import os
+    import shutil
     import sys
 
-    return run_history(learner, path or al_history_path(run, settings), header, progress=progress,
-                       log=lambda msg: print(msg, file=sys.stderr))
+    from cfgp.al import History, run_history, same_run
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    gp = load_gp(run, conditioned=False)
+    header = al_header(run, settings, gp.to_dict())
+    target = Path(path) if path is not None else al_history_path(run, settings)
+    shipped = run.dir / AL_DIR / target.name if path is None and run.write_dir != run.dir else None
+    for source in (target, shipped):
+        if source is None or not source.exists():
+            continue
+        saved, records = History(source).read()
+        if saved is not None and same_run(saved, header) and len(records) > settings.cycles:
+            return records[: settings.cycles + 1]
+    if shipped is not None and shipped.exists() and not target.exists() and \
+            same_run(History(shipped).read()[0] or {}, header):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(shipped, tmp)
+        try:
+            os.link(tmp, target)  # never replaces a history another run has started meanwhile
+            log(f"extending the shipped {shipped} in {target}")
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    learner = active_learner(run, settings, gp)
+    return run_history(learner, target, header, progress=progress, log=log)
 
 
 def load_al_histories(run: Run, pattern: str = "*.jsonl") -> dict[str, list[list[dict]]]:
-    """Saved AL histories grouped by strategy label (strategy, batch size, pool, refit)."""
+    """Saved AL histories grouped by strategy label (strategy, batch size, pool, refit); for the shipped
+    default, the user's histories (new ones, or shipped ones extended) take the place of shipped ones."""
     from cfgp.al import History
 
     groups: dict[str, list[list[dict]]] = {}
-    for path in sorted((run.dir / AL_DIR).glob(pattern)):
+    paths = {p.name: p for folder in (run.dir, run.write_dir) for p in sorted((folder / AL_DIR).glob(pattern))}
+    for name in sorted(paths):
+        path = paths[name]
         header, records = History(path).read()
         if header is None or len(records) < 2:
             continue

@@ -1,14 +1,22 @@
 """Shared fixtures: a small cut of the real MP oxides and one tiny trained run per session."""
 
+import atexit
 import gzip
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# what commands make from the shipped default goes to the user folder: the tests use a fresh one each session,
+# neither reading nor touching the developer's ~/.cache/cfgp (subprocesses and the served app inherit it)
+_HOME = tempfile.mkdtemp(prefix="cfgp-home-")
+os.environ["CFGP_HOME"] = _HOME
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL = FIXTURES / "oxides_small.json.gz"  # 302 real MP oxides (30 phosphates, 2 suspect energies)

@@ -12,6 +12,7 @@ import pytest
 
 from cfgp.al import STRATEGIES, ActiveLearner, ALSettings, History, PoolPosterior, compare
 from cfgp.gp import CFGP
+from tests import reference
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,11 @@ def test_hundred_updates_equal_a_fresh_fit(data, backend):
     assert post.n_added == 100
 
 
+def _ref_std(gp, X, y, Q):
+    """σ at Q of the saved GP conditioned on (X, y), from the NumPy reference (not from cfgp)."""
+    return reference.gp_posterior_from_saved(gp.to_dict(), X, y, Q)[1]
+
+
 def test_greedy_batch_is_sequential_max_variance_without_labels(data):
     gp, Xtr, ytr, Xpo, ypo, Xte, yte, _ = data
     base = CFGP.from_dict(gp.to_dict()).condition(Xtr, ytr)
@@ -52,13 +58,16 @@ def test_greedy_batch_is_sequential_max_variance_without_labels(data):
     before = post.std.copy()
     batch = post.greedy_variance_batch(cand, 5)
     np.testing.assert_array_equal(post.std, before)  # selection does not change the posterior
-    seq = []
-    for _ in range(5):  # label each max-σ pick in turn, with arbitrary labels: σ ignores them
-        j = int(cand[np.argmax(np.where(np.isin(cand, seq), -np.inf, post.std[cand]))])
+    # the reference: add each max-σ pool point to the training set in turn (any label: σ ignores labels)
+    X, seq = Xtr, []
+    for _ in range(5):
+        sigma = _ref_std(gp, X, np.zeros(len(X)), Xpo)
+        sigma[seq] = -np.inf
+        j = int(np.argmax(sigma))
+        assert np.sort(sigma)[-1] - np.sort(sigma)[-2] > 1e-9  # no near-tie: the pick is well defined
         seq.append(j)
-        post.add(j, 0.0)
+        X = np.vstack([X, Xpo[j]])
     assert batch.tolist() == seq
-    assert len(set(batch.tolist())) == 5
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -70,29 +79,115 @@ def test_every_strategy_runs_and_keeps_the_test_set_out(data, name):
     assert [r["cycle"] for r in records] == [1, 2, 3, 4]
     picked = [p for r in records for p in r["picked"]]
     assert len(picked) == 12 and len(set(picked)) == 12 and set(picked) <= set(ids)
-    assert records[-1]["n_train"] == len(ytr) + 12
-    assert all(np.isfinite(r["mae"]) and 0 <= r["coverage_2sigma"] <= 1 for r in records)
-    assert records[-1]["best_found"] <= min(ytr)
+    assert [r["n_train"] for r in records] == [len(ytr) + 3 * c for c in (1, 2, 3, 4)]
+    # each record scores the GP conditioned on train + picks so far, on the test set (NumPy reference)
+    pos = {p: i for i, p in enumerate(ids)}
+    rows = [pos[p] for p in picked]
+    for r in (records[0], records[-1]):
+        got = rows[: r["n_train"] - len(ytr)]
+        mu, sd = reference.gp_posterior_from_saved(gp.to_dict(), np.vstack([Xtr, Xpo[got]]),
+                                                   np.concatenate([ytr, ypo[got]]), Xte)
+        assert r["mae"] == pytest.approx(np.mean(np.abs(mu - yte)), rel=1e-6)
+        assert r["coverage_2sigma"] == np.mean(np.abs(mu - yte) <= 2 * sd)
+        assert r["best_found"] == min(ytr.min(), ypo[got].min())
 
 
 def test_entropy_picks_the_largest_sigma_and_lowers_it(data):
     gp, Xtr, ytr, Xpo, ypo, Xte, yte, ids = data
     learner = ActiveLearner(gp, Xtr, ytr, Xpo, ypo, Xte, yte, ALSettings(cycles=1, pool_size=None), pool_ids=ids)
-    sigma = learner.posterior.std[: learner.n_pool].copy()
+    sigma = _ref_std(gp, Xtr, ytr, Xpo)  # the reference σ over the pool, not the learner's own
+    j = int(np.argmax(sigma))
+    assert sigma[j] - np.sort(sigma)[-2] > 1e-9
     rec = learner.step()
-    assert rec["picked"] == [ids[int(np.argmax(sigma))]]
-    assert rec["pool_sigma_max"] <= sigma.max()
-    assert np.all(learner.posterior.std[: learner.n_pool] <= sigma + 1e-12)  # conditioning never adds uncertainty
+    assert rec["picked"] == [ids[j]]
+    after = _ref_std(gp, np.vstack([Xtr, Xpo[j]]), np.append(ytr, ypo[j]), np.delete(Xpo, j, axis=0))
+    assert rec["pool_sigma_max"] == pytest.approx(after.max(), rel=1e-7)
+    assert rec["pool_sigma_mean"] == pytest.approx(after.mean(), rel=1e-7)
+    assert np.all(after <= np.delete(sigma, j) + 1e-12)  # conditioning never adds uncertainty
 
 
-def test_ei_and_ucb_find_low_energies_faster_than_random(data):
+# --------------------------------------------- strategies on constructed inputs
+def _posterior(mean, std, Q=None, length_scale=1.0):
+    """The inputs a strategy reads (mean, σ, scaled positions, the kernel length), set by hand so the right
+    pick is known without the code: strategies are functions of these arrays."""
+    from types import SimpleNamespace
+
+    Q = np.zeros((len(mean), 2)) if Q is None else np.asarray(Q, float)
+    return SimpleNamespace(mean=np.asarray(mean, float), std=np.asarray(std, float), Q_np=Q,
+                           gp=SimpleNamespace(length_scale_=length_scale))
+
+
+# (μ, σ) of five candidates with best_found = 0: each rule has a different winner
+#   lowest μ: b · largest σ: f · lowest μ − 2σ: e (−1.0) · largest expected improvement: c
+DESIGN = {"a": (0.05, 0.01), "b": (-0.02, 0.01), "c": (0.3, 0.5), "e": (2.0, 1.5), "f": (3.0, 1.6)}
+
+
+def _expected_improvement_by_integration(mu, sd, best):
+    """E[max(best − Y, 0)] for Y ~ N(μ, σ²), by numerical quadrature (independent of the closed form)."""
+    from scipy import integrate, stats
+
+    return integrate.quad(lambda y: (best - y) * stats.norm.pdf(y, mu, sd), mu - 12 * sd, best, epsabs=1e-13)[0]
+
+
+def test_ucb_ei_and_entropy_pick_what_their_rules_say():
+    from cfgp.al import entropy, expected_improvement, ucb
+
+    names = list(DESIGN)
+    mean, std = (np.array(v) for v in zip(*DESIGN.values()))
+    post, cand, rng = _posterior(mean, std), np.arange(len(names)), np.random.default_rng(0)
+    state = {"best_found": 0.0}
+    assert names[ucb(post, cand, 1, rng, state)[0]] == "e"
+    assert names[entropy(post, cand, 1, rng, state)[0]] == "f"
+    ei = [_expected_improvement_by_integration(m, s, 0.0) for m, s in zip(mean, std)]
+    assert [names[i] for i in np.argsort(ei)[::-1]] == ["c", "e", "b", "f", "a"]
+    assert [names[i] for i in expected_improvement(post, cand, 5, rng, state)] == ["c", "e", "b", "f", "a"]
+    # only the candidates offered are considered, and k of them come back, best first
+    assert [names[i] for i in ucb(post, np.array([0, 1, 2]), 2, rng, state)] == ["c", "b"]
+    # a lower best-so-far moves EI towards wide, uncertain candidates: at best = −1, e beats c
+    ei_low = [_expected_improvement_by_integration(m, s, -1.0) for m, s in zip(mean, std)]
+    got = expected_improvement(post, cand, 1, rng, {"best_found": -1.0})[0]
+    assert got == int(np.argmax(ei_low)) and names[got] == "e"
+
+
+def test_batch_distance_spreads_its_picks_and_relaxes_only_as_needed():
+    from cfgp.al import batch_distance, entropy
+
+    # three points close together with the largest σ, two far clusters with lower σ; kernel length 1
+    Q = [[0, 0], [0.1, 0], [0, 0.2], [5, 0], [5.3, 0], [0, 5]]
+    std = [1.0, 0.9, 0.8, 0.5, 0.45, 0.3]
+    post, cand, rng = _posterior(np.zeros(6), std, Q), np.arange(6), np.random.default_rng(0)
+    assert entropy(post, cand, 3, rng, {}).tolist() == [0, 1, 2]  # naive top-k: three near-duplicates
+    assert batch_distance(post, cand, 3, rng, {}).tolist() == [0, 3, 5]  # one per region
+    # four picks do not fit one length apart: the cut-off halves to 0.5 (still 3), then 0.25, which admits
+    # point 4 (0.3 from point 3) but not 1 or 2 (0.1, 0.2 from point 0)
+    assert batch_distance(post, cand, 4, rng, {}).tolist() == [0, 3, 4, 5]
+    assert batch_distance(post, np.array([1, 2, 4]), 2, rng, {}).tolist() == [1, 4]  # only from the candidates
+    # coincident latents (duplicates): the batch is completed in σ order instead of halving for ever
+    dup = _posterior(np.zeros(3000), np.linspace(1, 0.5, 3000), np.ones((3000, 2)))
+    assert batch_distance(dup, np.arange(3000), 3, rng, {}).tolist() == [0, 1, 2]
+
+
+def test_ucb_and_ei_on_a_real_posterior_follow_the_reference_gp(data):
+    """Through the learner, on real latents: the pick is the reference GP's arg-best of μ − 2σ, and of EI."""
+    from scipy import stats
+
     gp, Xtr, ytr, Xpo, ypo, Xte, yte, ids = data
-    best = {}
-    for name in ("ei", "random"):
+    mu, sd = reference.gp_posterior_from_saved(gp.to_dict(), Xtr, ytr, Xpo)
+    best = ytr.min()
+    z = (best - mu) / sd
+    scores = {"ucb": -(mu - 2 * sd), "ei": (best - mu) * stats.norm.cdf(z) + sd * stats.norm.pdf(z)}
+    for name, score in scores.items():
         learner = ActiveLearner(gp, Xtr, ytr, Xpo, ypo, Xte, yte,
-                                ALSettings(strategy=name, cycles=10, seed=2, pool_size=None))
-        best[name] = list(learner.steps())[-1]["best_found"]
-    assert best["ei"] <= best["random"]
+                                ALSettings(strategy=name, cycles=1, pool_size=None), pool_ids=ids)
+        pick = int(learner.select()[0])
+        assert score[pick] == pytest.approx(score.max(), rel=1e-6, abs=1e-12), name
+
+
+@pytest.mark.parametrize("bad", [dict(batch_size=0), dict(cycles=-1), dict(pool_size=0), dict(refit_every=0),
+                                 dict(batch_size=2.5)])
+def test_bad_settings_are_refused(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        ALSettings(**bad)
 
 
 def test_reading_never_writes_and_only_the_owner_cuts_a_torn_line(tmp_path):
@@ -221,6 +316,66 @@ def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path):
     assert [r["picked"] for r in clean] == [r["picked"] for r in records]
     np.testing.assert_allclose([r["mae"] for r in clean], [r["mae"] for r in records], rtol=1e-9)
     assert json.loads(out.stdout.strip().splitlines()[-1])["final_mae_mean"] == pytest.approx(records[-1]["mae"])
+
+
+def test_a_writer_process_and_reader_processes_leave_the_history_complete(tmp_path):
+    """`cfgp al` writing 1,500 cycles while `cfgp al-compare` runs again and again and this process reads the
+    file in a loop (the issue's reproduction): every reader succeeds and sees a prefix of the final history,
+    the file never shrinks, and the finished history holds cycles 0..1500 with all 1,500 labels."""
+    import threading
+
+    run_dir = _copy_default(tmp_path, "run")
+    n = 1500
+    cmd, env = _al(run_dir, "--strategy", "random", "--cycles", str(n), "--seed", "7", "--json", "--quiet")
+    path = run_dir / "al" / "random-b1-pool7195-s7.jsonl"
+    writer = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen, sizes, errors = [], [], []
+
+    def read_loop():  # in-process reader: History.read as the app and load_al_histories call it
+        while writer.poll() is None:
+            try:
+                size = path.stat().st_size if path.exists() else 0
+                _, records = History(path).read()
+            except Exception as exc:  # noqa: BLE001 (any failure of a reader is the finding)
+                errors.append(repr(exc))
+                return
+            sizes.append(size)
+            if records:
+                assert [r["cycle"] for r in records] == list(range(len(records)))
+                seen.append((len(records), records[-1]))
+
+    reader = threading.Thread(target=read_loop)
+    reader.start()
+    deadline = time.time() + 600
+    while time.time() < deadline and writer.poll() is None and (not path.exists() or path.read_bytes().count(b"\n") < 3):
+        time.sleep(0.05)
+    compares = []  # (returncode, JSON or stderr, finished while the writer was still writing)
+    while writer.poll() is None and time.time() < deadline:
+        out = subprocess.run([sys.executable, "-m", "cfgp.cli", "al-compare", "--run", str(run_dir), "--json"],
+                             env=env, capture_output=True, text=True, timeout=300)
+        during = writer.poll() is None
+        compares.append((out.returncode, out.stdout.strip().splitlines()[-1] if out.returncode == 0 else out.stderr,
+                         during))
+    stdout, stderr = writer.communicate(timeout=600)
+    reader.join()
+    assert writer.returncode == 0, stderr[-2000:]
+    assert not errors, errors
+    _, final = History(path).read()
+    assert [r["cycle"] for r in final] == list(range(n + 1))
+    picked = [p for r in final for p in r["picked"]]
+    assert len(picked) == len(set(picked)) == n
+    assert [r["n_train"] for r in final] == [final[0]["n_train"] + c for c in range(n + 1)]
+    assert json.loads(stdout.strip().splitlines()[-1])["final_mae_mean"] == final[-1]["mae"]
+    # readers saw prefixes of the final history, and the file only ever grew
+    assert all(final[k - 1] == last for k, last in seen)
+    assert sizes == sorted(sizes)
+    assert all(code == 0 for code, _, _ in compares), [c for c in compares if c[0] != 0]
+    for _, text, _ in compares:
+        res = json.loads(text)["strategies"]["random-b1-pool7195"]
+        assert 1 <= res["labels"] <= n and res["initial_mae"] == final[0]["mae"]
+    # the readers really overlapped the writer
+    assert sum(during for _, _, during in compares) >= 2, compares
+    assert sum(1 for k, _ in seen if 1 < k < n + 1) >= 10
 
 
 def test_periodic_refit_changes_hyperparameters_and_keeps_the_loop_going(data):

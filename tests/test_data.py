@@ -54,7 +54,8 @@ def good(small_records):
         (lambda r: r.update(cif=""), "missing CIF"),
         (lambda r: r.pop("formation_energy_per_atom"), "missing formation energy"),
         (lambda r: r.update(formation_energy_per_atom="abc"), "non-numeric formation energy"),
-        (lambda r: r.update(formation_energy_per_atom=float("inf")), "non-finite formation energy"),
+        (lambda r: r.update(formation_energy_per_atom=float("inf")), "formation energy inf is not a finite number"),
+        (lambda r: r.update(formation_energy_per_atom=10 ** 400), "formation energy is too large for a number"),
         (lambda r: r.update(formation_energy_per_atom=None), "missing formation energy"),
         (lambda r: r.pop("material_id"), "missing material id"),
     ],
@@ -156,7 +157,7 @@ def test_cgcnn_folder(tmp_path, good):
     assert m.ids.tolist() == [r["material_id"] for r in good[:5]]
     np.testing.assert_allclose(m.y, [r["formation_energy_per_atom"] for r in good[:5]])
     assert m.report.skipped[0].record == good[5]["material_id"]
-    assert "missing CIF" in m.report.skipped[0].reason
+    assert f"no file {good[5]['material_id']}.cif" in m.report.skipped[0].reason
 
 
 def test_single_cif_needs_no_energy(tmp_path, good):
@@ -164,3 +165,41 @@ def test_single_cif_needs_no_energy(tmp_path, good):
     path.write_text(good[0]["cif"])
     m = load_materials(path, require_energy=False)
     assert m.ids.tolist() == ["mine"] and np.isnan(m.y[0])
+
+
+def test_a_gzip_bomb_is_stopped_at_the_limit_without_decompressing_it(tmp_path):
+    """Decompression stops at the limit: memory stays ~the limit, not the 50 MB the file expands to."""
+    import tracemalloc
+
+    from cfgp.data import _read_bounded
+
+    bomb = tmp_path / "bomb.json.gz"
+    with gzip.open(bomb, "wb") as fh:
+        for _ in range(50):
+            fh.write(b" " * (1 << 20))
+    tracemalloc.start()
+    with pytest.raises(DataError, match="decompresses to more than 2,000,000 bytes"):
+        _read_bounded(bomb, 2_000_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8_000_000, peak
+
+
+def test_a_folder_hash_follows_names_and_contents_not_order(tmp_path, good):
+    from cfgp.artefacts import file_sha256
+    from cfgp.data import dataset_sha256
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, order in ((a, good[:3]), (b, good[:3][::-1])):  # same files, written in another order
+        folder.mkdir()
+        for r in order:
+            (folder / f"{r['material_id']}.cif").write_text(r["cif"])
+        (folder / "id_prop.csv").write_text("".join(f"{r['material_id']},{r['formation_energy_per_atom']}\n"
+                                                    for r in good[:3]))
+        (folder / "notes.txt").write_text(str(folder))  # not part of the data set
+    assert dataset_sha256(a) == dataset_sha256(b)
+    (b / f"{good[0]['material_id']}.cif").write_text(good[1]["cif"])
+    assert dataset_sha256(a) != dataset_sha256(b)
+    (a / f"{good[0]['material_id']}.cif").rename(a / "renamed.cif")
+    assert dataset_sha256(a) != dataset_sha256(b)
+    assert dataset_sha256(SMALL) == file_sha256(SMALL)  # a file: its own sha256, so existing runs still match

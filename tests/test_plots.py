@@ -57,11 +57,23 @@ def test_latent_map_colourings(frame, colour):
     xy = np.random.default_rng(0).normal(size=(len(frame), 2))
     m = plots.latent_map(frame, xy, color_by=colour, element="Li")
     hv.render(m)
+    shown = m.dframe()
+    np.testing.assert_allclose(shown["x"], xy[:, 0])
+    np.testing.assert_allclose(shown["y"], xy[:, 1])
+    coloured_by = m.opts.get().kwargs["color"]
+    if colour in ("dft", "sigma", "residual"):  # each point carries its own value of the field it is coloured by
+        assert coloured_by == colour
+        np.testing.assert_allclose(shown[colour], frame[colour])
+        return
+    assert coloured_by == "group"
+    groups = shown["group"]
     if colour == "element":
-        groups = m.dframe()["group"]
         assert (groups == "contains Li").sum() == frame.formula.str.contains(r"Li(?![a-z])").sum() > 0
-    if colour == "dft":
-        np.testing.assert_allclose(m.dframe()["x"], xy[:, 0])
+        assert set(groups) == {"contains Li", "other"}
+    elif colour == "split":
+        assert groups.value_counts().to_dict() == frame.split.value_counts().to_dict()
+    else:
+        assert (groups == "phosphate").sum() == frame.is_phosphate.sum() > 0
 
 
 def test_structure_figure_has_every_atom_and_the_cell(tiny_run):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 from bokeh.models import (CDSView, ColorBar, ColumnDataSource, CustomJSHover, HoverTool, IndexFilter, Legend,
@@ -31,6 +32,7 @@ from bokeh.plotting import figure
 from panel.io.state import set_curdoc
 
 from cfgp.al import STRATEGIES, ALSettings, curves
+from cfgp.dashboard.downloads import csv_bytes, download_button
 from cfgp.dashboard.figures import BACKGROUND, map_figure
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
 
@@ -39,7 +41,7 @@ REPLAY_PREFIX = "replay "
 #: bounds of the settings, checked on the server whatever the browser sends
 LIMITS = {"seed": (0, 2**32 - 1), "batch_size": (1, 100), "cycles": (1, 5000)}
 LABELS = {"strategy": "strategy", "seed": "seed", "batch_size": "batch size", "cycles": "cycles"}
-MAX_STEPS_PER_S = 20
+MAX_STEPS_PER_S = 30
 #: a GP step shorter than this runs on the event loop (a thread hand-off costs more on a busy CPU); longer ones
 #: run on the worker pool so that they never stall other sessions
 INLINE_STEP_S = 0.005
@@ -259,6 +261,9 @@ class ActiveLearning(pn.viewable.Viewer):
 
     def _build_figures(self) -> None:
         # MAE vs labels: the committed random band drawn once, this run's curve streamed point by point
+        self.history_download = download_button(
+            "Download run (CSV)", "active-learning.csv", lambda: csv_bytes(self.history_frame()), "al-download",
+            width=180)
         self.curve_source = ColumnDataSource({"labels": [], "mae": [], "cycle": [], "coverage": []},
                                              name="al-curve-source")
         fig = figure(title="Test MAE vs labels added", name="al-curve", height=400, sizing_mode="stretch_width",
@@ -892,6 +897,21 @@ class ActiveLearning(pn.viewable.Viewer):
         self._gen += 1
         self.learner = self._sent_sigma = self._replay = None
 
+    def history_frame(self) -> pd.DataFrame:
+        """The shown run, cycle by cycle: labels, test MAE, 2σ coverage and the materials picked at that cycle."""
+        d = self.curve_source.data
+        cycles = [int(c) for c in d["cycle"]]
+        if self.mode == "replay" and self._replay is not None:
+            rp = self._replay
+            picks = {c: ";".join(rp.pick_ids[rp.ends[c - 1]:rp.ends[c]]) for c in cycles if c > 0}
+        else:
+            lr, b = self.learner, max(1, int(self.batch.value))
+            ids = [str(lr.pool_ids[p]) for p in lr.picked] if lr is not None else []
+            picks = {c: ";".join(ids[(c - 1) * b:c * b]) for c in cycles if c > 0}
+        return pd.DataFrame({"cycle": cycles, "new labels": [int(x) for x in d["labels"]],
+                             "test MAE (eV/atom)": list(d["mae"]), "test 2σ coverage": list(d["coverage"]),
+                             "picked": [picks.get(c, "") for c in cycles]})
+
     def __panel__(self):
         return pn.Column(
             note("**Which material should DFT compute next?** Each step labels pool oxides chosen by the strategy "
@@ -903,7 +923,7 @@ class ActiveLearning(pn.viewable.Viewer):
                  "under way: Reset to change them."),
             pn.Row(self.run_select, self.strategy, self.seed, self.batch, self.cycles),
             pn.Row(self.play_button, self.pause_button, self.step_button, self.reset_button, self.speed,
-                   self.replay_speed, self.scrub),
+                   self.replay_speed, self.scrub, self.history_download),
             self.message, self.status, self.cycle_label,
             pn.Row(pn.pane.Bokeh(self.curve_fig, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.map_fig, sizing_mode="stretch_width")),

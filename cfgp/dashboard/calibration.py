@@ -15,6 +15,7 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 from bokeh.models import (BoxSelectTool, ColorBar, ColumnDataSource, HoverTool, LassoSelectTool, Legend,
@@ -24,6 +25,7 @@ from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
 from cfgp.calibration import METRIC_LABELS, calibration_curve, regression_metrics
+from cfgp.dashboard.downloads import csv_bytes, download_button
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
 
 SPLITS = ("test", "pool", "train")
@@ -107,6 +109,7 @@ class _Arrays:
         self.ok = np.isfinite(self.dft) & np.isfinite(self.gp) & np.isfinite(self.sigma) & (self.sigma > 0)
         self.views: dict[tuple[str, bool], SplitView] = {}
         self.outliers: dict[str, dict] = {}
+        self.groups_html: str | None = None
 
 
 _SERVER: "weakref.WeakKeyDictionary[ServerData, _Arrays]" = weakref.WeakKeyDictionary()
@@ -163,6 +166,50 @@ def split_view(data: ServerData, split: str, phosphates: bool) -> SplitView:
         return a.views.setdefault(key, view)
 
 
+GROUP_COLUMNS = (("n", "n"), ("mae", "MAE"), ("coverage_2sigma", "coverage 2σ"),
+                 ("miscalibration_area", "miscal. area"), ("coverage_2sigma_raw", "coverage 2σ (GP σ)"),
+                 ("miscalibration_area_raw", "miscal. area (GP σ)"), ("flagged_share", "flagged"))
+
+
+def groups_html(data: ServerData) -> str:
+    """Per-group calibration of the test split (cfgp.groups) as an HTML table, built once per server; the
+    check-set row (e.g. non-oxides) appears once ``cfgp evaluate --check-set FILE`` has scored this model."""
+    from cfgp.applicability import cached_check_set_group
+    from cfgp.groups import group_report
+
+    a = _arrays(data)
+    with _LOCK:
+        if a.groups_html is not None:
+            return a.groups_html
+    rows = np.flatnonzero(a.ok & (a.split == "test"))
+    app = data.applicability
+    check = data.domain_check.take(rows)
+    _, scale = app.calibrated(a.sigma[rows], check)
+    groups = group_report(a.gp[rows], a.dft[rows], scale, app.sigma.df, a.sigma[rows], check,
+                          list(data.run.materials.frame["elements"].iloc[rows]), a.phosphate[rows],
+                          formulas=a.formula[rows]) if len(rows) else {}
+    extra = cached_check_set_group(app)
+    if extra:
+        groups["check_set"] = extra
+    head = "".join(f'<th style="text-align:right;padding:2px 10px">{html.escape(t)}</th>' for _, t in GROUP_COLUMNS)
+    body = "".join(
+        f'<tr><td style="padding:2px 10px 2px 0">{html.escape(g["label"])}</td>'
+        + "".join(f'<td style="text-align:right;padding:2px 10px;font-variant-numeric:tabular-nums">'
+                  f'{format_metric(k, g.get(k))}</td>' for k, _ in GROUP_COLUMNS) + "</tr>"
+        for g in groups.values())
+    note_ = ("" if extra else "<br>Run <code>cfgp evaluate --check-set FILE</code> (e.g. the shared non-oxides) to add "
+             "materials the model was not made for.")
+    df = "Gaussian" if app.sigma.df is None else f"Student-t, ν = {app.sigma.df:.2f}"
+    out = (f"<p><b>Calibration per group of the test split</b> — shipped σ ({df}, calibrated on the pool split, "
+           f"never the test split) against the GP's own σ. A material can be in several element families.{note_}</p>"
+           f"<table style='border-collapse:collapse;font-size:0.95em'><thead><tr>"
+           f"<th style='text-align:left;padding:2px 10px 2px 0'>group</th>{head}</tr></thead><tbody>{body}</tbody>"
+           f"</table>")
+    with _LOCK:
+        a.groups_html = out
+    return out
+
+
 def outlier_summary(data: ServerData, split: str) -> dict:
     """How many materials of a split lie outside ±2σ and how many of those are phosphates (per server)."""
     a = _arrays(data)
@@ -217,6 +264,8 @@ class Calibration(pn.viewable.Viewer):
         self.phosphate_box.link(self, value="phosphates")
         self.clear_button = pn.widgets.Button(name="Clear selection", width=140)
         self.clear_button.on_click(lambda _: self.state.select([]))
+        self.metrics_download = download_button("Download metrics (CSV)", "metrics.csv",
+                                                lambda: csv_bytes(self.metrics_frame()), "metrics-download", width=200)
         self.metrics_pane = pn.pane.HTML("", name="calibration-metrics", css_classes=["calibration-metrics"],
                                          sizing_mode="stretch_width")
         self.outlier_note = pn.pane.Markdown("", name="calibration-outliers", css_classes=["calibration-outliers"],
@@ -350,6 +399,17 @@ class Calibration(pn.viewable.Viewer):
             self.sel_item.label = value(f"{len(v.rows):,} {v.label}")
         self.metrics_pane.object = self._metrics_html(rows, selected, len(local))
 
+    def metrics_frame(self) -> pd.DataFrame:
+        """The metric table as shown: one row per metric, a column for the view and one for the selection."""
+        v, selected = self.view, self.state.selected
+        columns = {f"{v.label} ({len(v.rows):,})": v.metrics}
+        rows = v.scored(selected)
+        if selected and len(rows) >= MIN_SCORED:
+            columns[f"selected ({len(rows):,})"] = metrics(_arrays(self.data), rows)
+        return pd.DataFrame({"metric": list(METRIC_LABELS.values()),
+                             **{name: [None if m is None else m.get(k) for k in METRIC_LABELS]
+                                for name, m in columns.items()}})
+
     def _metrics_html(self, rows: np.ndarray, selected: list, drawn: int) -> str:
         v = self.view
         if selected:
@@ -393,9 +453,11 @@ class Calibration(pn.viewable.Viewer):
                  "σ is too small. Brush points (box or lasso) here or on the Latent map to score a subset: the "
                  "metrics and the red curve follow the selection, the grey curve stays the whole split."),
             self.outlier_note,
-            pn.Row(self.split_select, self.phosphate_box, self.clear_button),
+            pn.Row(self.split_select, self.phosphate_box, self.clear_button, self.metrics_download),
             pn.Row(pn.pane.Bokeh(self.parity_fig, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.residual_fig, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.curve_fig, sizing_mode="stretch_width")),
             self.metrics_pane,
+            pn.pane.HTML(groups_html(self.data), name="calibration-groups", css_classes=["calibration-groups"],
+                         sizing_mode="stretch_width"),
             name="Calibration")

@@ -9,10 +9,13 @@ slowest first plot from ~20 s to ~37 s (benchmarks/app_latency.py).
 from __future__ import annotations
 
 import html
+import io
 from functools import lru_cache
 from pathlib import Path
 
 import panel as pn
+
+from cfgp.dashboard.downloads import download_button
 
 from cfgp import plots
 from cfgp.data import DataError
@@ -71,20 +74,28 @@ class MaterialDetails(pn.viewable.Viewer):
         self.height = height
         self.structure = pn.pane.HTML("", height=height + 8, visible=False, sizing_mode="stretch_width")
         self.row = None
+        self.cif_download = download_button("Download CIF", "material.cif", self._cif, f"{css_class}-cif",
+                                            visible=False, width=160)
+
+    def _cif(self) -> io.BytesIO:
+        """The material's CIF exactly as the data set holds it (the file the DFT value belongs to)."""
+        return io.BytesIO(str(self.data.run.materials.frame["cif"].iloc[self.row]).encode("utf-8"))
 
     def show(self, row: int | None, note: str = "") -> None:
         if row is None:
             self.row = None
             self.text.object = note or self.placeholder
-            self.structure.visible = False
+            self.structure.visible = self.cif_download.visible = False
             return
         if row == self.row:
             return
         self.row = int(row)
+        self.cif_download.filename = f"{self.data.frame['material_id'].iloc[self.row]}.cif"
+        self.cif_download.visible = True
         fig, problem = structure_figure(self.data, row)
         self.text.object = material_text(self.data, row) + (f"\n\n{problem}" if problem else "")
         self.structure.object = structure_html(fig, self.height) if fig is not None else ""
         self.structure.visible = fig is not None
 
     def __panel__(self):
-        return pn.Column(self.text, self.structure)
+        return pn.Column(self.text, self.cif_download, self.structure)

@@ -23,11 +23,11 @@ SPLIT_COLOURS = {"train": "#1f77b4", "test": "#ff7f0e", "pool": "#2ca02c", "pick
                  "unused": BACKGROUND}
 
 MAP_HOVER = [("material", "@material_id"), ("formula", "@formula"), ("DFT E_f", "@dft{0.000} eV/atom"),
-             ("GP E_f", "@gp{0.000} ± @sigma{0.000} eV/atom"), ("z", "@z{0.00}")]
+             ("GP E_f", "@gp{0.000} ± @sigma{0.000} eV/atom"), ("z", "@z{0.00}"), ("in domain", "@domain")]
 
 
 #: what the browser needs of each material: position, colourings, hover text (row = index, split → group)
-BROWSER_COLUMNS = ("x", "y", "material_id", "formula", "dft", "gp", "sigma", "residual", "z")
+BROWSER_COLUMNS = ("x", "y", "material_id", "formula", "dft", "gp", "sigma", "residual", "z", "domain")
 
 
 def map_source(data: ServerData) -> ColumnDataSource:

@@ -14,6 +14,7 @@ from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
 from cfgp.dashboard.details import MaterialDetails
+from cfgp.dashboard.downloads import MATERIAL_COLUMNS, csv_bytes, download_button
 from cfgp.dashboard.figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS, Colouring, hover, map_figure,
                                     selection_tools)
 from cfgp.dashboard.shared import ServerData, SessionState, in_document, on_session_end, parse_element
@@ -71,6 +72,8 @@ class LatentMap(pn.viewable.Viewer):
         self.fig.js_on_event(Tap, CustomJS(args={"source": source, "fig": self.fig}, code=NEAREST_ON_TAP))
         source.selected.on_change("indices", self._on_brush)
         state.param.watch(self._on_selected, "selected")
+        self.selection_download = download_button("Download selection (CSV)", "selection.csv", self._selection_csv,
+                                                  "selection-download", width=210)
         state.param.watch(self._on_picked, "picked")
         # live t-SNE
         self.perplexity = pn.widgets.IntSlider(name="perplexity", start=5, end=100, step=5, value=30, width=200)
@@ -230,6 +233,12 @@ class LatentMap(pn.viewable.Viewer):
 
         threading.Thread(target=work, daemon=True, name="live-tsne").start()
 
+    def _selection_csv(self):
+        """The brushed or clicked materials (all of them when nothing is selected), one row each."""
+        f = self.data.frame
+        rows = self.state.selected or list(range(len(f)))
+        return csv_bytes(f.iloc[rows], MATERIAL_COLUMNS)
+
     def __panel__(self):
         return pn.Column(
             note("**Latent map.** Each dot is an oxide; MEGNet turned its crystal into 32 numbers and t-SNE placed "
@@ -237,7 +246,8 @@ class LatentMap(pn.viewable.Viewer):
                  "to see where the GP is unsure (far from training materials), by split to see what active "
                  "learning picked. Hover for details, click a point for its structure, brush (box or lasso) to "
                  "select the same materials on every plot."),
-            pn.Row(self.colour_select, self.element_input, self.perplexity, self.live_button, self.progress),
+            pn.Row(self.colour_select, self.element_input, self.perplexity, self.live_button, self.progress,
+                   self.selection_download),
             self.message, self.legend_text,
             pn.Row(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
                    pn.Column(self.details, width=420)),

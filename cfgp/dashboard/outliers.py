@@ -15,6 +15,7 @@ import panel as pn
 import param
 
 from cfgp.dashboard.details import MaterialDetails
+from cfgp.dashboard.downloads import csv_bytes, download_button
 from cfgp.dashboard.shared import ServerData, SessionState, parse_element
 
 #: the table shows the TOP materials by |residual| − 2σ (the rest are comfortably inside ±2σ)
@@ -86,6 +87,8 @@ class Outliers(pn.viewable.Viewer):
             pagination="local", page_size=15, selectable=1, name="outliers", css_classes=["outliers"],
             sizing_mode="stretch_width")
         self.table.on_click(self._on_click)
+        self.download = download_button("Download table (CSV)", "outliers.csv",
+                                        lambda: csv_bytes(self.table.value, COLUMNS), "outliers-download", width=200)
         self.details = MaterialDetails(data, "Click a row to see the material and its crystal structure "
                                              "(drag to rotate).", name="outliers-details")
         self._update()
@@ -148,7 +151,7 @@ class Outliers(pn.viewable.Viewer):
                  "the line below the filters checks that claim on this run. Type an element symbol (Li, P, …) to "
                  "keep the materials that contain it. Click a row for its details and crystal structure (drag to "
                  "rotate); it is also selected on the maps."),
-            pn.Row(self.split_select, self.phos_box, self.element_input),
+            pn.Row(self.split_select, self.phos_box, self.element_input, self.download),
             self.message, self.summary,
             pn.Row(self.table, pn.Column(self.details, width=440)),
             name="Outliers")

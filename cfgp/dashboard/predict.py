@@ -1,5 +1,6 @@
-"""Predict tab: upload a CIF, get the GP's formation energy ± σ, see where it falls on the latent map,
-and learn whether the crystal is already in the data set.
+"""Predict tab: upload a CIF, get the GP's formation energy ± σ, whether the material is inside the model's
+domain of applicability (a prominent warning with the reason when not; cfgp.applicability), see where it falls
+on the latent map, and learn whether the crystal is already in the data set.
 
 The map is drawn from the session's shared map source (the 16k materials are already in the browser);
 the uploaded material is a one-row source (``predict-cross-source``) whose data is replaced on success
@@ -11,6 +12,7 @@ model use across sessions.
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 import warnings
@@ -23,14 +25,15 @@ from bokeh.models import ColumnDataSource, HoverTool
 
 from cfgp.dashboard.figures import Colouring, hover, map_figure
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
-from cfgp.data import DataError, parse_cif
+from cfgp.data import MAX_CIF_CHARS, DataError, parse_cif
 from cfgp.embedding import place
 
-MAX_UPLOAD_BYTES = 2_000_000
+MAX_UPLOAD_BYTES = MAX_CIF_CHARS  # 2 MB, as for any CIF cfgp reads
 #: structure matching costs ~50 ms per candidate: compare at most this many candidates of the same formula,
 #: nearest latent first (an identical crystal has an identical latent, so it comes first)
 MAX_MATCH_CANDIDATES = 8
 PLACEHOLDER = "Upload a CIF file (up to 2 MB) to predict its formation energy."
+EMPTY_CROSS = {"x": [], "y": [], "label": [], "domain": []}
 
 
 def note(text: str) -> pn.pane.Markdown:
@@ -166,6 +169,46 @@ def match_text(data: ServerData, formula: str, row: int | None, n_candidates: in
     return f"Not in the data set: no structure match among {checked} materials with formula {formula}."
 
 
+def domain_text(reason: str, inside: bool) -> str:
+    """What the user reads right under E_f ± σ: a prominent warning when the material is out of the domain."""
+    if inside:
+        return ("<small>In the model's domain: composition, elements and latent vector like the training "
+                "materials'.</small>")
+    return ('<div class="domain-warning" style="background:#f8d7da;border:2px solid #dc3545;color:#842029;'
+            'padding:8px 12px;border-radius:4px;font-size:1.05em">⚠ <b>Out of domain: do not trust this value.</b> '
+            f"{html.escape(reason)}. σ has been widened for it, but a material this unlike the training set can "
+            "be predicted wrong by more.</div>")
+
+
+def upload_text(name: str, value: bytes | None) -> str:
+    """The text of an uploaded CIF, or DataError saying why it cannot be used (empty, too large, not UTF-8).
+
+    The upload handler's first step, on the event loop; the worker thread then parses the text with
+    :func:`cfgp.data.parse_cif`, which rejects impossible crystals (overlapping atoms, a 0.1 Å cell, unknown
+    elements, absurd coordinates) before any graph is built, and the featuriser bounds the graph's size —
+    the same checks as ``cfgp predict`` and ``cfgp train``.
+    """
+    if value is None or len(value) == 0:
+        raise DataError(f"{name} is empty (0 bytes)")
+    if len(value) > MAX_UPLOAD_BYTES:
+        raise DataError(f"{name} is {len(value) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{name} is not a text CIF file (not UTF-8 text)") from None
+    if not text.strip():
+        raise DataError(f"{name} is empty (only white space)")
+    return text
+
+
+def upload_structure(name: str, text: str):
+    """The upload's crystal (worker thread): :func:`cfgp.data.parse_cif`, its message prefixed by the file name."""
+    try:
+        return parse_cif(text)
+    except DataError as exc:
+        raise DataError(f"{name}: {exc}") from None
+
+
 # ---------------------------------------------------------------- the tab
 class Predict(pn.viewable.Viewer):
     """Upload a CIF → E_f ± σ, a cross on the latent map and an 'already in the data set' check."""
@@ -179,7 +222,7 @@ class Predict(pn.viewable.Viewer):
         self.upload = pn.widgets.FileInput(accept=".cif", multiple=False, name="CIF file")
         self.result = pn.pane.Markdown(PLACEHOLDER, name="prediction", css_classes=["prediction"],
                                        sizing_mode="stretch_width")
-        self.cross = ColumnDataSource({"x": [], "y": [], "label": []}, name="predict-cross-source")
+        self.cross = ColumnDataSource(EMPTY_CROSS, name="predict-cross-source")
         self.fig, self.renderer = map_figure(source, "Latent map coloured by DFT E_f; × marks your material",
                                              "predict-map", height=480)
         self.colouring = Colouring(data, self.fig, self.renderer, source, "predict-map")
@@ -187,7 +230,8 @@ class Predict(pn.viewable.Viewer):
         cross = self.fig.scatter("x", "y", source=self.cross, marker="x", size=22, line_width=4,
                                  line_color="black", name="predict-cross")
         self.fig.add_tools(hover(renderers=[self.renderer]),
-                           HoverTool(tooltips=[("your material", "@label")], renderers=[cross]))
+                           HoverTool(tooltips=[("your material", "@label"), ("in domain", "@domain")],
+                                     renderers=[cross]))
         self.upload.param.watch(self._on_upload, ["value", "filename"])
         self._job = 0  # only the latest upload may write its results
         self._last = (None, None)
@@ -210,19 +254,9 @@ class Predict(pn.viewable.Viewer):
         name = name or "upload.cif"
         self._job += 1
         job = self._job
-        self.cross.data = {"x": [], "y": [], "label": []}  # the old cross belongs to the old file
+        self.cross.data = dict(EMPTY_CROSS)  # the old cross belongs to the old file
         try:
-            if value is None or len(value) == 0:
-                raise DataError(f"{name} is empty (0 bytes)")
-            if len(value) > MAX_UPLOAD_BYTES:
-                raise DataError(f"{name} is {len(value) / 1e6:.1f} MB; the limit is "
-                                f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB")
-            try:
-                text = value.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DataError(f"{name} is not a text CIF file (not UTF-8 text)") from None
-            if not text.strip():
-                raise DataError(f"{name} is empty (only white space)")
+            text = upload_text(name, value)
         except DataError as exc:
             self._fail(str(exc))
             return
@@ -248,7 +282,7 @@ class Predict(pn.viewable.Viewer):
 
     def _fail(self, reason: str) -> None:
         self.result.object = f"**Could not use this file.** {reason}"
-        self.cross.data = {"x": [], "y": [], "label": []}
+        self.cross.data = dict(EMPTY_CROSS)
         self.busy = False
 
     def _work(self, job: int, doc, name: str, text: str) -> None:
@@ -256,7 +290,7 @@ class Predict(pn.viewable.Viewer):
         d = self.data
         started = time.perf_counter()
         try:
-            structure = parse_cif(text)
+            structure = upload_structure(name, text)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 formula = structure.composition.reduced_formula
@@ -268,21 +302,26 @@ class Predict(pn.viewable.Viewer):
             with d.lock:  # TensorFlow: one model call at a time across sessions
                 X = fz.transform([structure], names=[name])
                 mean, std = d.gp.predict(X, return_std=True)
+            # domain of applicability: flagged uploads get a warning and a widened σ (the GP's own σ is shown too)
+            check = d.applicability.check(X, [[el.symbol for el in structure.composition.elements]])
+            inside = bool(check.in_domain[0])
+            s_cal = float(d.applicability.calibrated(std, check)[0][0])
             xs = d.gp.scaler_.transform(X)
             ref = placeable_rows(d)
             pos = place(d.Xs[ref], d.xy[ref], xs)[0]
             ms = 1000 * (time.perf_counter() - started)
-            m, s = float(mean[0]), float(std[0])
+            m, s = float(mean[0]), s_cal
             head = (f"### {formula} ({name})\n"
                     f"Predicted formation energy **{m:.3f} ± {s:.3f} eV/atom** (95 % interval {m - 2 * s:.3f} to "
-                    f"{m + 2 * s:.3f}). A σ much larger than the typical {np.nanmedian(d.frame.sigma):.3f} eV/atom "
-                    f"means the material is unlike the training oxides. The × on the map sits among the materials "
-                    f"with the nearest latents.")
+                    f"{m + 2 * s:.3f}; the GP's own σ is {float(std[0]):.3f}).\n\n"
+                    + domain_text(check.reason[0], inside) +
+                    f"\n\nThe × on the map sits among the materials with the nearest latents.")
             timing = f"\n\n<small>prediction {ms:,.0f} ms</small>"
 
             def show_prediction():
                 self.result.object = head + "\n\nChecking whether it is already in the data set…" + timing
-                self.cross.data = {"x": [float(pos[0])], "y": [float(pos[1])], "label": [f"{formula} ({name})"]}
+                self.cross.data = {"x": [float(pos[0])], "y": [float(pos[1])], "label": [f"{formula} ({name})"],
+                                   "domain": ["yes" if inside else f"NO: {check.short[0]}"]}
             self._post(job, doc, show_prediction)
 
             row, n_cand, compared = find_match(d, structure, formula, xs[0])
@@ -302,7 +341,9 @@ class Predict(pn.viewable.Viewer):
     def __panel__(self):
         return pn.Column(
             note("**Predict a new material.** Upload a CIF (up to 2 MB): MEGNet turns it into a latent vector, "
-                 "the GP predicts its formation energy with σ, and the × shows where it sits on the latent map "
+                 "the GP predicts its formation energy with a calibrated σ, a red warning says when the material is "
+                 "outside the model's domain (not an oxide, an element never seen in training, or a latent far from "
+                 "every training material) and why, and the × shows where it sits on the latent map "
                  "(placed among the materials with the nearest latents). If the same crystal is already in the "
                  "data set, its id and DFT value are shown. The first prediction on a server loads the network "
                  "(~20 s); later ones take well under a second."),

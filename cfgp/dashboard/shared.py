@@ -22,6 +22,7 @@ import panel as pn
 import param
 
 from cfgp.al import History
+from cfgp.applicability import load_applicability, run_checks
 from cfgp.artefacts import DEFAULT_RUN
 from cfgp.embedding import TSNESettings, run_tsne
 from cfgp.pipeline import AL_DIR, Run, load_al_histories, load_gp, predictions
@@ -68,6 +69,14 @@ class ServerData:
         m = self.run.materials
         frame = predictions_frame(m.frame, pred["mean"], pred["std"], self.run.split.labels(len(m)))
         frame["row"] = np.arange(len(frame))
+        # domain of applicability and the calibrated σ of every material (once per server; added columns only)
+        self.applicability = load_applicability(self.run, self.gp, pred)
+        self.domain_check = check = run_checks(self.run, self.applicability)
+        frame["in_domain"] = check.in_domain
+        frame["domain"] = check.reason
+        frame["domain_label"] = np.where(check.in_domain, "yes",  # short: 16k of them travel to every browser
+                                         np.array(["NO: " + s for s in check.short], dtype=object))
+        frame["sigma_cal"] = self.applicability.calibrated(pred["std"], check)[0]
         self.frame: pd.DataFrame = frame
         self.X = self.run.latents()
         self.Xs = self.gp.scaler_.transform(np.nan_to_num(self.X))
@@ -122,6 +131,7 @@ class ServerData:
             "dft": f["dft"].to_numpy(float), "gp": f["gp"].to_numpy(float), "sigma": f["sigma"].to_numpy(float),
             "residual": f["residual"].to_numpy(float), "z": f["z"].to_numpy(float),
             "split": np.where(f["split"].to_numpy() == "", "unused", f["split"].to_numpy()).astype(object),
+            "domain": f["domain_label"].to_numpy(dtype=object),
         }
 
     @cached_property

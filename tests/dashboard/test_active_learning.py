@@ -1,4 +1,4 @@
-"""Active-learning tab in Chromium: Step streams one curve point, Play honours 20 steps/s and Pause freezes at
+"""Active-learning tab in Chromium: Step streams one curve point, Play runs at the top speed and Pause freezes at
 once, a committed run replays with its own settings and a scrub slider, settings cannot wipe a live run.
 Plus fast checks of the server-side validation and the replay arrays (no browser)."""
 
@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from cfgp.dashboard.active_learning import MAX_STEPS_PER_S
 from tests.dashboard.conftest import SHOTS, column, tab, wait_for
 
 ENTROPY = "entropy-b1-poolall-s2"  # the committed-style entropy run of app_run (40 cycles)
@@ -152,14 +153,14 @@ def test_play_at_top_speed_and_pause_stops_at_once(page, server):
     handle = page.locator(".al-speed .noUi-handle").first
     handle.focus()
     page.keyboard.press("End")
-    assert wait_for(page, lambda: _widget_js(page, "al-speed", "m.value") == 20, 10)
+    assert wait_for(page, lambda: _widget_js(page, "al-speed", "m.value") == MAX_STEPS_PER_S, 10)
     _button(page, "▶ Play").click()
     assert wait_for(page, lambda: _cycle(page) >= 1, 120), _label(page)
     c1, t1 = _cycle(page), time.perf_counter()
     page.wait_for_timeout(2000)
     c2, t2 = _cycle(page), time.perf_counter()
     rate = (c2 - c1) / (t2 - t1)
-    print(f"\nAL Play at 20 steps/s: {c2 - c1} cycles in {t2 - t1:.2f} s = {rate:.1f} steps/s in the browser")
+    print(f"\nAL Play at {MAX_STEPS_PER_S} steps/s: {c2 - c1} cycles in {t2 - t1:.2f} s = {rate:.1f} steps/s in the browser")
     assert c2 - c1 >= 15, f"only {c2 - c1} cycles in {t2 - t1:.2f} s"
     _button(page, "❚❚ Pause").click()
     page.wait_for_timeout(500)

@@ -174,3 +174,19 @@ def test_phosphates_only_replaces_the_plotted_points(page, server, app_run):
                     len(_split_rows(app_run, "test")), 30)
     server.assert_clean()
     assert page.console_errors == []
+
+
+def test_per_group_table(page, server, app_run):
+    """The per-group calibration table: phosphates vs other oxides, in domain vs flagged, element families, with
+    counts that add up to the test split."""
+    n_test = len(_split_rows(app_run, "test"))
+    text = _text(page, ".calibration-groups")
+    assert "Calibration per group of the test split" in text and "never the test split" in text
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in text.splitlines() if "\t" in line}
+    assert rows.pop("group")[:3] == ["n", "MAE", "coverage 2σ"]  # the header
+    assert rows["all test oxides"][0] == f"{n_test:,}"
+    n_phos, n_other = int(rows["phosphates"][0]), int(rows["other oxides (not phosphates)"][0])
+    assert n_phos + n_other == n_test and n_phos > 0
+    assert "in domain" in rows and any(k.startswith("contains ") for k in rows)
+    assert all(0 <= float(r[2]) <= 1 for r in rows.values())  # coverage 2σ
+    server.assert_clean()

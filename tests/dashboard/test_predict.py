@@ -110,6 +110,33 @@ def test_binary_file_gets_a_message(page, server, tmp_path):
     server.assert_clean()
 
 
+def server_peak_mb(server) -> float:
+    """The server's peak resident memory so far (VmHWM, kept by the kernel: no spike is missed)."""
+    with open(f"/proc/{server.proc.pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
+
+
+def test_a_tiny_cell_is_refused_with_its_reason_and_costs_no_memory(page, server, small_records, tmp_path):
+    """A real CIF whose cell is shrunk to 0.1 Å (it took the server past 5 GB before the checks): the message says
+    which file and why, no cross, no traceback, and the server's peak memory does not move."""
+    from pymatgen.core import Structure
+
+    record = min(small_records, key=lambda r: r["nsites"])
+    s = Structure.from_str(record["cif"], fmt="cif")
+    s.scale_lattice(len(s) * 0.1 ** 3)
+    tiny = tmp_path / "tiny_cell.cif"
+    tiny.write_text(s.to(fmt="cif"))
+    server.new_log()
+    before = server_peak_mb(server)
+    upload(page, tiny)
+    assert wait_for(page, lambda: "Could not use this file" in result(page) and "tiny_cell.cif" in result(page),
+                    120), result(page)
+    assert "volume per atom" in result(page), result(page)
+    assert cross_x(page) == []
+    assert server_peak_mb(server) - before < 100, (before, server_peak_mb(server))
+    server.assert_clean()
+
+
 def test_same_file_again_after_clearing_the_input(page, server, small_records, app_run, tmp_path):
     record = in_run(small_records, app_run)[0]
     good = tmp_path / "again.cif"
@@ -126,4 +153,59 @@ def test_same_file_again_after_clearing_the_input(page, server, small_records, a
     assert wait_for(page, lambda: page.evaluate("() => window.__renders") > 0
                     and f"Already in the data set: {record['material_id']}" in result(page), 60), result(page)
     assert len(cross_x(page) or []) == 1
+    server.assert_clean()
+
+
+def test_metals_and_a_noble_gas_get_an_out_of_domain_warning(page, server, app_run, small_records, tmp_path):
+    """Real Materials Project records of Fe (mp-13), Al (mp-134) and He (mp-754382), from the shared non-oxides
+    (tests/fixtures/domain_records.json.gz): a prominent warning next to E_f ± σ, the reason, and the cross on
+    the map says so too; an oxide of the run right after shows none."""
+    import gzip
+    import json
+
+    from tests.conftest import FIXTURES
+    from tests.dashboard.conftest import text_of
+
+    recs = {r["material_id"]: r for r in json.load(gzip.open(FIXTURES / "domain_records.json.gz", "rt"))["nonoxides"]}
+    server.new_log()
+    for mid, formula, extra in (("mp-13", "Fe", None), ("mp-134", "Al", None),
+                                ("mp-754382", "He", "elements unseen in training: He")):
+        path = tmp_path / f"{formula}.cif"
+        path.write_text(recs[mid]["cif"])
+        upload(page, path)
+        assert wait_for(page, lambda: "Predicted formation energy" in result(page) and f"{formula}.cif" in result(page),
+                        300), result(page)
+        text = result(page)
+        head, _, rest = text.partition("Predicted formation energy")
+        assert re.search(r"^ -?\d+\.\d+ ± \d+\.\d+ eV/atom", rest), text
+        # the warning comes right after the value, before anything else
+        after_value = rest.split("eV/atom", 1)[1]
+        assert after_value.index("Out of domain: do not trust this value.") < after_value.index("The × on the map"), text
+        assert "not an oxide: no O (every training material contains O)" in text
+        if extra:
+            assert extra in text
+        warning = text_of(page, ".domain-warning")
+        assert warning.startswith("⚠ Out of domain"), warning
+        assert wait_for(page, lambda: (column(page, CROSS, "domain") or [""])[0].startswith("NO: not an oxide"), 20)
+    # styled to stand out (red box), not plain text
+    colour = page.evaluate("""() => { const find = (root) => { const el = root.querySelector('.domain-warning');
+        if (el) return el; for (const h of root.querySelectorAll('*')) if (h.shadowRoot) { const f = find(h.shadowRoot);
+        if (f) return f; } return null; }; const el = find(document); return el ? getComputedStyle(el).borderColor : ''; }""")
+    assert colour == "rgb(220, 53, 69)", colour
+    page.screenshot(path=str(SHOTS / "predict-out-of-domain.png"))
+
+    record = in_run(small_records, app_run)[0]
+    good = tmp_path / "oxide.cif"
+    good.write_text(record["cif"])
+    upload(page, good)
+    assert wait_for(page, lambda: "oxide.cif" in result(page) and "Predicted formation energy" in result(page), 60)
+    inside = app_run.materials.ids.tolist().index(record["material_id"])
+    from cfgp.applicability import load_applicability, run_checks
+
+    expected = bool(run_checks(app_run, load_applicability(app_run)).in_domain[inside])
+    assert ("Out of domain" in result(page)) != expected, result(page)
+    # the map's hover column says for every material whether it is in the domain
+    domain = column(page, "map-source", "domain")
+    assert len(domain) == len(app_run.materials) and "yes" in domain
+    assert all(d == "yes" or d.startswith("NO: ") for d in domain)
     server.assert_clean()

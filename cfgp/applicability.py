@@ -1,0 +1,279 @@
+"""Where a run's predictions hold: its domain model and σ calibration, fitted for the run and saved with the
+settings that made them.
+
+``domain.json`` holds the :class:`~cfgp.domain.DomainModel` (fitted on the train split: reference latents
+are the MEGNet-fit part, the threshold comes from the early-stopping part) and the
+:class:`~cfgp.recalibration.SigmaCalibrator` (fitted on the *pool* split, the run's calibration split: the
+GP conditioned on train predicts it, and nothing of the test split is used). A saved file is reused only
+when its key — latents hash, split, GP hyper-parameters, domain settings — matches.
+
+Who writes it: ``cfgp domain --run FOLDER`` (a writer step, like ``cfgp fit``) saves it in the run's write
+folder (for the shipped default, the user's folder: ``data/default`` is never written). Readers —
+``cfgp predict``, ``cfgp evaluate``, the app — read it from the run if present, else from the user cache, else
+fit it in memory (~1 s plus one GP prediction of the pool, ~10 s on the default) and leave a copy in the user
+cache for next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cfgp.domain import DomainCheck, DomainModel, DomainSettings
+from cfgp.recalibration import SigmaCalibrator
+
+DOMAIN_FILE = "domain.json"
+FORMAT = 1
+TRAINING_SUMMARY = "training/summary.json"
+
+
+@dataclass
+class Applicability:
+    """A run's domain model and σ calibration, used together."""
+
+    domain: DomainModel
+    sigma: SigmaCalibrator
+    key: dict
+    source: str  # where it came from: a file path, or "fitted in memory"
+    report: dict  # what the fit measured on its own data (counts, thresholds)
+    reference_ids: list[str] = field(default_factory=list)  # the training materials whose latents are the reference
+
+    def check(self, X: np.ndarray, elements, in_reference: np.ndarray | None = None) -> DomainCheck:
+        return self.domain.check(X, elements, in_reference)
+
+    def calibrated(self, sigma_raw: np.ndarray, check: DomainCheck) -> tuple[np.ndarray, np.ndarray]:
+        """(σ shown to users, Student-t scale) from the GP's σ and a domain check."""
+        new_chemistry = check.flags["composition"] | check.flags["unseen_elements"]
+        scale = self.sigma.scale(sigma_raw, check.in_domain, new_chemistry)
+        return scale * self.sigma.two_sigma_factor, scale
+
+    def predict(self, gp, X: np.ndarray, elements) -> dict:
+        """GP mean, calibrated σ, raw GP σ, Student-t scale, domain flag and reason for each row of X
+        (NaN mean and σ where a latent is missing)."""
+        from cfgp.pipeline import predict_rows
+
+        mean, sigma_raw = predict_rows(gp, X)
+        check = self.check(X, elements)
+        sigma, scale = self.calibrated(sigma_raw, check)
+        return {"mean": mean, "sigma": sigma, "sigma_raw": sigma_raw, "scale": scale, "df": self.sigma.df,
+                "in_domain": check.in_domain, "domain": check.reason, "check": check}
+
+
+# ------------------------------------------------------------------ keys and files
+def _latents_hash(run) -> str:
+    from cfgp.pipeline import LATENTS_FILE
+
+    return str(np.load(run.path(LATENTS_FILE), allow_pickle=False)["model_hash"])
+
+
+def _gp_hyperparameters(run) -> dict:
+    from cfgp.artefacts import read_json
+    from cfgp.pipeline import GP_FILE
+
+    path = run.path(GP_FILE)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no fitted GP; run `cfgp fit`")
+    return read_json(path)["gp"]["hyperparameters"]
+
+
+def holdout_ids(run) -> list[str] | None:
+    """Ids of the train materials MEGNet did not fit (its early-stopping part), if the run recorded them."""
+    from cfgp.artefacts import read_json
+
+    path = run.path(TRAINING_SUMMARY)
+    if not path.exists():
+        return None
+    ids = read_json(path).get("val_ids")
+    return list(ids) if ids else None
+
+
+def applicability_key(run, settings: DomainSettings = DomainSettings()) -> dict:
+    """What a saved domain.json must match to be reused."""
+    return {"format": FORMAT, "latents_hash": _latents_hash(run), "split": run.settings["split"],
+            "gp": _gp_hyperparameters(run), "settings": settings.to_dict(),
+            "holdout": "validation" if holdout_ids(run) else "crossfit", "calibration_split": "pool"}
+
+
+def _cache_path(key: dict) -> Path:
+    from cfgp.artefacts import user_dir
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return user_dir() / "cache" / f"domain-{digest}.json"
+
+
+# ------------------------------------------------------------------ fit, save, load
+def fit_applicability(run, gp=None, pred: dict | None = None,
+                      settings: DomainSettings = DomainSettings()) -> Applicability:
+    """Fit the domain model on the train split and the σ calibration on the pool (never the test split).
+
+    ``pred`` (GP mean and σ of every material, as :func:`cfgp.pipeline.predictions`) saves predicting the pool.
+    """
+    from cfgp.pipeline import load_gp, predict_rows
+
+    m, sp = run.materials, run.split
+    X, y = run.latents(), m.y
+    elements = list(m.frame["elements"])
+    train = sp.train[np.isfinite(X[sp.train]).all(axis=1)]
+    held = holdout_ids(run)
+    holdout = np.isin(m.ids[train], held) if held else None
+    if holdout is not None and (holdout.sum() < 1 or (~holdout).sum() < settings.k + 1):
+        holdout = None  # a held-out part too small to use: cross-fit instead
+    domain = DomainModel.from_settings(settings).fit(X[train], [elements[i] for i in train], holdout=holdout)
+    reference = train[domain.reference_mask_]
+
+    pool = sp.pool[np.isfinite(X[sp.pool]).all(axis=1) & np.isfinite(y[sp.pool])]
+    if pred is not None:
+        mean, sigma = pred["mean"][pool], pred["std"][pool]
+    elif len(pool):
+        gp = gp if gp is not None else load_gp(run)
+        mean, sigma = predict_rows(gp, X[pool])
+    else:
+        mean = sigma = np.zeros(0)
+    check = domain.check(X[pool], [elements[i] for i in pool])
+    new_chem = check.flags["composition"] | check.flags["unseen_elements"]
+    calibrator = SigmaCalibrator().fit(sigma, mean - y[pool], check.in_domain, new_chem,
+                                       floor=float(np.std(y[train])))
+    report = {"n_train": int(len(train)), "n_reference": int(len(reference)),
+              "n_holdout": int(len(train) - len(reference)) if holdout is not None else int(len(train)),
+              "holdout": domain.holdout_kind_, "threshold": domain.threshold_,
+              "required_elements": domain.required_elements_, "n_training_elements": len(domain.elements_),
+              "n_calibration": int(len(pool)), "calibration_flagged": check.summary()}
+    return Applicability(domain, calibrator, applicability_key(run, settings), "fitted in memory", report,
+                         m.ids[reference].astype(str).tolist())
+
+
+def _to_json(app: Applicability) -> dict:
+    return {"key": app.key, "domain": app.domain.to_dict(), "reference_ids": app.reference_ids,
+            "sigma": app.sigma.to_dict(), "report": app.report}
+
+
+def _from_json(run, d: dict, source: str) -> Applicability:
+    X = run.latents()
+    ref = run.materials.index_of(d["reference_ids"])
+    return Applicability(DomainModel.from_dict(d["domain"], X[ref]), SigmaCalibrator.from_dict(d["sigma"]),
+                         d["key"], source, d.get("report", {}), list(d["reference_ids"]))
+
+
+def save_applicability(run, app: Applicability, path: str | Path | None = None) -> Path:
+    """Write domain.json into the run's write folder (the user's folder for the shipped default)."""
+    from cfgp.artefacts import write_json
+
+    path = Path(path) if path is not None else run.write_dir / DOMAIN_FILE
+    write_json(path, _to_json(app))
+    return path
+
+
+def load_applicability(run, gp=None, pred: dict | None = None, settings: DomainSettings = DomainSettings(),
+                       cache: bool = True) -> Applicability:
+    """The run's domain model and σ calibration: its domain.json if the key matches, else the user cache,
+    else fitted now (and cached for next time when ``cache``; an unwritable cache is not an error)."""
+    from cfgp.artefacts import read_json, write_json
+
+    key = applicability_key(run, settings)
+    cached = _cache_path(key)
+    for path in (run.path(DOMAIN_FILE), cached):
+        if path.exists():
+            try:
+                saved = read_json(path)
+            except (OSError, ValueError):
+                continue  # a torn or foreign file: fit anew
+            if saved.get("key") == key:
+                try:
+                    return _from_json(run, saved, str(path))
+                except (KeyError, ValueError, TypeError):
+                    continue  # ids or fields that do not fit this run: fit anew
+    app = fit_applicability(run, gp, pred, settings)
+    if cache:
+        try:
+            write_json(cached, _to_json(app))
+        except OSError:
+            pass
+    return app
+
+
+def run_checks(run, app: Applicability) -> DomainCheck:
+    """The domain check of every material of the run; reference (training) materials skip their own latent."""
+    m = run.materials
+    in_reference = np.zeros(len(m), bool)
+    in_reference[m.index_of(app.reference_ids)] = True
+    return app.check(run.latents(), list(m.frame["elements"]), in_reference=in_reference)
+
+
+def evaluation_groups(run, app: Applicability, pred: dict, check_set=None, gp=None) -> dict:
+    """Per-group calibration of the test split (and of a check set, e.g. non-oxides) with the shipped and the
+    raw σ: what ``cfgp evaluate --json`` reports under ``groups``.
+
+    pred : GP mean and σ of every material of the run; check_set : a :class:`cfgp.checkset.CheckSet`.
+    """
+    from cfgp.artefacts import write_json
+    from cfgp.groups import group_metrics, group_report
+    from cfgp.pipeline import load_gp, predict_rows
+
+    m = run.materials
+    te = run.split.test
+    te = te[np.isfinite(pred["mean"][te]) & np.isfinite(m.y[te])]
+    check = run_checks(run, app).take(te)
+    _, scale = app.calibrated(pred["std"][te], check)
+    groups = group_report(pred["mean"][te], m.y[te], scale, app.sigma.df, pred["std"][te], check,
+                          list(m.frame["elements"].iloc[te]), m.frame["is_phosphate"].to_numpy()[te], label="test",
+                          formulas=m.frame["formula"].to_numpy()[te])
+    if check_set is not None:
+        ok = np.isfinite(check_set.X).all(axis=1) & np.isfinite(check_set.y)
+        gp = gp if gp is not None else load_gp(run)
+        mean, sigma_raw = predict_rows(gp, check_set.X[ok])
+        cs_check = app.check(check_set.X[ok], [check_set.elements[i] for i in np.flatnonzero(ok)])
+        _, cs_scale = app.calibrated(sigma_raw, cs_check)
+        entry = {"label": f"check set: {Path(check_set.source).name}", "set": str(check_set.source),
+                 **group_metrics(mean, check_set.y[ok], cs_scale, app.sigma.df, sigma_raw, ~cs_check.in_domain),
+                 "flagged_by": {k: int(v.sum()) for k, v in cs_check.flags.items()},
+                 "n_in_file": int(check_set.n_in_file), "n_not_featurised": int((~ok).sum())}
+        groups["check_set"] = entry
+        try:  # the app's Calibration tab shows the latest check-set result of this model
+            write_json(_check_set_report_path(app.key), entry)
+        except OSError:
+            pass
+    return groups
+
+
+def _check_set_report_path(key: dict) -> Path:
+    return _cache_path(key).with_name(_cache_path(key).stem + "-checkset.json")
+
+
+def cached_check_set_group(app: Applicability) -> dict | None:
+    """The check-set group last computed by ``cfgp evaluate --check-set`` for this model, if any."""
+    from cfgp.artefacts import read_json
+
+    path = _check_set_report_path(app.key)
+    try:
+        return read_json(path) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def evaluate_domain(run, gp=None, check_set=None) -> dict:
+    """Domain model, σ calibration and per-group calibration of a run's test split (and of a check set):
+    the part of ``cfgp evaluate --json`` this module owns."""
+    from cfgp.pipeline import load_gp, predict_rows
+
+    gp = gp if gp is not None else load_gp(run)
+    app = load_applicability(run, gp)
+    X = run.latents()
+    te = run.split.test
+    mean, std = np.full(len(X), np.nan), np.full(len(X), np.nan)
+    mean[te], std[te] = predict_rows(gp, X[te])
+    groups = evaluation_groups(run, app, {"mean": mean, "std": std}, check_set, gp)
+    d = app.domain
+    test_flags = run_checks(run, app).take(te).summary()
+    return {
+        "domain": {**d.settings.to_dict(), "threshold": d.threshold_, "holdout": d.holdout_kind_,
+                   "required_elements": d.required_elements_, "n_training_elements": len(d.elements_),
+                   "source": app.source, "test": test_flags,
+                   "test_flagged_share": test_flags["flagged"] / max(1, test_flags["n"])},
+        "sigma_calibration": {**app.sigma.to_dict(), "fitted_on": "pool split (never test)"},
+        "calibrated": groups.get("all", {}),
+        "groups": groups,
+    }

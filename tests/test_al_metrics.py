@@ -1,0 +1,71 @@
+"""Fair active-learning scores: paired differences, areas, phosphate share, the paper's pool-scored MAE."""
+
+import numpy as np
+import pytest
+
+from cfgp.al import ALSettings
+from cfgp.al_metrics import area_under_curve, paired_comparison, phosphate_share, pool_scored_mae, value_at
+
+
+def _records(maes, start=100, picks=None):
+    return [{"cycle": i, "n_train": start + i, "mae": m, "picked": (picks[i - 1] if picks and i else [])}
+            for i, m in enumerate(maes)]
+
+
+def test_area_is_the_average_over_the_label_range():
+    recs = _records([0.3, 0.2, 0.1])  # linear: the average is the middle value
+    assert area_under_curve(recs) == pytest.approx(0.2)
+    assert area_under_curve(recs, upto=1) == pytest.approx(0.25)
+    assert value_at(recs, 2) == 0.1 and value_at(recs, 5) is None
+
+
+def test_paired_differences_pair_by_seed_and_leave_out_unshared_seeds():
+    strategy = {0: _records([0.2, 0.15, 0.10]), 1: _records([0.2, 0.16, 0.12]), 7: _records([9, 9, 9])}
+    baseline = {0: _records([0.2, 0.18, 0.14]), 1: _records([0.2, 0.17, 0.16]), 2: _records([0.5, 0.5, 0.5])}
+    out = paired_comparison(strategy, baseline, at=(1, 2, 50))
+    assert out["seeds"] == [0, 1]
+    assert set(out["at"]) == {1, 2}  # 50 labels were never reached
+    d = out["at"][2]["difference"]
+    assert d["mean"] == pytest.approx(-0.04) and d["std"] == pytest.approx(0.0) and d["pairs"] == 2
+    assert out["at"][1]["difference"]["mean"] == pytest.approx(((0.15 - 0.18) + (0.16 - 0.17)) / 2)
+    assert out["at"][1]["difference"]["std"] == pytest.approx(np.std([-0.03, -0.01], ddof=1))
+    # areas: seed 0 (0.2+2*0.15+0.10)/4 − (0.2+2*0.18+0.14)/4 = −0.025; seed 1 0.16 − 0.175 = −0.015
+    assert out["area"]["difference"]["mean"] == pytest.approx((-0.025 - 0.015) / 2)
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_comparison({3: strategy[0]}, baseline)
+
+
+def test_phosphate_share_counts_every_pick():
+    recs = _records([0.2, 0.2, 0.2], picks=[["a", "b"], ["c"]])
+    out = phosphate_share([recs], {"a": True, "b": False, "c": False, "d": True}, ["a", "b", "c", "d"])
+    assert out == {"picks": 3, "picks_phosphate_share": pytest.approx(1 / 3), "pool_phosphate_share": 0.5}
+    with pytest.raises(KeyError, match="zz"):
+        phosphate_share([_records([0.1, 0.1], picks=[["zz"]])], {"a": True}, ["a"])
+
+
+def test_pool_scored_mae_replays_a_real_history(tiny_run):
+    """Cycle 0 equals the MAE of the conditioned GP on the AL pool, computed here from predict();
+    later cycles score only the still-unlabelled pool, and a history replayed onto another pool fails."""
+    from cfgp.pipeline import active_learner, load_gp
+
+    settings = ALSettings(strategy="entropy", cycles=12, batch_size=2, seed=1, pool_size=60)
+    learner = active_learner(tiny_run, settings)
+    records = [learner.record()] + list(learner.steps())
+    gp = load_gp(tiny_run)
+    X, y = tiny_run.latents(), tiny_run.materials.y
+    ids = list(tiny_run.materials.ids)
+    fresh = active_learner(tiny_run, settings)
+    pool_rows = np.array([ids.index(i) for i in fresh.pool_ids])
+    scored = pool_scored_mae(fresh, records)
+    assert len(scored) == len(records)
+    assert scored[0] == pytest.approx(np.mean(np.abs(gp.predict(X[pool_rows]) - y[pool_rows])), rel=1e-6)
+    picked = {p for r in records for p in r["picked"]}
+    left = np.array([r for r, i in zip(pool_rows, fresh.pool_ids) if i not in picked])
+    # the last score is on the 60 − 24 unlabelled materials only; conditioning on all labels gives the same mean
+    gp.condition(np.vstack([X[tiny_run.split.train], X[[ids.index(i) for i in picked]]]),
+                 np.concatenate([y[tiny_run.split.train], y[[ids.index(i) for i in picked]]]))
+    assert len(left) == 60 - 24
+    assert scored[-1] == pytest.approx(np.mean(np.abs(gp.predict(X[left]) - y[left])), rel=1e-5)
+    other = active_learner(tiny_run, ALSettings(strategy="entropy", cycles=12, batch_size=2, seed=2, pool_size=60))
+    with pytest.raises(ValueError, match="not in this learner's pool|differs from the stored"):
+        pool_scored_mae(other, records)

@@ -1,0 +1,228 @@
+"""The committed default (data/default) is what its manifest and README say, and user commands never modify it.
+
+Integrity: every file hashes to its manifest entry; the stored latents are what the shipped MEGNet weights
+produce; the split is disjoint, covers the data, is the one its seed makes, and MEGNet's early-stopping set lies
+inside the training split; the committed active-learning histories replay to their stored records.
+Read-only: the README's commands, run as a user types them (no --run), leave every file of data/default as it was
+and write what they make to $CFGP_HOME (a temporary folder here, set in conftest.py).
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cfgp.artefacts import DEFAULT_RUN
+from tests import reference
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_RUN / "manifest.json").exists(), reason="the embedded default is not built")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _snapshot() -> dict[str, str]:
+    """Every file under data/default with its sha256 (lock files included: creating one is a write)."""
+    return {str(p.relative_to(DEFAULT_RUN)): _sha256(p) for p in sorted(DEFAULT_RUN.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def run():
+    from cfgp.pipeline import Run
+
+    return Run(DEFAULT_RUN)
+
+
+# ------------------------------------------------------------------ integrity
+def test_manifest_hashes_match_the_files():
+    manifest = json.loads((DEFAULT_RUN / "manifest.json").read_text())
+    files = manifest["files"]
+    on_disk = _snapshot()
+    on_disk.pop("manifest.json")
+    assert set(on_disk) == set(files), f"unlisted: {set(on_disk) - set(files)}, missing: {set(files) - set(on_disk)}"
+    changed = [f for f, h in files.items() if on_disk[f] != h]
+    assert not changed, f"files differ from the manifest: {changed}"
+    # the manifest's settings are the run's own, and it names the data file the run was made from
+    run_json = json.loads((DEFAULT_RUN / "run.json").read_text())
+    assert manifest["settings"] == run_json
+    data = DEFAULT_RUN.parent.parent / run_json["data"]
+    assert _sha256(data) == run_json["data_sha256"]
+
+
+def test_split_is_disjoint_fixed_by_its_seed_and_early_stopping_is_inside_train(run):
+    from cfgp.splits import SplitSettings, make_split
+
+    saved = json.loads((DEFAULT_RUN / "split.json").read_text())
+    train, pool, test = (set(saved[k]) for k in ("train", "pool", "test"))
+    assert len(train) == len(saved["train"]) and len(pool) == len(saved["pool"]) and len(test) == len(saved["test"])
+    assert not train & pool and not train & test and not pool & test
+    ids = run.materials.ids
+    assert train | pool | test == set(ids.tolist())  # every material after the energy window, once
+    s = saved["settings"]
+    assert (len(train), len(test)) == (s["n_train"], s["n_test"]) == (1800, 1460)
+    # the test set is the one its seed makes from the data (not hand-picked, not drifted)
+    again = make_split(ids, SplitSettings(**s))
+    assert set(ids[again.test]) == test and set(ids[again.train]) == train
+    summary = json.loads((DEFAULT_RUN / "training" / "summary.json").read_text())
+    val = set(summary["val_ids"])
+    assert len(val) == summary["n_val"] == 180 and summary["n_fit"] == 1620
+    assert val <= train  # early stopping never looked at pool or test materials
+
+
+def test_stored_latents_are_what_the_shipped_megnet_produces(run):
+    """20 materials drawn across the data set, featurised now with the shipped weights."""
+    z = np.load(DEFAULT_RUN / "latents.npz", allow_pickle=False)
+    feat = run.featurizer()
+    assert str(z["model_hash"]) == feat.weights_hash()
+    m = run.materials
+    idx = np.sort(np.random.default_rng(12).choice(len(m), 20, replace=False))
+    stored = run.latents()[idx]
+    fresh = feat.transform(m.structures(idx))
+    # float32 network: re-batching the graphs changes sums in the last bits (measured ≤ 3e-7 on latents ≤ 2.3)
+    np.testing.assert_allclose(fresh, stored, rtol=1e-5, atol=1e-5)
+    assert np.abs(stored).max() > 0.1  # a real comparison, not of zeros
+
+
+def test_gp_json_is_fitted_on_the_train_split(run):
+    """The scaler of gp.json is the standardisation of the train latents, and its key names these latents."""
+    saved = json.loads((DEFAULT_RUN / "gp.json").read_text())
+    X = run.latents()[run.split.train]
+    np.testing.assert_allclose(saved["gp"]["scaler"]["shift"], X.mean(axis=0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(saved["gp"]["scaler"]["scale"], X.std(axis=0), rtol=1e-9)
+    assert saved["key"]["latents_hash"] == str(np.load(DEFAULT_RUN / "latents.npz")["model_hash"])
+    assert saved["n_train"] == 1800
+
+
+@pytest.mark.parametrize("name", ["entropy-b1-pool7195-s0", "random-b1-pool7195-s0"])
+def test_committed_histories_replay_to_their_stored_records(run, name):
+    """The first 20 cycles of a committed history, recomputed from the shipped latents and GP, pick the same
+    materials and score the same test MAE record by record; cycle 0 is the reference GP's test MAE."""
+    from cfgp.al import ALSettings, History, same_run
+    from cfgp.pipeline import active_learner, al_header, load_gp
+
+    header, records = History(DEFAULT_RUN / "al" / f"{name}.jsonl").read()
+    settings = ALSettings(**{**header["settings"], "cycles": 20})
+    gp = load_gp(run, conditioned=False)
+    assert same_run(header, al_header(run, settings, gp.to_dict()))  # made from these latents, GP and split
+    learner = active_learner(run, settings, gp)
+    replay = [learner.record()] + list(learner.steps())
+    assert len(replay) == 21
+    for rec, stored in zip(replay, records[:21]):
+        assert rec["cycle"] == stored["cycle"] and rec["picked"] == stored["picked"]
+        assert rec["mae"] == pytest.approx(stored["mae"], rel=1e-9)
+        assert rec["coverage_2sigma"] == pytest.approx(stored["coverage_2sigma"], abs=1e-12)
+    # cycle 0, independently: the saved GP conditioned on the 1,800 (NumPy reference) on the 1,460 test oxides
+    X, y = run.latents(), run.materials.y
+    tr, te = run.split.train, run.split.test
+    mu, _ = reference.gp_posterior_from_saved(gp.to_dict(), X[tr], y[tr], X[te])
+    # (cfgp adds a 1e-8 jitter to the noise variance of 4.6e-3; that moves the MAE by ~1e-8 relative)
+    assert records[0]["mae"] == pytest.approx(np.mean(np.abs(mu - y[te])), rel=1e-6)
+
+
+# ------------------------------------------------------------------ read-only
+def _cfgp(*args, timeout=900):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "cfgp.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=DEFAULT_RUN.parent.parent)
+
+
+def _last_json(out) -> dict:
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_records):
+    """README's command lines on the default (no --run), the issue's `--cycles 50`, a run longer than the
+    committed one, and the writing commands: data/default keeps every byte, new results go to $CFGP_HOME."""
+    from cfgp.al import History
+
+    home = Path(os.environ["CFGP_HOME"])
+    mine = home / "runs" / "default"
+    before = _snapshot()
+    committed = DEFAULT_RUN / "al"
+
+    out = _last_json(_cfgp("evaluate", "--json"))
+    assert out["n_test"] == 1460
+    cif = tmp_path / "my.cif"
+    cif.write_text(small_records[0]["cif"])
+    assert _cfgp("predict", "--json", cif).returncode == 0
+
+    # a shorter run than the committed one is its prefix, answered from the committed records
+    _, entropy0 = History(committed / "entropy-b1-pool7195-s0.jsonl").read()
+    out = _last_json(_cfgp("al", "--strategy", "entropy", "--cycles", "50", "--json"))
+    assert out["labels"] == 50 and out["final_mae_mean"] == entropy0[50]["mae"]
+    out = _last_json(_cfgp("al", "--strategy", "entropy", "--cycles", "1500", "--seeds", "4", "--json"))
+    finals = [History(committed / f"entropy-b1-pool7195-s{s}.jsonl").read()[1][1500]["mae"] for s in range(4)]
+    assert out["labels"] == 1500 and out["final_mae_mean"] == pytest.approx(np.mean(finals), rel=1e-12)
+    assert not (mine / "al").exists()  # nothing computed, nothing written
+
+    # a longer one extends it, in the user's folder (also when data/default is named explicitly)
+    out = _last_json(_cfgp("al", "--run", "data/default", "--strategy", "random", "--cycles", "1503", "--json"))
+    shipped = (committed / "random-b1-pool7195-s0.jsonl").read_bytes()
+    extended = (mine / "al" / "random-b1-pool7195-s0.jsonl").read_bytes()
+    assert extended.startswith(shipped)  # the committed records, byte for byte, then three more cycles
+    _, records = History(mine / "al" / "random-b1-pool7195-s0.jsonl").read()
+    assert [r["cycle"] for r in records] == list(range(1504)) and out["labels"] == 1503
+    picked = [p for r in records for p in r["picked"]]
+    assert len(set(picked)) == 1503 and out["final_mae_mean"] == records[-1]["mae"]
+
+    plot = tmp_path / "al.png"
+    out = _last_json(_cfgp("al-compare", "--json", "--plot", plot))
+    assert out["strategies"]["random-b1-pool7195"]["seeds"] == 4 and plot.stat().st_size > 1000
+
+    # the other commands: cached artefacts are read, not rewritten; the writing ones are refused with a reason
+    assert _last_json(_cfgp("featurize", "--quiet"))["n"] == 16388
+    fit = _last_json(_cfgp("fit"))
+    saved = json.loads((DEFAULT_RUN / "gp.json").read_text())["gp"]["hyperparameters"]
+    assert fit["length_scale"] == saved["length_scale"]
+    assert _last_json(_cfgp("tsne", "--quiet"))["n"] == 16388
+    for cmd in (("train", "--epochs", "1"), ("train", "--run", "data/default", "--epochs", "1"), ("manifest",)):
+        out = _cfgp(*cmd)
+        assert out.returncode == 2 and "shipped default" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert _last_json(_cfgp("manifest", "--check"))["ok"] is True
+
+    assert _snapshot() == before
+    assert sorted(p.name for p in (mine / "al").iterdir()) == ["random-b1-pool7195-s0.jsonl",
+                                                               "random-b1-pool7195-s0.jsonl.lock"]
+
+
+def test_writes_into_the_shipped_run_are_refused_at_the_lowest_level(run):
+    """Whatever code path tries: artefact writes and history appends inside data/default raise, and a Run of
+    the default sends fits and maps to the user's folder, where they shadow the shipped ones until undone."""
+    from cfgp.al import History
+    from cfgp.artefacts import ReadOnlyRunError, write_json
+    from cfgp.gp import CFGP
+    from cfgp.pipeline import GP_FILE, fit_gp, load_gp
+
+    before = _snapshot()
+    with pytest.raises(ReadOnlyRunError, match="read-only"):
+        write_json(DEFAULT_RUN / "x.json", {})
+    with pytest.raises(ReadOnlyRunError):
+        History(DEFAULT_RUN / "al" / "entropy-b1-pool7195-s0.jsonl").append({"cycle": 9})
+    with pytest.raises(ReadOnlyRunError):
+        History(DEFAULT_RUN / "al" / "new.jsonl").lock()
+    assert run.write_dir == Path(os.environ["CFGP_HOME"]) / "runs" / "default"
+    other = fit_gp(run, CFGP(seed=0, max_fit_points=60, max_iter=5))  # other GP settings: a fit of the user's
+    assert (run.write_dir / GP_FILE).exists()
+    assert load_gp(run, conditioned=False).hyperparameters_ == other.hyperparameters_
+    default = fit_gp(run)  # the shipped settings again: the shipped fit, the user's one removed
+    assert not (run.write_dir / GP_FILE).exists()
+    saved = json.loads((DEFAULT_RUN / GP_FILE).read_text())["gp"]["hyperparameters"]
+    assert default.hyperparameters_ == saved
+    assert _snapshot() == before
+
+
+def test_the_dashboard_reads_the_default_without_writing_to_it():
+    """The app's per-server data (results, map, histories, domain model) built on the shipped run."""
+    from cfgp.dashboard.shared import ServerData
+
+    before = _snapshot()
+    data = ServerData(DEFAULT_RUN)
+    assert len(data.frame) == 16388 and "entropy-b1-pool7195-s0" in data.committed
+    assert _snapshot() == before

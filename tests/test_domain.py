@@ -1,0 +1,224 @@
+"""Domain of applicability, σ calibration and per-group reports (cfgp.domain, cfgp.recalibration,
+cfgp.applicability, cfgp.groups), on real records with the real MEGNet and GP of the embedded default, and
+on the tiny run for what must hold for any run."""
+
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from cfgp.artefacts import DEFAULT_RUN
+from tests.conftest import FIXTURES
+
+RECORDS = FIXTURES / "domain_records.json.gz"  # real MP records, see "about" inside
+needs_default = pytest.mark.skipif(not (DEFAULT_RUN / "gp.json").exists(), reason="the embedded default is not built")
+
+
+@pytest.fixture(scope="module")
+def records() -> dict:
+    return json.load(gzip.open(RECORDS, "rt"))
+
+
+@pytest.fixture(scope="module")
+def default():
+    """The embedded default: run, GP, domain model + σ calibration (fitted in the test's own user folder), MEGNet."""
+    from cfgp.applicability import load_applicability
+    from cfgp.pipeline import Run, load_gp
+
+    run = Run()
+    gp = load_gp(run)
+    return run, gp, load_applicability(run, gp), run.featurizer()
+
+
+def predict_records(default, recs):
+    from cfgp.data import parse_cif
+
+    run, gp, app, feat = default
+    structures = [parse_cif(r["cif"]) for r in recs]
+    X = feat.transform(structures, names=[r["material_id"] for r in recs])
+    elements = [[e.symbol for e in s.composition.elements] for s in structures]
+    return {r["material_id"]: i for i, r in enumerate(recs)}, app.predict(gp, X, elements)
+
+
+# ---------------------------------------------------------------- each flag reason, real records
+@needs_default
+def test_each_flag_reason_on_real_records(default, records):
+    run, gp, app, _ = default
+    recs = records["oxides"] + records["nonoxides"][:3]
+    row, out = predict_records(default, recs)
+    flags = out["check"].flags
+
+    def at(mid):
+        i = row[mid]
+        return i, out["in_domain"][i], out["domain"][i]
+
+    i, inside, reason = at("mp-1265")  # MgO: a plain oxide
+    assert inside and reason == ""
+    assert out["sigma"][i] < 0.3  # a calibrated σ of the ordinary size
+    i, inside, reason = at("mp-34023")  # Ba2NbO: an oxide whose latent is far from every training latent
+    assert not inside and flags["far_latent"][i] and not flags["unseen_elements"][i] and not flags["composition"][i]
+    assert reason.startswith("latent far from the training materials (nearest-neighbour distance")
+    i, inside, reason = at("mp-1019742")  # HeSiO2: He never occurs in the training split
+    assert not inside and flags["unseen_elements"][i] and "elements unseen in training: He" in reason
+    i, inside, reason = at("mp-30273")  # AcClO: Ac never occurs in the training split
+    assert not inside and "elements unseen in training: Ac" in reason
+    for mid in ("mp-13", "mp-134"):  # Fe and Al metal: not oxides
+        i, inside, reason = at(mid)
+        assert not inside and flags["composition"][i]
+        assert reason.startswith("not an oxide: no O (every training material contains O)")
+    i, inside, reason = at("mp-754382")  # He gas: no O and an unseen element
+    assert not inside and flags["composition"][i] and flags["unseen_elements"][i]
+    # σ widens where the model knows little: at least the training-energy spread for new chemistry
+    new = np.array([row[m] for m in ("mp-13", "mp-134", "mp-754382", "mp-1019742", "mp-30273")])
+    floor = app.sigma.floor_ * app.sigma.two_sigma_factor
+    assert np.all(out["sigma"][new] >= floor - 1e-12) and np.all(out["sigma"][new] > 2 * out["sigma_raw"][new])
+    assert np.all(out["sigma"][~out["in_domain"]] > out["sigma_raw"][~out["in_domain"]])
+
+
+@needs_default
+def test_shipped_targets_on_the_default(default, records, tmp_path):
+    """≥ 95 % of non-oxides flagged, ≤ 5 % of test oxides flagged, in-domain 2σ coverage 0.93–0.97."""
+    from cfgp.applicability import evaluate_domain
+    from cfgp.checkset import check_set
+
+    run, gp, app, _ = default
+    path = tmp_path / "nonoxides.json.gz"
+    with gzip.open(path, "wt") as fh:
+        json.dump(records["nonoxides"], fh)
+    cs = check_set(run, path)
+    assert not cs.cached and len(cs.ids) == len(records["nonoxides"])
+    assert check_set(run, path).cached  # featurised once, then read from the user folder
+    out = evaluate_domain(run, gp, cs)
+    g = out["groups"]
+    assert g["check_set"]["flagged_share"] >= 0.95
+    assert g["check_set"]["coverage_2sigma"] > g["check_set"]["coverage_2sigma_raw"]
+    assert out["domain"]["test_flagged_share"] <= 0.05 and g["flagged"]["n"] > 0
+    assert 0.93 <= g["in_domain"]["coverage_2sigma"] <= 0.97
+    # flagged test oxides are the badly calibrated ones under the raw GP σ
+    assert g["flagged"]["coverage_2sigma_raw"] < g["in_domain"]["coverage_2sigma_raw"] - 0.1
+    assert g["flagged"]["mae"] > 2 * g["in_domain"]["mae"]
+    assert {"phosphates", "other_oxides", "o_poor", "family_transition_metal", "family_actinoid"} <= g.keys()
+    assert sum(g[k]["n"] for k in ("phosphates", "other_oxides")) == g["all"]["n"] == 1460
+
+
+@needs_default
+def test_default_domain_uses_train_only_and_never_writes_the_shipped_run(default):
+    from cfgp.applicability import save_applicability
+    from cfgp.artefacts import user_dir
+
+    run, _, app, _ = default
+    ids = set(app.reference_ids)
+    assert ids <= set(run.materials.ids[run.split.train])
+    assert not ids & set(run.materials.ids[run.split.test])
+    assert app.report["n_reference"] == 1620 and app.report["holdout"] == "held-out part of train"
+    assert not (DEFAULT_RUN / "domain.json").exists()
+    path = save_applicability(run, app)  # the writer step: for the shipped run, the user's folder
+    assert user_dir() in path.parents and not (DEFAULT_RUN / "domain.json").exists()
+
+
+# ---------------------------------------------------------------- any run: fitted without test ids, saved, reloaded
+def test_domain_model_is_fitted_without_test_ids(tiny_run):
+    """Corrupting every test latent and test energy leaves the fitted domain model and σ calibration unchanged."""
+    from cfgp.applicability import _to_json, fit_applicability
+    from cfgp.pipeline import Run
+
+    base = _to_json(fit_applicability(Run(tiny_run.dir)))
+    spoilt = Run(tiny_run.dir)
+    te = spoilt.split.test
+    spoilt.latents()[te] = np.random.default_rng(0).normal(0, 50, size=(len(te), spoilt.latents().shape[1]))
+    spoilt.materials.frame.loc[te, "formation_energy_per_atom"] = 40.0
+    again = _to_json(fit_applicability(spoilt))
+    assert json.dumps(again, sort_keys=True) == json.dumps(base, sort_keys=True)
+    # and the check: spoilt test latents would have moved a threshold fitted on them
+    assert set(base["reference_ids"]) <= set(tiny_run.materials.ids[tiny_run.split.train])
+    # the pool is what the σ calibration sees: spoiling it does change the calibration
+    spoilt.materials.frame.loc[spoilt.split.pool, "formation_energy_per_atom"] += 1.0
+    assert _to_json(fit_applicability(spoilt))["sigma"] != base["sigma"]
+
+
+def test_saved_when_asked_reloaded_when_settings_match(tiny_run, tmp_path):
+    from cfgp.applicability import DOMAIN_FILE, load_applicability, save_applicability
+    from cfgp.domain import DomainSettings
+    from cfgp.pipeline import Run
+
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_run.dir, folder, ignore=shutil.ignore_patterns("al", "panel.log", DOMAIN_FILE))
+    run = Run(folder)
+    app = load_applicability(run)
+    assert not (folder / DOMAIN_FILE).exists()  # a reader does not write into the run
+    save_applicability(run, app)
+    again = load_applicability(run)
+    assert again.source == str(folder / DOMAIN_FILE)
+    assert again.domain.threshold_ == app.domain.threshold_ and again.sigma.to_dict() == app.sigma.to_dict()
+    X = run.latents()[run.split.test]
+    els = list(run.materials.frame["elements"].iloc[run.split.test])
+    assert again.check(X, els).reason == app.check(X, els).reason
+    other = load_applicability(run, settings=DomainSettings(k=3, percentile=90))
+    assert other.source != str(folder / DOMAIN_FILE) and other.domain.k == 3
+    (folder / DOMAIN_FILE).write_text('{"key": ')  # torn file: refitted, not a crash
+    assert load_applicability(run).domain.threshold_ == app.domain.threshold_
+
+
+def test_cross_fitted_threshold_and_missing_latent(tiny_run):
+    from cfgp.domain import DomainModel
+
+    X = tiny_run.latents()[tiny_run.split.train]
+    els = list(tiny_run.materials.frame["elements"].iloc[tiny_run.split.train])
+    model = DomainModel(k=1, percentile=97.5).fit(X, els)  # no held-out part: cross-fitted
+    assert model.holdout_kind_ == "5-fold cross-fitted train" and np.isfinite(model.threshold_)
+    assert model.required_elements_ == ["O"]
+    Q = np.vstack([X[:1], np.full((1, X.shape[1]), np.nan)])
+    check = model.check(Q, [els[0], els[0]])
+    assert check.in_domain[0] and check.reason[0] == "" and check.distance[0] < model.threshold_
+    assert not check.in_domain[1] and check.reason[1] == "no latent vector (featurisation failed)"
+    with pytest.raises(ValueError, match="at least"):
+        DomainModel(k=5).fit(X[:4], els[:4])
+    with pytest.raises(ValueError, match="finite"):
+        DomainModel().fit(np.vstack([X, Q[1:]]), els + [els[0]])
+
+
+# ---------------------------------------------------------------- σ calibration and metrics
+def test_sigma_calibrator_recovers_tails_and_scales():
+    from scipy import stats
+
+    from cfgp.recalibration import SigmaCalibrator
+
+    rng = np.random.default_rng(0)
+    n_in, n_out = 6000, 600
+    sigma = rng.uniform(0.05, 0.3, n_in + n_out)
+    z = np.r_[0.7 * stats.t.rvs(2.5, size=n_in, random_state=rng), 1.6 * stats.t.rvs(2.5, size=n_out, random_state=rng)]
+    inside = np.r_[np.ones(n_in, bool), np.zeros(n_out, bool)]
+    cal = SigmaCalibrator().fit(sigma, z * sigma, inside, np.zeros_like(inside), floor=0.8)
+    assert abs(cal.df - 2.5) < 0.4 and abs(cal.tau_in_ - 0.7) < 0.05 and abs(cal.tau_out_ - 1.6) < 0.2
+    new = np.array([True, False])
+    s = cal.scale(np.array([0.1, 0.1]), np.array([False, False]), new)
+    assert s[0] == 0.8 and s[1] == pytest.approx(0.1 * cal.tau_out_)
+    # ±2σ is the central 95.45 % interval of the fitted Student-t
+    assert cal.two_sigma_factor * 2 == pytest.approx(stats.t.ppf(0.977249868, cal.df))
+    few = SigmaCalibrator().fit(sigma[:10], z[:10] * sigma[:10], inside[:10], np.zeros(10, bool), floor=0.8)
+    assert few.df is None and few.tau_in_ == 1.0 and not few.fitted_  # too few to fit: the GP's Gaussian σ
+
+
+def test_gaussian_predictive_metrics_match_the_calibration_module(small_records):
+    from cfgp.calibration import regression_metrics
+    from cfgp.recalibration import predictive_metrics
+
+    y = np.array([r["formation_energy_per_atom"] for r in small_records])[:200]
+    rng = np.random.default_rng(1)
+    pred, sigma = y + rng.normal(0, 0.1, len(y)), rng.uniform(0.05, 0.2, len(y))
+    a, b = predictive_metrics(pred, sigma, y), regression_metrics(pred, sigma, y)
+    for key in ("mae", "coverage_1sigma", "coverage_2sigma", "miscalibration_area", "nll"):
+        assert a[key] == pytest.approx(b[key], abs=1e-12)
+
+
+def test_element_families():
+    from cfgp.groups import element_family, family_masks
+
+    expected = {"Fe": "transition_metal", "Ac": "actinoid", "Pm": "lanthanoid", "Xe": "noble_gas", "P": "other_nonmetal",
+                "Cl": "halogen", "Te": "chalcogen", "Li": "alkali", "Ba": "alkaline_earth", "Bi": "post_transition_metal",
+                "Si": "metalloid", "O": None}
+    assert {e: element_family(e) for e in expected} == expected
+    masks = family_masks([("Li", "Fe", "O", "P"), ("O", "Si")])
+    assert masks["alkali"].tolist() == [True, False] and masks["metalloid"].tolist() == [False, True]
