@@ -133,15 +133,14 @@ def runs_by_seed(run) -> dict[str, dict[int, tuple[dict, list[dict]]]]:
     """A run's saved histories (shipped and the user's, as :func:`cfgp.pipeline.load_al_histories` finds
     them): label → seed → (header, records). Read only."""
     from cfgp.al import History
-    from cfgp.pipeline import AL_DIR
+    from cfgp.pipeline import al_history_files
 
     out: dict[str, dict[int, tuple[dict, list[dict]]]] = {}
-    paths = {p.name: p for folder in (run.dir, run.write_dir) for p in sorted((folder / AL_DIR).glob("*.jsonl"))}
-    for name in sorted(paths):
-        header, records = History(paths[name]).read()
+    for path in al_history_files(run).values():
+        header, records = History(path).read()
         if header is None or len(records) < 2:
             continue
-        label = paths[name].stem.rsplit("-s", 1)[0]
+        label = path.stem.rsplit("-s", 1)[0]
         out.setdefault(label, {})[int(header["settings"]["seed"])] = (header, records)
     return out
 
@@ -164,12 +163,12 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
     is_phosphate = dict(zip(frame.material_id.astype(str), frame.is_phosphate.astype(bool)))
     gp = load_gp(run, conditioned=False) if pool_scored else None
     report: dict = {"baseline": baseline, "strategies": {}}
+    records_of = {label: {s: r for s, (_, r) in by_seed.items()} for label, by_seed in groups.items()}
     for label, by_seed in groups.items():
-        records = {s: r for s, (_, r) in by_seed.items()}
         header = next(iter(by_seed.values()))[0]
-        entry: dict = {"seeds": sorted(records)}
+        entry: dict = {"seeds": sorted(by_seed)}
         if label != baseline:
-            entry["paired"] = paired_comparison(records, {s: r for s, (_, r) in groups[baseline].items()}, at)
+            entry["paired"] = paired_comparison(records_of[label], records_of[baseline], at)
         if pool_scored:
             for seed, (h, recs) in sorted(by_seed.items()):
                 if progress:
@@ -177,15 +176,14 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
                 pm = pool_scored_mae(active_learner(run, ALSettings(**h["settings"]), gp), recs)
                 for rec, v in zip(recs, pm):
                     rec["pool_mae"] = float(v)
-        entry["phosphates"] = phosphate_share([r for _, r in by_seed.values()], is_phosphate,
+        entry["phosphates"] = phosphate_share(records_of[label].values(), is_phosphate,
                                               al_pool_ids(run, ALSettings(**header["settings"])))
         report["strategies"][label] = entry
     if pool_scored:
         for label, entry in report["strategies"].items():
             if label != baseline:
-                entry["paired_pool_scored"] = paired_comparison(
-                    {s: r for s, (_, r) in groups[label].items()},
-                    {s: r for s, (_, r) in groups[baseline].items()}, at, key="pool_mae")
+                entry["paired_pool_scored"] = paired_comparison(records_of[label], records_of[baseline], at,
+                                                                key="pool_mae")
     return report
 
 

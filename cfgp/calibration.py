@@ -52,10 +52,10 @@ def calibration_curve(y_pred, y_std, y_true, num_bins: int = 100) -> tuple[np.nd
 
 def miscalibration_area(y_pred, y_std, y_true, num_bins: int = 100) -> float:
     expected, observed = calibration_curve(y_pred, y_std, y_true, num_bins)
-    return float(_trapezoid_area_between(expected, observed))
+    return float(area_from_diagonal(expected, observed))
 
 
-def _trapezoid_area_between(expected: np.ndarray, observed: np.ndarray) -> float:
+def area_from_diagonal(expected: np.ndarray, observed: np.ndarray) -> float:
     """Area between the curve (expected, observed) and the diagonal, crossing-aware."""
     d = observed - expected
     x0, x1, d0, d1 = expected[:-1], expected[1:], d[:-1], d[1:]

@@ -191,14 +191,10 @@ def train_megnet(
                                "`cfgp train --run FOLDER`")
     settings = settings or MEGNetSettings(seed=run.settings["split"]["seed"])
     m, sp = run.materials, run.split
-    if val_ids is None:
-        val = validation_positions(run, settings.seed)
-        fit = np.setdiff1d(sp.train, val)
-    else:
-        val = np.sort(m.index_of(val_ids))
-        if not np.isin(val, sp.train).all():
-            raise ValueError("validation materials must be part of the train split")
-        fit = np.setdiff1d(sp.train, val)
+    val = validation_positions(run, settings.seed) if val_ids is None else np.sort(m.index_of(val_ids))
+    if not np.isin(val, sp.train).all():
+        raise ValueError("validation materials must be part of the train split")
+    fit = np.setdiff1d(sp.train, val)
     feat = MEGNetFeaturizer(settings)
     if init_from is not None and not (run.dir / "training" / "train_state.json").exists():
         start = MEGNetFeaturizer.load(init_from)
@@ -417,15 +413,20 @@ def run_active_learning(run: Run, settings, progress: bool = True, path: Path | 
     return run_history(learner, target, header, progress=progress, log=log)
 
 
+def al_history_files(run: Run, pattern: str = "*.jsonl") -> dict[str, Path]:
+    """A run's saved AL history files by name, sorted; for the shipped default a history of the same name in the
+    user's folder (new, or a shipped one extended) takes the place of the shipped one."""
+    paths = {p.name: p for folder in (run.dir, run.write_dir) for p in sorted((folder / AL_DIR).glob(pattern))}
+    return {name: paths[name] for name in sorted(paths)}
+
+
 def load_al_histories(run: Run, pattern: str = "*.jsonl") -> dict[str, list[list[dict]]]:
     """Saved AL histories grouped by strategy label (strategy, batch size, pool, refit); for the shipped
     default, the user's histories (new ones, or shipped ones extended) take the place of shipped ones."""
     from cfgp.al import History
 
     groups: dict[str, list[list[dict]]] = {}
-    paths = {p.name: p for folder in (run.dir, run.write_dir) for p in sorted((folder / AL_DIR).glob(pattern))}
-    for name in sorted(paths):
-        path = paths[name]
+    for path in al_history_files(run, pattern).values():
         header, records = History(path).read()
         if header is None or len(records) < 2:
             continue

@@ -124,7 +124,7 @@ def predictive_metrics(y_pred, scale, y_true, df: float | None = None, num_bins:
     coverage of its central 68.27 % and 95.45 % intervals (for a Gaussian, ±1σ and ±2σ), miscalibration area
     of its interval calibration curve (uncertainty-toolbox definition, as :mod:`cfgp.calibration`), mean NLL
     and MAE."""
-    from cfgp.calibration import _trapezoid_area_between
+    from cfgp.calibration import area_from_diagonal
 
     y_pred, scale, y_true = (np.asarray(a, float).ravel() for a in (y_pred, scale, y_true))
     if not len(y_pred) == len(scale) == len(y_true):
@@ -144,6 +144,6 @@ def predictive_metrics(y_pred, scale, y_true, df: float | None = None, num_bins:
         "mae": float(np.mean(np.abs(err))),
         "coverage_1sigma": float(np.mean(a <= _ppf(0.5 + P1 / 2, df))),
         "coverage_2sigma": float(np.mean(a <= _ppf(0.5 + P2 / 2, df))),
-        "miscalibration_area": _trapezoid_area_between(expected, observed),
+        "miscalibration_area": area_from_diagonal(expected, observed),
         "nll": float(-np.mean(logpdf)),
     }

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cfgp.artefacts import read_json, write_json
-from cfgp.pipeline import RUN_FILE, SPLIT_FILE, Run, repo_path, validation_positions
+from cfgp.pipeline import RUN_FILE, SPLIT_FILE, Run, held_out_positions, repo_path
 
 RESULT_FILE = "retrain.json"
 
@@ -51,8 +51,10 @@ def picked_ids(history: str | Path, base: Run, picks: int | None = None) -> tupl
 def make_retrain_run(base: Run, history: str | Path, out: str | Path, picks: int | None = None,
                      warm_start: bool = True, seed: int = 0) -> Run:
     """Create (or check, when resuming) the run folder of a retrain: base train + picks, same test."""
-    out = Path(out)
-    header, ids = picked_ids(history, base, picks)
+    return _retrain_folder(base, history, Path(out), *picked_ids(history, base, picks), warm_start, seed)
+
+
+def _retrain_folder(base: Run, history, out: Path, header: dict, ids: list[str], warm_start: bool, seed: int) -> Run:
     m, sp = base.materials, base.split
     pick_rows = m.index_of(ids)
     if not np.isin(pick_rows, sp.pool).all():
@@ -77,10 +79,7 @@ def make_retrain_run(base: Run, history: str | Path, out: str | Path, picks: int
 
 def early_stopping_ids(base: Run, pick_ids: list[str], seed: int) -> list[str]:
     """The base model's validation materials plus a seeded tenth of the picks."""
-    from cfgp.featurize import MEGNetFeaturizer
-
-    base_seed = MEGNetFeaturizer.load(base.dir).settings.seed
-    val = base.materials.ids[validation_positions(base, base_seed)].tolist()
+    val = base.materials.ids[held_out_positions(base)].tolist()
     rng = np.random.default_rng(seed)
     n = int(round(base.settings["val_fraction"] * len(pick_ids)))
     return val + sorted(rng.choice(np.array(pick_ids, dtype=object), n, replace=False).tolist()) if n else val
@@ -95,14 +94,14 @@ def retrain(base: Run, history: str | Path, out: str | Path, picks: int | None =
     Interrupted (``max_seconds`` or a kill), it resumes from its checkpoint when called again; the result
     says ``finished: false`` until the training stops by itself.
     """
-    from cfgp.featurize import MEGNetFeaturizer
+    from cfgp.featurize import SETTINGS_FILE, MEGNetSettings
     from cfgp.pipeline import evaluate, featurize, fit_gp, train_megnet
 
     t0 = time.time()
-    run = make_retrain_run(base, history, out, picks, warm_start, seed)
+    header, ids = picked_ids(history, base, picks)
+    run = _retrain_folder(base, history, Path(out), header, ids, warm_start, seed)
     block = run.settings["retrain"]
-    _, ids = picked_ids(history, base, picks)
-    settings = MEGNetFeaturizer.load(base.dir).settings
+    settings = MEGNetSettings(**read_json(base.dir / SETTINGS_FILE))
     if not warm_start:
         from dataclasses import replace
 
