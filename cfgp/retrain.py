@@ -32,6 +32,8 @@ def picked_ids(history: str | Path, base: Run, picks: int | None = None) -> tupl
     from cfgp.al import History
     from cfgp.pipeline import LATENTS_FILE
 
+    if not Path(history).is_file():
+        raise FileNotFoundError(f"{history}: no such history file (give a .jsonl written by `cfgp al`)")
     header, records = History(history).read()
     if header is None:
         raise ValueError(f"{history}: not an active-learning history (no header)")

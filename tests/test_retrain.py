@@ -66,3 +66,10 @@ def test_retrain_refuses_a_foreign_history_and_too_many_picks(tiny_run, history,
     bad.write_text("\n".join(json.dumps(r) for r in [header, *records]) + "\n")
     with pytest.raises(ValueError, match="another model or split"):
         picked_ids(bad, tiny_run)
+
+
+def test_retrain_names_a_missing_history(tiny_run, tmp_path):
+    from cfgp.retrain import picked_ids
+
+    with pytest.raises(FileNotFoundError, match="no such history file"):
+        picked_ids(tmp_path / "nope.jsonl", tiny_run)
