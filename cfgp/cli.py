@@ -67,11 +67,12 @@ def cmd_fit(args) -> int:
 
     run = _run(args)
     seed = run.settings["split"]["seed"] if args.seed is None else args.seed
-    gp = CFGP.paper(seed=seed) if args.paper else CFGP(seed=seed, feature_scaling=None if args.feature_scaling == "none" else args.feature_scaling)
+    scaling = dict(method=args.method, n_inducing=args.n_inducing, inducing=args.inducing)
+    gp = CFGP.paper(seed=seed, **scaling) if args.paper else CFGP(seed=seed, feature_scaling=None if args.feature_scaling == "none" else args.feature_scaling, **scaling)
     t0 = time.time()
     gp = fit_gp(run, gp, refit=args.refit, held_out=args.held_out)
     _print_json({"run": str(run.dir), **gp.hyperparameters_, "fit_info": gp.to_dict()["fit_info"],
-                 "device": gp.device_, "seconds": round(time.time() - t0, 1)})
+                 "device": gp.device_, "method": gp.method_, "seconds": round(time.time() - t0, 1)})
     return 0
 
 
@@ -121,58 +122,75 @@ def cmd_domain(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import numpy as np
+    """Streams the inputs through :func:`cfgp.screening.screen` in chunks (bounded memory, resumable, on this
+    process or a Dask cluster); this function only wires arguments, output and exit code."""
+    from cfgp.screening import (DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink, ScreeningModel,
+                                parquet_journal, resume_state, screen)
 
-    from cfgp.applicability import load_applicability
-    from cfgp.data import load_materials
-    from cfgp.pipeline import load_gp, predict_rows
+    if args.resume and args.out is None:
+        raise ValueError("--resume continues an output file: give it with --out FILE")
+    if args.scheduler and args.workers:
+        raise ValueError("give --scheduler ADDRESS (a running cluster) or --workers N (a local one), not both")
+    if args.chunk_size < 1 or (args.workers is not None and args.workers < 1) or args.threads_per_worker < 1:
+        raise ValueError("--chunk-size, --workers and --threads-per-worker must be at least 1")
+    run = _run(args)  # not a run folder: exit 2 before anything is read
+    state, sink = None, None
+    if args.out is not None:
+        parquet = args.out.suffix == ".parquet"
+        journal = parquet_journal(args.out) if parquet else args.out
+        if not args.resume and (args.out.exists() or journal.exists()):
+            raise ValueError(f"{args.out} exists: --resume continues it, or remove it to start again")
+        if args.resume and parquet and args.out.exists() and not journal.exists():
+            raise ValueError(f"{args.out} is a finished job (its journal {journal.name} is gone): nothing to resume")
+        if args.resume:
+            state = resume_state(journal)
+            if state.dropped:
+                print(f"cfgp predict: {journal}: removed a torn last line ({len(state.dropped)} characters, cut by "
+                      "a kill); its record is predicted again", file=sys.stderr)
+        sink = ParquetSink(args.out) if parquet else JsonLinesSink(args.out)
 
-    run = _run(args)
-    gp = load_gp(run)
-    app = load_applicability(run, gp)  # domain model + σ calibration (fitted once, then cached)
-    feat = run.featurizer()
-    n_bad = n_ok = 0
+    def emit_text(lines):
+        for obj in lines:
+            if args.json:
+                _print_json(obj)
+            elif "error" in obj:
+                print(f"{obj['source']}: {obj.get('id', '')}: error: {obj['error']}", file=sys.stderr)
+            else:
+                dft = f"  (DFT {obj['dft']:.3f})" if obj.get("dft") is not None else ""
+                warn = "" if obj["in_domain"] else f"  OUT OF DOMAIN: {obj['domain']}"
+                print(f"{obj['id']:20s} {obj['formula']:14s} {obj['e_form']:8.3f} ± {obj['sigma']:.3f} eV/atom"
+                      f"{dft}{warn}", flush=True)
 
-    def emit(obj):
-        if "error" in obj:  # every line says whether it may be trusted; a line without a prediction may not
-            obj = {**obj, "in_domain": False, "domain": "no prediction (see error)"}
+    if args.scheduler or args.workers:
+        from cfgp.applicability import load_applicability
+        from cfgp.pipeline import load_gp
+
+        load_applicability(run, load_gp(run))  # fitted and cached once here, not by every worker at once
+        predictor = DaskPredictor.start(run.dir, scheduler=args.scheduler, workers=args.workers,
+                                        threads_per_worker=args.threads_per_worker)
+    else:
+        predictor = LocalPredictor(ScreeningModel.load(run.dir))
+    try:
+        summary = screen(args.files, predictor, sink.write if sink else emit_text, chunk_size=args.chunk_size,
+                         resume=state, max_bytes=int(args.max_input_mb * 2**20),
+                         progress=False if args.quiet else None)
+    finally:
+        if isinstance(predictor, DaskPredictor):
+            predictor.close()
+        if sink is not None:
+            sink.close()
+    if sink is not None:
+        sink.finish()
+        result = {"out": str(args.out), "predicted": summary.n_ok, "errors": summary.n_bad,
+                  "resumed": summary.n_resumed, "seconds": round(summary.seconds, 1),
+                  "exit_code": summary.exit_code}
         if args.json:
-            _print_json(obj)
-        elif "error" in obj:
-            print(f"{obj['source']}: {obj.get('id', '')}: error: {obj['error']}", file=sys.stderr)
+            _print_json(result)
         else:
-            dft = f"  (DFT {obj['dft']:.3f})" if obj.get("dft") is not None else ""
-            warn = "" if obj["in_domain"] else f"  OUT OF DOMAIN: {obj['domain']}"
-            print(f"{obj['id']:20s} {obj['formula']:14s} {obj['e_form']:8.3f} ± {obj['sigma']:.3f} eV/atom{dft}{warn}")
-
-    for path in args.files:
-        try:
-            mats = load_materials(path, require_energy=False, energy_window=None)
-        except DataError as exc:
-            n_bad += 1
-            emit({"source": str(path), "error": str(exc)})
-            continue
-        for issue in mats.report.skipped:
-            n_bad += 1
-            emit({"source": str(path), "id": issue.record, "error": issue.reason})
-        X = feat.transform(mats.structures(), names=mats.ids, on_error="skip")
-        issues = {i.record: i.reason for i in feat.last_issues_}
-        mean, std = predict_rows(gp, X)
-        check = app.check(X, list(mats.frame["elements"]))
-        sigma, _ = app.calibrated(std, check)
-        ok = np.isfinite(mean)
-        for i, row in mats.frame.iterrows():
-            if not ok[i]:
-                n_bad += 1
-                emit({"source": str(path), "id": row.material_id, "error": issues.get(row.material_id, "featurisation failed")})
-                continue
-            dft = row.formation_energy_per_atom
-            n_ok += 1
-            emit({"source": str(path), "id": row.material_id, "formula": row.formula, "e_form": float(mean[i]),
-                  "sigma": float(sigma[i]), "sigma_raw": float(std[i]), "dft": None if np.isnan(dft) else float(dft),
-                  "in_domain": bool(check.in_domain[i]), "domain": check.reason[i]})
+            print(f"{args.out}: {summary.n_ok} predicted, {summary.n_bad} errors ({summary.n_resumed} already "
+                  f"there), {summary.seconds:.0f} s")
     # a batch job tells "all predicted" from "some skipped" by the exit code alone (PREDICT_EXIT_CODES)
-    return 0 if not n_bad else 3 if n_ok else 4
+    return summary.exit_code
 
 
 PREDICT_EXIT_CODES = """exit codes:
@@ -247,6 +265,29 @@ def cmd_retrain(args) -> int:
     else:
         print(f"stopped at epoch {out['epochs']} (best validation MAE {out['best_val_mae']:.4f}); "
               f"run the same command to resume")
+    return 0
+
+
+def cmd_learning_curve(args) -> int:
+    from cfgp.learning_curve import learning_curve
+
+    run = _run(args)
+    out = learning_curve(run, args.out, sizes=args.sizes, seeds=args.seeds, retrain_folders=args.retrain,
+                         progress=not args.quiet)
+    if args.plot:
+        from cfgp.figures import learning_curve_png
+
+        learning_curve_png(out, args.plot)
+    if args.json:
+        _print_json(out)
+    else:
+        for r in out["frozen"]:
+            print(f"frozen-latent CFGP  seed {r['seed']}  {r['n_labels']:>6,} labels  test MAE {r['mae']:.4f}  "
+                  f"2σ coverage {r['coverage_2sigma']:.3f}")
+        b = out["base_readout"]
+        print(f"MEGNet readout      {b['n_labels']:>6,} labels  test MAE {b['mae']:.4f}")
+        for r in out["retrained"]:
+            print(f"{r['model']:<26s} {r['strategy']} s{r['seed']}  {r['n_labels']:>6,} labels  test MAE {r['mae']:.4f}")
     return 0
 
 
@@ -372,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--held-out", action="store_true",
                    help="fit them to predict MEGNet's early-stopping materials (latents it never trained on) from "
                         "the rest of train, so σ is tuned out of sample; default: marginal likelihood of train")
+    g.add_argument("--method", choices=("auto", "exact", "sparse"), default="auto",
+                   help="condition exactly (n×n Cholesky) or by a sparse variational GP (SGPR); auto: exact up to "
+                        "10,000 training points, sparse above")
+    g.add_argument("--n-inducing", type=int, default=2000, help="inducing inputs of the sparse GP (default 2000)")
+    g.add_argument("--inducing", choices=("kmeans", "greedy", "random"), default="kmeans",
+                   help="how the sparse GP's inducing inputs are chosen (default kmeans)")
     g.set_defaults(func=cmd_fit)
 
     e = sub.add_parser("evaluate", help="test-split accuracy and calibration metrics")
@@ -388,13 +435,34 @@ def build_parser() -> argparse.ArgumentParser:
     run_arg(dm)
     dm.set_defaults(func=cmd_domain)
 
-    pr = sub.add_parser("predict", help="E_f ± σ for CIF files or dataset files (.json, .csv, CIF folder)",
+    pr = sub.add_parser("predict", help="E_f ± σ for CIF files or data sets (.json, .jsonl, .csv, each maybe .gz; "
+                        "CIF folder), streamed in chunks",
                         epilog=PREDICT_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run_arg(pr)
     pr.add_argument("files", nargs="+", type=Path)
     pr.add_argument("--json", action="store_true", help="JSON lines: id, formula, e_form, sigma (or error)")
     pr.add_argument("--strict", action="store_true",
                     help="no effect, kept for old scripts: a bad input always gives exit code 3 or 4 (see below)")
+    pr.add_argument("--out", type=Path, default=None, metavar="FILE",
+                    help="write the lines to FILE (JSON lines; Parquet if it ends in .parquet) instead of stdout; "
+                         "stdout then gets a summary")
+    pr.add_argument("--resume", action="store_true",
+                    help="continue --out FILE of an interrupted run of the same command: records already in it "
+                         "are skipped, a torn last line is redone")
+    pr.add_argument("--chunk-size", type=int, default=256, metavar="N",
+                    help="records read, predicted and written together (default 256); MEGNet's passes within a "
+                         "chunk hold at most 50,000 bonds each, so memory hardly grows with it")
+    pr.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="run the chunks on a Dask cluster (e.g. tcp://host:8786; needs the [dask] extra, and "
+                         "the workers must see --run at the same path)")
+    pr.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="run the chunks on a local Dask cluster of N worker processes")
+    pr.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
+                    help="threads of each local Dask worker (default 1; TensorFlow gets as many)")
+    pr.add_argument("--max-input-mb", type=float, default=256, metavar="MB",
+                    help="largest input file (stored and decompressed) or CIF folder, in MiB (default 256); memory "
+                         "does not grow with it: raise it for a large screen")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
     pr.set_defaults(func=cmd_predict)
 
     from cfgp.al import STRATEGIES
@@ -427,6 +495,19 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
     rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_retrain)
+
+    lc = sub.add_parser("learning-curve", help="test MAE vs labels: frozen-latent CFGP (train → whole pool), MEGNet "
+                                             "readout, re-trained runs; resumable JSON")
+    run_arg(lc)
+    lc.add_argument("--out", type=Path, required=True, help="JSON of every point (resumed when settings match)")
+    lc.add_argument("--sizes", type=int, nargs="*", default=None,
+                    help="label counts (default: train, +700, +1,500, +3,200, +5,200, +8,200 and the whole pool)")
+    lc.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="seeds of the pool orders")
+    lc.add_argument("--retrain", type=Path, nargs="*", default=[], help="finished `cfgp retrain` folders to add")
+    lc.add_argument("--plot", type=Path, default=None, help="write the figure (PNG)")
+    lc.add_argument("--json", action="store_true")
+    lc.add_argument("--quiet", action="store_true")
+    lc.set_defaults(func=cmd_learning_curve)
 
     c = sub.add_parser("al-compare", help="compare saved active-learning histories (MAE vs labels)")
     run_arg(c)

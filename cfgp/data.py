@@ -112,7 +112,7 @@ def parse_cif(text: str):
             parser = CifParser.from_str(text)
             blocks = parser.as_dict()
         except Exception as exc:  # pymatgen raises many types for bad CIFs
-            raise DataError(f"unparsable CIF ({_first_line(exc)})") from None
+            raise DataError(f"unparsable CIF ({first_line(exc)})") from None
         try:
             check_cif_blocks(blocks)
         except ImplausibleStructure as exc:
@@ -122,7 +122,7 @@ def parse_cif(text: str):
             structure = structures[0]
         except Exception as exc:
             reasons = [w.strip().splitlines()[-1] for w in parser.warnings if w.strip()]
-            detail = reasons[-1] if reasons else _first_line(exc)
+            detail = reasons[-1] if reasons else first_line(exc)
             if "Occupancy" in detail and "exceeded" in detail:
                 detail += ": atoms overlap, or the occupancies of one site sum to more than 1"
             raise DataError(f"unparsable CIF ({detail[:200]})") from None
@@ -137,7 +137,7 @@ def parse_cif(text: str):
     return structure
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
@@ -151,7 +151,7 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _energy(value: Any) -> float:
+def record_energy(value: Any) -> float:
     if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and value == ""):
         raise DataError("missing formation energy")
     if isinstance(value, bool):
@@ -169,7 +169,7 @@ def _energy(value: Any) -> float:
     return energy
 
 
-def _record_name(raw: Any) -> str:
+def record_name(raw: Any) -> str:
     """The material id as text ('' if missing); DataError if it cannot serve as one."""
     if raw is None:
         return ""
@@ -234,7 +234,7 @@ class Materials:
         return lookup.loc[list(ids)].to_numpy()
 
 
-def _pick(record: dict, names: Sequence[str]) -> Any:
+def pick_field(record: dict, names: Sequence[str]) -> Any:
     for name in names:
         if name in record:
             return record[name]
@@ -268,8 +268,8 @@ def validate_records(
         try:
             if not isinstance(record, dict):
                 raise DataError(f"expected an object with id, cif and energy, got {type(record).__name__}")
-            raw_id = _pick(record, ID_COLUMNS)
-            name = _record_name(raw_id)
+            raw_id = pick_field(record, ID_COLUMNS)
+            name = record_name(raw_id)
             label = name or label
             if record.get(READ_ERROR):
                 raise DataError(str(record[READ_ERROR]))
@@ -277,12 +277,12 @@ def validate_records(
                 raise DataError("missing material id")
             if name in seen:
                 raise DataError("duplicate material id (an earlier record has it)")
-            raw_energy = _pick(record, ENERGY_COLUMNS)
+            raw_energy = pick_field(record, ENERGY_COLUMNS)
             if require_energy or raw_energy not in (None, ""):
-                energy = _energy(raw_energy)
+                energy = record_energy(raw_energy)
             else:
                 energy = float("nan")
-            cif = _pick(record, CIF_COLUMNS)
+            cif = pick_field(record, CIF_COLUMNS)
             if cif is not None and not isinstance(cif, str):
                 raise DataError(f"CIF field must be text, got {type(cif).__name__}")
             if not isinstance(cif, str) or not cif.strip():
@@ -345,7 +345,7 @@ def _describe(path: Path, mode: int) -> str:
     return kind
 
 
-def _open_regular(path: Path, what: str = "file") -> tuple[int, int]:
+def open_regular(path: Path, what: str = "file") -> tuple[int, int]:
     """Open ``path`` for reading if it is a regular file (a symbolic link to one is fine): (fd, size).
 
     Opened non-blocking and checked with fstat before any read, so a FIFO cannot hang the reader and
@@ -366,7 +366,7 @@ def _open_regular(path: Path, what: str = "file") -> tuple[int, int]:
 
 def _read_bounded(path: Path, limit: int, what: str = "file") -> bytes | bytearray:
     """The bytes of a regular file, decompressed if it is named .gz, never more than ``limit`` of either."""
-    fd, size = _open_regular(path, what)
+    fd, size = open_regular(path, what)
     with os.fdopen(fd, "rb") as fh:
         head = fh.read(2)
         fh.seek(0)
@@ -394,7 +394,7 @@ def _read_bounded(path: Path, limit: int, what: str = "file") -> bytes | bytearr
                         raise DataError(f"{path}: decompresses to more than {limit:,} bytes (the limit; "
                                         f"{size:,} bytes compressed): a gzip bomb or a data set too large")
         except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{path}: corrupt gzip file ({_first_line(exc)})") from None
+            raise DataError(f"{path}: corrupt gzip file ({first_line(exc)})") from None
         return out
 
 
@@ -411,7 +411,7 @@ class _HugeInt(str):
     description so that only its record is refused, not the whole file."""
 
 
-def _json_int(text: str) -> int | _HugeInt:
+def json_int(text: str) -> int | _HugeInt:
     digits = len(text.lstrip("-"))
     return int(text) if digits <= _MAX_JSON_INT_DIGITS else _HugeInt(f"an integer of {digits:,} digits")
 
@@ -430,14 +430,14 @@ def read_records(path: str | Path) -> list[dict]:
     if kind.endswith(".json"):
         text = _open_text(path)
         try:
-            data = json.loads(text, parse_int=_json_int)
+            data = json.loads(text, parse_int=json_int)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         except RecursionError:
             raise DataError(f"{path}: JSON nested too deeply (more than ~{sys.getrecursionlimit():,} levels; a data "
                             "set needs 3: a list of records with fields)") from None
         except ValueError as exc:
-            raise DataError(f"{path}: not valid JSON ({_first_line(exc)})") from None
+            raise DataError(f"{path}: not valid JSON ({first_line(exc)})") from None
         del text
         if isinstance(data, dict) and isinstance(data.get("records"), list):
             data = data["records"]
@@ -449,7 +449,7 @@ def read_records(path: str | Path) -> list[dict]:
         try:
             frame = pd.read_csv(io.StringIO(text), dtype={c: str for c in ID_COLUMNS})
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError) as exc:
-            raise DataError(f"{path}: not a readable CSV ({_first_line(exc)})") from None
+            raise DataError(f"{path}: not a readable CSV ({first_line(exc)})") from None
         if not any(c in frame.columns for c in CIF_COLUMNS):
             raise DataError(f"{path}: CSV needs a 'cif' column with CIF text (columns: {list(frame.columns)[:20]})")
         return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
@@ -460,7 +460,7 @@ def read_records(path: str | Path) -> list[dict]:
     raise DataError(f"{path}: unknown data format (use .json, .json.gz, .csv, .cif or a folder with id_prop.csv)")
 
 
-class _Budget:
+class FolderBudget:
     """Bytes a folder's files may still take together (``MAX_DATASET_BYTES``)."""
 
     def __init__(self, folder: Path, limit: int = MAX_DATASET_BYTES):
@@ -474,7 +474,7 @@ class _Budget:
         return text
 
 
-def _cif_record(budget: _Budget, path: Path, material_id: Any, energy: Any = None) -> dict:
+def cif_record(budget: FolderBudget, path: Path, material_id: Any, energy: Any = None) -> dict:
     record = {"material_id": material_id, "formation_energy_per_atom": energy, "cif": None}
     try:
         record["cif"] = budget.read_cif(path)
@@ -493,7 +493,7 @@ def _with_empty_check(record: dict, path: Path) -> dict:
     return record
 
 
-def _folder_entry_problem(rid: Any) -> str | None:
+def folder_entry_problem(rid: Any) -> str | None:
     """Why an id of id_prop.csv cannot name a file ``<id>.cif`` inside the folder (None if it can)."""
     if not isinstance(rid, str) or not rid.strip():
         return "empty id"
@@ -507,23 +507,23 @@ def _folder_entry_problem(rid: Any) -> str | None:
 
 def _read_cif_folder(folder: Path) -> list[dict]:
     id_prop = folder / "id_prop.csv"
-    budget = _Budget(folder)
+    budget = FolderBudget(folder)
     if not id_prop.exists() and not id_prop.is_symlink():
         paths = sorted(folder.glob("*.cif"))
         if not paths:
             raise DataError(f"{folder}: a data set folder needs id_prop.csv (CGCNN convention) or .cif files; "
                             "it has neither")
-        return [_cif_record(budget, p, p.stem) for p in paths]
+        return [cif_record(budget, p, p.stem) for p in paths]
     text = _open_text(id_prop)
     try:
         table = pd.read_csv(io.StringIO(text), header=None, dtype={0: str}, skip_blank_lines=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError) as exc:
-        raise DataError(f"{id_prop}: not a readable id_prop.csv ({_first_line(exc)})") from None
+        raise DataError(f"{id_prop}: not a readable id_prop.csv ({first_line(exc)})") from None
     if table.shape[1] < 2:
         raise DataError(f"{id_prop}: needs two columns, id and formation energy (CGCNN convention)")
     records = []
     for line, (rid, energy) in enumerate(zip(table[0], table[1]), start=1):
-        problem = _folder_entry_problem(rid)
+        problem = folder_entry_problem(rid)
         if problem:
             records.append({"material_id": rid if isinstance(rid, str) and problem.startswith("id ")
                             else f"id_prop.csv line {line}", "formation_energy_per_atom": energy,
@@ -534,7 +534,7 @@ def _read_cif_folder(folder: Path) -> list[dict]:
             records.append({"material_id": rid, "formation_energy_per_atom": energy,
                             READ_ERROR: f"no file {rid}.cif in {folder} (named on line {line} of id_prop.csv)"})
             continue
-        records.append(_cif_record(budget, cif_path, rid, energy))
+        records.append(cif_record(budget, cif_path, rid, energy))
     return records
 
 
@@ -545,7 +545,7 @@ def dataset_sha256(path: str | Path) -> str:
     path = Path(path)
 
     def file_digest(p: Path) -> str:
-        fd, _ = _open_regular(p)
+        fd, _ = open_regular(p)
         h = hashlib.sha256()
         with os.fdopen(fd, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -1,38 +1,256 @@
-"""Static figures (matplotlib PNG) for the README and headless runs."""
+"""Static figures (matplotlib): the CLI's PNG, and the dashboard's PNG / SVG downloads of what a view shows.
+
+Arrays in, a matplotlib ``Figure`` out, and :func:`figure_bytes` to encode it. Figures are built with
+``matplotlib.figure.Figure`` rather than pyplot: no global figure registry, so a server can render for
+several sessions without one figure leaking into another and nothing has to be closed. SVG keeps its
+text as text (``svg.fonttype = "none"``), so titles and axis labels stay searchable and editable in a
+vector editor; scatters of more than :data:`RASTER_POINTS` points are embedded as an image inside the
+SVG (a 16k-point map would otherwise be a 4 MB file that editors crawl through), the rest stays vector.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 
 from cfgp.al import curves
 
 COLOURS = {"entropy": "#d62728", "random": "#7f7f7f", "batch-diverse": "#1f77b4", "batch-distance": "#2ca02c",
            "ucb": "#9467bd", "ei": "#8c564b"}
+#: size of every figure (inches) and the PNG resolution: a PNG is FIGSIZE × DPI pixels
+FIGSIZE = (7.2, 5.0)
+DPI = 150
+FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
+#: scatters with more points than this are rasterised inside an SVG (text and axes stay vector)
+RASTER_POINTS = 5000
+POINT_BLUE = "#1f77b4"
+BAR_RED = "#d62728"
+GREY = "#7f7f7f"
+NAN_COLOUR = "#eeeeee"
+
+
+def new_figure(figsize: tuple[float, float] = FIGSIZE):
+    """A pyplot-free figure with one axes and a layout engine that keeps labels, colour bar and legend inside."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def figure_bytes(fig, fmt: str) -> bytes:
+    """``fig`` encoded as PNG (FIGSIZE × DPI pixels) or SVG (text kept as text); the title goes in the
+    file's metadata too."""
+    import matplotlib
+
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown figure format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    title = fig.axes[0].get_title() if fig.axes else ""
+    meta = {"Title": title} if title else {}
+    buf = io.BytesIO()
+    if fmt == "svg":
+        meta["Date"] = None  # no date stamp and fixed ids: the same view gives the same file
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "cfgp"}):
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta)
+    return buf.getvalue()
+
+
+def save(fig, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` in the format its suffix names (.png or .svg)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(figure_bytes(fig, path.suffix.lstrip(".") or "png"))
+    return path
+
+
+def _scatter(ax, x, y, **kw):
+    return ax.scatter(x, y, rasterized=len(x) > RASTER_POINTS, **kw)
+
+
+def map_point_size(n: int) -> float:
+    """Marker area (pt²) for a map of ``n`` points: small for the 16k default, larger for a few hundred, so
+    that a small run's map is not a page of white."""
+    return float(np.clip(20000 / max(n, 1), 3, 20))
+
+
+def _highlight(ax, x, y, selected, label: str = "selected"):
+    """Black rings around the selected points, as the dashboard draws a brushed selection (None if none)."""
+    if selected is None or not len(selected):
+        return None
+    sel = np.asarray(selected, dtype=int)
+    return _scatter(ax, np.asarray(x)[sel], np.asarray(y)[sel], s=28, facecolors="none", edgecolors="black",
+                    linewidths=0.9, label=f"{label} ({len(sel):,})", zorder=5)
+
+
+# ---------------------------------------------------------------- the dashboard's figures
+def latent_map_figure(xy: np.ndarray, *, values: np.ndarray | None = None, palette: Sequence[str] | str = "viridis",
+                      clim: tuple[float, float] | None = None, colour_label: str = "",
+                      groups: np.ndarray | None = None, order: Sequence[str] = (),
+                      colours: dict[str, str] | None = None, legend_title: str = "",
+                      background: Sequence[str] = (), selected=None,
+                      title: str = "t-SNE of the MEGNet latent space"):
+    """The 2-D map coloured by a number (``values`` with a colour bar titled ``colour_label``; ``palette`` a
+    matplotlib colormap name or a list of colours, as the dashboard's mapper holds them) or by a category
+    (``groups``, one label per point; legend 'label (count)' in ``order``; groups in ``background`` are drawn
+    first so the others stay visible). t-SNE axes have no meaning, so none are drawn."""
+    from matplotlib.colors import ListedColormap
+
+    xy = np.asarray(xy, dtype=float)
+    size = map_point_size(len(xy))
+    fig, ax = new_figure()
+    ax.set_axis_off()
+    ax.set_title(title)
+    if values is not None:
+        cmap = ListedColormap(list(palette)) if not isinstance(palette, str) else palette
+        lo, hi = clim if clim is not None else (np.nanmin(values), np.nanmax(values))
+        sc = _scatter(ax, xy[:, 0], xy[:, 1], c=np.asarray(values, dtype=float), cmap=cmap, vmin=lo, vmax=hi,
+                      s=size, linewidths=0, plotnonfinite=True)
+        sc.cmap = sc.get_cmap().with_extremes(bad=NAN_COLOUR)
+        fig.colorbar(sc, ax=ax, label=colour_label, shrink=0.85)
+        if _highlight(ax, xy[:, 0], xy[:, 1], selected) is not None:
+            ax.legend(loc="lower left", fontsize=8)
+    elif groups is not None:
+        groups = np.asarray(groups, dtype=object)
+        colours = colours or {}
+        present = [g for g in order if (groups == g).any()]
+        drawn = [g for g in present if g in background] + [g for g in present if g not in background]
+        handles = {}
+        for g in drawn:
+            m = groups == g
+            handles[g] = _scatter(ax, xy[m, 0], xy[m, 1], s=size, linewidths=0, color=colours.get(g, GREY),
+                                  label=f"{g} ({int(m.sum()):,})")
+        ring = _highlight(ax, xy[:, 0], xy[:, 1], selected)
+        shown = [handles[g] for g in present] + ([ring] if ring is not None else [])
+        ax.legend(shown, [h.get_label() for h in shown], title=legend_title, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), markerscale=3, fontsize=8, frameon=False)
+    else:
+        _scatter(ax, xy[:, 0], xy[:, 1], s=size, linewidths=0, color=POINT_BLUE)
+        if _highlight(ax, xy[:, 0], xy[:, 1], selected) is not None:
+            ax.legend(loc="lower left", fontsize=8)
+    return fig
+
+
+def parity_figure(dft: np.ndarray, gp: np.ndarray, *, bars: tuple | None = None, selected=None,
+                  title: str = "GP vs DFT formation energy"):
+    """GP against DFT E_f with the y = x line; ``bars`` = (dft, lower, upper) draws ±2σ intervals."""
+    dft, gp = np.asarray(dft, dtype=float), np.asarray(gp, dtype=float)
+    fig, ax = new_figure()
+    finite = np.concatenate([dft[np.isfinite(dft)], gp[np.isfinite(gp)]])
+    lo, hi = (float(finite.min()) - 0.1, float(finite.max()) + 0.1) if len(finite) else (-1.0, 1.0)
+    ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="GP = DFT")
+    _scatter(ax, dft, gp, s=12, color=POINT_BLUE, alpha=0.6, linewidths=0, label=f"materials ({len(dft):,})")
+    if bars is not None and len(bars[0]):
+        bx, lower, upper = (np.asarray(b, dtype=float) for b in bars)
+        ax.vlines(bx, lower, upper, color=BAR_RED, lw=1, alpha=0.8, label=f"±2σ ({len(bx):,} materials)")
+    _highlight(ax, dft, gp, selected)
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="DFT E_f (eV/atom)", ylabel="GP E_f (eV/atom)")
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=10, wrap=True)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def calibration_curve_figure(lines: Sequence[dict], title: str = "Calibration curve"):
+    """Observed against expected proportion of DFT values inside centred intervals. ``lines``: dicts with
+    ``label``, ``expected``, ``observed`` and optional ``colour`` and ``fill`` (shade to the diagonal)."""
+    fig, ax = new_figure()
+    ax.plot([0, 1], [0, 1], color="black", ls="--", lw=1, label="ideal")
+    for line in lines:
+        e, o = np.asarray(line["expected"], dtype=float), np.asarray(line["observed"], dtype=float)
+        colour = line.get("colour", BAR_RED)
+        if line.get("fill"):
+            ax.fill_between(e, e, o, color=colour, alpha=0.15, lw=0)
+        ax.plot(e, o, color=colour, lw=2, label=line["label"])
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="expected proportion in interval", ylabel="observed proportion")
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def al_curves_figure(series: Sequence[dict], title: str = "Active learning: test MAE vs labels added"):
+    """Test MAE against labels added. ``series``: dicts with ``label``, ``labels``, ``mae``, optional
+    ``lower``/``upper`` (a shaded band, e.g. mean ± 2σ over seeds), ``colour``, ``dashed``, ``markers``.
+    Series k is the SVG group ``series-k`` (its band ``band-k``), so a reader of the file can find each curve."""
+    fig, ax = new_figure()
+    for k, s in enumerate(series):
+        x, y = np.asarray(s["labels"], dtype=float), np.asarray(s["mae"], dtype=float)
+        colour = s.get("colour")
+        if s.get("lower") is not None:
+            ax.fill_between(x, s["lower"], s["upper"], color=colour, alpha=0.2, lw=0, gid=f"band-{k}")
+        ax.plot(x, y, color=colour, lw=1.5 if s.get("dashed") else 2, ls="--" if s.get("dashed") else "-",
+                marker="o" if s.get("markers") else None, ms=2.5, label=s["label"], gid=f"series-{k}")
+    ax.set_xlabel("labels added (materials labelled by active learning)")
+    ax.set_ylabel("test MAE (eV/atom)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def strategy_series(groups: dict[str, list[list[dict]]]) -> list[dict]:
+    """AL histories grouped by strategy → mean ± 2σ series over seeds (batches dashed)."""
+    out = []
+    for name, hists in groups.items():
+        c = curves(hists)
+        out.append({"label": f"{name} ({len(hists)} seeds)", "labels": c["labels"], "mae": c["mean"],
+                    "lower": c["mean"] - 2 * c["std"], "upper": c["mean"] + 2 * c["std"],
+                    "colour": COLOURS.get(name.split("-b")[0]),
+                    "dashed": not ("-b1-" in name or name.endswith("-b1"))})
+    return out
 
 
 def al_curves_png(groups: dict[str, list[list[dict]]], path: str | Path, title: str = "") -> Path:
-    """MAE vs number of labels added, mean ± 2σ over seeds, one band per strategy."""
-    import matplotlib
+    """MAE vs number of labels added, mean ± 2σ over seeds, one band per strategy (``cfgp al-compare --plot``;
+    the suffix of ``path`` picks PNG or SVG)."""
+    fig = al_curves_figure(strategy_series(groups),
+                           title or "CFGP active learning: test MAE (mean ± 2σ over seeds)")
+    return save(fig, path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for name, hists in groups.items():
-        c = curves(hists)
-        colour = COLOURS.get(name.split("-b")[0], None)
-        style = "-" if "-b1-" in name or "-b1" == name[-3:] else "--"  # batches dashed
-        ax.plot(c["labels"], c["mean"], label=f"{name} ({len(hists)} seeds)", color=colour, lw=1.5, ls=style)
-        ax.fill_between(c["labels"], c["mean"] - 2 * c["std"], c["mean"] + 2 * c["std"], color=colour, alpha=0.2)
-    ax.set_xlabel("materials labelled by active learning")
+#: the paper's headline: test MAE after re-training MEGNet and the GP on 1,800 + 6,000 entropy picks
+PAPER_RETRAINED = (7800, 0.0277)
+
+
+def learning_curve_figure(result: dict):
+    """Test MAE vs labelled materials: frozen-latent CFGP (mean and range over seeds), MEGNet's readout,
+    re-trained runs, and the paper's headline point (``result`` as :func:`cfgp.learning_curve.learning_curve`)."""
+    fig, ax = new_figure()
+    frozen = result["frozen"]
+    ns = sorted({r["n_labels"] for r in frozen})
+    by_n = [[r["mae"] for r in frozen if r["n_labels"] == n] for n in ns]
+    mean = [float(np.mean(v)) for v in by_n]
+    ax.fill_between(ns, [min(v) for v in by_n], [max(v) for v in by_n], color=POINT_BLUE, alpha=0.2, lw=0)
+    ax.plot(ns, mean, "o-", color=POINT_BLUE, label=f"frozen-latent CFGP (random labels, {len(by_n[0])} seeds)")
+    b = result["base_readout"]
+    ax.plot([b["n_labels"]], [b["mae"]], "s", color=GREY, ms=8, label="MEGNet readout (base network)")
+    colours = {"entropy": COLOURS["entropy"], "random": COLOURS["random"]}
+    seen = set()
+    for r in result.get("retrained", []):
+        readout = "readout" in r["model"]
+        key = (r["strategy"], readout)
+        label = None if key in seen else f"re-trained {'MEGNet readout' if readout else 'CFGP'}, {r['strategy']} picks"
+        seen.add(key)
+        ax.plot([r["n_labels"]], [r["mae"]], "s" if readout else "D", mfc="none" if readout else colours.get(
+            r["strategy"], GREY), mec=colours.get(r["strategy"], GREY), ms=8, label=label)
+    ax.plot([PAPER_RETRAINED[0]], [PAPER_RETRAINED[1]], "*", color="k", ms=12,
+            label="paper, re-trained on 1,800 + 6,000 entropy picks")
+    ax.set_xlabel("labelled materials")
     ax.set_ylabel("test MAE (eV/atom)")
-    ax.set_title(title or "CFGP active learning: test MAE (mean ± 2σ over seeds)")
+    ax.set_ylim(0, None)
+    ax.set_title(f"Learning curve on the fixed {result['settings']['n_test']:,} test oxides")
+    ax.legend(fontsize=8, loc="lower left")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    return fig
+
+
+def learning_curve_png(result: dict, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    path.write_bytes(figure_bytes(learning_curve_figure(result), path.suffix.lstrip(".") or "png"))
     return path

@@ -19,6 +19,8 @@ import numpy as np
 import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 JITTER = 1e-8
+SPARSE_ABOVE = 10_000  # method="auto" conditions sparsely above this many points (README "Scaling out")
+N_INDUCING = 2000  # default inducing inputs of the sparse GP (README "Scaling out")
 MIN_NOISE = 1e-6  # floor on a fitted noise variance (eV/atom)², keeps the Cholesky stable
 DTYPE = "float64"
 
@@ -115,6 +117,12 @@ class CFGP:
     optimize : fit the hyper-parameters by maximising the log marginal likelihood.
     fit_noise : fit the noise variance (False keeps it fixed, e.g. the paper's noise-free GP).
     max_fit_points : hyper-parameters are fitted on a seeded subsample of at most this many points.
+    method : how the GP conditions on all n points once its hyper-parameters are set — 'exact' (n×n
+        Cholesky, O(n³) time, O(n²) memory), 'sparse' (SGPR with ``n_inducing`` inducing inputs,
+        :mod:`cfgp.sparse_gp`, O(n·m²) time, O(n·m) memory, on the CPU in NumPy) or 'auto': exact up to
+        ``SPARSE_ABOVE`` points, sparse above. The hyper-parameters are fitted the same way in all three.
+    n_inducing, inducing : the sparse GP's number of inducing inputs and how they are chosen
+        ('kmeans', 'greedy' conditional variance or 'random').
     """
 
     def __init__(
@@ -130,7 +138,12 @@ class CFGP:
         max_iter: int = 200,
         tol: float = 1e-7,
         seed: int = 0,
+        method: Literal["auto", "exact", "sparse"] = "auto",
+        n_inducing: int = N_INDUCING,
+        inducing: Literal["kmeans", "greedy", "random"] = "kmeans",
     ):
+        if method not in ("auto", "exact", "sparse"):
+            raise ValueError(f"method must be 'auto', 'exact' or 'sparse', not {method!r}")
         self.amplitude = amplitude
         self.length_scale = length_scale
         self.noise_variance = noise_variance
@@ -142,6 +155,9 @@ class CFGP:
         self.max_iter = max_iter
         self.tol = tol
         self.seed = seed
+        self.method = method
+        self.n_inducing = n_inducing
+        self.inducing = inducing
 
     @classmethod
     def paper(cls, **overrides) -> "CFGP":
@@ -155,7 +171,19 @@ class CFGP:
     def get_params(self) -> dict:
         keys = ("amplitude", "length_scale", "noise_variance", "mean", "feature_scaling", "optimize", "fit_noise",
                 "max_fit_points", "max_iter", "tol", "seed")
-        return {k: getattr(self, k) for k in keys}
+        params = {k: getattr(self, k) for k in keys}
+        # the scaling-out settings only when not at their defaults, so that fits saved before they existed
+        # (the shipped gp.json) keep the same settings key and are still reused
+        for k, default in (("method", "auto"), ("n_inducing", N_INDUCING), ("inducing", "kmeans")):
+            if getattr(self, k) != default:
+                params[k] = getattr(self, k)
+        return params
+
+    def resolved_method(self, n: int) -> str:
+        """'exact' or 'sparse': what ``method`` means for a GP conditioned on n points."""
+        if self.method == "auto":
+            return "sparse" if n > SPARSE_ABOVE else "exact"
+        return self.method
 
     @property
     def hyperparameters_(self) -> dict:
@@ -164,11 +192,20 @@ class CFGP:
 
     @property
     def device_(self) -> str:
+        if getattr(self, "sparse_", None) is not None:
+            return "/CPU:0"  # the sparse GP conditions and predicts in NumPy/SciPy
         return tf_device()
 
     @property
     def n_train_(self) -> int:
+        if getattr(self, "sparse_", None) is not None:
+            return int(self.sparse_.n_)
         return int(self._X.shape[0])
+
+    @property
+    def method_(self) -> str:
+        """How the GP is conditioned now: 'exact' or 'sparse'."""
+        return "sparse" if getattr(self, "sparse_", None) is not None else "exact"
 
     # ------------------------------------------------------------------ fit
     def _nlml_fn(self, X, y):
@@ -391,6 +428,14 @@ class CFGP:
     def _condition(self, Xs: np.ndarray, y: np.ndarray) -> None:
         import tensorflow as tf
 
+        self.sparse_ = None
+        if self.resolved_method(len(y)) == "sparse":
+            from cfgp.sparse_gp import SparseGP
+
+            self.sparse_ = SparseGP(self.amplitude_, self.length_scale_, self.noise_variance_, self.mean_constant_,
+                                    n_inducing=self.n_inducing, inducing=self.inducing, seed=self.seed).fit(Xs, y)
+            self._X = self._L = self._z = self._y = None  # no n×n factor is kept (nor built)
+            return
         with tf.device(tf_device()):
             self._X = tf.constant(Xs)
             self._y = tf.constant(y)
@@ -411,6 +456,9 @@ class CFGP:
         y_new = np.atleast_1d(np.asarray(y_new, dtype=np.float64))
         if len(X_new) != len(y_new) or not (np.isfinite(X_new).all() and np.isfinite(y_new).all()):
             raise ValueError("X_new and y_new must be finite and the same length")
+        if getattr(self, "sparse_", None) is not None:  # inducing inputs fixed: a rank-k update of the m×m statistics
+            self.sparse_.add(X_new, y_new)
+            return self
         with tf.device(tf_device()):
             Xn = tf.constant(X_new)
             K12 = self.kernel_matrix(self._X, Xn)
@@ -435,6 +483,8 @@ class CFGP:
         import tensorflow as tf
 
         Xs = self.scaler_.transform(np.atleast_2d(X))
+        if getattr(self, "sparse_", None) is not None:
+            return self.sparse_.predict(Xs, return_std=return_std, include_noise=include_noise, batch_size=batch_size)
         means, stds = [], []
         with tf.device(tf_device()):
             prior_var = self.amplitude_**2 + (self.noise_variance_ if include_noise else 0.0)
@@ -453,6 +503,10 @@ class CFGP:
     def log_marginal_likelihood(self) -> float:
         """Log marginal likelihood of the data the GP is conditioned on, at the current hyper-parameters."""
         import numpy as _np
+
+        if getattr(self, "sparse_", None) is not None:
+            raise ValueError("a sparse GP has no exact log marginal likelihood (that needs the n×n Cholesky it "
+                             "avoids); its lower bound is gp.sparse_.elbo()")
 
         z = self._z.numpy()
         n = z.shape[0]

@@ -17,11 +17,13 @@ from tests import reference
 from tests.conftest import SMALL
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+DASHBOARD = next(p for p in NOTEBOOKS if p.stem == "06_dashboard")
+PAPER_NOTEBOOKS = [p for p in NOTEBOOKS if p != DASHBOARD]  # 01-05: paper figures on the embedded default
 PLOT_MIME = ("application/vnd.holoviews_exec.v0+json", "application/vnd.bokehjs_exec.v0+json")
 
 
 def test_notebooks_are_committed_without_outputs():
-    assert len(NOTEBOOKS) == 5
+    assert len(NOTEBOOKS) == 6
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
@@ -87,7 +89,7 @@ def _close(printed, value, decimals):
 
 
 @pytest.mark.skipif(not (DEFAULT_RUN / "gp.json").exists(), reason="the embedded default is not built")
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", PAPER_NOTEBOOKS, ids=[p.stem for p in PAPER_NOTEBOOKS])
 def test_notebook_runs_shows_its_figures_and_prints_the_right_numbers(path, monkeypatch, expected):
     text = _run_notebook(path, monkeypatch)
     sizes = _number(r"split sizes: \{'train': (\d+), 'pool': (\d+), 'test': (\d+)\}", text)
@@ -128,3 +130,200 @@ def test_notebook_runs_shows_its_figures_and_prints_the_right_numbers(path, monk
         y = np.array([r["formation_energy_per_atom"] for r in json.load(gzip.open(SMALL, "rt"))[:120]])
         order = np.random.default_rng(0).permutation(len(y))
         assert mine < np.abs(y[order[90:]] - y[order[:90]].mean()).mean()
+
+
+# ---------------------------------------------------------------- 06: the live dashboard in a notebook
+EXEC_MIME = "application/vnd.holoviews_exec.v0+json"  # Panel's live-view output: JupyterLab renders and links it
+LOAD_MIME = "application/vnd.holoviews_load.v0+json"
+TAB_NAMES = ["Latent map", "Calibration", "Active learning", "Outliers", "Predict"]
+
+
+def _bokeh_models(output) -> list[dict]:
+    """The Bokeh models of one Panel display output: the document (``docs_json``) its script builds in the page,
+    with ``{"id": …}`` references resolved."""
+    root = output["metadata"][EXEC_MIME]["id"]
+    html = output["data"]["text/html"]
+    assert f'data-root-id="{root}"' in html  # the page element the live view renders into
+    m = re.search(r"var docs_json = (\{.*?\});\n", html, re.S)
+    assert m, html[:500]
+    found: list[dict] = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            if x.get("type") == "object" and "name" in x:
+                found.append(x)
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(json.loads(m.group(1)))
+    return found
+
+
+def _panel_output(cell) -> list[dict]:
+    shown = [o for o in cell.get("outputs", []) if o.output_type in ("display_data", "execute_result")
+             and EXEC_MIME in o.get("data", {})]
+    assert len(shown) == 1, [list(o.get("data", {})) for o in cell.get("outputs", [])]
+    return _bokeh_models(shown[0])
+
+
+def test_dashboard_notebook_shows_the_live_dashboard(tiny_run, monkeypatch):
+    """notebooks/06 on the tiny run: one tab and the whole app are displayed as live Panel views holding the run's
+    results, Panel's scripts come with the notebook (nothing fetched from a CDN), the figure export works."""
+    monkeypatch.setenv("CFGP_RUN", str(tiny_run.dir))
+    monkeypatch.setenv("PYTHONWARNINGS", "ignore")
+    nb = nbformat.read(DASHBOARD, as_version=4)
+    NotebookClient(nb, timeout=900, kernel_name="python3",
+                   resources={"metadata": {"path": str(DASHBOARD.parent)}}).execute()
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, [f"{e['ename']}: {e['evalue']}" for e in errors]
+
+    def cell(snippet):
+        return next(c for c in cells if snippet in c.source)
+
+    # the extension cell loads BokehJS, Panel and Tabulator from the notebook itself: no script URL to fetch
+    loads = [o["data"][LOAD_MIME] for o in cell("notebook_extension()").outputs if LOAD_MIME in o.get("data", {})]
+    bundle = [js for js in loads if "const js_urls" in js]
+    assert len(bundle) == 1 and len(bundle[0]) > 1_000_000 and "Tabulator" in bundle[0]
+    assert re.search(r"const js_urls = \[\];", bundle[0]) and re.search(r"const css_urls = \[\];", bundle[0])
+
+    n_test, n_materials = len(tiny_run.split.test), len(tiny_run.materials.frame)
+    # one tab: the Calibration view with its three figures on the run's test split, and its download buttons
+    models = _panel_output(cell('tab("Calibration"'))
+    figures = {m["attributes"].get("name") for m in models if m["name"] == "Figure"}
+    assert {"parity", "residual-vs-sigma", "calibration-curve"} <= figures
+    titles = {m["attributes"].get("text") for m in models if m["name"] == "Title"}
+    parity_title = next(t for t in titles if t and t.startswith("GP vs DFT"))
+    assert parity_title.startswith(f"GP vs DFT: {n_test} test materials"), parity_title
+    downloads = [m["attributes"] for m in models if m["name"].endswith("FileDownload")]
+    assert {"PNG", "SVG", "Download metrics (CSV)"} <= {d.get("label") for d in downloads}
+    assert {"parity-figure-png", "curve-figure-svg"} <= {c for d in downloads for c in d.get("css_classes", [])}
+    text = "".join(m["attributes"].get("text") or "" for m in models if m["name"].endswith("markup.HTML"))
+    assert "Is the uncertainty honest?" in text
+
+    # the figure export from Python: the same title, an SVG whose text is the plot's
+    export = cell("export_parity()")
+    printed = "".join(o.get("text", "") for o in export.outputs if o.output_type == "stream")
+    assert f"parity figure: {parity_title}" in printed
+    svg = next(o["data"]["image/svg+xml"] for o in export.outputs if "image/svg+xml" in o.get("data", {}))
+    import xml.etree.ElementTree as ET
+
+    words = {"".join(t.itertext()) for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")}
+    assert {"DFT E_f (eV/atom)", "GP E_f (eV/atom)", f"materials ({n_test})"} <= words
+
+    # the whole app: the five tabs in order, the header, the latent map's source with every material
+    models = _panel_output(cell("create_app(RUN)"))
+    tabs = [m for m in models if m["name"].endswith("tabs.Tabs")]
+    assert len(tabs) == 1
+    by_id = {m["id"]: m for m in models if "id" in m}
+    panels = [by_id.get(t["id"], t) if "attributes" not in t else t for t in tabs[0]["attributes"]["tabs"]]
+    assert [p["attributes"]["title"] for p in panels] == TAB_NAMES
+    text = "".join(m["attributes"].get("text") or "" for m in models if m["name"].endswith("markup.HTML"))
+    assert "GP device" in text and f"{n_materials:,} Materials Project oxides" in text
+    source = next(m for m in models if m["name"] == "ColumnDataSource" and m["attributes"].get("name") == "map-source")
+    assert _column_length(source, "x") == n_materials
+
+
+def _column_length(source: dict, column: str) -> int:
+    """Rows of one column of a serialised ColumnDataSource (a list, or an ndarray with its shape)."""
+    data = source["attributes"]["data"]
+    entries = dict(data["entries"]) if isinstance(data, dict) and "entries" in data else data
+    col = entries[column]
+    return int(col["shape"][0]) if isinstance(col, dict) and "shape" in col else len(col)
+
+
+def test_dashboard_notebook_is_live_in_jupyterlab(tiny_run, tmp_path):
+    """notebooks/06 in a served JupyterLab 4 and headless Chromium, run with Run All Cells: the tab and the whole
+    app render, and the kernel answers the browser — a figure download is rendered by the kernel and a split
+    change redraws the parity plot — through the comms JupyterLab offers Panel (its bundled extension)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.dashboard.conftest import ARGS, CHROMIUM, chromium_available, free_port
+
+    pytest.importorskip("jupyterlab", reason='JupyterLab is the notebooks extra: pip install -e ".[notebooks]"')
+    if not chromium_available():
+        pytest.skip("Debian's chromium is not installed")
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    from cfgp.figures import DPI, FIGSIZE
+
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    shutil.copy(DASHBOARD, lab)  # JupyterLab saves what it opens: never the committed notebook
+    port = free_port()
+    env = dict(os.environ, CFGP_RUN=str(tiny_run.dir), PYTHONWARNINGS="ignore")
+    log = open(tmp_path / "jupyterlab.log", "w")
+    jupyter = Path(sys.executable).parent / "jupyter"
+    proc = subprocess.Popen([str(jupyter), "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+                             "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={lab}",
+                             "--allow-root", "--LabApp.extension_manager=readonly", "--LabApp.news_url="],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    n_test, n_pool = len(tiny_run.split.test), len(tiny_run.split.pool)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/lab", timeout=10)
+                break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None, (tmp_path / "jupyterlab.log").read_text()[-3000:]
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True).new_page()
+            external = []
+            page.on("request", lambda r: external.append(r.url) if not r.url.startswith(
+                ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/06_dashboard.ipynb", timeout=180_000)
+            page.wait_for_selector(".jp-Notebook", timeout=300_000)
+            page.wait_for_timeout(5_000)  # Run All waits for the kernel if it is still starting
+            page.get_by_text("Run", exact=True).first.click()
+            page.get_by_text("Run All Cells", exact=True).first.click()
+            page.wait_for_selector(".parity-figure-png button", state="attached", timeout=600_000)
+            page.wait_for_selector("text=GP device", timeout=600_000)
+            tabs = page.evaluate("() => Bokeh.documents.flatMap(d => [...d.all_models].filter(m => Array.isArray("
+                                 "m.tabs)).map(m => m.tabs.map(t => t.title)))")
+            assert tabs == [TAB_NAMES], tabs  # the app's tabs, built in the page from the kernel's document
+            assert page.get_by_text("Active learning", exact=True).first.is_visible()
+            title = page.evaluate("() => { for (const d of Bokeh.documents) { const m = d.get_model_by_name('parity');"
+                                  " if (m) return m.title.text; } return null; }")
+            assert title and title.startswith(f"GP vs DFT: {n_test} test materials"), title
+            # a click the kernel answers: the PNG of the parity figure, rendered by matplotlib in the kernel
+            button = page.locator(".parity-figure-png button").first
+            button.scroll_into_view_if_needed()
+            with page.expect_download(timeout=180_000) as info:
+                button.click()
+            assert info.value.suggested_filename == "parity.png"
+            im = Image.open(info.value.path())
+            im.load()
+            assert im.size == (round(FIGSIZE[0] * DPI), round(FIGSIZE[1] * DPI))
+            # a widget change the kernel answers by redrawing: the pool split on the parity plot
+            page.locator(".bk-btn-group button", has_text="pool").first.click()
+            deadline = time.time() + 120
+            while time.time() < deadline and f"{n_pool} pool materials" not in (title or ""):
+                page.wait_for_timeout(500)
+                title = page.evaluate("() => { for (const d of Bokeh.documents) { const m = d.get_model_by_name("
+                                      "'parity'); if (m) return m.title.text; } return null; }")
+            assert f"GP vs DFT: {n_pool} pool materials" in title, title
+            tracebacks = page.locator(".jp-OutputArea-output", has_text="Traceback").count()
+            assert tracebacks == 0
+            browser.close()
+        # every script comes with the notebook; Panel 1.9.4 still names its CDN for a few stylesheets of panes a
+        # callback updates (Markdown, HTML, theme): offline those requests fail, nothing else does
+        assert all(u.startswith("https://cdn.holoviz.org/panel/") and ".css" in u for u in external), external
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

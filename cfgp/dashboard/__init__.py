@@ -14,8 +14,13 @@ from cfgp.dashboard.shared import ServerData, SessionState, server_data
 EXTENSIONS = ("tabulator",)  # plotly.js loads on demand, see details.py
 
 
-def create_app(run_dir=None) -> pn.viewable.Viewable:
-    """The whole dashboard for one browser session (or one notebook cell)."""
+def create_app(run_dir=None, theme: str | None = None, projector: bool | None = None) -> pn.viewable.Viewable:
+    """The whole dashboard for one browser session (or one notebook cell). ``theme`` ('default' or 'dark')
+    and ``projector`` default to the page's query (``?theme=dark``, ``?projector=1``), see theme.py."""
+    from cfgp.dashboard import theme as classroom
+
+    options = classroom.ViewOptions.from_request(theme, projector)
+    classroom.use_design(options)  # before any component is built: they take the design when created
     from cfgp.dashboard.active_learning import ActiveLearning
     from cfgp.dashboard.calibration import Calibration
     from cfgp.dashboard.figures import map_source
@@ -32,11 +37,25 @@ def create_app(run_dir=None) -> pn.viewable.Viewable:
         f"{len(data.frame):,} Materials Project oxides · MEGNet latents → Laplacian GP "
         f"(a = {h['amplitude']:.3f}, l = {h['length_scale']:.3f}, noise σ² = {h['noise_variance']:.2e}) · "
         f"**GP device: {device_label()}**", name="header")
+    header = pn.Row(header, classroom.header_controls(options), sizing_mode="stretch_width")
     state = SessionState()  # one per browser session
     source = map_source(data)  # the map's 16k rows, sent once and shared by every map of the session
-    tabs = pn.Tabs(LatentMap(data, state, source), Calibration(data, state), ActiveLearning(data, state, source),
-                   Outliers(data, state), Predict(data, state, source), dynamic=True)
-    return pn.Column(header, tabs, sizing_mode="stretch_width")
+    latent, calibration = LatentMap(data, state, source), Calibration(data, state)
+    active, outliers, predict = ActiveLearning(data, state, source), Outliers(data, state), Predict(data, state, source)
+    tabs = pn.Tabs(latent, calibration, active, outliers, predict, dynamic=True)
+    # shareable views (the view in the URL, a copy-link button) and the guided lesson, which sets views the same way
+    from cfgp.dashboard.lesson import Lesson
+    from cfgp.dashboard.view_state import DashboardParts, ViewSync
+
+    parts = DashboardParts(data, state, tabs, latent, calibration, active, outliers, predict)
+    views = ViewSync(parts)
+    lesson = Lesson(parts, views)
+    views.restore()  # after the lesson is there: a link may open it at a step
+    app = pn.Column(header, pn.Row(lesson.toggle, views.header(), sizing_mode="stretch_width"), views.message,
+                    lesson, tabs, sizing_mode="stretch_width")
+    return classroom.apply(app, options)  # classroom display: theme, projector, keyboard, tooltips
 
 
-__all__ = ["create_app", "server_data", "ServerData", "SessionState"]
+from cfgp.dashboard.notebook import notebook_extension, tab  # noqa: E402  (one tab in a notebook cell)
+
+__all__ = ["create_app", "tab", "notebook_extension", "server_data", "ServerData", "SessionState"]

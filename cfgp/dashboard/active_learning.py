@@ -32,9 +32,9 @@ from bokeh.plotting import figure
 from panel.io.state import set_curdoc
 
 from cfgp.al import STRATEGIES, ALSettings, curves
-from cfgp.dashboard.downloads import csv_bytes, download_button
+from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import BACKGROUND, map_figure
-from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
+from cfgp.dashboard.shared import ServerData, SessionState, on_session_end, on_session_tick
 
 LIVE = "live run"
 REPLAY_PREFIX = "replay "
@@ -264,6 +264,7 @@ class ActiveLearning(pn.viewable.Viewer):
         self.history_download = download_button(
             "Download run (CSV)", "active-learning.csv", lambda: csv_bytes(self.history_frame()), "al-download",
             width=180)
+        self.curve_downloads = figure_downloads("curves", "al-curves", self.export_curves, "al-figure")
         self.curve_source = ColumnDataSource({"labels": [], "mae": [], "cycle": [], "coverage": []},
                                              name="al-curve-source")
         fig = figure(title="Test MAE vs labels added", name="al-curve", height=400, sizing_mode="stretch_width",
@@ -282,9 +283,9 @@ class ActiveLearning(pn.viewable.Viewer):
         self.curve_item = LegendItem(label="this run", renderers=[live, dots])
         fig.add_layout(Legend(items=[*items, self.curve_item], location="top_right", label_text_font_size="12px",
                               background_fill_alpha=0.8, name="al-curve-legend"))
-        fig.add_tools(HoverTool(renderers=[dots], tooltips=[("cycle", "@cycle"), ("labels added", "@labels"),
+        fig.add_tools(HoverTool(renderers=[dots], tooltips=[("cycle", "@cycle"), ("labels added", "@labels materials"),
                                                             ("test MAE", "@mae{0.0000} eV/atom"),
-                                                            ("2σ coverage", "@coverage{0.000}")]))
+                                                            ("2σ coverage", "@coverage{0.000} (fraction)")]))
         self.curve_fig = fig
 
         # the map: grey background = the session's shared map source (already in the browser)
@@ -427,20 +428,6 @@ class ActiveLearning(pn.viewable.Viewer):
         for _ in range(n):
             self._live_step()
 
-    @staticmethod
-    def _on_loop(doc, fn) -> None:
-        """Run ``fn`` on the session's event loop (thread-safe); directly when there is no server."""
-        if doc is None:
-            fn()
-            return
-
-        def run():
-            with set_curdoc(doc):
-                fn()
-        try:
-            doc.add_next_tick_callback(run)
-        except Exception:  # the session closed meanwhile: nothing to show the result to
-            pass
 
     # ------------------------------------------------------------ buttons
     def _on_play(self, _=None) -> None:
@@ -600,7 +587,7 @@ class ActiveLearning(pn.viewable.Viewer):
                 result = (learner, rec0, sigma, None)
             except Exception as exc:  # shown as a message; the session lives on
                 result = (None, None, None, exc)
-            self._on_loop(doc, partial(self._on_built, gen, *result))
+            on_session_tick(doc, partial(self._on_built, gen, *result))
 
         if self._served:
             threading.Thread(target=work, daemon=True, name="al-build").start()
@@ -672,7 +659,7 @@ class ActiveLearning(pn.viewable.Viewer):
                 payload, error = f.result(), None
             except Exception as exc:  # a failed step becomes a message
                 payload, error = None, exc
-            self._on_loop(doc, partial(self._apply_step, gen, payload, error))
+            on_session_tick(doc, partial(self._apply_step, gen, payload, error))
 
         fut.add_done_callback(done)
 
@@ -912,6 +899,24 @@ class ActiveLearning(pn.viewable.Viewer):
                              "test MAE (eV/atom)": list(d["mae"]), "test 2σ coverage": list(d["coverage"]),
                              "picked": [picks.get(c, "") for c in cycles]})
 
+    def export_curves(self):
+        """The MAE curves as shown: the committed random band(s) and the run on screen, up to its current cycle."""
+        from cfgp.figures import al_curves_figure
+
+        series = [{"label": f"committed {b['label']}: mean ± 2σ ({b['seeds']} seeds)", "labels": b["labels"],
+                   "mae": b["mean"], "lower": b["lower"], "upper": b["upper"], "colour": BAND_COLOUR, "dashed": True}
+                  for b in self.pre.bands]
+        label = self.curve_item.label
+        label = str(label.get("value") if isinstance(label, dict) else getattr(label, "value", label))
+        if self.mode == "live" and self.learner is not None:
+            s = self.learner.settings
+            label += f" ({s.strategy}, batch {s.batch_size}, seed {s.seed})"
+        d = self.curve_source.data
+        if len(d["labels"]):
+            series.append({"label": label, "labels": d["labels"], "mae": d["mae"], "colour": CURVE_COLOUR,
+                           "markers": True})
+        return al_curves_figure(series, title=self.curve_fig.title.text)
+
     def __panel__(self):
         return pn.Column(
             note("**Which material should DFT compute next?** Each step labels pool oxides chosen by the strategy "
@@ -925,6 +930,7 @@ class ActiveLearning(pn.viewable.Viewer):
             pn.Row(self.play_button, self.pause_button, self.step_button, self.reset_button, self.speed,
                    self.replay_speed, self.scrub, self.history_download),
             self.message, self.status, self.cycle_label,
-            pn.Row(pn.pane.Bokeh(self.curve_fig, sizing_mode="stretch_width"),
+            pn.Row(pn.Column(pn.pane.Bokeh(self.curve_fig, sizing_mode="stretch_width"), self.curve_downloads,
+                             sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.map_fig, sizing_mode="stretch_width")),
             name="Active learning")

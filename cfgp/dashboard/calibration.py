@@ -25,7 +25,7 @@ from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
 from cfgp.calibration import METRIC_LABELS, calibration_curve, regression_metrics
-from cfgp.dashboard.downloads import csv_bytes, download_button
+from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
 
 SPLITS = ("test", "pool", "train")
@@ -166,7 +166,7 @@ def split_view(data: ServerData, split: str, phosphates: bool) -> SplitView:
         return a.views.setdefault(key, view)
 
 
-GROUP_COLUMNS = (("n", "n"), ("mae", "MAE"), ("coverage_2sigma", "coverage 2σ"),
+GROUP_COLUMNS = (("n", "n (count)"), ("mae", "MAE (eV/atom)"), ("coverage_2sigma", "coverage 2σ"),
                  ("miscalibration_area", "miscal. area"), ("coverage_2sigma_raw", "coverage 2σ (GP σ)"),
                  ("miscalibration_area_raw", "miscal. area (GP σ)"), ("flagged_share", "flagged"))
 
@@ -273,6 +273,8 @@ class Calibration(pn.viewable.Viewer):
         self._build_parity()
         self._build_residual()
         self._build_curve()
+        self.parity_downloads = figure_downloads("parity", "parity", self.export_parity, "parity-figure")
+        self.curve_downloads = figure_downloads("curve", "calibration-curve", self.export_curve, "curve-figure")
         for src in (self.parity_source, self.residual_source):
             src.selected.on_change("indices", self._on_brush)
         self._watcher = state.param.watch(self._on_selected, "selected")
@@ -419,7 +421,7 @@ class Calibration(pn.viewable.Viewer):
             if len(rows) < MIN_SCORED:
                 elsewhere = len(selected) - len(rows)
                 why = (f" ({elsewhere:,} selected materials are not in this view)" if elsewhere else "")
-                return (f'<div style="background:#fff3cd;border:1px solid #ffe08a;padding:8px 12px;'
+                return (f'<div style="background:#fff3cd;color:#664d03;border:1px solid #ffe08a;padding:8px 12px;'
                         f'border-radius:4px"><b>{html.escape(head)}</b>: too few to score{why}. Brush at least '
                         f'{MIN_SCORED} points to see their metrics.</div>')
             columns = [(f"selected ({len(rows):,})", metrics(_arrays(self.data), rows)),
@@ -427,7 +429,7 @@ class Calibration(pn.viewable.Viewer):
         else:
             head = f"Metrics for {len(v.rows):,} {v.label}"
             if v.metrics is None:
-                return (f'<div style="background:#fff3cd;border:1px solid #ffe08a;padding:8px 12px;'
+                return (f'<div style="background:#fff3cd;color:#664d03;border:1px solid #ffe08a;padding:8px 12px;'
                         f'border-radius:4px"><b>{html.escape(head)}</b>: too few to score (at least '
                         f'{MIN_SCORED} are needed).</div>')
             columns = [("value", v.metrics)]
@@ -444,6 +446,32 @@ class Calibration(pn.viewable.Viewer):
     def _release(self) -> None:
         self.state.param.unwatch(self._watcher)
 
+    # ------------------------------------------------------------ figure files (PNG / SVG) of what is shown
+    def export_parity(self):
+        """The parity plot as shown: the drawn materials of the split, the same ±2σ bars, the selection ringed."""
+        from cfgp.figures import parity_figure
+
+        v = self.view
+        p = v.parity
+        return parity_figure(p["dft"], p["gp"], bars=(v.bars["dft"], v.bars["lower"], v.bars["upper"]),
+                             selected=v.drawn(self.state.selected), title=self.parity_fig.title.text)
+
+    def export_curve(self):
+        """The calibration curve as shown: the whole view, and the selection's curve when something is selected."""
+        from cfgp.figures import calibration_curve_figure
+
+        v, selected = self.view, self.state.selected
+        if selected:
+            rows = v.scored(selected)
+            lines = [{"label": f"all {len(v.rows):,} {v.label}", "expected": v.expected, "observed": v.observed,
+                      "colour": ALL_GREY},
+                     {"label": f"selected ({len(rows):,})", "expected": v.expected,
+                      "observed": curve(_arrays(self.data), rows), "colour": SELECTED_RED, "fill": True}]
+        else:
+            lines = [{"label": f"{len(v.rows):,} {v.label}", "expected": v.expected, "observed": v.observed,
+                      "colour": SELECTED_RED, "fill": True}]
+        return calibration_curve_figure(lines, title=self.curve_fig.title.text)
+
     def __panel__(self):
         return pn.Column(
             note("**Is the uncertainty honest?** Left: GP vs DFT, with ±2σ bars on 100 random materials (seeded). "
@@ -454,9 +482,11 @@ class Calibration(pn.viewable.Viewer):
                  "metrics and the red curve follow the selection, the grey curve stays the whole split."),
             self.outlier_note,
             pn.Row(self.split_select, self.phosphate_box, self.clear_button, self.metrics_download),
-            pn.Row(pn.pane.Bokeh(self.parity_fig, sizing_mode="stretch_width"),
+            pn.Row(pn.Column(pn.pane.Bokeh(self.parity_fig, sizing_mode="stretch_width"), self.parity_downloads,
+                             sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.residual_fig, sizing_mode="stretch_width"),
-                   pn.pane.Bokeh(self.curve_fig, sizing_mode="stretch_width")),
+                   pn.Column(pn.pane.Bokeh(self.curve_fig, sizing_mode="stretch_width"), self.curve_downloads,
+                             sizing_mode="stretch_width")),
             self.metrics_pane,
             pn.pane.HTML(groups_html(self.data), name="calibration-groups", css_classes=["calibration-groups"],
                          sizing_mode="stretch_width"),

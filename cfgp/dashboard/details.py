@@ -4,6 +4,12 @@ The rotatable structure is a Plotly figure drawn in an iframe that loads plotly.
 server only when a structure is first shown. Declaring Plotly as a page extension instead made every
 session's first page parse it: with ten browsers opening the app at once on 2 cores, that alone took the
 slowest first plot from ~20 s to ~37 s (benchmarks/app_latency.py).
+
+What the crystal shows — bonds, coordination polyhedra, the atoms repeated on the cell's faces, the
+coordination text under it — is ``cfgp.crystal_view`` (pymatgen's CrystalNN, bounded on big cells), drawn as
+Plotly meshes and lines: plotly.js is already served by Panel, so the viewer needs no other JavaScript bundle and
+works offline in the same iframe. A view is built once per server for each (material, supercell) and shared by
+the sessions (``crystal_view_of``).
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import panel as pn
+import param
 
 from cfgp.dashboard.downloads import download_button
 
 from cfgp import plots
+from cfgp.crystal_view import crystal_view
 from cfgp.data import DataError
 from cfgp.dashboard.shared import ServerData
 
@@ -33,12 +41,47 @@ def material_text(data: ServerData, row: int) -> str:
             f"{r.excess:.3f} eV/atom")
 
 
-def structure_figure(data: ServerData, row: int):
-    """Plotly figure of the crystal, or None with a reason if the structure cannot be built."""
+#: views kept per server (a 200-site cell as a 2×2×2 supercell is ~1,700 atoms: a few hundred kB)
+VIEW_CACHE = 64
+
+
+@lru_cache(maxsize=VIEW_CACHE)
+def crystal_view_of(data: ServerData, row: int, supercell: tuple[int, int, int] = (1, 1, 1)):
+    """The ``CrystalView`` of one material (computed once per server, shared by every session)."""
+    return crystal_view(data.run.materials.structure(int(row)), supercell=supercell)
+
+
+def structure_figure(data: ServerData, row: int, supercell: tuple[int, int, int] = (1, 1, 1),
+                     height: int = 380):
+    """(Plotly figure, CrystalView, '') of the crystal, or (None, None, reason) if it cannot be drawn."""
     try:
-        return plots.structure_figure(data.run.materials.structure(int(row))), ""
-    except DataError as exc:
-        return None, f"Structure unavailable: {exc}"
+        view = crystal_view_of(data, int(row), tuple(supercell))
+    except (DataError, ValueError) as exc:
+        return None, None, f"Structure unavailable: {exc}"
+    return plots.crystal_figure(view, height=height), view, ""
+
+
+def coordination_markdown(view) -> str:
+    """The coordination of each cation site type, one line each, and how the neighbours were found."""
+    lines = [f"- {e.text}" for e in view.environments] or ["- no cation with neighbours found"]
+    how = (f"neighbours by {view.method}" if not view.note else view.note[len("Neighbours: "):])
+    return ("**Coordination** (" + how.rstrip(".") + f"; {view.seconds:.2f} s)\n\n" + "\n".join(lines))
+
+
+def legend_html(view) -> str:
+    """Element colours (VESTA's) and what the lines and translucent shapes are."""
+    from pymatgen.core.periodic_table import Element
+
+    els = sorted(set(view.symbols), key=lambda e: Element(e).Z)
+    swatches = " ".join(f'<span class="legend-element" style="white-space:nowrap"><span style="color:'
+                        f'{html.escape(str(view.colour[view.symbols == e][0]))};font-size:1.3em">●</span> '
+                        f"{html.escape(e)}</span>" for e in els)
+    centres = sorted({str(view.symbols[p[0]]) for p in view.polyhedra}, key=lambda e: Element(e).Z)
+    poly = (f"translucent: coordination polyhedra of {', '.join(centres)}" if centres else "no polyhedra")
+    cells = "×".join(map(str, view.supercell))
+    return (f"<div>{swatches}</div><div style='font-size:0.85em;opacity:0.8'>grey lines: bonds · {poly} · "
+            f"{view.n_cell_atoms} atoms in the {cells} cell, {int(view.is_image.sum())} repeated on its faces or "
+            "completing a polyhedron · drag to rotate, scroll to zoom</div>")
 
 
 @lru_cache(maxsize=1)
@@ -51,28 +94,46 @@ def plotly_js_url() -> str:
     return "static/extensions/panel/" + found[-1].relative_to(dist).as_posix()
 
 
-def structure_html(fig, height: int = 360) -> str:
+def structure_html(fig, height: int = 360, css_class: str = "") -> str:
     """An iframe that draws ``fig`` with plotly.js served by the Panel server (no CDN, loaded on demand)."""
+    from cfgp.dashboard.theme import iframe_background, plotly_layout
+
+    fig.update_layout(**plotly_layout())  # the session's theme (dark template) and projector text size
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><script src='{plotly_js_url()}'></script>"
-            "<style>html,body{margin:0;height:100%;overflow:hidden}</style></head><body>"
+            f"<style>html,body{{margin:0;height:100%;overflow:hidden;background:{iframe_background()}}}</style>"
+            "</head><body>"
             f"<div id='fig' style='width:100%;height:{height}px'></div><script>const f = {fig.to_json()};"
             "Plotly.newPlot('fig', f.data, f.layout, {displaylogo: false, responsive: true});</script>"
             "</body></html>")
-    return (f'<iframe class="structure-view" title="crystal structure" style="width:100%;height:{height + 4}px;'
+    return (f'<iframe class="structure-view {html.escape(css_class)}" title="crystal structure" '
+            f'style="width:100%;height:{height + 4}px;'
             f'border:0" srcdoc="{html.escape(page, quote=True)}"></iframe>')
 
 
 class MaterialDetails(pn.viewable.Viewer):
-    """A details panel (text + rotatable crystal) that any tab can point at a row."""
+    """A details panel any tab can point at a row: the text, a CIF download, the rotatable crystal (bonds,
+    polyhedra, repeated boundary atoms) with its legend, a "supercell 2×2×2" toggle and the coordination of
+    each cation site type."""
+
+    supercell = param.Boolean(default=False, doc="draw the 2×2×2 supercell")
+    shown = param.Integer(default=None, allow_None=True, doc="frame row of the material shown (None: none)")
 
     def __init__(self, data: ServerData, placeholder: str, name: str = "details", height: int = 360,
                  css_class: str = "details", **params):
         super().__init__(**params)
         self.data = data
         self.placeholder = placeholder
+        self.css_class = css_class
         self.text = pn.pane.Markdown(placeholder, name=name, css_classes=[css_class])
         self.height = height
         self.structure = pn.pane.HTML("", height=height + 8, visible=False, sizing_mode="stretch_width")
+        self.legend = pn.pane.HTML("", visible=False, css_classes=[f"{css_class}-legend"], margin=(0, 10),
+                                   sizing_mode="stretch_width")
+        self.coordination = pn.pane.Markdown("", visible=False, css_classes=[f"{css_class}-coordination"],
+                                             styles={"font-size": "0.9em"}, margin=(0, 10))
+        self.supercell_box = pn.widgets.Checkbox(name="supercell 2×2×2", value=False, visible=False,
+                                                 css_classes=[f"{css_class}-supercell"])
+        self.supercell_box.link(self, value="supercell")
         self.row = None
         self.cif_download = download_button("Download CIF", "material.cif", self._cif, f"{css_class}-cif",
                                             visible=False, width=160)
@@ -83,19 +144,32 @@ class MaterialDetails(pn.viewable.Viewer):
 
     def show(self, row: int | None, note: str = "") -> None:
         if row is None:
-            self.row = None
+            self.row = self.shown = None
             self.text.object = note or self.placeholder
-            self.structure.visible = self.cif_download.visible = False
+            for pane in (self.structure, self.cif_download, self.legend, self.coordination, self.supercell_box):
+                pane.visible = False
             return
         if row == self.row:
             return
-        self.row = int(row)
+        self.row = self.shown = int(row)
         self.cif_download.filename = f"{self.data.frame['material_id'].iloc[self.row]}.cif"
         self.cif_download.visible = True
-        fig, problem = structure_figure(self.data, row)
-        self.text.object = material_text(self.data, row) + (f"\n\n{problem}" if problem else "")
-        self.structure.object = structure_html(fig, self.height) if fig is not None else ""
-        self.structure.visible = fig is not None
+        self._draw()
+
+    @param.depends("supercell", watch=True)
+    def _draw(self) -> None:
+        if self.row is None:
+            return
+        rep = (2, 2, 2) if self.supercell else (1, 1, 1)
+        fig, view, problem = structure_figure(self.data, self.row, rep, height=self.height)
+        self.text.object = material_text(self.data, self.row) + (f"\n\n{problem}" if problem else "")
+        self.structure.object = (structure_html(fig, self.height, f"{self.css_class}-structure")
+                                 if fig is not None else "")
+        self.legend.object = legend_html(view) if view is not None else ""
+        self.coordination.object = coordination_markdown(view) if view is not None else ""
+        for pane in (self.structure, self.legend, self.coordination, self.supercell_box):
+            pane.visible = fig is not None
 
     def __panel__(self):
-        return pn.Column(self.text, self.cif_download, self.structure)
+        return pn.Column(self.text, pn.Row(self.cif_download, self.supercell_box), self.structure, self.legend,
+                         self.coordination)

@@ -23,7 +23,7 @@ SPLIT_COLOURS = {"train": "#1f77b4", "test": "#ff7f0e", "pool": "#2ca02c", "pick
                  "unused": BACKGROUND}
 
 MAP_HOVER = [("material", "@material_id"), ("formula", "@formula"), ("DFT E_f", "@dft{0.000} eV/atom"),
-             ("GP E_f", "@gp{0.000} ± @sigma{0.000} eV/atom"), ("z", "@z{0.00}"), ("in domain", "@domain")]
+             ("GP E_f", "@gp{0.000} ± @sigma{0.000} eV/atom"), ("z", "@z{0.00} σ"), ("in domain", "@domain")]
 
 
 #: what the browser needs of each material: position, colourings, hover text (row = index, split → group)

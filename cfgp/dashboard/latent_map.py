@@ -14,7 +14,7 @@ from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
 from cfgp.dashboard.details import MaterialDetails
-from cfgp.dashboard.downloads import MATERIAL_COLUMNS, csv_bytes, download_button
+from cfgp.dashboard.downloads import MATERIAL_COLUMNS, csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS, Colouring, hover, map_figure,
                                     selection_tools)
 from cfgp.dashboard.shared import ServerData, SessionState, in_document, on_session_end, parse_element
@@ -75,6 +75,7 @@ class LatentMap(pn.viewable.Viewer):
         self.selection_download = download_button("Download selection (CSV)", "selection.csv", self._selection_csv,
                                                   "selection-download", width=210)
         state.param.watch(self._on_picked, "picked")
+        self.figure_downloads = figure_downloads("map", "latent-map", self.export_figure, "map-figure")
         # live t-SNE
         self.perplexity = pn.widgets.IntSlider(name="perplexity", start=5, end=100, step=5, value=30, width=200)
         self.live_button = pn.widgets.Button(name="Recompute t-SNE live", button_type="primary", width=190)
@@ -239,6 +240,25 @@ class LatentMap(pn.viewable.Viewer):
         rows = self.state.selected or list(range(len(f)))
         return csv_bytes(f.iloc[rows], MATERIAL_COLUMNS)
 
+    def export_figure(self):
+        """The map as shown now, drawn by the core's matplotlib: same colouring (the mapper's own palette and
+        limits, or the categories with their colours and counts), same selection."""
+        from cfgp.figures import latent_map_figure
+
+        spec = self.renderer.glyph.fill_color
+        mapper = spec["transform"] if isinstance(spec, dict) else getattr(spec, "transform", None)
+        common = {"title": self.fig.title.text, "selected": self.state.selected}
+        if self.colouring.field == "group" and mapper is not None:
+            colours = dict(zip(mapper.factors, mapper.palette))
+            return latent_map_figure(self.data.xy, groups=np.asarray(self.source.data["group"], dtype=object),
+                                     order=list(mapper.factors), colours=colours,
+                                     legend_title=self.colouring.legend.title,
+                                     background=[g for g, c in colours.items() if c == BACKGROUND], **common)
+        field = self.colouring.field or "dft"
+        return latent_map_figure(self.data.xy, values=self.data.map_columns[field], palette=list(mapper.palette),
+                                 clim=(mapper.low, mapper.high), colour_label=self.colouring.colorbar.title,
+                                 **common)
+
     def __panel__(self):
         return pn.Column(
             note("**Latent map.** Each dot is an oxide; MEGNet turned its crystal into 32 numbers and t-SNE placed "
@@ -249,7 +269,8 @@ class LatentMap(pn.viewable.Viewer):
             pn.Row(self.colour_select, self.element_input, self.perplexity, self.live_button, self.progress,
                    self.selection_download),
             self.message, self.legend_text,
-            pn.Row(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
+            pn.Row(pn.Column(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"), self.figure_downloads,
+                             sizing_mode="stretch_width"),
                    pn.Column(self.details, width=420)),
             self.status, pn.pane.Bokeh(self.live_fig, sizing_mode="stretch_width"),
             name="Latent map")

@@ -15,6 +15,7 @@ import panel as pn
 import param
 
 from cfgp.dashboard.details import MaterialDetails
+from cfgp.dashboard.compare import CompareView
 from cfgp.dashboard.downloads import csv_bytes, download_button
 from cfgp.dashboard.shared import ServerData, SessionState, parse_element
 
@@ -29,7 +30,7 @@ COLUMNS = {
     "dft": "DFT E_f (eV/atom)",
     "gp": "GP E_f (eV/atom)",
     "sigma": "σ (eV/atom)",
-    "z": "z",
+    "z": "z (units of σ)",
     "excess": "|res| − 2σ (eV/atom)",
     "split": "split",
 }
@@ -91,6 +92,12 @@ class Outliers(pn.viewable.Viewer):
                                         lambda: csv_bytes(self.table.value, COLUMNS), "outliers-download", width=200)
         self.details = MaterialDetails(data, "Click a row to see the material and its crystal structure "
                                              "(drag to rotate).", name="outliers-details")
+        # "why is the GP wrong here?": the shown material beside its nearest training material (on request)
+        self.compare = CompareView(data, css_class="compare")
+        self.compare_box = pn.widgets.Checkbox(name="compare with nearest training material", value=False,
+                                               css_classes=["outliers-compare"])
+        self.compare_box.param.watch(lambda e: self._follow_details(), "value")
+        self.details.param.watch(lambda e: self._follow_details(), "shown")
         self._update()
 
     @param.depends("split", "phosphates_only", "element", watch=True)
@@ -135,6 +142,9 @@ class Outliers(pn.viewable.Viewer):
                      f"{100 * in_split['is_phosphate'].mean():.0f} % of all {where} materials")
         return text + f". Table: {shown:,} materials after the filters, largest excess first (at most {TOP})."
 
+    def _follow_details(self) -> None:
+        self.compare.show(self.details.shown if self.compare_box.value else None)
+
     def _on_click(self, event) -> None:
         try:
             row = int(self.table.value.index[event.row])
@@ -154,4 +164,5 @@ class Outliers(pn.viewable.Viewer):
             pn.Row(self.split_select, self.phos_box, self.element_input, self.download),
             self.message, self.summary,
             pn.Row(self.table, pn.Column(self.details, width=440)),
+            self.compare_box, self.compare,
             name="Outliers")

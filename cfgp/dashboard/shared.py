@@ -216,3 +216,20 @@ def in_document(fn) -> None:
         fn()
         return
     doc.add_next_tick_callback(fn)
+
+
+def on_session_tick(doc, fn) -> None:
+    """Run ``fn`` on ``doc``'s next tick with ``doc`` current: safe from a worker thread, and a no-op once the
+    session has closed (nothing is left to show the result to); at once when there is no document."""
+    if doc is None:
+        fn()
+        return
+    from panel.io.state import set_curdoc
+
+    def run():
+        with set_curdoc(doc):
+            fn()
+    try:
+        doc.add_next_tick_callback(run)
+    except Exception:  # the session closed meanwhile
+        pass

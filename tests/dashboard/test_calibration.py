@@ -183,7 +183,7 @@ def test_per_group_table(page, server, app_run):
     text = _text(page, ".calibration-groups")
     assert "Calibration per group of the test split" in text and "never the test split" in text
     rows = {line.split("\t")[0]: line.split("\t")[1:] for line in text.splitlines() if "\t" in line}
-    assert rows.pop("group")[:3] == ["n", "MAE", "coverage 2σ"]  # the header
+    assert rows.pop("group")[:3] == ["n (count)", "MAE (eV/atom)", "coverage 2σ"]  # the header, with units
     assert rows["all test oxides"][0] == f"{n_test:,}"
     n_phos, n_other = int(rows["phosphates"][0]), int(rows["other oxides (not phosphates)"][0])
     assert n_phos + n_other == n_test and n_phos > 0

@@ -9,7 +9,7 @@ from pymatgen.core import Composition
 
 from tests.dashboard.conftest import SHOTS, model_js, tab, wait_for
 
-HEADERS = ["DFT E_f (eV/atom)", "GP E_f (eV/atom)", "σ (eV/atom)", "z", "|res| − 2σ (eV/atom)"]
+HEADERS = ["DFT E_f (eV/atom)", "GP E_f (eV/atom)", "σ (eV/atom)", "z (units of σ)", "|res| − 2σ (eV/atom)"]
 
 
 @pytest.fixture(scope="module")

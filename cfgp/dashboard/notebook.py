@@ -1,0 +1,55 @@
+"""The dashboard in a Jupyter notebook: the whole app or one tab in a cell, live.
+
+In JupyterLab 4 a Panel object displayed by a cell is a live view: Panel's own ``@pyviz/jupyterlab_pyviz``
+extension (shipped inside the ``panel`` wheel) carries the browser's events to the kernel, so brushing,
+Play/Step and the download buttons run the same Python callbacks as under ``panel serve``. Where a front end
+has no such extension (VS Code, Colab), ``notebook_extension(comms="ipywidgets")`` routes them through
+``jupyter_bokeh`` instead; both come with ``pip install -e ".[notebooks]"``.
+
+There is no Bokeh server in a kernel, so the tabs run their GP steps in the cell's thread and edit their
+sources at once (``shared.in_document``), and sessions never end: a notebook keeps its state until the kernel
+restarts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import panel as pn
+
+from cfgp.dashboard.shared import SessionState, server_data
+
+#: tab title → what its constructor needs besides (data, state): whether it shares the map source
+TABS = {"Latent map": True, "Calibration": False, "Active learning": True, "Outliers": False, "Predict": True}
+
+
+def notebook_extension(comms: str = "default", **kwargs) -> None:
+    """``pn.extension`` for the notebook with the dashboard's extensions, every script and style written
+    into the notebook (no CDN: an offline classroom still sees the plots)."""
+    from cfgp.dashboard import EXTENSIONS
+
+    kwargs.setdefault("sizing_mode", "stretch_width")
+    kwargs.setdefault("inline", True)
+    pn.extension(*EXTENSIONS, comms=comms, **kwargs)
+
+
+def tab(name: str, run_dir: str | Path | None = None, state: SessionState | None = None) -> pn.viewable.Viewer:
+    """One tab of the dashboard on its own, e.g. ``tab("Calibration")`` as the last line of a cell.
+
+    ``run_dir`` defaults to ``$CFGP_RUN`` or the embedded default (read once per kernel and shared, as a
+    server shares it between sessions); pass the same ``state`` to several tabs to link their selections.
+    """
+    if name not in TABS:
+        raise ValueError(f"unknown tab {name!r}: choose one of {', '.join(TABS)}")
+    from cfgp.dashboard.active_learning import ActiveLearning
+    from cfgp.dashboard.calibration import Calibration
+    from cfgp.dashboard.figures import map_source
+    from cfgp.dashboard.latent_map import LatentMap
+    from cfgp.dashboard.outliers import Outliers
+    from cfgp.dashboard.predict import Predict
+
+    cls = {"Latent map": LatentMap, "Calibration": Calibration, "Active learning": ActiveLearning,
+           "Outliers": Outliers, "Predict": Predict}[name]
+    data = server_data(run_dir)
+    state = state if state is not None else SessionState()
+    return cls(data, state, map_source(data)) if TABS[name] else cls(data, state)

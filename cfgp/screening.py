@@ -1,0 +1,541 @@
+"""Screening: E_f ± σ for tens of thousands to millions of structures, streamed in chunks, resumable,
+on one process or a Dask cluster.
+
+``cfgp predict`` is a thin layer over :func:`screen`. The job, in input order:
+
+1. :func:`plan` reads the records lazily (:func:`cfgp.record_streams.iter_records`, every read bounded) and
+   decides on the spot what needs no model: a record without an id, a duplicate id, an unreadable CIF file,
+   a file that cannot be read (each becomes an error line naming the record or file and why);
+2. the rest go, ``chunk_size`` at a time, to a :class:`ScreeningModel` — CIF parsing and its checks, MEGNet
+   latents, the GP, the domain check and calibrated σ — in this process (:class:`LocalPredictor`) or on Dask
+   workers (:class:`DaskPredictor`), each of which loads the model once (:class:`ModelPlugin`);
+3. the lines of each chunk are written in input order, whichever worker finished first, and flushed per
+   chunk, so memory holds a few chunks whatever the input size, and a killed job leaves whole chunks behind
+   (perhaps a torn last line).
+
+Resume (:func:`resume_state`): the output file is read back; its (source, id) pairs are skipped when the
+same inputs are read again (counted, so a duplicate id's error line is redone only if it is missing); a torn
+last line — a kill in the middle of a write — is cut off, said, and its record redone. Output is JSON lines;
+for Parquet (:class:`ParquetSink`) the lines go to a ``.partial.jsonl`` journal beside it, which is what a
+resume reads, and become the Parquet file when the job ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from cfgp.data import (CIF_COLUMNS, ENERGY_COLUMNS, ID_COLUMNS, MAX_DATASET_BYTES, READ_ERROR, DataError,
+                       parse_cif)
+from cfgp.data import record_energy, pick_field, record_name  # the same checks as validate_records
+
+DEFAULT_CHUNK_SIZE = 256
+#: Neighbour pairs (bonds) per MEGNet forward pass within a chunk. A pass expands each bond distance into 100
+#: Gaussians and holds several 32-64-unit activations per bond (~2-4 kB per bond in all), so the pass, not the
+#: chunk, sets the transient memory: 256 real oxides of 50 atoms in one pass took a process from 1.4 to 3.3 GB.
+#: A structure is never split; one may have up to ``MAX_BONDS`` (100,000), so a pass is bounded either way.
+BATCH_BONDS = 50_000
+NO_PREDICTION = "no prediction (see error)"
+#: Longest line a resume reads back from an output file (a real line has ~250 characters).
+MAX_LINE_BYTES = 1 << 20
+PLUGIN_NAME = "cfgp-screening"
+
+
+# ------------------------------------------------------------------------------------------------- lines
+def error_line(source: str, record: str | None, reason: str) -> dict:
+    """An output line without a prediction: it names the file (and the record) and says why."""
+    line = {"source": source}
+    if record is not None:
+        line["id"] = record
+    line.update({"error": reason, "in_domain": False, "domain": NO_PREDICTION})
+    return line
+
+
+def _key(line: dict) -> tuple[str, str | None]:
+    return line.get("source", ""), line.get("id")
+
+
+def plan(paths: Iterable[str | Path], max_bytes: int = MAX_DATASET_BYTES) -> Iterator[dict]:
+    """Every record of the inputs in order: an error line already decided, or ``{source, id, cif, dft}``
+    to predict. Ids are checked per file as :func:`cfgp.data.validate_records` does (no energy needed)."""
+    from cfgp.record_streams import iter_records
+
+    for path in paths:
+        source, seen, n = str(path), set(), 0
+        try:
+            for record in iter_records(path, max_bytes):
+                n += 1
+                yield _triage(record, n, source, seen)
+        except DataError as exc:
+            yield error_line(source, None, str(exc))
+            continue
+        if n == 0:
+            yield error_line(source, None, f"{source}: no records (an empty data set)")
+
+
+def _triage(record, n: int, source: str, seen: set) -> dict:
+    label = f"record #{n}"
+    try:
+        if not isinstance(record, dict):
+            raise DataError(f"expected an object with id, cif and energy, got {type(record).__name__}")
+        name = record_name(pick_field(record, ID_COLUMNS))
+        label = name or label
+        if record.get(READ_ERROR):
+            raise DataError(str(record[READ_ERROR]))
+        if not name:
+            raise DataError("missing material id")
+        if name in seen:
+            raise DataError("duplicate material id (an earlier record has it)")
+        raw_energy = pick_field(record, ENERGY_COLUMNS)
+        dft = float("nan") if raw_energy is None or (isinstance(raw_energy, str) and raw_energy == "") \
+            else record_energy(raw_energy)
+        cif = pick_field(record, CIF_COLUMNS)
+        if cif is not None and not isinstance(cif, str):
+            raise DataError(f"CIF field must be text, got {type(cif).__name__}")
+        if not isinstance(cif, str) or not cif.strip():
+            raise DataError("missing CIF text")
+    except DataError as exc:
+        return error_line(source, label, str(exc))
+    seen.add(name)
+    return {"source": source, "id": name, "cif": cif, "dft": dft}
+
+
+def chunks_of(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    chunk: list[dict] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# ------------------------------------------------------------------------------------------------ model
+def configure_tf_threads(n: int | None) -> None:
+    """Let TensorFlow use ``n`` threads per op and between ops (call before the first TF op runs): a Dask
+    worker with one thread on a 2-core machine would otherwise start TF pools of 2 and oversubscribe."""
+    if not n:
+        return
+    import cfgp  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(n))
+        tf.config.threading.set_inter_op_parallelism_threads(int(n))
+    except RuntimeError:
+        pass  # TF already initialised in this process: it keeps its pools
+
+
+class ScreeningModel:
+    """What predicts one chunk: MEGNet featuriser, GP conditioned on the train split, domain model and σ
+    calibration of a run. Loaded once per process (per Dask worker) and warmed up on one real structure, so
+    that the first chunk does not pay for building the prediction graph."""
+
+    def __init__(self, featurizer, gp, applicability, batch_bonds: int = BATCH_BONDS):
+        self.featurizer, self.gp, self.applicability = featurizer, gp, applicability
+        self.batch_bonds = batch_bonds
+        self.chunks_done = 0
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "ScreeningModel":
+        from cfgp.applicability import load_applicability
+        from cfgp.pipeline import Run, load_gp
+
+        run = Run(run_dir)
+        gp = load_gp(run)
+        model = cls(run.featurizer(), gp, load_applicability(run, gp))
+        cif = run.materials.frame["cif"].iat[int(run.split.train[0])]
+        model.predict_chunk([{"source": "warm-up", "id": "warm-up", "cif": cif, "dft": float("nan")}])
+        model.chunks_done = 0
+        return model
+
+    def predict_chunk(self, items: list[dict]) -> list[dict]:
+        """Output lines for ``items`` (from :func:`plan`), in their order."""
+        out: list[dict] = list(items)
+        structures, rows = [], []
+        for k, item in enumerate(items):
+            if "error" in item:
+                continue
+            try:
+                structures.append(parse_cif(item["cif"]))
+                rows.append(k)
+            except DataError as exc:
+                out[k] = error_line(item["source"], item["id"], str(exc))
+        if structures:
+            feat = self.featurizer
+            graphs, kept, issues = feat.to_graphs(structures, names=[str(j) for j in range(len(structures))],
+                                                  on_error="skip")
+            X = np.full((len(structures), feat.settings.n2), np.nan)
+            for batch in bond_batches([len(g["index1"]) for g in graphs], self.batch_bonds):
+                X[kept[batch]] = feat.transform_graphs([graphs[i] for i in batch], batch_size=len(batch))
+            del graphs
+            reasons = {int(i.record): i.reason for i in issues}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                elements = [tuple(sorted(el.symbol for el in s.composition.elements)) for s in structures]
+                formulas = [s.composition.reduced_formula for s in structures]
+            pred = self.applicability.predict(self.gp, X, elements)
+            for j, k in enumerate(rows):
+                item = items[k]
+                if not math.isfinite(pred["mean"][j]):
+                    out[k] = error_line(item["source"], item["id"], reasons.get(j, "featurisation failed"))
+                    continue
+                dft = item["dft"]
+                out[k] = {"source": item["source"], "id": item["id"], "formula": formulas[j],
+                          "e_form": float(pred["mean"][j]), "sigma": float(pred["sigma"][j]),
+                          "sigma_raw": float(pred["sigma_raw"][j]), "dft": None if math.isnan(dft) else float(dft),
+                          "in_domain": bool(pred["in_domain"][j]), "domain": str(pred["domain"][j])}
+        self.chunks_done += 1
+        release_memory()
+        return out
+
+
+def bond_batches(bonds: list[int], budget: int) -> Iterator[list[int]]:
+    """Consecutive positions grouped so that each group holds at most ``budget`` bonds (or one structure)."""
+    batch: list[int] = []
+    total = 0
+    for i, b in enumerate(bonds):
+        if batch and total + b > budget:
+            yield batch
+            batch, total = [], 0
+        batch.append(i)
+        total += b
+    if batch:
+        yield batch
+
+
+def release_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``) after a chunk: the large,
+    short-lived arrays of a forward pass otherwise leave the resident set at its highest point."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
+
+
+class LocalPredictor:
+    """Chunks predicted one after the other in this process."""
+
+    def __init__(self, model: ScreeningModel):
+        self.model = model
+
+    def map(self, chunks: Iterable[list[dict]]) -> Iterator[list[dict]]:
+        for chunk in chunks:
+            yield self.model.predict_chunk(chunk)
+
+
+# ------------------------------------------------------------------------------------------------- Dask
+class _ModelPluginState:
+    """Loads the :class:`ScreeningModel` once when a Dask worker starts (or joins later), not per chunk.
+
+    ``loads`` counts the loads in that worker (1 is right); ``tf_threads`` (default: the worker's threads)
+    sizes TensorFlow's pools. The worker must see ``run_dir`` at the same path (a shared file system or the
+    same installation: the shipped default lives inside the package's data folder). The Dask class is
+    :data:`ModelPlugin`, made on first use so that importing this module does not import distributed (and
+    its web server, tornado) where no cluster is used.
+    """
+
+    name = PLUGIN_NAME
+
+    def __init__(self, run_dir: str | Path, tf_threads: int | None = None):
+        self.run_dir, self.tf_threads = str(run_dir), tf_threads
+        self.model: ScreeningModel | None = None
+        self.loads = 0
+
+    def __getstate__(self) -> dict:
+        return {"run_dir": self.run_dir, "tf_threads": self.tf_threads}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["run_dir"], state["tf_threads"])
+
+    def _load(self, nthreads: int) -> None:
+        configure_tf_threads(self.tf_threads or nthreads)
+        self.model = ScreeningModel.load(self.run_dir)
+        self.loads += 1
+
+    async def setup(self, worker) -> None:
+        import asyncio
+
+        # in a thread, so that the worker keeps answering the scheduler while TensorFlow loads (~20-60 s)
+        await asyncio.get_running_loop().run_in_executor(None, self._load, worker.state.nthreads)
+
+    def predict(self, items: list[dict]) -> list[dict]:
+        if self.model is None:
+            raise RuntimeError(f"the {PLUGIN_NAME} plugin has not loaded its model on this worker")
+        return self.model.predict_chunk(items)  # a worker with several threads runs chunks side by side
+
+
+def _model_plugin_class() -> type:
+    from distributed import WorkerPlugin
+
+    return type("ModelPlugin", (_ModelPluginState, WorkerPlugin), {"__module__": __name__,
+                                                                   "__doc__": _ModelPluginState.__doc__})
+
+
+def __getattr__(name: str):
+    if name == "ModelPlugin":  # built once, then a module attribute: workers unpickle it by this name
+        cls = globals()["ModelPlugin"] = _model_plugin_class()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _predict_on_worker(items: list[dict]) -> list[dict]:
+    from distributed import get_worker
+
+    return get_worker().plugins[PLUGIN_NAME].predict(items)
+
+
+class DaskPredictor:
+    """Chunks predicted on a Dask cluster; results come back in input order. At most ``in_flight`` chunks
+    are submitted and not yet written, so the client's memory does not grow with the input."""
+
+    def __init__(self, client, in_flight: int | None = None):
+        self.client = client
+        threads = sum(client.nthreads().values()) or 1
+        self.in_flight = in_flight or max(2, 2 * threads)
+
+    @classmethod
+    def start(cls, run_dir: str | Path, scheduler: str | None = None, workers: int | None = None,
+              threads_per_worker: int = 1, tf_threads: int | None = None) -> "DaskPredictor":
+        """Connect to ``scheduler`` (``tcp://host:8786``) or start a ``LocalCluster`` of ``workers``
+        processes, and load the model on every worker (now, and on any worker that joins later)."""
+        from distributed import Client, LocalCluster
+
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=threads_per_worker,
+                                   processes=True, dashboard_address=None)
+            client = Client(cluster)
+        client.register_plugin(__getattr__("ModelPlugin")(run_dir, tf_threads))
+        return cls(client)
+
+    def loads(self) -> dict[str, int]:
+        """Model loads per worker address (each should be 1)."""
+        return self.client.run(lambda dask_worker: dask_worker.plugins[PLUGIN_NAME].loads)
+
+    def chunks_done(self) -> dict[str, int]:
+        return self.client.run(lambda dask_worker: dask_worker.plugins[PLUGIN_NAME].model.chunks_done)
+
+    def map(self, chunks: Iterable[list[dict]]) -> Iterator[list[dict]]:
+        pending: collections.deque = collections.deque()
+        for chunk in chunks:
+            if all("error" in item for item in chunk):  # nothing to predict: no round trip
+                pending.append(chunk)
+            else:
+                pending.append(self.client.submit(_predict_on_worker, chunk, pure=False))
+            while len(pending) >= self.in_flight:
+                yield self._result(pending.popleft())
+        while pending:
+            yield self._result(pending.popleft())
+
+    @staticmethod
+    def _result(entry) -> list[dict]:
+        if isinstance(entry, list):
+            return entry
+        lines = entry.result()
+        entry.release()
+        return lines
+
+    def close(self) -> None:
+        import logging
+
+        cluster = getattr(self.client, "cluster", None)
+        self.client.close()
+        if cluster is not None:
+            # a worker that holds TensorFlow takes more than the nanny's 4 s to exit and is then killed, with
+            # a warning per worker: expected at shutdown, not worth the user's attention
+            nanny = logging.getLogger("distributed.nanny")
+            level = nanny.level
+            nanny.setLevel(logging.ERROR)
+            try:
+                cluster.close()
+            finally:
+                nanny.setLevel(level)
+
+
+# ------------------------------------------------------------------------------------------ output, resume
+@dataclass
+class ResumeState:
+    """What an output file already holds: lines per (source, id), counts, and whether a torn line was cut."""
+
+    done: collections.Counter = field(default_factory=collections.Counter)
+    n_ok: int = 0
+    n_bad: int = 0
+    dropped: str = ""
+
+
+def resume_state(path: Path) -> ResumeState:
+    """Read back an output file (JSON lines) of an earlier run of the same job.
+
+    A last line without its newline or not JSON is a write cut by a kill: it is removed from the file (the
+    job owns its output) and its record is done again. A garbled line before the last one is not something
+    a kill makes: :class:`DataError` naming the file and line, and the file is left as it is.
+    """
+    state = ResumeState()
+    path = Path(path)
+    if not path.exists():
+        return state
+    good_end = 0
+    with open(path, "rb") as fh:
+        number = 0
+        while True:
+            raw = fh.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                break
+            number += 1
+            line = None
+            if raw.endswith(b"\n"):
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    line = None
+            if not isinstance(line, dict) or "source" not in line:
+                if fh.read(1):  # not the last line
+                    raise DataError(f"{path}: line {number} is not an output line of cfgp predict "
+                                    f"({raw[:80]!r}); not resuming into it")
+                state.dropped = raw.decode("utf-8", "replace")
+                break
+            good_end = fh.tell()
+            state.done[_key(line)] += 1
+            if "error" in line:
+                state.n_bad += 1
+            else:
+                state.n_ok += 1
+    if state.dropped:
+        with open(path, "r+b") as fh:
+            fh.truncate(good_end)
+    return state
+
+
+class JsonLinesSink:
+    """JSON lines appended to a file (or written to a text stream), flushed once per chunk."""
+
+    def __init__(self, path: Path | None = None, stream=None):
+        self.path = Path(path) if path is not None else None
+        self._fh = open(self.path, "a", encoding="utf-8") if self.path is not None else stream
+
+    def write(self, lines: list[dict]) -> None:
+        self._fh.write("".join(json.dumps(line, default=float) + "\n" for line in lines))
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self.path is not None:
+            self._fh.close()
+
+    def finish(self) -> None:
+        self.close()
+
+
+PARQUET_COLUMNS = {"source": "string", "id": "string", "formula": "string", "e_form": "float64",
+                   "sigma": "float64", "sigma_raw": "float64", "dft": "float64", "in_domain": "bool",
+                   "domain": "string", "error": "string"}
+
+
+def parquet_journal(path: Path) -> Path:
+    """Where the lines of a Parquet output wait, as JSON lines, until the job ends (what a resume reads)."""
+    return path.with_name(path.name + ".partial.jsonl")
+
+
+class ParquetSink(JsonLinesSink):
+    """Parquet output: lines are journalled as JSON lines (resumable), converted when the job ends."""
+
+    def __init__(self, path: Path):
+        self.final = Path(path)
+        super().__init__(parquet_journal(self.final))
+
+    def finish(self, rows_per_group: int = 50_000) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.close()
+        types = {"string": pa.string(), "float64": pa.float64(), "bool": pa.bool_()}
+        schema = pa.schema([(k, types[v]) for k, v in PARQUET_COLUMNS.items()])
+        tmp = self.final.with_name(self.final.name + f".{os.getpid()}.tmp")
+        with pq.ParquetWriter(tmp, schema) as writer, open(self.path, encoding="utf-8") as fh:
+            batch: list[dict] = []
+            for raw in fh:
+                line = json.loads(raw)
+                batch.append({k: line.get(k) for k in PARQUET_COLUMNS})
+                if len(batch) >= rows_per_group:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    batch = []
+            if batch:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+        os.replace(tmp, self.final)
+        self.path.unlink()
+
+
+# --------------------------------------------------------------------------------------------------- job
+@dataclass
+class Summary:
+    n_ok: int = 0
+    n_bad: int = 0
+    n_resumed: int = 0
+    dropped: str = ""
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 every record predicted, 3 some skipped, 4 none predicted (``cfgp predict``'s codes)."""
+        return 0 if not self.n_bad else 3 if self.n_ok else 4
+
+
+def screen(paths: Iterable[str | Path], predictor, emit: Callable[[list[dict]], None], *,
+           chunk_size: int = DEFAULT_CHUNK_SIZE, resume: ResumeState | None = None,
+           max_bytes: int = MAX_DATASET_BYTES, progress: bool | None = None) -> Summary:
+    """Predict every record of ``paths`` in chunks and hand each chunk's lines, in input order, to ``emit``.
+
+    ``resume`` (from :func:`resume_state`) skips what an earlier run wrote; the summary counts those too,
+    so its exit code is the whole job's. ``progress``: a tqdm bar on stderr (None: only on a terminal).
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.time()
+    state = resume or ResumeState()
+    done = collections.Counter(state.done)
+    summary = Summary(n_ok=state.n_ok, n_bad=state.n_bad, dropped=state.dropped)
+    bar = tqdm(desc="cfgp predict", unit="struct", disable=None if progress is None else not progress,
+               file=sys.stderr, dynamic_ncols=True)
+
+    def todo() -> Iterator[dict]:
+        for item in plan(paths, max_bytes):
+            key = _key(item)
+            if done[key] > 0:
+                done[key] -= 1
+                summary.n_resumed += 1
+                continue
+            yield item
+
+    try:
+        for lines in predictor.map(chunks_of(todo(), chunk_size)):
+            emit(lines)
+            bad = sum("error" in line for line in lines)
+            summary.n_bad += bad
+            summary.n_ok += len(lines) - bad
+            bar.update(len(lines))
+            bar.set_postfix(errors=summary.n_bad, refresh=False)
+    finally:
+        bar.close()
+    summary.seconds = time.time() - t0
+    return summary

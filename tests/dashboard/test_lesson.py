@@ -1,0 +1,134 @@
+"""The guided lesson in Chromium: it walks all its steps forward and back; each step's text appears (with numbers
+that are this run's, checked here against the run's own data) and the dashboard shows what the step promised —
+the active tab, the map's colouring, the material whose details are shown, the replayed cycle; the link follows
+the step; nothing leaves 127.0.0.1 and the server log stays clean."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import numpy as np
+import pytest
+
+from tests.dashboard.conftest import SHOTS, text_of, wait_for
+from tests.dashboard.test_view_state import active_tab, colour_title, visible_text
+
+
+@pytest.fixture(scope="module")
+def steps(app_run):
+    """The lesson's steps as the server builds them, from the same run folder (read-only)."""
+    from cfgp.dashboard import server_data
+    from cfgp.dashboard.lesson import lesson_steps
+
+    data = server_data(app_run.dir)
+    return data, lesson_steps(data)
+
+
+def test_steps_quote_this_runs_numbers(steps, app_run):
+    """The texts are computed from the run: check a few of their claims against the run's data directly."""
+    from cfgp.calibration import regression_metrics
+
+    data, s = steps
+    assert len(s) == 6
+    assert [st.view["tab"] for st in s] == ["map", "map", "calibration", "outliers", "al", "predict"]
+    frame = data.frame
+    assert f"{len(app_run.materials.frame):,} oxides" in s[0].text
+    test = frame[frame.split == "test"]
+    worst_sigma = test.loc[test.sigma.idxmax()]
+    assert s[1].view["material"] == worst_sigma.material_id and s[1].view["colour"] == "sigma"
+    assert f"{np.mean(np.abs(test.gp - test.dft)):.3f}" in s[1].text
+    m = regression_metrics(test.gp.to_numpy(), test.sigma.to_numpy(), test.dft.to_numpy())
+    assert f"{100 * m['coverage_2sigma']:.1f} %" in s[2].text
+    phos = test[test.is_phosphate]
+    worst = phos.loc[(np.abs(phos.gp - phos.dft) - 2 * phos.sigma).idxmax()]
+    assert s[3].view["material"] == worst.material_id and worst.material_id in s[3].text
+    outside = int((np.abs(test.gp - test.dft) > 2 * test.sigma).sum())
+    assert f"**{outside:,} of the {len(test):,} test oxides**" in s[3].text
+    # active learning: the replayed entropy run's MAE at the cycle shown, read from its history file
+    from cfgp.al import History
+
+    al = s[4].view
+    assert al["al"] == "replay" and al["strategy"] == "entropy"
+    path = next(p for p in (app_run.dir / "al").glob("entropy-*.jsonl") if p.stem.endswith(f"-s{al['seed']}"))
+    _, records = History(path).read()
+    assert f"{records[int(al['cycle'])]['mae']:.3f}" in s[4].text
+
+
+def _state_ok(page, step) -> tuple[bool, str]:
+    """Does the dashboard show what the step promised? (and a description for the failure message)"""
+    shows = step.shows
+    tab = active_tab(page)
+    got = {"tab": tab}
+    ok = tab == shows["tab"]
+    if "colour" in shows:
+        got["colour"] = colour_title(page)
+        ok &= got["colour"] == shows["colour"]
+    details = visible_text(page, ".details")
+    if "material" in shows:
+        got["details"] = details
+        ok &= shows["material"] in details and "atoms per cell" in details
+    elif shows["tab"] in ("Latent map", "Outliers"):
+        got["details"] = details
+        ok &= "atoms per cell" not in details  # no material left selected from another step
+    if "metrics" in shows:  # the whole split is scored: no material left selected from another step
+        got["metrics"] = text_of(page, ".calibration-metrics")[:80]
+        ok &= got["metrics"].startswith(shows["metrics"])
+    if "cycle" in shows:
+        got["cycle"] = text_of(page, ".al-cycle")
+        ok &= f"cycle {shows['cycle']} " in got["cycle"] + " "
+    return ok, str(got)
+
+
+def _check_step(page, i, step, n):
+    assert wait_for(page, lambda: f"Step {i + 1} of {n}" in text_of(page, ".lesson-counter"), 30), \
+        text_of(page, ".lesson-counter")
+    assert text_of(page, ".lesson-title") == step.title
+    shown = text_of(page, ".lesson-text")
+    first = step.text.replace("**", "").replace("*", "")[:60]
+    assert first in shown, (first, shown)
+    assert wait_for(page, lambda: _state_ok(page, step)[0], 60), _state_ok(page, step)[1]
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).query))
+    assert wait_for(page, lambda: dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).query)).get("lesson")
+                    == str(i + 1), 20), (page.url, q)
+
+
+def test_the_lesson_walks_forward_and_back(open_page, server, steps):
+    _, s = steps
+    n = len(s)
+    page = open_page()
+    server.new_log()
+    page.get_by_role("button", name="Lesson", exact=True).click()
+    for i in range(n):
+        _check_step(page, i, s[i], n)
+        page.screenshot(path=str(SHOTS / f"lesson-step{i + 1}.png"))
+        if i < n - 1:
+            page.get_by_role("button", name="Next ▶").click()
+    assert page.get_by_role("button", name="Next ▶").is_disabled()
+    for i in range(n - 2, -1, -1):
+        page.get_by_role("button", name="◀ Back").click()
+        _check_step(page, i, s[i], n)
+    assert page.get_by_role("button", name="◀ Back").is_disabled()
+    page.get_by_role("button", name="Close lesson").click()
+    assert wait_for(page, lambda: visible_text(page, ".lesson-counter") == "", 20)
+    assert wait_for(page, lambda: "lesson" not in dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).query,
+                                                                             keep_blank_values=True))
+                    or "lesson=&" in page.url + "&", 20), page.url
+    assert page.external_requests == []
+    assert [e for e in page.console_errors if "favicon" not in e] == []
+    server.assert_clean()
+
+
+def test_a_link_opens_the_lesson_at_its_step(open_page, browser, server, steps):
+    """A teacher can send the class a link to step 4 (the worst phosphate)."""
+    _, s = steps
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = ctx.new_page()
+        server.new_log()
+        page.goto(server.url + "?lesson=4", timeout=120_000)
+        page.wait_for_selector("text=GP device", timeout=120_000)
+        page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
+        _check_step(page, 3, s[3], len(s))
+        server.assert_clean()
+    finally:
+        ctx.close()

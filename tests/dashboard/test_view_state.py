@@ -1,0 +1,197 @@
+"""Shareable views in Chromium: a view set by hand (tab, colouring, element, a material, an active-learning replay)
+goes into the URL, and that URL opened in a new browser context (a new session) shows the same view; a link full
+of bad values gives a visible message per value and the default view, with a clean server log; "Copy link" puts
+the page's URL on the clipboard and the link is also shown as text."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+import pytest
+
+from tests.dashboard.conftest import SHOTS, column, model_js, tab, text_of, wait_for
+
+#: the text of the first *visible* element matching a CSS selector, through shadow roots (several tabs hold a
+#: details pane with the same class; only the shown one counts)
+VISIBLE_TEXT = """(css) => {
+  const all = [];
+  const walk = (root) => { root.querySelectorAll(css).forEach(e => all.push(e));
+    root.querySelectorAll('*').forEach(h => { if (h.shadowRoot) walk(h.shadowRoot); }); };
+  walk(document);
+  const el = all.find(e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; });
+  if (!el) return '';
+  const txt = (n) => (n.shadowRoot ? txt(n.shadowRoot) : '') + Array.from(n.childNodes).map(
+    c => c.nodeType === 3 ? c.textContent : (c.nodeType === 1 && !['STYLE', 'SCRIPT'].includes(c.nodeName)
+    ? txt(c) : '')).join('');
+  return txt(el).replace(/\\s+/g, ' ').trim(); }"""
+
+
+def visible_text(page, css: str) -> str:
+    return page.evaluate(VISIBLE_TEXT, css)
+
+
+def active_tab(page) -> str:
+    loc = page.locator(".bk-tab.bk-active")
+    return loc.first.inner_text().strip() if loc.count() else ""
+
+
+def colour_title(page) -> str | None:
+    return model_js(page, "latent-map-colorbar", "m.visible ? m.title : null")
+
+
+def legend(page) -> list:
+    return model_js(page, "latent-map-legend", "m.visible ? m.items.map(i => (i.label.value ?? i.label)) : []") or []
+
+
+def query(page) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).query, keep_blank_values=True))
+
+
+@pytest.fixture(scope="module")
+def open_url(browser):
+    """open_url(url) → a page on ``url`` in a NEW browser context (its own session), fully loaded."""
+    contexts = []
+
+    def _open(url: str, permissions=()):
+        ctx = browser.new_context(viewport={"width": 1400, "height": 900}, permissions=list(permissions))
+        contexts.append(ctx)
+        pg = ctx.new_page()
+        pg.console_errors = []
+        pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
+        pg.external_requests = []
+        pg.on("request", lambda r: pg.external_requests.append(r.url)
+              if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
+        pg.goto(url, timeout=120_000)
+        pg.wait_for_selector("text=GP device", timeout=120_000)
+        pg.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
+        return pg
+
+    yield _open
+    for ctx in contexts:
+        ctx.close()
+
+
+def test_a_link_reopens_the_same_view(open_page, open_url, server, app_run):
+    frame = app_run.materials.frame
+    page = open_page()
+    server.new_log()
+    tab(page, "Latent map")
+    page.locator("select >> visible=true").first.select_option(label="element")
+    box = page.locator("input[type=text] >> visible=true").first
+    box.fill("Li")
+    box.press("Enter")
+    n_li = int(frame.elements.map(lambda e: "Li" in e).sum())
+    assert wait_for(page, lambda: f"contains Li ({n_li:,})" in legend(page), 30), legend(page)
+
+    tab(page, "Outliers")
+    table = page.locator(".tabulator >> visible=true").last
+    table.wait_for(timeout=60_000)
+    cells = table.locator(".tabulator-row .tabulator-cell[tabulator-field=material_id]")
+    assert wait_for(page, lambda: cells.count() > 0, 30)
+    material = cells.first.inner_text().strip()
+    table.locator(".tabulator-row").first.locator(".tabulator-cell").nth(1).click()
+    assert wait_for(page, lambda: material in visible_text(page, ".details")
+                    and "atoms per cell" in visible_text(page, ".details"), 30)
+    want = {"tab": "outliers", "colour": "element", "element": "Li", "material": material}
+    assert wait_for(page, lambda: all(query(page).get(k) == v for k, v in want.items()), 30), page.url
+    # the link is shown as text too (for browsers that block the clipboard)
+    assert wait_for(page, lambda: page.url in visible_text(page, ".view-link"), 20), visible_text(page, ".view-link")
+
+    other = open_url(page.url)  # a new browser context: a new session that knows nothing of the first
+    assert wait_for(other, lambda: active_tab(other) == "Outliers", 60), active_tab(other)
+    assert wait_for(other, lambda: material in visible_text(other, ".details"), 60), visible_text(other, ".details")
+    assert "atoms per cell" in visible_text(other, ".details")
+    tab(other, "Latent map")
+    assert wait_for(other, lambda: f"contains Li ({n_li:,})" in legend(other), 30), legend(other)
+    assert colour_title(other) is None  # a legend, not a colour bar
+    assert f"contains Li ({n_li:,})" in text_of(other, ".map-legend-text")
+    assert other.locator("input[type=text] >> visible=true").first.input_value() == "Li"
+    row = int(app_run.materials.index_of([material])[0])
+    assert wait_for(other, lambda: model_js(other, "map-source", "Array.from(m.selected.indices)") == [row], 30)
+    assert material in visible_text(other, ".details")
+    other.screenshot(path=str(SHOTS / "view-restored.png"))
+    assert page.external_requests == [] and other.external_requests == []
+    assert other.console_errors == []
+    server.assert_clean()
+
+
+def _al_status(page) -> str:
+    return text_of(page, ".al-cycle")
+
+
+def test_a_link_reopens_an_active_learning_replay_at_its_cycle(open_page, open_url, server):
+    page = open_page()
+    server.new_log()
+    tab(page, "Active learning")
+    run = page.locator(".al-run select")
+
+    def replays():
+        return [o.strip() for o in run.locator("option").all_inner_texts() if o.strip().startswith("replay entropy")]
+    assert wait_for(page, lambda: replays(), 60)
+    replay = replays()[0]
+    seed = re.search(r"-s(\d+)$", replay).group(1)
+    run.select_option(label=replay)
+    assert wait_for(page, lambda: "cycle 0" in _al_status(page), 30), _al_status(page)
+    for _ in range(3):
+        page.get_by_role("button", name="Step", exact=True).click()
+        page.wait_for_timeout(300)
+    assert wait_for(page, lambda: "cycle 3" in _al_status(page), 30), _al_status(page)
+    want = {"tab": "al", "al": "replay", "seed": seed, "cycle": "3"}
+    assert wait_for(page, lambda: all(query(page).get(k) == v for k, v in want.items()), 30), page.url
+
+    other = open_url(page.url)
+    assert wait_for(other, lambda: active_tab(other) == "Active learning", 60), active_tab(other)
+    assert wait_for(other, lambda: "cycle 3" in _al_status(other), 60), _al_status(other)
+    assert other.locator(".al-run select").input_value() == replay
+    assert "Replaying the committed run" in text_of(other, ".al-status")
+    assert len(column(other, "al-curve-source", "mae")) == 4  # the curve holds cycles 0..3
+    assert other.external_requests == []
+    server.assert_clean()
+
+
+BAD_LINKS = [
+    ("tab=nonsense&colour=rainbow&element=Xx&material=999999&al=replay&strategy=entropy&seed=7&cal_split=moon",
+     ["tab: “nonsense” is not a tab", "colour: “rainbow” is not a colouring", "“Xx” is not an element symbol",
+      "row 999,999 is out of range", "no committed entropy run with seed 7", "cal_split: “moon” is not a split"]),
+    ("material=mp-bogus&seed=abc&strategy=magic&lesson=99&out_element=(&out_phosphates=maybe",
+     ["“mp-bogus” is not a material of this run", "seed must be a whole number", "“magic” is not a strategy",
+      "not a step of the lesson", "out_element: “(” is not an element symbol", "neither true nor false"]),
+]
+
+
+@pytest.mark.parametrize("bad,messages", BAD_LINKS)
+def test_a_bad_link_gives_messages_and_the_default_view(open_url, server, bad, messages):
+    server.new_log()
+    page = open_url(server.url + "?" + bad)
+    assert wait_for(page, lambda: messages[0] in text_of(page, ".view-message"), 60), text_of(page, ".view-message")
+    shown = text_of(page, ".view-message")
+    for m in messages:
+        assert m in shown, (m, shown)
+    # also a toast notification, in the page itself
+    assert wait_for(page, lambda: page.locator(".notyf__toast").count() > 0, 20)
+    # the default view
+    assert active_tab(page) == "Latent map"
+    assert wait_for(page, lambda: colour_title(page) == "DFT E_f (eV/atom)", 30), colour_title(page)
+    assert "Click a point" in visible_text(page, ".details")
+    assert model_js(page, "map-source", "Array.from(m.selected.indices)") == []
+    # the URL now holds the checked view, not the bad values
+    assert wait_for(page, lambda: "rainbow" not in page.url and "bogus" not in page.url, 30), page.url
+    # the session is not stalled: it still answers
+    page.locator("select >> visible=true").first.select_option(label="σ")
+    assert wait_for(page, lambda: colour_title(page) == "GP σ (eV/atom)", 30), colour_title(page)
+    assert wait_for(page, lambda: query(page).get("colour") == "sigma", 30), page.url
+    assert page.external_requests == [] and page.console_errors == []
+    server.assert_clean()
+
+
+def test_copy_link_puts_the_url_on_the_clipboard(open_url, server):
+    server.new_log()
+    page = open_url(server.url + "?colour=z", permissions=["clipboard-read", "clipboard-write"])
+    assert wait_for(page, lambda: colour_title(page) == "z = (GP − DFT) / σ", 60), colour_title(page)
+    page.get_by_role("button", name="Copy link").click()
+    assert wait_for(page, lambda: page.get_by_role("button", name="Link copied ✓").count() > 0, 10)
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == page.url and query(page).get("colour") == "z"
+    assert page.url in visible_text(page, ".view-link")
+    server.assert_clean()
