@@ -245,6 +245,7 @@ def test_dashboard_notebook_is_live_in_jupyterlab(tiny_run, tmp_path):
     import sys
     import time
     import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
 
     from tests.dashboard.conftest import ARGS, CHROMIUM, chromium_available, free_port
 
@@ -277,46 +278,53 @@ def test_dashboard_notebook_is_live_in_jupyterlab(tiny_run, tmp_path):
             except OSError:
                 assert time.time() < deadline and proc.poll() is None, (tmp_path / "jupyterlab.log").read_text()[-3000:]
                 time.sleep(0.5)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True).new_page()
-            external = []
-            page.on("request", lambda r: external.append(r.url) if not r.url.startswith(
-                ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
-            page.goto(f"http://127.0.0.1:{port}/lab/tree/06_dashboard.ipynb", timeout=180_000)
-            page.wait_for_selector(".jp-Notebook", timeout=300_000)
-            page.wait_for_timeout(5_000)  # Run All waits for the kernel if it is still starting
-            page.get_by_text("Run", exact=True).first.click()
-            page.get_by_text("Run All Cells", exact=True).first.click()
-            page.wait_for_selector(".parity-figure-png button", state="attached", timeout=600_000)
-            page.wait_for_selector("text=GP device", timeout=600_000)
-            tabs = page.evaluate("() => Bokeh.documents.flatMap(d => [...d.all_models].filter(m => Array.isArray("
-                                 "m.tabs)).map(m => m.tabs.map(t => t.title)))")
-            assert tabs == [TAB_NAMES], tabs  # the app's tabs, built in the page from the kernel's document
-            assert page.get_by_text("Active learning", exact=True).first.is_visible()
-            title = page.evaluate("() => { for (const d of Bokeh.documents) { const m = d.get_model_by_name('parity');"
-                                  " if (m) return m.title.text; } return null; }")
-            assert title and title.startswith(f"GP vs DFT: {n_test} test materials"), title
-            # a click the kernel answers: the PNG of the parity figure, rendered by matplotlib in the kernel
-            button = page.locator(".parity-figure-png button").first
-            button.scroll_into_view_if_needed()
-            with page.expect_download(timeout=180_000) as info:
-                button.click()
-            assert info.value.suggested_filename == "parity.png"
-            im = Image.open(info.value.path())
-            im.load()
-            assert im.size == (round(FIGSIZE[0] * DPI), round(FIGSIZE[1] * DPI))
-            # a widget change the kernel answers by redrawing: the pool split on the parity plot
-            page.locator(".bk-btn-group button", has_text="pool").first.click()
-            deadline = time.time() + 120
-            while time.time() < deadline and f"{n_pool} pool materials" not in (title or ""):
-                page.wait_for_timeout(500)
-                title = page.evaluate("() => { for (const d of Bokeh.documents) { const m = d.get_model_by_name("
-                                      "'parity'); if (m) return m.title.text; } return null; }")
-            assert f"GP vs DFT: {n_pool} pool materials" in title, title
-            tracebacks = page.locator(".jp-OutputArea-output", has_text="Traceback").count()
-            assert tracebacks == 0
-            browser.close()
+
+        def drive() -> None:
+            """The browser part, on a thread of its own: the notebook tests before this one (nbclient) leave an
+            asyncio loop running on this thread, where Playwright's sync API refuses to start."""
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                page = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True).new_page()
+                page.on("request", lambda r: external.append(r.url) if not r.url.startswith(
+                    ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
+                page.goto(f"http://127.0.0.1:{port}/lab/tree/06_dashboard.ipynb", timeout=180_000)
+                page.wait_for_selector(".jp-Notebook", timeout=300_000)
+                page.wait_for_timeout(5_000)  # Run All waits for the kernel if it is still starting
+                page.get_by_text("Run", exact=True).first.click()
+                page.get_by_text("Run All Cells", exact=True).first.click()
+                page.wait_for_selector(".parity-figure-png button", state="attached", timeout=600_000)
+                page.wait_for_selector("text=GP device", timeout=600_000)
+                tabs = page.evaluate("() => Bokeh.documents.flatMap(d => [...d.all_models].filter(m => Array.isArray("
+                                     "m.tabs)).map(m => m.tabs.map(t => t.title)))")
+                assert tabs == [TAB_NAMES], tabs  # the app's tabs, built in the page from the kernel's document
+                assert page.get_by_text("Active learning", exact=True).first.is_visible()
+                title = page.evaluate("() => { for (const d of Bokeh.documents) { const m = d.get_model_by_name('parity');"
+                                      " if (m) return m.title.text; } return null; }")
+                assert title and title.startswith(f"GP vs DFT: {n_test} test materials"), title
+                # a click the kernel answers: the PNG of the parity figure, rendered by matplotlib in the kernel
+                button = page.locator(".parity-figure-png button").first
+                button.scroll_into_view_if_needed()
+                with page.expect_download(timeout=180_000) as info:
+                    button.click()
+                assert info.value.suggested_filename == "parity.png"
+                im = Image.open(info.value.path())
+                im.load()
+                assert im.size == (round(FIGSIZE[0] * DPI), round(FIGSIZE[1] * DPI))
+                # a widget change the kernel answers by redrawing: the pool split on the parity plot
+                page.locator(".bk-btn-group button", has_text="pool").first.click()
+                deadline = time.time() + 120
+                while time.time() < deadline and f"{n_pool} pool materials" not in (title or ""):
+                    page.wait_for_timeout(500)
+                    title = page.evaluate("() => { for (const d of Bokeh.documents) { const m = d.get_model_by_name("
+                                          "'parity'); if (m) return m.title.text; } return null; }")
+                assert f"GP vs DFT: {n_pool} pool materials" in title, title
+                tracebacks = page.locator(".jp-OutputArea-output", has_text="Traceback").count()
+                assert tracebacks == 0
+                browser.close()
+
+        external: list[str] = []
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(drive).result()
         # every script comes with the notebook; Panel 1.9.4 still names its CDN for a few stylesheets of panes a
         # callback updates (Markdown, HTML, theme): offline those requests fail, nothing else does
         assert all(u.startswith("https://cdn.holoviz.org/panel/") and ".css" in u for u in external), external

@@ -164,7 +164,7 @@ def test_auto_method_is_exact_below_the_threshold_and_sparse_above(default):
 
 
 MEMORY_SCRIPT = textwrap.dedent("""
-    import json, os, resource, sys
+    import json, os, sys, threading
     import numpy as np
     from cfgp.gp import CFGP
     from cfgp.pipeline import Run
@@ -179,8 +179,15 @@ MEMORY_SCRIPT = textwrap.dedent("""
     X, y = X[ok], y[ok]
     CFGP(max_fit_points=50, max_iter=3).fit(X[:60], y[:60])  # TensorFlow and SciPy loaded and warm
     before = rss_mb()
+    # sampled during the fit only: ru_maxrss / VmHWM would also hold the data loading's transient peak
+    # (and ru_maxrss starts at the parent's size: fork, then exec)
+    peak, done = [before], threading.Event()
+    watcher = threading.Thread(target=lambda: [peak.append(rss_mb()) for _ in iter(lambda: done.wait(0.01), True)])
+    watcher.start()
     gp = CFGP(method="sparse", n_inducing=int(sys.argv[1])).fit(X, y)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    done.set()
+    watcher.join()
+    peak = max(max(peak), rss_mb())
     mean = gp.predict(X[:2000])
     print(json.dumps({"n": len(y), "before_mb": before, "peak_mb": peak, "method": gp.method_,
                       "mae_first_2000": float(np.abs(mean - y[:2000]).mean())}))
