@@ -208,3 +208,13 @@ SCREEN_XY = """([name, xs, ys]) => {
 def screen_xy(page, figure: str, xs, ys) -> list | None:
     """Page pixel positions of data points (xs, ys) on the Bokeh figure called ``figure``."""
     return page.evaluate(SCREEN_XY, [figure, [float(v) for v in xs], [float(v) for v in ys]])
+
+
+def replay_committed(page, stem: str, cycle: int, timeout: float = 30) -> None:
+    """Choose the committed run ``stem`` on the Active learning tab and Play it until ``cycle`` shows."""
+    tab(page, "Active learning")
+    page.locator(".al-run select").first.select_option(label=f"replay {stem}")
+    assert wait_for(page, lambda: "Replaying the committed run" in text_of(page, ".al-status"), 30)
+    page.get_by_role("button", name="▶ Play", exact=True).click()
+    assert wait_for(page, lambda: f"cycle {cycle} " in text_of(page, ".al-cycle"), timeout), text_of(page, ".al-cycle")
+

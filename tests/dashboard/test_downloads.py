@@ -6,7 +6,7 @@ import io
 import pandas as pd
 import pytest
 
-from tests.dashboard.conftest import column, model_js, tab, text_of, wait_for
+from tests.dashboard.conftest import column, model_js, replay_committed, tab, text_of, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +105,7 @@ def test_replayed_run_csv_holds_its_committed_records(page, server, app_run):
 
     stem = "entropy-b1-poolall-s2"
     _, records = History(app_run.dir / "al" / f"{stem}.jsonl").read()
-    tab(page, "Active learning")
-    page.locator(".al-run select").first.select_option(label=f"replay {stem}")
-    assert wait_for(page, lambda: "Replaying the committed run" in text_of(page, ".al-status"), 30)
-    page.get_by_role("button", name="▶ Play", exact=True).click()
-    assert wait_for(page, lambda: "cycle 40 " in text_of(page, ".al-cycle"), 30), text_of(page, ".al-cycle")
+    replay_committed(page, stem, 40)
     csv = pd.read_csv(io.BytesIO(_download(page, "al-download")), keep_default_na=False)
     assert csv["cycle"].tolist() == list(range(len(records)))
     assert csv["test MAE (eV/atom)"].tolist() == pytest.approx([r["mae"] for r in records], rel=1e-12)

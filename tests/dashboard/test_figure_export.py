@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cfgp.figures import DPI, FIGSIZE
-from tests.dashboard.conftest import model_js, tab, text_of, wait_for
+from tests.dashboard.conftest import model_js, replay_committed, tab, text_of, wait_for
 
 SVG = "{http://www.w3.org/2000/svg}"
 RED = (0xD6, 0x27, 0x28)  # the phosphate / selection / AL-curve red of the dashboard
@@ -125,12 +125,7 @@ def test_active_learning_curves_save_the_replayed_run(page, server, app_run):
 
     stem = "entropy-b1-poolall-s2"
     _, records = History(app_run.dir / "al" / f"{stem}.jsonl").read()
-    tab(page, "Active learning")
-    page.locator(".al-run select").first.select_option(label=f"replay {stem}")
-    assert wait_for(page, lambda: "Replaying the committed run" in text_of(page, ".al-status"), 30)
-    page.get_by_role("button", name="▶ Play", exact=True).click()
-    last = len(records) - 1
-    assert wait_for(page, lambda: f"cycle {last} " in text_of(page, ".al-cycle"), 60), text_of(page, ".al-cycle")
+    replay_committed(page, stem, len(records) - 1, timeout=60)
     root, texts = _svg(page, "al-figure", "al-curves")
     assert {"test MAE (eV/atom)", "Test MAE vs labels added", f"replay of {stem}"} <= set(texts)
     assert "committed random-b1-poolall: mean ± 2σ (2 seeds)" in texts
