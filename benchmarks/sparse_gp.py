@@ -1,16 +1,18 @@
-"""Sparse (SGPR) against exact GP conditioning as the training set grows, on the shipped run's real latents.
+"""Sparse (SGPR) and local (nearest-neighbour) against exact GP conditioning as the training set grows, on the
+shipped run's real latents.
 
 For each n the GP is trained on the first n of train + pool (the 1,800 train oxides, then the pool in the
-run's order; 14,928 = all of them) and scored on the fixed 1,460 test oxides. Both GPs are ``CFGP`` with the
+run's order; 14,928 = all of them) and scored on the fixed 1,460 test oxides. The GPs are ``CFGP`` with the
 same settings but ``method``: the hyper-parameters come from the same seeded ≤ 2,000-point marginal-likelihood
-fit, so the numbers compare the conditioning alone (exact n×n Cholesky against m inducing inputs).
+fit, so the numbers compare the conditioning alone (exact n×n Cholesky, m inducing inputs, or each query's k
+nearest training points).
 
     python benchmarks/sparse_gp.py [--sizes 1800 7000 14928] [--n-inducing 2000] [--other-m 1000 3000]
-                                   [--all-labelled]
+                                   [--n-neighbours 256] [--other-k 128 512] [--all-labelled]
 
-prints one JSON line. ``--all-labelled`` also fits the sparse GP on every labelled material shipped (the
-16,388 oxides and the 19,143 Materials Project non-oxides, whose latents under the default MEGNet are cached
-by :func:`cfgp.checkset.check_set` in the user folder) and records its fit time and peak memory.
+prints one JSON line. ``--all-labelled`` also fits the sparse and the local GP on every labelled material
+shipped (the 16,388 oxides and the 19,143 Materials Project non-oxides, whose latents under the default MEGNet
+are cached by :func:`cfgp.checkset.check_set` in the user folder) and records fit time and peak memory.
 Wall-clock seconds: say what else ran on the machine.
 """
 
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfgp.gp import N_INDUCING, CFGP
+from cfgp.gp import N_INDUCING, N_NEIGHBOURS, CFGP
 from cfgp.pipeline import Run
 
 NONOXIDES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mp_nonoxides.json.gz"
@@ -89,12 +91,15 @@ def _fit(method: str, X, y, n_inducing: int, inducing: str, seed: int) -> tuple[
     return gp, seconds, mem.extra_mb
 
 
-def _condition(fitted: CFGP, method: str, X, y, n_inducing: int | None = None) -> tuple[CFGP, float, float]:
+def _condition(fitted: CFGP, method: str, X, y, n_inducing: int | None = None,
+               n_neighbours: int | None = None) -> tuple[CFGP, float, float]:
     """Condition a copy of ``fitted`` (same hyper-parameters and scaling) by ``method``: gp, seconds, peak MB."""
     gp = CFGP.from_dict(fitted.to_dict())
     gp.method = method
     if n_inducing is not None:
         gp.n_inducing = n_inducing
+    if n_neighbours is not None:
+        gp.n_neighbours = n_neighbours
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         gp.condition(X, y)
@@ -104,7 +109,8 @@ def _condition(fitted: CFGP, method: str, X, y, n_inducing: int | None = None) -
 
 def sparse_vs_exact(sizes=(1800, 7000, 14928), n_inducing: int = N_INDUCING, inducing: str = "kmeans",
                     run: Run | None = None, seed: int = 0, exact: bool = True,
-                    other_m: tuple[int, ...] = ()) -> list[dict]:
+                    other_m: tuple[int, ...] = (), n_neighbours: int = N_NEIGHBOURS,
+                    other_k: tuple[int, ...] = ()) -> list[dict]:
     """One dict per n: test MAE and 2σ coverage of the exact and sparse GP, their fit and predict seconds
     and the peak memory each fit added (MB), plus the hyper-parameters (identical for both) and m.
 
@@ -113,6 +119,10 @@ def sparse_vs_exact(sizes=(1800, 7000, 14928), n_inducing: int = N_INDUCING, ind
     ``fit_s_exact`` is that stage's seconds (``hyper_s``) plus the exact conditioning of a copy with the
     same hyper-parameters (``condition_s_exact``). ``other_m``: at the largest n, also condition with these
     numbers of inducing inputs (``by_m``: MAE, coverage, conditioning seconds).
+
+    The local (nearest-neighbour) GP of :mod:`cfgp.local_gp` is scored the same way (``*_local``: same
+    hyper-parameters, ``n_neighbours`` per query; ``other_k``: at the largest n, other k in ``by_k``). Its
+    "conditioning" only stores the points, so its cost is in ``predict_s_local``, reported beside the fit.
     """
     run = run if run is not None else Run()
     X, y = run.latents(), run.materials.y
@@ -132,6 +142,12 @@ def sparse_vs_exact(sizes=(1800, 7000, 14928), n_inducing: int = N_INDUCING, ind
                     "predict_s_sparse": round(pred_s, 3), "fit_peak_mb_sparse": mem_mb,
                     "elbo_per_point": round(gp.sparse_.elbo() / n, 5),
                     "hyperparameters": {k: round(v, 6) for k, v in gp.hyperparameters_.items()}})
+        loc, cond_s, mem_mb = _condition(gp, "local", X[idx], y[idx], n_neighbours=n_neighbours)
+        scores, pred_s = _score(loc, X[te], y[te])
+        row.update({"n_neighbours": int(n_neighbours), "mae_local": round(scores["mae"], 5),
+                    "cov_local": round(scores["cov"], 4), "fit_s_local": round(hyper_s + cond_s, 2),
+                    "predict_s_local": round(pred_s, 3), "fit_peak_mb_local": mem_mb})
+        del loc
         if exact:
             ex, cond_s, mem_mb = _condition(gp, "exact", X[idx], y[idx])
             scores, pred_s = _score(ex, X[te], y[te])
@@ -143,6 +159,9 @@ def sparse_vs_exact(sizes=(1800, 7000, 14928), n_inducing: int = N_INDUCING, ind
             row["condition_speedup"] = round(row["condition_s_exact"] / max(row["condition_s_sparse"], 1e-3), 1)
             row["mae_ratio"] = round(row["mae_sparse"] / row["mae_exact"], 4)
             row["cov_diff"] = round(row["cov_sparse"] - row["cov_exact"], 4)
+            row["fit_speedup_local"] = round(row["fit_s_exact"] / row["fit_s_local"], 2)
+            row["mae_ratio_local"] = round(row["mae_local"] / row["mae_exact"], 4)
+            row["cov_diff_local"] = round(row["cov_local"] - row["cov_exact"], 4)
         if other_m and n == max(sizes):
             row["by_m"] = []
             for m in other_m:
@@ -151,6 +170,13 @@ def sparse_vs_exact(sizes=(1800, 7000, 14928), n_inducing: int = N_INDUCING, ind
                 row["by_m"].append({"n_inducing": m, "mae_sparse": round(scores["mae"], 5),
                                     "cov_sparse": round(scores["cov"], 4), "condition_s_sparse": round(cond_s, 2),
                                     "predict_s_sparse": round(pred_s, 3), "condition_peak_mb": mem_mb})
+        if other_k and n == max(sizes):
+            row["by_k"] = []
+            for k in other_k:
+                loc, _, _ = _condition(gp, "local", X[idx], y[idx], n_neighbours=k)
+                scores, pred_s = _score(loc, X[te], y[te])
+                row["by_k"].append({"n_neighbours": k, "mae_local": round(scores["mae"], 5),
+                                    "cov_local": round(scores["cov"], 4), "predict_s_local": round(pred_s, 3)})
         del gp
         print(json.dumps(row), file=sys.stderr, flush=True)  # progress: each row as it is measured
         out.append(row)
@@ -174,11 +200,18 @@ def all_labelled(n_inducing: int = N_INDUCING, inducing: str = "kmeans", run: Ru
     gp, fit_s, mem_mb = _fit("sparse", X, y, n_inducing, inducing, seed)
     t1 = time.perf_counter()
     mean, std = gp.predict(X[:2000], return_std=True)
+    predict_s = time.perf_counter() - t1
+    # the local GP with the same hyper-parameters (what method="auto" uses at this n)
+    loc, cond_s, loc_mb = _condition(gp, "auto", X, y)
+    t2 = time.perf_counter()
+    loc.predict(X[:2000], return_std=True)
+    local = {"method": loc.method_, "n_neighbours": loc.n_neighbours, "fit_s_local": round(gp.fit_info_.seconds + cond_s, 2),
+             "fit_peak_mb_local": loc_mb, "predict_2000_s_local": round(time.perf_counter() - t2, 2)}
     return {"n": int(len(y)), "n_oxides": int(np.isfinite(run.latents()).all(axis=1).sum()),
             "n_nonoxides": int(np.isfinite(cs.X).all(axis=1).sum()), "n_inducing": int(min(n_inducing, len(y))),
             "nonoxide_latents_cached": cs.cached, "nonoxide_latents_s": round(load_s, 1),
             "fit_s_sparse": round(fit_s, 2), "hyper_s": gp.fit_info_.seconds, "fit_peak_mb_sparse": mem_mb,
-            "predict_2000_s": round(time.perf_counter() - t1, 2), "method": gp.method_,
+            "predict_2000_s": round(predict_s, 2), "method": gp.method_, "local": local,
             "exact_kernel_gb": round(len(y) ** 2 * 8 / 1e9, 1),
             "train_mae_first_2000": round(float(np.abs(mean - y[:2000]).mean()), 4),
             "hyperparameters": {k: round(v, 6) for k, v in gp.hyperparameters_.items()}}
@@ -192,12 +225,16 @@ def main() -> None:
     ap.add_argument("--no-exact", action="store_true", help="sparse only (no n×n fits)")
     ap.add_argument("--other-m", type=int, nargs="*", default=[],
                     help="at the largest n, also condition with these numbers of inducing inputs")
+    ap.add_argument("--n-neighbours", type=int, default=N_NEIGHBOURS, help="the local GP's k")
+    ap.add_argument("--other-k", type=int, nargs="*", default=[],
+                    help="at the largest n, also score the local GP with these k")
     ap.add_argument("--nonoxides", type=Path, default=NONOXIDES, help="the non-oxide data set for --all-labelled")
     ap.add_argument("--all-labelled", action="store_true", help="also fit sparse on all ~35,500 labelled materials")
     args = ap.parse_args()
     out: dict = {"machine": f"{os.cpu_count()} cores", "load_avg_start": os.getloadavg()[0]}
     out["rows"] = [] if not args.sizes else sparse_vs_exact(
-        tuple(args.sizes), args.n_inducing, args.inducing, exact=not args.no_exact, other_m=tuple(args.other_m))
+        tuple(args.sizes), args.n_inducing, args.inducing, exact=not args.no_exact, other_m=tuple(args.other_m),
+        n_neighbours=args.n_neighbours, other_k=tuple(args.other_k))
     if args.all_labelled:
         out["all_labelled"] = all_labelled(args.n_inducing, args.inducing, nonoxides=args.nonoxides)
     out["load_avg_end"] = os.getloadavg()[0]

@@ -50,10 +50,9 @@ class PoolPosterior:
         self.noise = gp.noise_variance_ + JITTER
         self.a2, self.ell = gp.amplitude_**2, gp.length_scale_
         Q = gp.scaler_.transform(X_query)
-        with tf.device(tf_device()):
-            V = tf.linalg.triangular_solve(gp._L, gp.kernel_matrix(gp._X, tf.constant(Q)), lower=True).numpy()
+        V, z = gp.whitened_cross_kernel(X_query)
         self.n = V.shape[0]
-        mean = (V.T @ gp._z.numpy())[:, 0] + gp.mean_constant_
+        mean = V.T @ z + gp.mean_constant_
         var_f = self.a2 - np.sum(V**2, axis=0)
         self.n_added = 0
         self.Q_np = Q

@@ -67,7 +67,8 @@ def cmd_fit(args) -> int:
 
     run = _run(args)
     seed = run.settings["split"]["seed"] if args.seed is None else args.seed
-    scaling = dict(method=args.method, n_inducing=args.n_inducing, inducing=args.inducing)
+    scaling = dict(method=args.method, n_inducing=args.n_inducing, inducing=args.inducing,
+                   n_neighbours=args.n_neighbours)
     gp = CFGP.paper(seed=seed, **scaling) if args.paper else CFGP(seed=seed, feature_scaling=None if args.feature_scaling == "none" else args.feature_scaling, **scaling)
     t0 = time.time()
     gp = fit_gp(run, gp, refit=args.refit, held_out=args.held_out)
@@ -413,12 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--held-out", action="store_true",
                    help="fit them to predict MEGNet's early-stopping materials (latents it never trained on) from "
                         "the rest of train, so σ is tuned out of sample; default: marginal likelihood of train")
-    g.add_argument("--method", choices=("auto", "exact", "sparse"), default="auto",
-                   help="condition exactly (n×n Cholesky) or by a sparse variational GP (SGPR); auto: exact up to "
-                        "10,000 training points, sparse above")
+    g.add_argument("--method", choices=("auto", "exact", "sparse", "local"), default="auto",
+                   help="condition exactly (n×n Cholesky), by a sparse variational GP (SGPR) or on each query's "
+                        "nearest training points (local); auto: exact up to 10,000 training points, local above")
     g.add_argument("--n-inducing", type=int, default=2000, help="inducing inputs of the sparse GP (default 2000)")
     g.add_argument("--inducing", choices=("kmeans", "greedy", "random"), default="kmeans",
                    help="how the sparse GP's inducing inputs are chosen (default kmeans)")
+    g.add_argument("--n-neighbours", type=int, default=256,
+                   help="training points each prediction of the local GP conditions on (default 256)")
     g.set_defaults(func=cmd_fit)
 
     e = sub.add_parser("evaluate", help="test-split accuracy and calibration metrics")

@@ -241,6 +241,44 @@ def pick_field(record: dict, names: Sequence[str]) -> Any:
     return None
 
 
+class RecordError(DataError):
+    """A DataError about one record, with the id it can be named by ('' before the id is read)."""
+
+    def __init__(self, label: str, reason: str):
+        super().__init__(reason)
+        self.label = label
+
+
+def check_record(record: Any, seen: set[str], require_energy: bool = True) -> tuple[str, float, str]:
+    """The id, formation energy (NaN when absent and not required) and CIF text of one input record, checked
+    the same way wherever records are read: data sets (:func:`validate_records`) and streamed predictions
+    (:mod:`cfgp.screening`). ``seen`` holds the ids already accepted (the caller adds this one when it keeps
+    the record). Raises :class:`RecordError` naming why, labelled with the id when the record has one."""
+    name = ""
+    try:
+        if not isinstance(record, dict):
+            raise DataError(f"expected an object with id, cif and energy, got {type(record).__name__}")
+        name = record_name(pick_field(record, ID_COLUMNS))
+        if record.get(READ_ERROR):
+            raise DataError(str(record[READ_ERROR]))
+        if not name:
+            raise DataError("missing material id")
+        if name in seen:
+            raise DataError("duplicate material id (an earlier record has it)")
+        raw_energy = pick_field(record, ENERGY_COLUMNS)
+        energy = record_energy(raw_energy) if require_energy or raw_energy not in (None, "") else float("nan")
+        cif = pick_field(record, CIF_COLUMNS)
+        if cif is not None and not isinstance(cif, str):
+            raise DataError(f"CIF field must be text, got {type(cif).__name__}")
+        if not isinstance(cif, str) or not cif.strip():
+            raise DataError("missing CIF text")
+    except RecordError:
+        raise
+    except DataError as exc:
+        raise RecordError(name, str(exc)) from None
+    return name, energy, cif
+
+
 def validate_records(
     records: Iterable[dict],
     source: str,
@@ -266,30 +304,11 @@ def validate_records(
         report.n_read += 1
         label = f"record #{i + 1}"
         try:
-            if not isinstance(record, dict):
-                raise DataError(f"expected an object with id, cif and energy, got {type(record).__name__}")
-            raw_id = pick_field(record, ID_COLUMNS)
-            name = record_name(raw_id)
-            label = name or label
-            if record.get(READ_ERROR):
-                raise DataError(str(record[READ_ERROR]))
-            if not name:
-                raise DataError("missing material id")
-            if name in seen:
-                raise DataError("duplicate material id (an earlier record has it)")
-            raw_energy = pick_field(record, ENERGY_COLUMNS)
-            if require_energy or raw_energy not in (None, ""):
-                energy = record_energy(raw_energy)
-            else:
-                energy = float("nan")
-            cif = pick_field(record, CIF_COLUMNS)
-            if cif is not None and not isinstance(cif, str):
-                raise DataError(f"CIF field must be text, got {type(cif).__name__}")
-            if not isinstance(cif, str) or not cif.strip():
-                raise DataError("missing CIF text")
+            name, energy, cif = check_record(record, seen, require_energy)
+            label = name
             structure = parse_cif(cif) if parse_structures else None
         except DataError as exc:
-            issue = RecordIssue(label, str(exc))
+            issue = RecordIssue(getattr(exc, "label", None) or label, str(exc))
             if on_error == "raise":
                 raise DataError(f"{source}: {issue}") from None
             report.skipped.append(issue)

@@ -56,7 +56,7 @@ def frozen_cfgp_curve(run: Run, sizes: Iterable[int], seeds: Iterable[int] = (0,
             if extra < 0 or extra > len(order):
                 raise ValueError(f"{n} labels is outside {len(train)}..{len(train) + len(order)} (train .. train + pool)")
             rows = np.concatenate([train, order[:extra]])
-            gp = CFGP(seed=seed, **(gp_params or {})).fit(X[rows], y[rows])
+            gp = CFGP(seed=seed, **{"method": "exact", **(gp_params or {})}).fit(X[rows], y[rows])
             mean, std = gp.predict(X[test], return_std=True)
             rec = {"model": "frozen-latent CFGP", "run": repo_path(run.dir), "seed": int(seed), "n_labels": int(len(rows)),
                    **_score(mean, std, y[test]), "length_scale": gp.length_scale_,

@@ -35,9 +35,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from cfgp.data import (CIF_COLUMNS, ENERGY_COLUMNS, ID_COLUMNS, MAX_DATASET_BYTES, READ_ERROR, DataError,
-                       parse_cif)
-from cfgp.data import record_energy, pick_field, record_name  # the same checks as validate_records
+from cfgp.data import MAX_DATASET_BYTES, DataError, RecordError, check_record, parse_cif  # validate_records' checks
 
 DEFAULT_CHUNK_SIZE = 256
 #: Neighbour pairs (bonds) per MEGNet forward pass within a chunk. A pass expands each bond distance into 100
@@ -84,28 +82,10 @@ def plan(paths: Iterable[str | Path], max_bytes: int = MAX_DATASET_BYTES) -> Ite
 
 
 def _triage(record, n: int, source: str, seen: set) -> dict:
-    label = f"record #{n}"
     try:
-        if not isinstance(record, dict):
-            raise DataError(f"expected an object with id, cif and energy, got {type(record).__name__}")
-        name = record_name(pick_field(record, ID_COLUMNS))
-        label = name or label
-        if record.get(READ_ERROR):
-            raise DataError(str(record[READ_ERROR]))
-        if not name:
-            raise DataError("missing material id")
-        if name in seen:
-            raise DataError("duplicate material id (an earlier record has it)")
-        raw_energy = pick_field(record, ENERGY_COLUMNS)
-        dft = float("nan") if raw_energy is None or (isinstance(raw_energy, str) and raw_energy == "") \
-            else record_energy(raw_energy)
-        cif = pick_field(record, CIF_COLUMNS)
-        if cif is not None and not isinstance(cif, str):
-            raise DataError(f"CIF field must be text, got {type(cif).__name__}")
-        if not isinstance(cif, str) or not cif.strip():
-            raise DataError("missing CIF text")
-    except DataError as exc:
-        return error_line(source, label, str(exc))
+        name, dft, cif = check_record(record, seen, require_energy=False)
+    except RecordError as exc:
+        return error_line(source, exc.label or f"record #{n}", str(exc))
     seen.add(name)
     return {"source": source, "id": name, "cif": cif, "dft": dft}
 

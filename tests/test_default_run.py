@@ -127,9 +127,30 @@ def test_committed_histories_replay_to_their_stored_records(run, name):
 
 # ------------------------------------------------------------------ read-only
 def _cfgp(*args, timeout=900):
+    """``cfgp ARGS`` typed in the repository folder, in a process of its own (as a user runs it)."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run([sys.executable, "-m", "cfgp.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=DEFAULT_RUN.parent.parent)
+
+
+class _InProcess:
+    """``cfgp ARGS`` through the same ``cfgp.cli.main`` in this test's process, from the repository folder: a
+    process each costs ~5 s of TensorFlow import, so one command of the test runs as its own process and the
+    others here. Returns what ``subprocess.run`` would: returncode, stdout, stderr."""
+
+    def __init__(self, capsys, monkeypatch):
+        self.capsys = capsys
+        monkeypatch.chdir(DEFAULT_RUN.parent.parent)
+
+    def __call__(self, *args):
+        from types import SimpleNamespace
+
+        from cfgp.cli import main
+
+        self.capsys.readouterr()
+        code = main([str(a) for a in args])
+        out = self.capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
 
 def _last_json(out) -> dict:
@@ -137,7 +158,7 @@ def _last_json(out) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_records):
+def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_records, capsys, monkeypatch):
     """README's command lines on the default (no --run), the issue's `--cycles 50`, a run longer than the
     committed one, and the writing commands: data/default keeps every byte, new results go to $CFGP_HOME."""
     from cfgp.al import History
@@ -147,23 +168,25 @@ def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_rec
     before = _snapshot()
     committed = DEFAULT_RUN / "al"
 
-    out = _last_json(_cfgp("evaluate", "--json"))
-    assert out["n_test"] == 1460
     cif = tmp_path / "my.cif"
     cif.write_text(small_records[0]["cif"])
-    assert _cfgp("predict", "--json", cif).returncode == 0
+    predicted = _cfgp("predict", "--json", cif)  # the console command as typed, in a process of its own
+    assert predicted.returncode == 0 and json.loads(predicted.stdout.strip().splitlines()[-1])
+    cfgp = _InProcess(capsys, monkeypatch)  # the rest through the same main(), in this process
+    out = _last_json(cfgp("evaluate", "--json"))
+    assert out["n_test"] == 1460
 
     # a shorter run than the committed one is its prefix, answered from the committed records
     _, entropy0 = History(committed / "entropy-b1-pool7195-s0.jsonl").read()
-    out = _last_json(_cfgp("al", "--strategy", "entropy", "--cycles", "50", "--json"))
+    out = _last_json(cfgp("al", "--strategy", "entropy", "--cycles", "50", "--json"))
     assert out["labels"] == 50 and out["final_mae_mean"] == entropy0[50]["mae"]
-    out = _last_json(_cfgp("al", "--strategy", "entropy", "--cycles", "1500", "--seeds", "4", "--json"))
+    out = _last_json(cfgp("al", "--strategy", "entropy", "--cycles", "1500", "--seeds", "4", "--json"))
     finals = [History(committed / f"entropy-b1-pool7195-s{s}.jsonl").read()[1][1500]["mae"] for s in range(4)]
     assert out["labels"] == 1500 and out["final_mae_mean"] == pytest.approx(np.mean(finals), rel=1e-12)
     assert not (mine / "al").exists()  # nothing computed, nothing written
 
     # a longer one extends it, in the user's folder (also when data/default is named explicitly)
-    out = _last_json(_cfgp("al", "--run", "data/default", "--strategy", "random", "--cycles", "1503", "--json"))
+    out = _last_json(cfgp("al", "--run", "data/default", "--strategy", "random", "--cycles", "1503", "--json"))
     shipped = (committed / "random-b1-pool7195-s0.jsonl").read_bytes()
     extended = (mine / "al" / "random-b1-pool7195-s0.jsonl").read_bytes()
     assert extended.startswith(shipped)  # the committed records, byte for byte, then three more cycles
@@ -173,19 +196,19 @@ def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_rec
     assert len(set(picked)) == 1503 and out["final_mae_mean"] == records[-1]["mae"]
 
     plot = tmp_path / "al.png"
-    out = _last_json(_cfgp("al-compare", "--json", "--plot", plot))
+    out = _last_json(cfgp("al-compare", "--json", "--plot", plot))
     assert out["strategies"]["random-b1-pool7195"]["seeds"] == 4 and plot.stat().st_size > 1000
 
     # the other commands: cached artefacts are read, not rewritten; the writing ones are refused with a reason
-    assert _last_json(_cfgp("featurize", "--quiet"))["n"] == 16388
-    fit = _last_json(_cfgp("fit"))
+    assert _last_json(cfgp("featurize", "--quiet"))["n"] == 16388
+    fit = _last_json(cfgp("fit"))
     saved = json.loads((DEFAULT_RUN / "gp.json").read_text())["gp"]["hyperparameters"]
     assert fit["length_scale"] == saved["length_scale"]
-    assert _last_json(_cfgp("tsne", "--quiet"))["n"] == 16388
+    assert _last_json(cfgp("tsne", "--quiet"))["n"] == 16388
     for cmd in (("train", "--epochs", "1"), ("train", "--run", "data/default", "--epochs", "1"), ("manifest",)):
-        out = _cfgp(*cmd)
+        out = cfgp(*cmd)
         assert out.returncode == 2 and "shipped default" in out.stderr and "Traceback" not in out.stderr, out.stderr
-    assert _last_json(_cfgp("manifest", "--check"))["ok"] is True
+    assert _last_json(cfgp("manifest", "--check"))["ok"] is True
 
     assert _snapshot() == before
     assert sorted(p.name for p in (mine / "al").iterdir()) == ["random-b1-pool7195-s0.jsonl",

@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from cfgp.al import ALSettings, run_history
-from cfgp.pipeline import active_learner, al_header, evaluate, load_gp
+from cfgp.pipeline import evaluate
 
 
 def test_frozen_curve_starts_at_the_runs_own_gp_and_ends_at_the_whole_pool(tiny_run):
@@ -28,17 +27,12 @@ def test_frozen_curve_starts_at_the_runs_own_gp_and_ends_at_the_whole_pool(tiny_
         frozen_cfgp_curve(tiny_run, [n_train + n_pool + 1], seeds=[0])
 
 
-def test_learning_curve_resumes_adds_retrained_runs_and_draws(tiny_run, tmp_path, monkeypatch):
+def test_learning_curve_resumes_adds_retrained_runs_and_draws(tiny_run, warm_retrain, tmp_path, monkeypatch):
     import cfgp.learning_curve as lc
     from cfgp.cli import main
-    from cfgp.retrain import RESULT_FILE, retrain
+    from cfgp.retrain import RESULT_FILE
 
-    settings = ALSettings(strategy="random", cycles=4, batch_size=5, seed=0)
-    history = tmp_path / "random.jsonl"
-    gp = load_gp(tiny_run, conditioned=False)
-    run_history(active_learner(tiny_run, settings, gp), history, al_header(tiny_run, settings, gp.to_dict()),
-                progress=False)
-    done = retrain(tiny_run, history, tmp_path / "rt", picks=20, epochs=1, patience=1, progress=False)
+    retrained, done = warm_retrain  # train + 20 entropy picks, MEGNet re-trained (conftest)
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / RESULT_FILE).write_text(json.dumps({"finished": False}))
@@ -46,19 +40,19 @@ def test_learning_curve_resumes_adds_retrained_runs_and_draws(tiny_run, tmp_path
     out = tmp_path / "curve.json"
     n_train = len(tiny_run.split.train)
     sizes = [n_train, n_train + 30]
-    first = lc.learning_curve(tiny_run, out, sizes=sizes, seeds=[0, 1], retrain_folders=[tmp_path / "rt", unfinished])
+    first = lc.learning_curve(tiny_run, out, sizes=sizes, seeds=[0, 1], retrain_folders=[retrained, unfinished])
     assert len(first["frozen"]) == 4 and {r["seed"] for r in first["frozen"]} == {0, 1}
     assert first["base_readout"]["n_labels"] == n_train and 0 < first["base_readout"]["mae"] < 2
     cfgp_pt, readout_pt = first["retrained"]  # the unfinished run is left out
     assert cfgp_pt["n_labels"] == n_train + 20 and cfgp_pt["mae"] == done["mae"]
-    assert cfgp_pt["strategy"] == "random" and readout_pt["model"] == "re-trained MEGNet readout"
+    assert cfgp_pt["strategy"] == "entropy" and readout_pt["model"] == "re-trained MEGNet readout"
     assert readout_pt["mae"] != first["base_readout"]["mae"]  # a different network
 
     # resumed: the saved points are not recomputed when the settings match, and are when they do not
     calls = []
     real = lc.frozen_cfgp_curve
     monkeypatch.setattr(lc, "frozen_cfgp_curve", lambda *a, **k: calls.append(a) or real(*a, **k))
-    again = lc.learning_curve(tiny_run, out, sizes=sizes, seeds=[0, 1], retrain_folders=[tmp_path / "rt"])
+    again = lc.learning_curve(tiny_run, out, sizes=sizes, seeds=[0, 1], retrain_folders=[retrained])
     assert calls == [] and again["frozen"] == first["frozen"]
     lc.learning_curve(tiny_run, out, sizes=sizes, seeds=[2], retrain_folders=[])
     assert len(calls) == 2

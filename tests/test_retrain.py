@@ -6,28 +6,23 @@ import json
 import numpy as np
 import pytest
 
-from cfgp.al import ALSettings, History, run_history
-from cfgp.pipeline import Run, active_learner, al_header, evaluate, load_gp
+from cfgp.al import History
+from cfgp.pipeline import Run, evaluate
 
 
 @pytest.fixture(scope="module")
-def history(tiny_run, tmp_path_factory):
-    settings = ALSettings(strategy="entropy", cycles=8, batch_size=3, seed=0)
-    path = tmp_path_factory.mktemp("retrain") / "entropy.jsonl"
-    gp = load_gp(tiny_run, conditioned=False)
-    run_history(active_learner(tiny_run, settings, gp), path, al_header(tiny_run, settings, gp.to_dict()),
-                progress=False)
-    return path
+def history(entropy_history):
+    return entropy_history
 
 
-def test_retrain_warm_and_from_scratch(tiny_run, history, tmp_path):
+def test_retrain_warm_and_from_scratch(tiny_run, history, warm_retrain, tmp_path):
     from cfgp.cli import main
-    from cfgp.retrain import RESULT_FILE, picked_ids, retrain
+    from cfgp.retrain import RESULT_FILE, picked_ids
 
     _, ids = picked_ids(history, tiny_run, picks=20)
     assert len(ids) == 20
-    warm = retrain(tiny_run, history, tmp_path / "warm", picks=20, epochs=3, patience=3, progress=False)
-    run = Run(tmp_path / "warm")
+    warm_dir, warm = warm_retrain  # retrain(tiny_run, history, warm_dir, picks=20, epochs=3, patience=3)
+    run = Run(warm_dir)
     base_ids, m = tiny_run.materials.ids, run.materials
     # the split: train grew by exactly the picks, the picks left the pool, test is the base's test
     assert set(m.ids[run.split.train]) == set(base_ids[tiny_run.split.train]) | set(ids)
@@ -49,8 +44,8 @@ def test_retrain_warm_and_from_scratch(tiny_run, history, tmp_path):
     assert main(["retrain", "--run", str(tiny_run.dir), "--history", str(history), "--out", str(tmp_path / "cold"),
                  "--picks", "20", "--epochs", "3", "--patience", "3", "--from-scratch", "--json"]) == 0
     cold = json.loads((tmp_path / "cold" / RESULT_FILE).read_text())
-    first = {name: json.loads((tmp_path / name / "training" / "train_state.json").read_text())["history"][0]["val_mae"]
-             for name in ("warm", "cold")}
+    first = {name: json.loads((folder / "training" / "train_state.json").read_text())["history"][0]["val_mae"]
+             for name, folder in (("warm", warm_dir), ("cold", tmp_path / "cold"))}
     assert first["warm"] < 0.8 * first["cold"], first
     assert cold["finished"] and not cold["warm_start"]
 

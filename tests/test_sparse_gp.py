@@ -19,17 +19,8 @@ from tests import reference
 
 
 @pytest.fixture(scope="module")
-def default():
-    """Train / test latents of the shipped run (read only), scaled as its GP scales them, and its GP settings."""
-    from cfgp.pipeline import Run
-
-    run = Run(DEFAULT_RUN)
-    saved = read_json(run.dir / "gp.json")["gp"]
-    gp = CFGP.from_dict(saved)
-    X, y = run.latents(), run.materials.y
-    tr, te = run.split.train, run.split.test
-    return {"run": run, "saved": saved, "h": saved["hyperparameters"], "Xtr": X[tr], "ytr": y[tr], "Xte": X[te],
-            "yte": y[te], "Str": gp.scaler_.transform(X[tr]), "Ste": gp.scaler_.transform(X[te])}
+def default(shipped_latents):
+    return shipped_latents
 
 
 def _sgpr(h, **kw) -> SparseGP:
@@ -138,10 +129,10 @@ def test_greedy_selection_picks_distinct_points_and_covers_the_farthest(default)
     assert idx[1] == np.argmax(cdist(X[idx[:1]], X)[0])
 
 
-def test_auto_method_is_exact_below_the_threshold_and_sparse_above(default):
+def test_sparse_method_on_more_points_than_the_exact_threshold(default):
+    """Chosen by the setting (method="auto" picks the local GP there: tests/test_local_gp.py)."""
     d = default
-    gp = CFGP(method="auto")
-    assert gp.resolved_method(SPARSE_ABOVE) == "exact" and gp.resolved_method(SPARSE_ABOVE + 1) == "sparse"
+    assert CFGP(method="auto").resolved_method(SPARSE_ABOVE) == "exact"
     assert CFGP(method="exact").resolved_method(10**6) == "exact"
     assert CFGP(method="sparse").resolved_method(10) == "sparse"
     assert CFGP().get_params() == CFGP(method="auto").get_params()  # the shipped gp.json key is unchanged
@@ -154,7 +145,7 @@ def test_auto_method_is_exact_below_the_threshold_and_sparse_above(default):
     rows = np.concatenate([run.split.train, run.split.pool])
     rows = rows[np.isfinite(X[rows]).all(axis=1)][: SPARSE_ABOVE + 1]
     big = CFGP.from_dict(d["saved"])
-    big.n_inducing = 300
+    big.method, big.n_inducing = "sparse", 300
     big.condition(X[rows], run.materials.y[rows])
     assert big.method_ == "sparse" and big.n_train_ == SPARSE_ABOVE + 1 and big._L is None
     mean = big.predict(d["Xte"])

@@ -13,9 +13,11 @@ restarts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import panel as pn
+import panel.reactive
 
 from cfgp.dashboard.shared import SessionState, server_data
 
@@ -30,7 +32,19 @@ def notebook_extension(comms: str = "default", **kwargs) -> None:
 
     kwargs.setdefault("sizing_mode", "stretch_width")
     kwargs.setdefault("inline", True)
+    # A pane a callback redraws names its stylesheets by URL (Markdown, HTML, theme), resolved against
+    # ``panel.reactive.CDN_DIST`` when there is no server document (holoviz/panel#7073), i.e. against
+    # cdn.holoviz.org. Panel's Jupyter server extension (enabled by the wheel) serves the same files at
+    # ``<base_url>panel_dist/``: point the fallback there, as app.py points it at the Panel server's route.
+    panel.reactive.CDN_DIST = jupyter_dist_url()
     pn.extension(*EXTENSIONS, comms=comms, **kwargs)
+
+
+def jupyter_dist_url() -> str:
+    """Where the Jupyter server serves Panel's ``dist`` folder: ``/panel_dist/`` under the server's base URL
+    (JupyterHub gives a single-user server's prefix in ``JUPYTERHUB_SERVICE_PREFIX``)."""
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    return prefix.rstrip("/") + "/panel_dist/"
 
 
 def tab(name: str, run_dir: str | Path | None = None, state: SessionState | None = None) -> pn.viewable.Viewer:

@@ -373,35 +373,13 @@ class ViewSync:
         from cfgp.dashboard.calibration import SPLITS
 
         cal = self.parts.calibration
-        if "cal_split" in view:
-            split = as_text(view["cal_split"]).strip().lower()
-            if split not in SPLITS:
-                messages.append(f"Link parameter cal_split: {quoted(view['cal_split'])} is not a split (one of "
-                                f"{', '.join(SPLITS)}); the Calibration tab shows the test split.")
-                split = "test"
-            if cal.split_select.value != split:
-                cal.split_select.value = split
-        if "cal_phosphates" in view:
-            value = self._bool(view, "cal_phosphates", messages)
-            if cal.phosphate_box.value != value:
-                cal.phosphate_box.value = value
+        self._apply_filters(view, messages, "cal", SPLITS, cal.split_select, cal.phosphate_box, "Calibration")
 
     def _apply_outliers(self, view, messages) -> None:
         from cfgp.dashboard.outliers import SPLITS
 
         out = self.parts.outliers
-        if "out_split" in view:
-            split = as_text(view["out_split"]).strip().lower()
-            if split not in SPLITS.values():
-                messages.append(f"Link parameter out_split: {quoted(view['out_split'])} is not a split (one of "
-                                f"{', '.join(SPLITS.values())}); the Outliers tab shows the test split.")
-                split = "test"
-            if out.split_select.value != split:
-                out.split_select.value = split
-        if "out_phosphates" in view:
-            value = self._bool(view, "out_phosphates", messages)
-            if out.phos_box.value != value:
-                out.phos_box.value = value
+        self._apply_filters(view, messages, "out", list(SPLITS.values()), out.split_select, out.phos_box, "Outliers")
         if "out_element" in view:
             text = as_text(view["out_element"]).strip()
             symbol = ""
@@ -412,6 +390,24 @@ class ViewSync:
                     messages.append(f"Link parameter out_element: {exc}; the outliers are not filtered by element.")
             if out.element_input.value != symbol:
                 out.element_input.value = symbol
+
+    def _apply_filters(self, view, messages, prefix: str, splits, split_select, phosphate_box, tab: str) -> None:
+        """``<prefix>_split`` and ``<prefix>_phosphates`` of a link onto one tab's split selector and phosphate
+        checkbox (Calibration and Outliers share the pair); a bad value is named and the default used."""
+        key = f"{prefix}_split"
+        if key in view:
+            split = as_text(view[key]).strip().lower()
+            if split not in splits:
+                messages.append(f"Link parameter {key}: {quoted(view[key])} is not a split (one of "
+                                f"{', '.join(splits)}); the {tab} tab shows the test split.")
+                split = "test"
+            if split_select.value != split:
+                split_select.value = split
+        key = f"{prefix}_phosphates"
+        if key in view:
+            value = self._bool(view, key, messages)
+            if phosphate_box.value != value:
+                phosphate_box.value = value
 
     @staticmethod
     def _bool(view, key, messages) -> bool:

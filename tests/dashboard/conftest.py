@@ -125,6 +125,24 @@ def browser(server):
         b.close()
 
 
+def open_watched(ctx, url: str):
+    """A new page of ``ctx`` on ``url``, fully loaded, recording what the tests check afterwards: console errors,
+    page errors and failed requests (``console_errors``) and any request that leaves 127.0.0.1
+    (``external_requests``: the app must work offline, everything from the Panel server)."""
+    pg = ctx.new_page()
+    pg.console_errors = []
+    pg.on("console", lambda m: pg.console_errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
+    pg.on("requestfailed", lambda r: pg.console_errors.append(f"request failed: {r.url}"))
+    pg.external_requests = []
+    pg.on("request", lambda r: pg.external_requests.append(r.url)
+          if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
+    pg.goto(url, timeout=120_000)
+    pg.wait_for_selector("text=GP device", timeout=120_000)
+    pg.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
+    return pg
+
+
 @pytest.fixture(scope="session")
 def open_page(browser, server):
     """open_page() → a fresh page on the app (own browser context, so its own session), fully loaded."""
@@ -133,18 +151,7 @@ def open_page(browser, server):
     def _open(width: int = 1400, height: int = 900):
         ctx = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
         contexts.append(ctx)
-        pg = ctx.new_page()
-        pg.console_errors = []
-        pg.on("console", lambda m: pg.console_errors.append(m.text) if m.type == "error" else None)
-        pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
-        pg.on("requestfailed", lambda r: pg.console_errors.append(f"request failed: {r.url}"))
-        pg.external_requests = []  # the app must work offline: everything from the Panel server
-        pg.on("request", lambda r: pg.external_requests.append(r.url)
-              if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
-        pg.goto(server.url, timeout=120_000)
-        pg.wait_for_selector("text=GP device", timeout=120_000)
-        pg.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
-        return pg
+        return open_watched(ctx, server.url)
 
     yield _open
     for ctx in contexts:

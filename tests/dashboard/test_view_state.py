@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from tests.dashboard.conftest import SHOTS, column, model_js, tab, text_of, wait_for
+from tests.dashboard.conftest import SHOTS, column, model_js, open_watched, tab, text_of, wait_for
 
 #: the text of the first *visible* element matching a CSS selector, through shadow roots (several tabs hold a
 #: details pane with the same class; only the shown one counts)
@@ -56,16 +56,7 @@ def open_url(browser):
     def _open(url: str, permissions=()):
         ctx = browser.new_context(viewport={"width": 1400, "height": 900}, permissions=list(permissions))
         contexts.append(ctx)
-        pg = ctx.new_page()
-        pg.console_errors = []
-        pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
-        pg.external_requests = []
-        pg.on("request", lambda r: pg.external_requests.append(r.url)
-              if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
-        pg.goto(url, timeout=120_000)
-        pg.wait_for_selector("text=GP device", timeout=120_000)
-        pg.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
-        return pg
+        return open_watched(ctx, url)
 
     yield _open
     for ctx in contexts:

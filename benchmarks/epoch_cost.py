@@ -1,0 +1,102 @@
+"""What a MEGNet training epoch costs on this machine, by graph and training setting (issue 10, item 1).
+
+The shipped MEGNet (and data/converge) uses a 5 Å cut-off (megnet's ``CrystalGraph`` default), 100 Gaussians of
+width 0.5 Å and batches of 32; matgl's MEGNet formation-energy training example (MP-2018.6.1) builds its graphs
+with a 4 Å cut-off. A bond count roughly halves from 5 to 4 Å and a MEGNet
+epoch is dominated by per-bond updates, so the cut-off sets the epoch cost. This trains the real network on real
+oxides — the first ``--n`` materials of the shipped run's train split, its early-stopping materials as validation
+— for ``--epochs`` epochs per setting, each setting in a fresh process (TensorFlow's thread pools are fixed at
+its first op), and reports the steady-state seconds per epoch (epochs after the first, which traces the graph)
+and the mean bonds per structure. Prints one JSON line.
+
+    python benchmarks/epoch_cost.py [--n 1620] [--epochs 3] [--configs 5A-b32 4A-b32 ...]
+
+Wall-clock seconds: run it on a quiet machine (pause background training with kill -STOP) and say so.
+Accuracy is not measured here: a setting that is cheaper still has to reach the same validation MAE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: name → (cut-off Å, batch size, TensorFlow threads: None = its default, all cores)
+CONFIGS = {
+    "5A-b32": (5.0, 32, None),   # the shipped setting
+    "4A-b32": (4.0, 32, None),   # matgl's MEGNet formation-energy example
+    "5A-b64": (5.0, 64, None),
+    "5A-b128": (5.0, 128, None),
+    "5A-b32-1thread": (5.0, 32, 1),
+}
+
+
+def measure(name: str, n: int, epochs: int) -> dict:
+    """One setting, in this process: graphs (timed), then ``epochs`` epochs of training (each timed)."""
+    cutoff, batch, threads = CONFIGS[name]
+    import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings
+    from cfgp.pipeline import Run, held_out_positions
+
+    run = Run()
+    held = set(held_out_positions(run).tolist())
+    train = [i for i in run.split.train if i not in held][:n]
+    val = sorted(held)
+    m = run.materials
+    feat = MEGNetFeaturizer(MEGNetSettings(cutoff=cutoff, batch_size=batch, seed=0))
+    t0 = time.perf_counter()
+    graphs, kept, _ = feat.to_graphs(m.structures(train))
+    val_graphs, val_kept, _ = feat.to_graphs(m.structures(val))
+    graph_s = time.perf_counter() - t0
+    bonds = [len(g["index1"]) for g in graphs]
+    stamps = []
+    feat.fit_graphs(graphs, m.y[train][kept], val_graphs, m.y[val][val_kept], epochs=epochs, patience=epochs,
+                    progress=False, on_epoch=lambda *a, **k: stamps.append(time.perf_counter()))
+    per_epoch = [b - a for a, b in zip([t0 + graph_s] + stamps[:-1], stamps)]
+    steady = per_epoch[1:] or per_epoch
+    return {"config": name, "cutoff": cutoff, "batch_size": batch, "tf_threads": threads or "default",
+            "n_train": len(graphs), "n_val": len(val_graphs), "graphs_s": round(graph_s, 1),
+            "bonds_per_structure": round(sum(bonds) / len(bonds), 1),
+            "first_epoch_s": round(per_epoch[0], 1), "s_per_epoch": round(sum(steady) / len(steady), 1),
+            "val_mae_last": round(float(feat.train_state_.history[-1]["val_mae"]), 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1620, help="training materials (the shipped run's 1,620)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one setting in this process
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.n, args.epochs)), flush=True)
+        return
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    rows = []
+    for name in args.configs:
+        load = os.getloadavg()[0]
+        out = subprocess.run([sys.executable, __file__, "--one", name, "--n", str(args.n), "--epochs", str(args.epochs)],
+                             capture_output=True, text=True, env=env, cwd=ROOT)
+        if out.returncode:
+            raise RuntimeError(f"{name}: {out.stderr[-3000:]}")
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row.update(load_before=round(load, 2), load_after=round(os.getloadavg()[0], 2))
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        rows.append(row)
+    print(json.dumps({"machine": f"{os.cpu_count()} cores", "epochs": args.epochs, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
