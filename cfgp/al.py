@@ -279,7 +279,11 @@ class ActiveLearner:
         pool_pos = pool_positions(len(y_pool), settings)
         self.pool_positions = pool_pos  # into the caller's pool arrays
         self.pool_ids = np.asarray(pool_ids)[pool_pos] if pool_ids is not None else pool_pos.astype(str)
-        self.gp = CFGP.from_dict(gp.to_dict()).condition(X_train, y_train)
+        # the posterior is updated through the exact GP's Cholesky factor (PoolPosterior): whatever method the
+        # run's GP was saved with, active learning conditions exactly (its train set is small: 1,800 to ~3,300)
+        saved = gp.to_dict()
+        saved["params"] = {**saved["params"], "method": "exact"}
+        self.gp = CFGP.from_dict(saved).condition(X_train, y_train)
         self._X_train, self._y_train = np.asarray(X_train), np.asarray(y_train)
         self.X_query = np.vstack([np.asarray(X_pool)[pool_pos], X_test])
         self.y_query = np.concatenate([np.asarray(y_pool)[pool_pos], y_test])
@@ -337,7 +341,7 @@ class ActiveLearner:
         X = np.vstack([self._X_train, self.X_query[self.picked]])
         y = np.concatenate([self._y_train, self.y_query[self.picked]])
         params = dict(self.gp.get_params(), amplitude=self.gp.amplitude_, length_scale=self.gp.length_scale_,
-                      noise_variance=self.gp.noise_variance_, optimize=True)
+                      noise_variance=self.gp.noise_variance_, optimize=True, method="exact")
         self.gp = CFGP(**params).fit(X, y)
         self.posterior = PoolPosterior(self.gp, self.X_query)
 

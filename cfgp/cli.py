@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the rest of train, so σ is tuned out of sample; default: marginal likelihood of train")
     g.add_argument("--method", choices=("auto", "exact", "sparse", "local"), default="auto",
                    help="condition exactly (n×n Cholesky), by a sparse variational GP (SGPR) or on each query's "
-                        "nearest training points (local); auto: exact up to 10,000 training points, local above")
+                        "nearest training points (local); auto: exact up to 10,000 training points (LOCAL_ABOVE), local above")
     g.add_argument("--n-inducing", type=int, default=2000, help="inducing inputs of the sparse GP (default 2000)")
     g.add_argument("--inducing", choices=("kmeans", "greedy", "random"), default="kmeans",
                    help="how the sparse GP's inducing inputs are chosen (default kmeans)")

@@ -138,6 +138,7 @@ def parse_cif(text: str):
 
 
 def first_line(exc: BaseException) -> str:
+    """An exception's first line (≤ 200 characters) for a per-record reason: parsers' messages can be pages long."""
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
@@ -152,6 +153,7 @@ def _short(value: Any, limit: int = 40) -> str:
 
 
 def record_energy(value: Any) -> float:
+    """A record's formation energy as a finite float (eV/atom); DataError saying why a value cannot be one."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and value == ""):
         raise DataError("missing formation energy")
     if isinstance(value, bool):
@@ -235,6 +237,7 @@ class Materials:
 
 
 def pick_field(record: dict, names: Sequence[str]) -> Any:
+    """The first of ``names`` a record has (data sets name the id, CIF and energy columns differently)."""
     for name in names:
         if name in record:
             return record[name]
@@ -431,6 +434,8 @@ class _HugeInt(str):
 
 
 def json_int(text: str) -> int | _HugeInt:
+    """``json.loads``' ``parse_int``: a description instead of an integer Python refuses to convert (over 4,300
+    digits would abort the whole file), so that only the record holding it is refused, by name."""
     digits = len(text.lstrip("-"))
     return int(text) if digits <= _MAX_JSON_INT_DIGITS else _HugeInt(f"an integer of {digits:,} digits")
 

@@ -12,16 +12,20 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from cfgp.local_gp import N_NEIGHBOURS  # training points each query of the local GP conditions on
 
+if TYPE_CHECKING:
+    from cfgp.local_gp import LocalGP
+    from cfgp.sparse_gp import SparseGP
+
 JITTER = 1e-8
 METHODS = ("auto", "exact", "sparse", "local")
-SPARSE_ABOVE = 10_000  # method="auto" conditions on nearest neighbours above this many points (README "Scaling out")
+LOCAL_ABOVE = 10_000  # method="auto" conditions on nearest neighbours above this many points (README "Scaling out")
 N_INDUCING = 2000  # default inducing inputs of the sparse GP (README "Scaling out")
 MIN_NOISE = 1e-6  # floor on a fitted noise variance (eV/atom)², keeps the Cholesky stable
 DTYPE = "float64"
@@ -123,7 +127,7 @@ class CFGP:
         Cholesky, O(n³) time, O(n²) memory), 'sparse' (SGPR with ``n_inducing`` inducing inputs,
         :mod:`cfgp.sparse_gp`, O(n·m²) time, O(n·m) memory, on the CPU in NumPy), 'local' (each query
         conditions exactly on its ``n_neighbours`` nearest training points, :mod:`cfgp.local_gp`; O(n·d)
-        memory, O(n·d + k³) per query) or 'auto': exact up to ``SPARSE_ABOVE`` points, local above (at
+        memory, O(n·d + k³) per query) or 'auto': exact up to ``LOCAL_ABOVE`` points, local above (at
         n = 14,928 local is within 1 % of exact's test MAE, SGPR with m = 2,000 11.6 % above: README
         "Scaling out"). The hyper-parameters are fitted the same way in all of them.
     n_inducing, inducing : the sparse GP's number of inducing inputs and how they are chosen
@@ -191,11 +195,11 @@ class CFGP:
     def resolved_method(self, n: int) -> str:
         """'exact', 'sparse' or 'local': what ``method`` means for a GP conditioned on n points."""
         if self.method == "auto":
-            return "local" if n > SPARSE_ABOVE else "exact"
+            return "local" if n > LOCAL_ABOVE else "exact"
         return self.method
 
     @property
-    def approximation_(self):
+    def approximation_(self) -> "SparseGP | LocalGP | None":
         """The SparseGP or LocalGP that conditions and predicts for this GP, or None when it is exact."""
         return getattr(self, "sparse_", None) or getattr(self, "local_", None)
 
@@ -534,7 +538,7 @@ class CFGP:
 
         if self.approximation_ is not None:
             raise ValueError(f"a {self.method_} GP has no Cholesky factor to update point by point; active "
-                             "learning needs method='exact' (auto is exact up to 10,000 training points)")
+                             f"learning needs method='exact' (auto is exact up to {LOCAL_ABOVE:,} training points)")
         Q = self.scaler_.transform(np.atleast_2d(X))
         with tf.device(tf_device()):
             V = tf.linalg.triangular_solve(self._L, self.kernel_matrix(self._X, tf.constant(Q)), lower=True)

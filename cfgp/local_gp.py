@@ -11,7 +11,7 @@ k = 256 the test MAE is within 1 % of exact and 2σ coverage within 0.002 (READM
 Conditioning is storing the points (O(n·d) memory, nothing n×n); a query costs a distance row to the n
 training points (O(n·d)) and one k×k solve (O(k³)). Queries are answered in batches whose k×k systems are
 solved together, so a batch of b queries holds b·k² floats (b = 64, k = 256: 34 MB; b shrinks for a large k to
-stay under 256 MB) besides b·n distances. With k ≥ n every query conditions on all points: the exact GP, to
+stay near 256 MB of temporaries) besides b·n distances. With k ≥ n every query conditions on all points: the exact GP, to
 rounding (tested), with one Cholesky for all queries.
 """
 
@@ -22,7 +22,7 @@ from scipy.spatial.distance import cdist
 
 N_NEIGHBOURS = 256  # training points each query conditions on (README "Scaling out": 128-2,048 measured)
 JITTER = 1e-8  # added to the noise on the k×k diagonal, as the exact GP adds it to the n×n one
-MAX_BATCH_FLOATS = 32 * 1024 * 1024  # floats of a batch's k×k systems (256 MB)
+MAX_BATCH_FLOATS = 32 * 1024 * 1024  # floats of a batch's k×k temporaries (256 MB; ~6 arrays of b·k² each)
 
 
 class LocalGP:
@@ -52,10 +52,12 @@ class LocalGP:
         if len(y) < 1 or not (np.isfinite(X).all() and np.isfinite(y).all()):
             raise ValueError("X and y must be finite and not empty")
         self.X_, self.y_ = X.copy(), y.copy()
+        self._all = None  # the k ≥ n factor, made on first use
         return self
 
     @property
     def n_(self) -> int:
+        """Training points the GP is conditioned on."""
         return len(self.y_)
 
     def add(self, X_new: np.ndarray, y_new: np.ndarray) -> "LocalGP":
@@ -66,6 +68,7 @@ class LocalGP:
             raise ValueError("X_new and y_new must be finite and the same length")
         self.X_ = np.vstack([self.X_, X_new])
         self.y_ = np.concatenate([self.y_, y_new])
+        self._all = None
         return self
 
     def neighbours(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +82,8 @@ class LocalGP:
         order = np.argsort(d, axis=1, kind="stable")
         return np.take_along_axis(idx, order, axis=1), np.take_along_axis(d, order, axis=1)
 
-    def predict(self, X: np.ndarray, return_std: bool = False, include_noise: bool = True, batch_size: int | None = None):
+    def predict(self, X: np.ndarray, return_std: bool = False, include_noise: bool = True,
+                batch_size: int | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Posterior mean and, with ``return_std``, the predictive σ of a label (``include_noise=False``: of the
         latent function) of each query given its k nearest training points, as :meth:`cfgp.gp.CFGP.predict`."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
@@ -87,8 +91,9 @@ class LocalGP:
         if self.n_neighbours >= self.n_:
             return self._predict_all(X, return_std, include_noise)
         k = self.n_neighbours
-        # a batch's k×k systems take b·k²·8 bytes: at most ~256 MB whatever k
-        b = max(1, min(int(batch_size or self.batch_size), MAX_BATCH_FLOATS // (k * k)))
+        # a batch holds ~6 temporaries of b·k² floats (Gram, distances, K, the solver's copy): ≲ 256 MB for
+        # k ≤ ~2,300 (one query at a time above that: 6·k² floats)
+        b = max(1, min(int(batch_size or self.batch_size), MAX_BATCH_FLOATS // (6 * k * k)))
         means, stds = [], []
         for s in range(0, len(X), b):
             Q = X[s:s + b]
@@ -116,15 +121,17 @@ class LocalGP:
         return mean
 
     def _predict_all(self, X: np.ndarray, return_std: bool, include_noise: bool):
-        """k ≥ n: every query's neighbourhood is the whole training set, so one n×n Cholesky serves them all
-        (the exact GP; n ≤ k keeps it small)."""
+        """k ≥ n: every query's neighbourhood is the whole training set, so one n×n Cholesky (made once, kept
+        until ``add``) serves them all — the exact GP; n ≤ k keeps it small."""
         from scipy.linalg import cho_factor, cho_solve
 
         a2, l, s2 = self.amplitude**2, self.length_scale, self.noise_variance
-        K = a2 * np.exp(-cdist(self.X_, self.X_) / l)
-        K[np.diag_indices_from(K)] = a2 + s2 + JITTER
-        c = cho_factor(K, lower=True)
-        alpha = cho_solve(c, self.y_ - self.mean_constant)
+        if getattr(self, "_all", None) is None:
+            K = a2 * np.exp(-cdist(self.X_, self.X_) / l)
+            K[np.diag_indices_from(K)] = a2 + s2 + JITTER
+            c = cho_factor(K, lower=True)
+            self._all = (c, cho_solve(c, self.y_ - self.mean_constant))
+        c, alpha = self._all
         means, stds = [], []
         for s in range(0, len(X), 1024):
             Ks = a2 * np.exp(-cdist(self.X_, X[s:s + 1024]) / l)

@@ -186,7 +186,8 @@ def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_rec
     assert not (mine / "al").exists()  # nothing computed, nothing written
 
     # a longer one extends it, in the user's folder (also when data/default is named explicitly)
-    out = _last_json(cfgp("al", "--run", "data/default", "--strategy", "random", "--cycles", "1503", "--json"))
+    # the one that writes, in a process of its own as a user runs it
+    out = _last_json(_cfgp("al", "--run", "data/default", "--strategy", "random", "--cycles", "1503", "--json"))
     shipped = (committed / "random-b1-pool7195-s0.jsonl").read_bytes()
     extended = (mine / "al" / "random-b1-pool7195-s0.jsonl").read_bytes()
     assert extended.startswith(shipped)  # the committed records, byte for byte, then three more cycles

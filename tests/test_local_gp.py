@@ -1,12 +1,12 @@
 """The local (nearest-neighbour) GP (cfgp/local_gp.py) on the shipped run's real latents: exact when every
 training point is a neighbour, the right neighbours, the prior far from the data, growing by add(), and what
-method="auto" picks above SPARSE_ABOVE."""
+method="auto" picks above LOCAL_ABOVE."""
 
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from cfgp.gp import SPARSE_ABOVE, CFGP
+from cfgp.gp import LOCAL_ABOVE, CFGP
 from cfgp.local_gp import LocalGP
 from tests import reference
 
@@ -79,17 +79,17 @@ def test_adding_points_equals_a_fit_on_all(default):
 def test_auto_is_exact_below_the_threshold_and_local_above_and_settings_survive_saving(default):
     d = default
     gp = CFGP(method="auto")
-    assert gp.resolved_method(SPARSE_ABOVE) == "exact" and gp.resolved_method(SPARSE_ABOVE + 1) == "local"
+    assert gp.resolved_method(LOCAL_ABOVE) == "exact" and gp.resolved_method(LOCAL_ABOVE + 1) == "local"
     assert CFGP(method="local").resolved_method(10) == "local"
     assert "n_neighbours" not in CFGP().get_params()  # the shipped gp.json's settings key is unchanged
-    # above the threshold: real latents of train + pool, n = SPARSE_ABOVE + 1, no hyper-parameter fit
+    # above the threshold: real latents of train + pool, n = LOCAL_ABOVE + 1, no hyper-parameter fit
     run = d["run"]
     X = run.latents()
     rows = np.concatenate([run.split.train, run.split.pool])
-    rows = rows[np.isfinite(X[rows]).all(axis=1)][: SPARSE_ABOVE + 1]
+    rows = rows[np.isfinite(X[rows]).all(axis=1)][: LOCAL_ABOVE + 1]
     big = CFGP.from_dict(d["saved"])
     big.condition(X[rows], run.materials.y[rows])
-    assert big.method_ == "local" and big.n_train_ == SPARSE_ABOVE + 1 and big._L is None and big.device_ == "/CPU:0"
+    assert big.method_ == "local" and big.n_train_ == LOCAL_ABOVE + 1 and big._L is None and big.device_ == "/CPU:0"
     mean, std = big.predict(d["Xte"], return_std=True)
     # more labels than the shipped 1,800-point GP: better on the same test materials (shipped: 0.1265)
     shipped = CFGP.from_dict(d["saved"]).condition(d["Xtr"], d["ytr"]).predict(d["Xte"])
@@ -129,3 +129,13 @@ def test_cli_fit_with_the_local_method(default, tmp_path, capsys):
     assert gp.method_ == "local" and gp.local_.n_neighbours == 128 and gp.n_train_ == 1800
     scores = evaluate(Run(run_dir))
     assert scores["mae"] < 1.05 * 0.1265 and 0.85 < scores["coverage_2sigma"] < 0.99  # exact: 0.1265 / 0.922
+    # active learning on that run conditions exactly: the refit found the shipped hyper-parameters, so its first
+    # cycles are the committed entropy run's, pick for pick
+    from cfgp.al import ALSettings, History
+    from cfgp.pipeline import active_learner
+
+    learner = active_learner(Run(run_dir), ALSettings(strategy="entropy", cycles=3, batch_size=1, seed=0))
+    assert learner.gp.method_ == "exact"
+    _, committed = History(DEFAULT_RUN / "al" / "entropy-b1-pool7195-s0.jsonl").read()
+    for rec, ref in zip(learner.steps(), committed[1:4]):
+        assert rec["picked"] == ref["picked"] and rec["mae"] == pytest.approx(ref["mae"], rel=1e-6)

@@ -13,7 +13,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from cfgp.artefacts import DEFAULT_RUN, read_json
-from cfgp.gp import SPARSE_ABOVE, CFGP
+from cfgp.gp import LOCAL_ABOVE, CFGP
 from cfgp.sparse_gp import SparseGP, greedy_inducing
 from tests import reference
 
@@ -132,22 +132,22 @@ def test_greedy_selection_picks_distinct_points_and_covers_the_farthest(default)
 def test_sparse_method_on_more_points_than_the_exact_threshold(default):
     """Chosen by the setting (method="auto" picks the local GP there: tests/test_local_gp.py)."""
     d = default
-    assert CFGP(method="auto").resolved_method(SPARSE_ABOVE) == "exact"
+    assert CFGP(method="auto").resolved_method(LOCAL_ABOVE) == "exact"
     assert CFGP(method="exact").resolved_method(10**6) == "exact"
     assert CFGP(method="sparse").resolved_method(10) == "sparse"
     assert CFGP().get_params() == CFGP(method="auto").get_params()  # the shipped gp.json key is unchanged
     assert "method" not in CFGP().get_params() and CFGP(method="sparse").get_params()["method"] == "sparse"
     small = CFGP.from_dict(d["saved"]).condition(d["Xtr"], d["ytr"])
     assert small.method_ == "exact" and small.sparse_ is None
-    # above the threshold: real latents of train + pool, n = SPARSE_ABOVE + 1, no hyper-parameter fit
+    # above the threshold: real latents of train + pool, n = LOCAL_ABOVE + 1, no hyper-parameter fit
     run = d["run"]
     X = run.latents()
     rows = np.concatenate([run.split.train, run.split.pool])
-    rows = rows[np.isfinite(X[rows]).all(axis=1)][: SPARSE_ABOVE + 1]
+    rows = rows[np.isfinite(X[rows]).all(axis=1)][: LOCAL_ABOVE + 1]
     big = CFGP.from_dict(d["saved"])
     big.method, big.n_inducing = "sparse", 300
     big.condition(X[rows], run.materials.y[rows])
-    assert big.method_ == "sparse" and big.n_train_ == SPARSE_ABOVE + 1 and big._L is None
+    assert big.method_ == "sparse" and big.n_train_ == LOCAL_ABOVE + 1 and big._L is None
     mean = big.predict(d["Xte"])
     assert np.abs(mean - d["yte"]).mean() < 0.2  # a usable model (measured 0.13 at m = 300)
     with pytest.raises(ValueError, match="method"):

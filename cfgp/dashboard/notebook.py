@@ -25,18 +25,26 @@ from cfgp.dashboard.shared import SessionState, server_data
 TABS = {"Latent map": True, "Calibration": False, "Active learning": True, "Outliers": False, "Predict": True}
 
 
-def notebook_extension(comms: str = "default", **kwargs) -> None:
+def notebook_extension(comms: str = "default", dist_url: str | None = None, **kwargs) -> None:
     """``pn.extension`` for the notebook with the dashboard's extensions, every script and style written
-    into the notebook (no CDN: an offline classroom still sees the plots)."""
+    into the notebook (no CDN: an offline classroom still sees the plots).
+
+    A pane a callback redraws names its stylesheets by URL (Markdown, HTML, theme), resolved against
+    ``panel.reactive.CDN_DIST`` when there is no server document (holoviz/panel#7073), i.e. against
+    cdn.holoviz.org. In JupyterLab / Jupyter Notebook (``comms="default"``) Panel's Jupyter server extension,
+    enabled by the wheel, serves the same files at ``<base_url>panel_dist/``: the fallback points there —
+    ``/panel_dist/``, under ``JUPYTERHUB_SERVICE_PREFIX`` on JupyterHub, or ``dist_url`` for a server started
+    with another ``--ServerApp.base_url``. Front ends without that server (VS Code, Colab: ``comms="ipywidgets"``
+    or ``"vscode"``/``"colab"``) keep Panel's CDN unless ``dist_url`` is given.
+    """
     from cfgp.dashboard import EXTENSIONS
 
     kwargs.setdefault("sizing_mode", "stretch_width")
     kwargs.setdefault("inline", True)
-    # A pane a callback redraws names its stylesheets by URL (Markdown, HTML, theme), resolved against
-    # ``panel.reactive.CDN_DIST`` when there is no server document (holoviz/panel#7073), i.e. against
-    # cdn.holoviz.org. Panel's Jupyter server extension (enabled by the wheel) serves the same files at
-    # ``<base_url>panel_dist/``: point the fallback there, as app.py points it at the Panel server's route.
-    panel.reactive.CDN_DIST = jupyter_dist_url()
+    if dist_url is not None:
+        panel.reactive.CDN_DIST = dist_url
+    elif comms == "default":
+        panel.reactive.CDN_DIST = jupyter_dist_url()
     pn.extension(*EXTENSIONS, comms=comms, **kwargs)
 
 
