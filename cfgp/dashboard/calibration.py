@@ -26,7 +26,7 @@ from bokeh.plotting import figure
 
 from cfgp.calibration import METRIC_LABELS, calibration_curve, regression_metrics
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
-from cfgp.dashboard.shared import ServerData, SessionState, in_document, on_session_end
+from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
 
 SPLITS = ("test", "pool", "train")
 #: the most points a scatter source holds; a bigger split (the 13k pool) is drawn as a seeded subsample
@@ -381,10 +381,7 @@ class Calibration(pn.viewable.Viewer):
         self.state.select(v.shown[idx].tolist())
 
     def _on_selected(self, event) -> None:
-        # a selection can change inside a widget event (Clear selection), where Panel leaves the document
-        # unlocked and Bokeh refuses model and source edits ("_pending_writes should be non-None", seen in CI):
-        # follow it on the session's next tick, which holds the lock
-        in_document(self._follow_selection)
+        self._follow_selection()
 
     def _follow_selection(self) -> None:
         v, selected = self.view, self.state.selected

@@ -165,11 +165,8 @@ class LatentMap(pn.viewable.Viewer):
 
     def _on_selected(self, event) -> None:
         sel = list(event.new)
-
-        def show_selection():  # on the session's next tick: the change may come from an unlocked widget event
-            if sorted(self.source.selected.indices) != sel:
-                self.source.selected.indices = sel
-        in_document(show_selection)
+        if sorted(self.source.selected.indices) != sel:
+            self.source.selected.indices = sel
         if len(sel) == 1:
             self.details.show(sel[0])
         else:
