@@ -9,7 +9,10 @@ import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import panel as pn
 
+from cfgp.dashboard import panel_fixes
 from cfgp.dashboard.shared import ServerData, SessionState, server_data
+
+panel_fixes.install()  # a click right after another change must not run outside the document lock
 
 EXTENSIONS = ("tabulator",)  # plotly.js loads on demand, see details.py
 

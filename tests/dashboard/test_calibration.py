@@ -151,6 +151,30 @@ def test_a_latent_map_brush_shows_up_in_the_calibration_plots(page, server, app_
     assert page.console_errors == []
 
 
+def test_clear_right_after_another_control_changes(page, server, app_run):
+    """A click that reaches the server while another control's change is still pending (Panel then runs both
+    outside Bokeh's document lock: panel_fixes.py) still does both: the split changes and the selection clears."""
+    tab(page, "Calibration")
+    server.new_log()
+    for split in ("train", "test", "train"):
+        n_split = len(_split_rows(app_run, split))
+        model_js(page, "residual-source", "(m.selected.indices = [0, 1, 2, 3, 4, 5], true)")
+        assert wait_for(page, lambda: "selected of the" in _metrics(page), 30), _metrics(page)
+        radio = page.get_by_role("button", name=split, exact=True).filter(visible=True).first
+        clear = page.get_by_role("button", name="Clear selection").filter(visible=True).first
+        page.evaluate("([a, b]) => { a.click(); b.click(); }", [radio.element_handle(), clear.element_handle()])
+        assert wait_for(page, lambda: _metrics(page).startswith(f"Metrics for {n_split:,} {split} materials"),
+                        30), _metrics(page)
+        assert wait_for(page, lambda: len(column(page, "parity-source", "row") or []) == n_split, 30)
+        assert _indices(page, "parity-source") == [] and _indices(page, "residual-source") == []
+        server.assert_clean()
+    _choose(page, "test")
+    assert wait_for(page, lambda: len(column(page, "parity-source", "row") or []) ==
+                    len(_split_rows(app_run, "test")), 30)
+    server.assert_clean()
+    assert page.console_errors == []
+
+
 def test_phosphates_only_replaces_the_plotted_points(page, server, app_run):
     tab(page, "Calibration")
     phosphate = app_run.materials.frame["is_phosphate"].to_numpy(bool)

@@ -90,5 +90,5 @@ def test_a_busy_session_does_not_stall_another(open_page, server, small_records,
     assert wait_for(a, lambda: re.search(r"cycle [1-9]", text_of(a, ".al-cycle")), 300), text_of(a, ".al-cycle")
     a.get_by_role("button", name="❚❚ Pause", exact=True).click()
     tab(a, "Latent map")
-    assert "not an element symbol" in text_of(a, ".map-message")
+    assert wait_for(a, lambda: "not an element symbol" in text_of(a, ".map-message"), 30), text_of(a, ".map-message")
     server.assert_clean()
