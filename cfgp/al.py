@@ -20,6 +20,7 @@ from scipy import stats
 
 from cfgp.artefacts import refuse_shipped_write
 from cfgp.gp import JITTER, CFGP, tf_device
+from cfgp.predictive import std_from_variance
 
 CHUNK_ROWS = 512
 
@@ -82,7 +83,7 @@ class PoolPosterior:
     @property
     def std(self) -> np.ndarray:
         """Predictive σ of a DFT label at every query point."""
-        return np.sqrt(np.maximum(self.var_f + self.noise - JITTER, 1e-300))
+        return std_from_variance(self.var_f + self.noise - JITTER)
 
     def _kernel_row(self, j: int):
         if self.backend == "numpy":
@@ -281,9 +282,7 @@ class ActiveLearner:
         self.pool_ids = np.asarray(pool_ids)[pool_pos] if pool_ids is not None else pool_pos.astype(str)
         # the posterior is updated through the exact GP's Cholesky factor (PoolPosterior): whatever method the
         # run's GP was saved with, active learning conditions exactly (its train set is small: 1,800 to ~3,300)
-        saved = gp.to_dict()
-        saved["params"] = {**saved["params"], "method": "exact"}
-        self.gp = CFGP.from_dict(saved).condition(X_train, y_train)
+        self.gp = gp.with_params(method="exact").condition(X_train, y_train)
         self._X_train, self._y_train = np.asarray(X_train), np.asarray(y_train)
         self.X_query = np.vstack([np.asarray(X_pool)[pool_pos], X_test])
         self.y_query = np.concatenate([np.asarray(y_pool)[pool_pos], y_test])

@@ -18,6 +18,7 @@ import numpy as np
 
 import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from cfgp.local_gp import N_NEIGHBOURS  # training points each query of the local GP conditions on
+from cfgp.predictive import predictive_output, std_from_variance
 
 if TYPE_CHECKING:
     from cfgp.local_gp import LocalGP
@@ -523,11 +524,8 @@ class CFGP:
                 means.append((tf.matmul(V, self._z, transpose_a=True)[:, 0] + self.mean_constant_).numpy())
                 if return_std:
                     var = prior_var - tf.reduce_sum(V**2, axis=0)
-                    stds.append(np.sqrt(np.maximum(var.numpy(), 1e-300)))
-        mean = np.concatenate(means) if means else np.zeros(0)
-        if return_std:
-            return mean, (np.concatenate(stds) if stds else np.zeros(0))
-        return mean
+                    stds.append(std_from_variance(var.numpy()))
+        return predictive_output(means, stds, return_std)
 
     def whitened_cross_kernel(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """V = L⁻¹K(X_train, X) for the queries X (unscaled) and z = L⁻¹(y − m), L the exact GP's Cholesky
@@ -568,6 +566,14 @@ class CFGP:
                        "scale": self.scaler_.scale.tolist()},
             "fit_info": asdict(self.fit_info_),
         }
+
+    def with_params(self, **params) -> "CFGP":
+        """An unconditioned copy with the same fitted hyper-parameters and feature scaling and some settings
+        changed (``method="exact"``, ``n_neighbours=…``): how active learning and the benchmarks re-condition
+        a fitted GP another way. Call ``condition(X, y)`` before predicting."""
+        d = self.to_dict()
+        d["params"] = {**d["params"], **params}
+        return type(self).from_dict(d)
 
     @classmethod
     def from_dict(cls, d: dict) -> "CFGP":

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from cfgp.predictive import predictive_output, std_from_variance
+
 N_NEIGHBOURS = 256  # training points each query conditions on (README "Scaling out": 128-2,048 measured)
 JITTER = 1e-8  # added to the noise on the k×k diagonal, as the exact GP adds it to the n×n one
 MAX_BATCH_FLOATS = 32 * 1024 * 1024  # floats of a batch's k×k temporaries (256 MB; ~6 arrays of b·k² each)
@@ -114,11 +116,8 @@ class LocalGP:
                 var = a2 - np.einsum("bk,bk->b", ks, sol[:, :, 1])
                 if include_noise:
                     var = var + s2
-                stds.append(np.sqrt(np.maximum(var, 1e-300)))
-        mean = np.concatenate(means) if means else np.zeros(0)
-        if return_std:
-            return mean, (np.concatenate(stds) if stds else np.zeros(0))
-        return mean
+                stds.append(std_from_variance(var))
+        return predictive_output(means, stds, return_std)
 
     def _predict_all(self, X: np.ndarray, return_std: bool, include_noise: bool):
         """k ≥ n: every query's neighbourhood is the whole training set, so one n×n Cholesky (made once, kept
@@ -138,8 +137,5 @@ class LocalGP:
             means.append(self.mean_constant + Ks.T @ alpha)
             if return_std:
                 var = a2 - np.einsum("ij,ij->j", Ks, cho_solve(c, Ks)) + (s2 if include_noise else 0.0)
-                stds.append(np.sqrt(np.maximum(var, 1e-300)))
-        mean = np.concatenate(means) if means else np.zeros(0)
-        if return_std:
-            return mean, (np.concatenate(stds) if stds else np.zeros(0))
-        return mean
+                stds.append(std_from_variance(var))
+        return predictive_output(means, stds, return_std)

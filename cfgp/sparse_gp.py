@@ -26,6 +26,8 @@ import numpy as np
 from scipy.linalg import cholesky, solve_triangular
 from scipy.spatial.distance import cdist
 
+from cfgp.predictive import predictive_output, std_from_variance
+
 INDUCING_METHODS = ("greedy", "kmeans", "random")
 
 
@@ -190,11 +192,8 @@ class SparseGP:
                 var = self.amplitude**2 - (t1 * t1).sum(axis=0) + (t2 * t2).sum(axis=0)
                 if include_noise:
                     var += self.noise_variance
-                stds.append(np.sqrt(np.maximum(var, 1e-300)))
-        mean = np.concatenate(means) if means else np.zeros(0)
-        if return_std:
-            return mean, (np.concatenate(stds) if stds else np.zeros(0))
-        return mean
+                stds.append(std_from_variance(var))
+        return predictive_output(means, stds, return_std)
 
     def elbo(self) -> float:
         """Titsias' collapsed lower bound on log p(y) (total, not per point) at the current Z and hyper-parameters."""

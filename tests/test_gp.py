@@ -155,6 +155,12 @@ def test_sigma_small_at_training_points_and_roundtrip(latents):
     np.testing.assert_allclose(s_far, gp.hyperparameters_["amplitude"], rtol=1e-6)  # prior σ far away
     clone = CFGP.from_dict(gp.to_dict()).condition(Xtr, ytr)
     np.testing.assert_array_equal(clone.predict(Xte), gp.predict(Xte))
+    # with_params: the same hyper-parameters conditioned another way; the original is left as it was
+    local = gp.with_params(method="local", n_neighbours=len(Xtr)).condition(Xtr, ytr)
+    assert local.method_ == "local" and gp.method_ == "exact" and gp.get_params().get("method", "auto") == "auto"
+    assert local.hyperparameters_ == gp.hyperparameters_
+    np.testing.assert_allclose(local.predict(Xte, return_std=True), gp.predict(Xte, return_std=True), rtol=1e-6,
+                               atol=1e-9)  # k ≥ n neighbours is the exact GP
     import tensorflow as tf
 
     gpu = bool(tf.config.list_physical_devices("GPU"))
