@@ -11,7 +11,7 @@ import numpy as np
 
 def std_from_variance(var) -> np.ndarray:
     """σ of a predictive variance computed as a difference (a² − …), floored above zero."""
-    return np.sqrt(np.maximum(np.asarray(var, dtype=np.float64), 1e-300))
+    return np.sqrt(np.maximum(var, 1e-300))
 
 
 def predictive_output(means: list, stds: list, return_std: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
