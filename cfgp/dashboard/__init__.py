@@ -10,7 +10,7 @@ import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import panel as pn
 
 from cfgp.dashboard import panel_fixes
-from cfgp.dashboard.shared import ServerData, SessionState, server_data
+from cfgp.dashboard.shared import ServerData, SessionState, freeze_server_heap, server_data
 
 panel_fixes.install()  # a click right after another change must not run outside the document lock
 
@@ -33,6 +33,7 @@ def create_app(run_dir=None, theme: str | None = None, projector: bool | None = 
     from cfgp.gp import device_label
 
     data = server_data(run_dir)
+    freeze_server_heap()  # the first page of a server: later full collections skip the libraries and the data
     warm_up_in_background(data)  # the first upload of a class should not wait for the network
     h = data.gp.hyperparameters_
     header = pn.pane.Markdown(

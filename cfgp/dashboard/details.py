@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import io
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import panel as pn
@@ -27,7 +27,7 @@ from cfgp.dashboard.downloads import download_button
 from cfgp import plots
 from cfgp.crystal_view import crystal_view
 from cfgp.data import DataError
-from cfgp.dashboard.shared import ServerData
+from cfgp.dashboard.shared import ServerData, in_document
 
 
 def material_text(data: ServerData, row: int) -> str:
@@ -160,9 +160,19 @@ class MaterialDetails(pn.viewable.Viewer):
     def _draw(self) -> None:
         if self.row is None:
             return
-        rep = (2, 2, 2) if self.supercell else (1, 1, 1)
-        fig, view, problem = structure_figure(self.data, self.row, rep, height=self.height)
-        self.text.object = material_text(self.data, self.row) + (f"\n\n{problem}" if problem else "")
+        self.text.object = material_text(self.data, self.row)
+        # the numbers go to the browser now; the crystal follows on the session's next tick: its bonds and
+        # polyhedra (pymatgen, 0.15-0.3 s) and the frame that loads plotly.js (~0.7 s in the browser) would
+        # otherwise hold the text back (tap -> text 0.9-1.1 s before, benchmarks/app_latency.py)
+        in_document(partial(self._draw_structure, self.row, self.supercell))
+
+    def _draw_structure(self, row: int, supercell: bool) -> None:
+        if (row, supercell) != (self.row, self.supercell):
+            return  # another material or the other cell was asked for meanwhile: its own call draws it
+        fig, view, problem = structure_figure(self.data, row, (2, 2, 2) if supercell else (1, 1, 1),
+                                              height=self.height)
+        if problem:
+            self.text.object = material_text(self.data, row) + f"\n\n{problem}"
         self.structure.object = (structure_html(fig, self.height, f"{self.css_class}-structure")
                                  if fig is not None else "")
         self.legend.object = legend_html(view) if view is not None else ""

@@ -83,12 +83,24 @@ def test_a_busy_session_does_not_stall_another(open_page, server, small_records,
     # A's actions really ran: its upload was predicted, its batch size clamped, its run played, its regex refused
     assert wait_for(a, lambda: "eV/atom" in text_of(a, ".prediction"), 300), text_of(a, ".prediction")
     tab(a, "Active learning")
-    batch = a.evaluate("() => { for (const d of Bokeh.documents) for (const m of (d._all_models ? "
-                       "[...d._all_models.values()] : [...d.all_models])) "
-                       "if ((m.css_classes ?? []).includes('al-batch') && 'value' in m) return m.value; }")
-    assert batch == 100  # clamped on the server, and the browser was told
+    batch = ("() => { for (const d of Bokeh.documents) for (const m of (d._all_models ? "
+             "[...d._all_models.values()] : [...d.all_models])) "
+             "if ((m.css_classes ?? []).includes('al-batch') && 'value' in m) return m.value; }")
+    assert wait_for(a, lambda: a.evaluate(batch) == 100, 30), a.evaluate(batch)  # clamped, and the browser told
     assert wait_for(a, lambda: re.search(r"cycle [1-9]", text_of(a, ".al-cycle")), 300), text_of(a, ".al-cycle")
     a.get_by_role("button", name="❚❚ Pause", exact=True).click()
     tab(a, "Latent map")
     assert wait_for(a, lambda: "not an element symbol" in text_of(a, ".map-message"), 30), text_of(a, ".map-message")
     server.assert_clean()
+
+
+def test_the_heap_is_frozen_by_a_served_page_not_by_a_notebook_or_script():
+    """freeze_server_heap (why: its docstring and benchmarks/session_gc.py) acts only in a server session: a
+    notebook kernel or a script calling create_app keeps its garbage collector as it was."""
+    import gc
+
+    from cfgp.dashboard.shared import freeze_server_heap
+
+    before = gc.get_freeze_count()
+    assert freeze_server_heap() is False
+    assert gc.get_freeze_count() == before

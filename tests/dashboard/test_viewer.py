@@ -157,3 +157,37 @@ def test_compare_with_nearest_training_material(page, server, app_run, frame):
     assert page.external_requests == []
     server.assert_clean()
     assert [e for e in page.console_errors if "favicon" not in e] == []
+
+
+#: does the details pane (inside Panel's shadow roots) show this text? (polled in the page, every 10 ms)
+TEXT_HAS = """((t) => { const walk = (root) => { for (const e of root.querySelectorAll('*')) {
+  if (e.classList && e.classList.contains('details') && (e.shadowRoot ? e.shadowRoot.textContent : e.textContent)
+      .includes(t)) return true; if (e.shadowRoot && walk(e.shadowRoot)) return true; } return false; };
+  return walk(document); })"""
+
+
+def test_two_quick_taps_end_on_the_second_material_text_and_crystal(open_page, server, app_run):
+    """The details text is sent at once and the crystal on the next tick (details.py): a second tap before the
+    first crystal is drawn must leave the second material's text and crystal, not a mix of the two."""
+    f = app_run.materials.frame
+    small = f.index[(f["nsites"] >= 2) & (f["nsites"] <= 12)]
+    first = int(small[0])
+    second = int(next(r for r in small[1:] if f["nsites"].iloc[r] != f["nsites"].iloc[first]))
+    pg = open_page()
+    tab(pg, "Latent map")
+    server.new_log()
+    select = """(rows) => { for (const d of Bokeh.documents) { const s = d.get_model_by_name('map-source');
+        if (s) s.selected.indices = rows; } }"""
+    pg.evaluate(select, [first])
+    # the second tap as soon as the first material's text is shown, while its crystal is still on its way
+    pg.wait_for_function(f"() => {TEXT_HAS}('{f['material_id'].iloc[first]}')", polling=10, timeout=30_000)
+    pg.evaluate(select, [second])
+    want = f["material_id"].iloc[second]
+    assert wait_for(pg, lambda: want in text_of(pg, ".details"), 30), text_of(pg, ".details")
+    assert f["material_id"].iloc[first] not in text_of(pg, ".details")
+    assert wait_for(pg, lambda: own_atoms(figure(pg, "details")) == int(f["nsites"].iloc[second]), 30), \
+        (own_atoms(figure(pg, "details")), int(f["nsites"].iloc[first]), int(f["nsites"].iloc[second]))
+    pg.wait_for_timeout(1500)  # nothing of the first tap arrives later
+    assert want in text_of(pg, ".details") and own_atoms(figure(pg, "details")) == int(f["nsites"].iloc[second])
+    server.assert_clean()
+    assert pg.console_errors == []
