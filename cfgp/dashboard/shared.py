@@ -187,9 +187,10 @@ def freeze_server_heap(force: bool = False) -> bool:
     TensorFlow, pymatgen, Bokeh, the committed AL histories), 0.40 s on the quiet 2-core machine and more under
     load, and the event loop, so every browser session, waits for it. Each session ends with one
     (:func:`_run_cleanups`) and Python runs its own now and then; after the freeze they walk only what came
-    later: 0.11 s (``benchmarks/session_gc.py``, docs/measurements/session_gc.json). Nothing frozen is garbage:
-    it is the server's own state, which lives as long as the process. Only in a server session (or ``force``):
-    a notebook kernel's heap is left alone. Returns whether this call froze it."""
+    later: 0.11 s (``benchmarks/session_gc.py``, docs/measurements/session_gc.json). What is frozen is the
+    server's own state, which lives as long as the process, plus the first session's Bokeh document made just
+    before (kept until the server stops: a few objects, its widgets and plots come after). Only in a server
+    session (or ``force``): a notebook kernel's heap is left alone. Returns whether this call froze it."""
     global _heap_frozen
     doc = pn.state.curdoc
     if _heap_frozen or not (force or (doc is not None and getattr(doc, "session_context", None) is not None)):
