@@ -162,8 +162,8 @@ class MaterialDetails(pn.viewable.Viewer):
             return
         self.text.object = material_text(self.data, self.row)
         # the numbers go to the browser now; the crystal follows on the session's next tick: its bonds and
-        # polyhedra (pymatgen, 0.15-0.3 s) and the frame that loads plotly.js (~0.7 s in the browser) would
-        # otherwise hold the text back (tap -> text 0.9-1.1 s before, benchmarks/app_latency.py)
+        # polyhedra (pymatgen, 0.15-0.3 s) and the frame that loads plotly.js in the browser (tap -> crystal
+        # 1.2 s in all) held the text back (tap -> text 0.9-1.1 s before, 0.26 s now: benchmarks/app_latency.py)
         in_document(partial(self._draw_structure, self.row, self.supercell))
 
     def _draw_structure(self, row: int, supercell: bool) -> None:
