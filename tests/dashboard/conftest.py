@@ -133,7 +133,7 @@ def open_watched(ctx, url: str):
     pg.console_errors = []
     pg.on("console", lambda m: pg.console_errors.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
-    pg.on("requestfailed", lambda r: pg.console_errors.append(f"request failed: {r.url}"))
+    pg.on("requestfailed", lambda r: pg.console_errors.append(f"request failed: {r.url} ({r.failure})"))
     pg.external_requests = []
     pg.on("request", lambda r: pg.external_requests.append(r.url)
           if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)

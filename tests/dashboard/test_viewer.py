@@ -190,4 +190,8 @@ def test_two_quick_taps_end_on_the_second_material_text_and_crystal(open_page, s
     pg.wait_for_timeout(1500)  # nothing of the first tap arrives later
     assert want in text_of(pg, ".details") and own_atoms(figure(pg, "details")) == int(f["nsites"].iloc[second])
     server.assert_clean()
-    assert pg.console_errors == []
+    # the first crystal's frame may be replaced while it still loads plotly.js: the browser cancels that load
+    # (net::ERR_ABORTED), as it would for a user tapping twice; any other failure or error still fails the test
+    cancelled = [e for e in pg.console_errors if e.startswith("request failed: ") and "/plotly" in e
+                 and e.endswith("(net::ERR_ABORTED)")]
+    assert len(cancelled) <= 1 and [e for e in pg.console_errors if e not in cancelled] == [], pg.console_errors
