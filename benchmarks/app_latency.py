@@ -3,10 +3,10 @@
     python benchmarks/app_latency.py [--run data/default] [--sessions 10]
 
 Serves ``panel serve app.py`` on 127.0.0.1 (the embedded default unless --run), drives it with Playwright and
-Debian's Chromium, and measures what a user waits for, in the browser: the first plot, a tap → details (text, then crystal), a
-brush → linked metrics, active-learning steps per second at the top speed, a committed 1,500-cycle replay to
-its end, a warm prediction, the live t-SNE until converged, then N concurrent sessions (first plot of each)
-and the server's resident memory idle, with N sessions open, and after they close.
+Debian's Chromium, and measures what a user waits for, in the browser: the first plot, a tap → details (the text,
+then the crystal drawn), a brush → linked metrics, active-learning steps per second at the top speed, a
+committed 1,500-cycle replay to its end, a warm prediction, the live t-SNE until converged, then N concurrent
+sessions (first plot of each) and the server's resident memory idle, with N sessions open, and after they close.
 Pause any background job first (e.g. `kill -STOP`); the browsers run on the same machine as the server.
 """
 
