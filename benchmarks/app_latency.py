@@ -114,12 +114,13 @@ async def figure_box(p: Page, index: int = 0):
     return await figs.nth(index).bounding_box()
 
 
-#: the crystal frames of the page (inside Panel's shadow roots): mark the ones there now / is a new one drawn?
+#: the crystal frames of the page (inside Panel's shadow roots; one per details panel, redrawn in place, see
+#: cfgp/dashboard/crystal_frame.py): remember how many figures each has drawn / has one drawn a new figure since?
 FRAMES = """(mark) => { const all = []; const walk = (root) => { for (const e of root.querySelectorAll('*')) {
   if (e.tagName === 'IFRAME' && e.classList.contains('structure-view')) all.push(e);
   if (e.shadowRoot) walk(e.shadowRoot); } }; walk(document);
-  if (mark) { all.forEach(f => f.dataset.old = '1'); return true; }
-  return all.some(f => !f.dataset.old && f.contentDocument && f.contentDocument.querySelector('#fig .main-svg')); }"""
+  if (mark) { all.forEach(f => f.dataset.seen = f.dataset.drawn); return true; }
+  return all.some(f => f.dataset.drawn !== f.dataset.seen && f.dataset.drawn !== '0'); }"""
 
 
 async def measure_tap(p: Page) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """One material's details: the text every tab shows for a clicked material, and its 3-D structure.
 
-The rotatable structure is a Plotly figure drawn in an iframe that loads plotly.js (4.7 MB) from the Panel
-server only when a structure is first shown. Declaring Plotly as a page extension instead made every
+The rotatable structure is a Plotly figure drawn in an iframe (``CrystalFrame``, one per panel, redrawn in
+place) that loads plotly.js (4.7 MB) from the Panel server only when a structure is first shown. Declaring Plotly as a page extension instead made every
 session's first page parse it: with ten browsers opening the app at once on 2 cores, that alone took the
 slowest first plot from ~20 s to ~37 s (benchmarks/app_latency.py).
 
@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import html
 import io
+import json
 from functools import lru_cache, partial
 from pathlib import Path
 
 import panel as pn
 import param
 
+from cfgp.dashboard.crystal_frame import CrystalFrame
 from cfgp.dashboard.downloads import download_button
 
 from cfgp import plots
 from cfgp.crystal_view import crystal_view
 from cfgp.data import DataError
 from cfgp.dashboard.shared import ServerData, in_document
+from cfgp.dashboard.theme import iframe_background, plotly_layout
 
 
 def material_text(data: ServerData, row: int) -> str:
@@ -94,20 +97,11 @@ def plotly_js_url() -> str:
     return "static/extensions/panel/" + found[-1].relative_to(dist).as_posix()
 
 
-def structure_html(fig, height: int = 360, css_class: str = "") -> str:
-    """An iframe that draws ``fig`` with plotly.js served by the Panel server (no CDN, loaded on demand)."""
-    from cfgp.dashboard.theme import iframe_background, plotly_layout
-
-    fig.update_layout(**plotly_layout())  # the session's theme (dark template) and projector text size
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><script src='{plotly_js_url()}'></script>"
-            f"<style>html,body{{margin:0;height:100%;overflow:hidden;background:{iframe_background()}}}</style>"
-            "</head><body>"
-            f"<div id='fig' style='width:100%;height:{height}px'></div><script>const f = {fig.to_json()};"
-            "Plotly.newPlot('fig', f.data, f.layout, {displaylogo: false, responsive: true});</script>"
-            "</body></html>")
-    return (f'<iframe class="structure-view {html.escape(css_class)}" title="crystal structure" '
-            f'style="width:100%;height:{height + 4}px;'
-            f'border:0" srcdoc="{html.escape(page, quote=True)}"></iframe>')
+def figure_json(fig, label: str) -> str:
+    """What a ``CrystalFrame`` draws: ``fig`` in the session's look (dark template, projector text size) with a
+    label saying what it shows."""
+    fig.update_layout(**plotly_layout())
+    return f'{{"label": {json.dumps(label)}, "fig": {fig.to_json()}}}'
 
 
 class MaterialDetails(pn.viewable.Viewer):
@@ -126,7 +120,10 @@ class MaterialDetails(pn.viewable.Viewer):
         self.css_class = css_class
         self.text = pn.pane.Markdown(placeholder, name=name, css_classes=[css_class])
         self.height = height
-        self.structure = pn.pane.HTML("", height=height + 8, visible=False, sizing_mode="stretch_width")
+        # made once and redrawn in place: a new frame per material would parse plotly.js again on every tap
+        self.structure = CrystalFrame(plotly_src=plotly_js_url(), frame_class=f"{css_class}-structure",
+                                      frame_height=height, height=height + 8, visible=False,
+                                      sizing_mode="stretch_width")
         self.legend = pn.pane.HTML("", visible=False, css_classes=[f"{css_class}-legend"], margin=(0, 10),
                                    sizing_mode="stretch_width")
         self.coordination = pn.pane.Markdown("", visible=False, css_classes=[f"{css_class}-coordination"],
@@ -173,8 +170,10 @@ class MaterialDetails(pn.viewable.Viewer):
                                               height=self.height)
         if problem:
             self.text.object = material_text(self.data, row) + f"\n\n{problem}"
-        self.structure.object = (structure_html(fig, self.height, f"{self.css_class}-structure")
-                                 if fig is not None else "")
+        if fig is not None:
+            mid = self.data.frame["material_id"].iloc[row]
+            self.structure.param.update(background=iframe_background(),
+                                        figure=figure_json(fig, f"{mid} {'2x2x2' if supercell else '1x1x1'}"))
         self.legend.object = legend_html(view) if view is not None else ""
         self.coordination.object = coordination_markdown(view) if view is not None else ""
         for pane in (self.structure, self.legend, self.coordination, self.supercell_box):
