@@ -11,6 +11,8 @@ import hashlib
 import json
 import logging
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,6 +26,31 @@ from cfgp.structure_checks import ImplausibleStructure, check_graph_size, check_
 LATENT_LAYER = "readout_0"  # the paper's "Dense 32"
 WEIGHTS_FILE = "megnet.weights.h5"
 SETTINGS_FILE = "megnet.settings.json"
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *starts: str):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.starts)
+
+
+@contextmanager
+def _quiet_weight_loading():
+    """Silence two messages every model load printed into the server log, both about state the load replaces:
+    tf-keras skipping the saved Adam slots (checkpoints keep them for resuming; inference has no optimiser to
+    fill) and megnet's layers reusing one unseeded initialiser (its values are overwritten by the weights)."""
+    absl = logging.getLogger("absl")
+    drop = _DropMessages("Skipping variable loading for optimizer")
+    absl.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The initializer .* is unseeded", category=UserWarning)
+            yield
+    finally:
+        absl.removeFilter(drop)
 
 
 @dataclass(frozen=True)
@@ -350,8 +377,9 @@ class MEGNetFeaturizer:
         if not weights.exists():
             raise FileNotFoundError(f"{weights}: no MEGNet weights (train one with `cfgp train`)")
         settings = MEGNetSettings(**json.loads((directory / SETTINGS_FILE).read_text()))
-        feat = cls(settings)
-        feat.model.model.load_weights(str(weights))
+        with _quiet_weight_loading():
+            feat = cls(settings)
+            feat.model.model.load_weights(str(weights))
         return feat
 
     def weights_hash(self) -> str:

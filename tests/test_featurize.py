@@ -1,6 +1,8 @@
 """The real megnet MEGNet: training with checkpoints and resume, latents, save/load round trip."""
 
 import json
+import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -21,6 +23,19 @@ def test_latents_shape_and_reload_identical(tiny_run, tmp_path):
     assert again.weights_hash() == feat.weights_hash()
     # the cached latents of the run are these latents
     np.testing.assert_allclose(tiny_run.latents()[:12], X, rtol=1e-5, atol=1e-6)
+
+
+def test_loading_a_trained_model_logs_nothing_about_state_it_replaces(tiny_run, caplog):
+    """A trained run's weights file carries Adam's slots (for resuming): loading it for inference used to log
+    tf-keras's "Skipping variable loading for optimizer" and megnet's unseeded-initialiser warning into every
+    server log. Neither is logged now, and the filter is gone afterwards (other absl warnings still show)."""
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        feat = tiny_run.featurizer()
+    assert feat.weights_hash()
+    assert [r.getMessage() for r in caplog.records if "Skipping variable loading" in r.getMessage()] == []
+    assert [str(w.message) for w in caught if "unseeded" in str(w.message)] == []
+    assert logging.getLogger("absl").filters == []
 
 
 def test_latent_cache_is_reused_and_keyed_by_model(tiny_run):
