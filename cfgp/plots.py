@@ -104,6 +104,41 @@ def al_curves(groups: dict[str, list[list[dict]]], title: str = "Active learning
                                                    legend_position="top_right", shared_axes=False))
 
 
+def learning_curve(result: dict, title: str = "Learning curve: test MAE vs labelled materials"):
+    """Test MAE vs labelled materials (``result`` as ``cfgp.learning_curve.learning_curve`` returns or saves it):
+    the frozen-latent CFGP (mean over seeds, min–max band), MEGNet's readout, each re-trained run (hover: run,
+    seed, picks, epochs, coverage) and the paper's headline after re-training, so a reader sees where it sits."""
+    from cfgp.learning_curve import PAPER_RETRAINED, summarise
+
+    hv = _hv()
+    x, y = "labelled materials", "test MAE (eV/atom)"
+    rows = pd.DataFrame(summarise(result))
+    frozen = rows[rows.model == "frozen-latent CFGP"].rename(columns={"n_labels": x, "mae": y})
+    label = f"frozen-latent CFGP, random labels ({int(frozen.runs.max())} seeds)"
+    layers = [hv.Area((frozen[x], frozen.mae_min, frozen.mae_max), x, [y, "max"]).opts(color="#1f77b4", alpha=0.2,
+                                                                                      line_alpha=0),
+              hv.Curve(frozen, x, y, label=label).opts(color="#1f77b4", line_width=2),
+              hv.Scatter(frozen, x, [y, "mae_min", "mae_max", "runs", "coverage_2sigma"]).opts(
+                  color="#1f77b4", size=6, tools=["hover"])]
+    base = {**result["base_readout"], "strategy": "base", "seed": None, "picks": 0, "epochs": None,
+            "coverage_2sigma": None}
+    points = pd.DataFrame([base] + list(result.get("retrained", []))).rename(columns={"n_labels": x, "mae": y})
+    hover = ["model", "run", "strategy", "seed", "picks", "epochs", "coverage_2sigma"]
+    for (model, strategy), group in points.groupby(["model", "strategy"], sort=False):
+        readout = "readout" in model
+        colour = "#555555" if strategy == "base" else STRATEGY_COLOURS.get(strategy, "#17becf")
+        layers.append(hv.Scatter(group, x, [y] + hover, label=model if strategy == "base" else
+                                 f"{model}, {strategy} picks").opts(
+            color=colour, marker="square" if readout else "diamond", size=10 if readout else 12,
+            fill_alpha=0.0 if readout and strategy != "base" else 1.0, tools=["hover"]))
+    paper = pd.DataFrame([{x: PAPER_RETRAINED[0], y: PAPER_RETRAINED[1],
+                           "model": "paper: CFGP re-trained on 1,800 + 6,000 entropy picks"}])
+    layers.append(hv.Scatter(paper, x, [y, "model"], label="paper, re-trained (1,800 + 6,000 entropy)").opts(
+        color="black", marker="star", size=16, tools=["hover"]))
+    return hv.Overlay(layers).opts(hv.opts.Overlay(title=title, responsive=True, min_height=340,
+                                                   legend_position="top_right", shared_axes=False, ylim=(0, None)))
+
+
 COLOUR_BY = {
     "dft": ("DFT E_f (eV/atom)", "viridis"),
     "gp": ("GP E_f (eV/atom)", "viridis"),

@@ -64,3 +64,26 @@ def test_learning_curve_resumes_adds_retrained_runs_and_draws(tiny_run, warm_ret
 
     img = matplotlib.image.imread(png)
     assert img.shape[0] > 500 and img.shape[1] > 800 and np.std(img[..., :3]) > 0.05  # drawn, not blank
+
+    # the notebook's summary and interactive figure (notebooks/07) of the same points
+    rows = lc.summarise(first)
+    frozen = [r for r in rows if r["model"] == "frozen-latent CFGP"]
+    assert [r["n_labels"] for r in frozen] == sizes and all(r["runs"] == 2 for r in frozen)
+    for r in frozen:
+        maes = [q["mae"] for q in first["frozen"] if q["n_labels"] == r["n_labels"]]
+        assert r["mae"] == pytest.approx(np.mean(maes)) and (r["mae_min"], r["mae_max"]) == (min(maes), max(maes))
+    cfgp_row = next(r for r in rows if r["model"] == "re-trained CFGP")
+    assert (cfgp_row["strategy"], cfgp_row["runs"], cfgp_row["mae"]) == ("entropy", 1, done["mae"])
+    assert len(rows) == len(sizes) + 1 + 2  # + base readout + the re-trained CFGP and its readout
+
+    import holoviews as hv
+
+    from cfgp import plots
+
+    fig = plots.learning_curve(first)
+    labels = [el.label for el in fig if el.label]
+    assert labels == ["frozen-latent CFGP, random labels (2 seeds)", "MEGNet readout", "re-trained CFGP, entropy picks",
+                      "re-trained MEGNet readout, entropy picks", "paper, re-trained (1,800 + 6,000 entropy)"]
+    curve = next(el for el in fig if type(el) is hv.Curve)  # (hv.Area is a Curve too: the min–max band)
+    np.testing.assert_allclose(curve.dimension_values(1), [r["mae"] for r in frozen])
+    hv.render(fig)

@@ -23,7 +23,7 @@ PLOT_MIME = ("application/vnd.holoviews_exec.v0+json", "application/vnd.bokehjs_
 
 
 def test_notebooks_are_committed_without_outputs():
-    assert len(NOTEBOOKS) == 6
+    assert len(NOTEBOOKS) == 7
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
@@ -130,6 +130,28 @@ def test_notebook_runs_shows_its_figures_and_prints_the_right_numbers(path, monk
         y = np.array([r["formation_energy_per_atom"] for r in json.load(gzip.open(SMALL, "rt"))[:120]])
         order = np.random.default_rng(0).permutation(len(y))
         assert mine < np.abs(y[order[90:]] - y[order[:90]].mean()).mean()
+    elif path.stem.startswith("07"):
+        # every point of the committed learning curve, averaged here from the raw JSON
+        curve = json.loads((DEFAULT_RUN.parent / "converge" / "learning_curve.json").read_text())
+        printed = re.findall(r"(\d+) labels  (.+?)\s+runs (\d+)  test MAE ([\d.]+)", text)
+        frozen = {}
+        for r in curve["frozen"]:
+            frozen.setdefault(r["n_labels"], []).append(r["mae"])
+        lines = {(int(n), who.strip()): (int(runs), float(mae)) for n, who, runs, mae in printed}
+        for n, maes in frozen.items():
+            runs, mae = lines[(n, "frozen-latent CFGP")]
+            assert runs == len(curve["settings"]["seeds"]) == len(maes)
+            _close(mae, np.mean(maes), 4)
+        base = curve["base_readout"]
+        _close(lines[(base["n_labels"], "MEGNet readout")][1], base["mae"], 4)
+        for r in curve["retrained"]:
+            same = [q["mae"] for q in curve["retrained"] if (q["model"], q["strategy"], q["n_labels"])
+                    == (r["model"], r["strategy"], r["n_labels"])]
+            runs, mae = lines[(r["n_labels"], f"{r['model']}, {r['strategy']} picks")]
+            assert runs == len(same)
+            _close(mae, np.mean(same), 4)
+        assert len(lines) == len(frozen) + 1 + len({(r["model"], r["strategy"], r["n_labels"])
+                                                     for r in curve["retrained"]})
 
 
 # ---------------------------------------------------------------- 06: the live dashboard in a notebook

@@ -1,8 +1,8 @@
 """One material's details: the text every tab shows for a clicked material, and its 3-D structure.
 
 The rotatable structure is a Plotly figure drawn in an iframe (``CrystalFrame``, one per panel, redrawn in
-place) that loads plotly.js (4.7 MB) from the Panel server only when a structure is first shown. Declaring Plotly as a page extension instead made every
-session's first page parse it: with ten browsers opening the app at once on 2 cores, that alone took the
+place) that loads plotly.js (4.7 MB) from the Panel server only when a structure is first shown. Declaring
+Plotly as a page extension instead made every session's first page parse it: with ten browsers opening the app at once on 2 cores, that alone took the
 slowest first plot from ~20 s to ~37 s (benchmarks/app_latency.py).
 
 What the crystal shows — bonds, coordination polyhedra, the atoms repeated on the cell's faces, the
