@@ -21,7 +21,7 @@ class CrystalFrame(JSComponent):
 
     figure = param.String(default="", doc="JSON {label, data, layout}: what it shows, the Plotly figure ('': none)")
     plotly_src = param.String(default="", doc="plotly.js as the Panel server serves it (relative to the page)")
-    background = param.String(default="#ffffff", doc="the frame's page colour (the session's theme)")
+    page_colour = param.String(default="#ffffff", doc="the frame's page colour (the session's theme)")
     frame_class = param.String(default="", doc="CSS classes of the iframe (tests and benchmarks find it by them)")
     frame_height = param.Integer(default=360, doc="height of the drawing, px")
 
@@ -34,7 +34,7 @@ export function render({ model, el }) {
     const win = frame.contentWindow;
     if (!win || !win.Plotly || !model.figure) return;  // not loaded yet: its load event draws
     const ask = ++wanted;
-    win.document.body.style.background = model.background;
+    win.document.body.style.background = model.page_colour;
     const f = JSON.parse(model.figure);
     win.Plotly.react(win.document.getElementById('fig'), f.fig.data, f.fig.layout,
                      {displaylogo: false, responsive: true}).then(() => {
@@ -53,7 +53,7 @@ export function render({ model, el }) {
     frame.dataset.drawn = '0';
     frame.srcdoc = "<!DOCTYPE html><html><head><meta charset='utf-8'>" +
       `<script src="${esc(model.plotly_src)}"></` + "script>" +
-      `<style>html,body{margin:0;height:100%;overflow:hidden;background:${esc(model.background)}}</style>` +
+      `<style>html,body{margin:0;height:100%;overflow:hidden;background:${esc(model.page_colour)}}</style>` +
       `</head><body><div id='fig' style='width:100%;height:${model.frame_height}px'></div></body></html>`;
     frame.addEventListener('load', draw);
     el.appendChild(frame);

@@ -172,7 +172,7 @@ class MaterialDetails(pn.viewable.Viewer):
             self.text.object = material_text(self.data, row) + f"\n\n{problem}"
         if fig is not None:
             mid = self.data.frame["material_id"].iloc[row]
-            self.structure.param.update(background=iframe_background(),
+            self.structure.param.update(page_colour=iframe_background(),
                                         figure=figure_json(fig, f"{mid} {'2x2x2' if supercell else '1x1x1'}"))
         self.legend.object = legend_html(view) if view is not None else ""
         self.coordination.object = coordination_markdown(view) if view is not None else ""
