@@ -136,7 +136,7 @@ def learning_curve(result: dict, title: str = "Learning curve: test MAE vs label
     layers.append(hv.Scatter(paper, x, [y, "model"], label="paper, re-trained (1,800 + 6,000 entropy)").opts(
         color="black", marker="star", size=16, tools=["hover"]))
     return hv.Overlay(layers).opts(hv.opts.Overlay(title=title, responsive=True, min_height=340,
-                                                   legend_position="top_right", shared_axes=False, ylim=(0, None)))
+                                                   legend_position="bottom_right", shared_axes=False, ylim=(0, None)))
 
 
 COLOUR_BY = {
