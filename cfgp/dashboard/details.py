@@ -2,8 +2,8 @@
 
 The rotatable structure is a Plotly figure drawn in an iframe (``CrystalFrame``, one per panel, redrawn in
 place) that loads plotly.js (4.7 MB) from the Panel server only when a structure is first shown. Declaring
-Plotly as a page extension instead made every session's first page parse it: with ten browsers opening the app at once on 2 cores, that alone took the
-slowest first plot from ~20 s to ~37 s (benchmarks/app_latency.py).
+Plotly as a page extension instead made every session's first page parse it: with ten browsers opening the
+app at once on 2 cores, that alone took the slowest first plot from ~20 s to ~37 s (benchmarks/app_latency.py).
 
 What the crystal shows — bonds, coordination polyhedra, the atoms repeated on the cell's faces, the
 coordination text under it — is ``cfgp.crystal_view`` (pymatgen's CrystalNN, bounded on big cells), drawn as
