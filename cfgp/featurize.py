@@ -28,22 +28,16 @@ WEIGHTS_FILE = "megnet.weights.h5"
 SETTINGS_FILE = "megnet.settings.json"
 
 
-class _DropMessages(logging.Filter):
-    def __init__(self, *starts: str):
-        super().__init__()
-        self.starts = starts
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith(self.starts)
-
-
 @contextmanager
 def _quiet_weight_loading():
     """Silence two messages every model load printed into the server log, both about state the load replaces:
     tf-keras skipping the saved Adam slots (checkpoints keep them for resuming; inference has no optimiser to
     fill) and megnet's layers reusing one unseeded initialiser (its values are overwritten by the weights)."""
     absl = logging.getLogger("absl")
-    drop = _DropMessages("Skipping variable loading for optimizer")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Skipping variable loading for optimizer")
+
     absl.addFilter(drop)
     try:
         with warnings.catch_warnings():

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from cfgp.al import curves
-from cfgp.learning_curve import PAPER_RETRAINED
+from cfgp.learning_curve import PAPER_RETRAINED, summarise
 
 COLOURS = {"entropy": "#d62728", "random": "#7f7f7f", "batch-diverse": "#1f77b4", "batch-distance": "#2ca02c",
            "ucb": "#9467bd", "ei": "#8c564b"}
@@ -219,12 +219,12 @@ def learning_curve_figure(result: dict):
     """Test MAE vs labelled materials: frozen-latent CFGP (mean and range over seeds), MEGNet's readout,
     re-trained runs, and the paper's headline point (``result`` as :func:`cfgp.learning_curve.learning_curve`)."""
     fig, ax = new_figure()
-    frozen = result["frozen"]
-    ns = sorted({r["n_labels"] for r in frozen})
-    by_n = [[r["mae"] for r in frozen if r["n_labels"] == n] for n in ns]
-    mean = [float(np.mean(v)) for v in by_n]
-    ax.fill_between(ns, [min(v) for v in by_n], [max(v) for v in by_n], color=POINT_BLUE, alpha=0.2, lw=0)
-    ax.plot(ns, mean, "o-", color=POINT_BLUE, label=f"frozen-latent CFGP (random labels, {len(by_n[0])} seeds)")
+    frozen = [r for r in summarise(result) if r["model"] == "frozen-latent CFGP"]  # per label count, over seeds
+    ns = [r["n_labels"] for r in frozen]
+    ax.fill_between(ns, [r["mae_min"] for r in frozen], [r["mae_max"] for r in frozen], color=POINT_BLUE, alpha=0.2,
+                    lw=0)
+    ax.plot(ns, [r["mae"] for r in frozen], "o-", color=POINT_BLUE,
+            label=f"frozen-latent CFGP (random labels, {frozen[0]['runs']} seeds)")
     b = result["base_readout"]
     ax.plot([b["n_labels"]], [b["mae"]], "s", color=GREY, ms=8, label="MEGNet readout (base network)")
     colours = {"entropy": COLOURS["entropy"], "random": COLOURS["random"]}
