@@ -193,3 +193,23 @@ def test_evaluate_json_has_groups(tiny_run):
         assert {"n", "mae", "coverage_2sigma", "miscalibration_area", "coverage_2sigma_raw"} <= g.keys()
     assert result["sigma_calibration"]["fitted_on"] == "pool split (never test)"
     assert result["domain"]["required_elements"] == ["O"]
+
+
+def test_train_cutoff_is_a_setting_of_the_run(tmp_path, capsys):
+    """`cfgp train --cutoff 4` builds 4 Å crystal graphs, saves the cut-off with the weights, and a resume with
+    another cut-off is refused with a clear error instead of mixing two networks (in this process: one epoch)."""
+    from cfgp.cli import main
+    from cfgp.featurize import MEGNetFeaturizer
+    from tests.conftest import SMALL
+
+    run = tmp_path / "r4"
+    common = ["train", "--run", str(run), "--data", str(SMALL), "--seed", "3", "--n-train", "40", "--n-test", "20",
+              "--epochs", "1", "--batch-size", "16"]
+    assert main([*common, "--cutoff", "4"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs_run"] == 1
+    feat = MEGNetFeaturizer.load(run)
+    assert feat.settings.cutoff == 4.0 and feat.model.graph_converter.cutoff == 4.0
+    assert json.loads((run / "training" / "megnet.settings.json").read_text())["cutoff"] == 4.0
+    assert main([*common, "--epochs", "2"]) == 2  # default 5 Å against a 4 Å checkpoint
+    err = capsys.readouterr().err
+    assert "other settings" in err and "'cutoff': 4.0" in err and "Traceback" not in err
