@@ -18,9 +18,8 @@ import numpy as np
 
 from cfgp.al import curves
 from cfgp.learning_curve import PAPER_RETRAINED, summarise
+from cfgp.palette import OTHER_STRATEGY, STRATEGY_COLOURS
 
-COLOURS = {"entropy": "#d62728", "random": "#7f7f7f", "batch-diverse": "#1f77b4", "batch-distance": "#2ca02c",
-           "ucb": "#9467bd", "ei": "#8c564b"}
 #: size of every figure (inches) and the PNG resolution: a PNG is FIGSIZE × DPI pixels
 FIGSIZE = (7.2, 5.0)
 DPI = 150
@@ -202,7 +201,7 @@ def strategy_series(groups: dict[str, list[list[dict]]]) -> list[dict]:
         c = curves(hists)
         out.append({"label": f"{name} ({len(hists)} seeds)", "labels": c["labels"], "mae": c["mean"],
                     "lower": c["mean"] - 2 * c["std"], "upper": c["mean"] + 2 * c["std"],
-                    "colour": COLOURS.get(name.split("-b")[0]),
+                    "colour": STRATEGY_COLOURS.get(name.split("-b")[0], OTHER_STRATEGY),
                     "dashed": not ("-b1-" in name or name.endswith("-b1"))})
     return out
 
@@ -227,7 +226,7 @@ def learning_curve_figure(result: dict):
             label=f"frozen-latent CFGP (random labels, {frozen[0]['runs']} seeds)")
     b = result["base_readout"]
     ax.plot([b["n_labels"]], [b["mae"]], "s", color=GREY, ms=8, label="MEGNet readout (base network)")
-    colours = {"entropy": COLOURS["entropy"], "random": COLOURS["random"]}
+    colours = {"entropy": STRATEGY_COLOURS["entropy"], "random": STRATEGY_COLOURS["random"]}
     seen = set()
     for r in result.get("retrained", []):
         readout = "readout" in r["model"]

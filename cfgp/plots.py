@@ -7,9 +7,8 @@ import pandas as pd
 
 from cfgp.al import curves
 from cfgp.calibration import METRIC_LABELS, calibration_curve, excess_over_2sigma
+from cfgp.palette import OTHER_STRATEGY, STRATEGY_COLOURS
 
-STRATEGY_COLOURS = {"entropy": "#d62728", "random": "#7f7f7f", "batch-diverse": "#1f77b4",
-                    "batch-distance": "#2ca02c", "ucb": "#9467bd", "ei": "#8c564b"}
 
 
 def _hv():
@@ -93,7 +92,7 @@ def al_curves(groups: dict[str, list[list[dict]]], title: str = "Active learning
     layers = []
     for name, hists in groups.items():
         c = curves(hists)
-        colour = STRATEGY_COLOURS.get(name.split("-b")[0], "#17becf")
+        colour = STRATEGY_COLOURS.get(name.split("-b")[0], OTHER_STRATEGY)
         label = f"{name} ({len(hists)} seeds)"
         band = hv.Area((c["labels"], c["mean"] - 2 * c["std"], c["mean"] + 2 * c["std"]), "labels added",
                        ["MAE (eV/atom)", "upper"]).opts(color=colour, alpha=0.2, line_alpha=0)
@@ -126,7 +125,7 @@ def learning_curve(result: dict, title: str = "Learning curve: test MAE vs label
     hover = ["model", "run", "strategy", "seed", "picks", "epochs", "coverage_2sigma"]
     for (model, strategy), group in points.groupby(["model", "strategy"], sort=False):
         readout = "readout" in model
-        colour = "#555555" if strategy == "base" else STRATEGY_COLOURS.get(strategy, "#17becf")
+        colour = "#555555" if strategy == "base" else STRATEGY_COLOURS.get(strategy, OTHER_STRATEGY)
         layers.append(hv.Scatter(group, x, [y] + hover, label=model if strategy == "base" else
                                  f"{model}, {strategy} picks").opts(
             color=colour, marker="square" if readout else "diamond", size=10 if readout else 12,

@@ -257,12 +257,12 @@ class Calibration(pn.viewable.Viewer):
         super().__init__(**params)
         self.data, self.state = data, state
         self.view = split_view(data, self.split, self.phosphates)
-        self.split_select = pn.widgets.RadioButtonGroup(name="materials", options=list(SPLITS), value=self.split,
+        self.split_select = pn.widgets.RadioButtonGroup(label="materials", options=list(SPLITS), value=self.split,
                                                         width=220)
-        self.phosphate_box = pn.widgets.Checkbox(name="phosphates only", value=self.phosphates, width=140)
+        self.phosphate_box = pn.widgets.Checkbox(label="phosphates only", value=self.phosphates, width=140)
         self.split_select.link(self, value="split")
         self.phosphate_box.link(self, value="phosphates")
-        self.clear_button = pn.widgets.Button(name="Clear selection", width=140)
+        self.clear_button = pn.widgets.Button(label="Clear selection", width=140)
         self.clear_button.on_click(lambda _: self.state.select([]))
         self.metrics_download = download_button("Download metrics (CSV)", "metrics.csv",
                                                 lambda: csv_bytes(self.metrics_frame()), "metrics-download", width=200)

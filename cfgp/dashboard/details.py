@@ -128,7 +128,7 @@ class MaterialDetails(pn.viewable.Viewer):
                                    sizing_mode="stretch_width")
         self.coordination = pn.pane.Markdown("", visible=False, css_classes=[f"{css_class}-coordination"],
                                              styles={"font-size": "0.9em"}, margin=(0, 10))
-        self.supercell_box = pn.widgets.Checkbox(name="supercell 2×2×2", value=False, visible=False,
+        self.supercell_box = pn.widgets.Checkbox(label="supercell 2×2×2", value=False, visible=False,
                                                  css_classes=[f"{css_class}-supercell"])
         self.supercell_box.link(self, value="supercell")
         self.row = None

@@ -76,7 +76,7 @@ def figure_downloads(what: str, stem: str, make_figure: Callable[[], object], cs
     data the view holds at the moment of the click (colouring, split, selection, run shown). The buttons carry
     the CSS classes ``<css>-png`` and ``<css>-svg``."""
     buttons = [download_button(fmt.upper(), f"{stem}.{fmt}", figure_file(make_figure, fmt), f"{css}-{fmt}",
-                               width=70, button_type="light")
+                               width=70, color="light")
                for fmt in ("png", "svg")]
     return pn.Row(pn.pane.Markdown(f"Save {what}:", margin=(0, 4, 0, 10), align="center"), *buttons,
                   css_classes=[css], sizing_mode="fixed", width=300)

@@ -53,8 +53,8 @@ class LatentMap(pn.viewable.Viewer):
         params.setdefault("name", "Latent map")
         super().__init__(**params)
         self.data, self.state, self.source = data, state, source
-        self.colour_select = pn.widgets.Select(name="colour by", options=COLOURINGS, value=self.colour, width=160)
-        self.element_input = pn.widgets.TextInput(name="element", value=self.element, width=90,
+        self.colour_select = pn.widgets.Select(label="colour by", options=COLOURINGS, value=self.colour, width=160)
+        self.element_input = pn.widgets.TextInput(label="element", value=self.element, width=90,
                                                   placeholder="e.g. Li")
         self.colour_select.link(self, value="colour")
         self.element_input.link(self, value="element")
@@ -77,8 +77,8 @@ class LatentMap(pn.viewable.Viewer):
         state.param.watch(self._on_picked, "picked")
         self.figure_downloads = figure_downloads("map", "latent-map", self.export_figure, "map-figure")
         # live t-SNE
-        self.perplexity = pn.widgets.IntSlider(name="perplexity", start=5, end=100, step=5, value=30, width=200)
-        self.live_button = pn.widgets.Button(name="Recompute t-SNE live", button_type="primary", width=190)
+        self.perplexity = pn.widgets.IntSlider(label="perplexity", start=5, end=100, step=5, value=30, width=200)
+        self.live_button = pn.widgets.Button(label="Recompute t-SNE live", color="primary", width=190)
         self.progress = pn.indicators.Progress(value=0, max=100, width=200, visible=False)
         self.status = pn.pane.Markdown("Map: precomputed t-SNE of all materials, perplexity 30.", name="tsne-status",
                                       css_classes=["tsne-status"])

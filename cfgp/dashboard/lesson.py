@@ -230,7 +230,7 @@ class Lesson(pn.viewable.Viewer):
         super().__init__(**params)
         self.parts, self.views = parts, views
         self._steps: list[Step] | None = None
-        self.toggle = pn.widgets.Toggle(name="Lesson", button_type="primary", width=110, css_classes=["lesson-toggle"])
+        self.toggle = pn.widgets.Toggle(label="Lesson", color="primary", width=110, css_classes=["lesson-toggle"])
         self.counter = pn.pane.Markdown("", name="lesson-counter", css_classes=["lesson-counter"],
                                         styles={"font-size": "1.05em", "color": "var(--panel-on-surface-color, #555)", "opacity": "0.85"}, margin=(0, 10))
         self.title = pn.pane.Markdown("", name="lesson-title", css_classes=["lesson-title"],
@@ -238,9 +238,9 @@ class Lesson(pn.viewable.Viewer):
         self.text = pn.pane.Markdown("", name="lesson-text", css_classes=["lesson-text"],
                                      styles={"font-size": "1.3em", "line-height": "1.45"}, margin=(0, 10),
                                      sizing_mode="stretch_width")
-        self.back = pn.widgets.Button(name="◀ Back", width=110, css_classes=["lesson-back"])
-        self.next = pn.widgets.Button(name="Next ▶", button_type="primary", width=110, css_classes=["lesson-next"])
-        self.close = pn.widgets.Button(name="Close lesson", width=130, css_classes=["lesson-close"])
+        self.back = pn.widgets.Button(label="◀ Back", width=110, css_classes=["lesson-back"])
+        self.next = pn.widgets.Button(label="Next ▶", color="primary", width=110, css_classes=["lesson-next"])
+        self.close = pn.widgets.Button(label="Close lesson", width=130, css_classes=["lesson-close"])
         self.back.on_click(lambda _: soon(lambda: self.go(self.step - 1)))
         self.next.on_click(lambda _: soon(lambda: self.go(self.step + 1)))
         self.close.on_click(lambda _: setattr(self.toggle, "value", False))

@@ -70,9 +70,9 @@ class Outliers(pn.viewable.Viewer):
         params.setdefault("name", "Outliers")
         super().__init__(**params)
         self.data, self.state = data, state
-        self.split_select = pn.widgets.Select(name="split", options=SPLITS, value=self.split, width=120)
-        self.phos_box = pn.widgets.Checkbox(name="phosphates only", value=self.phosphates_only)
-        self.element_input = pn.widgets.TextInput(name="contains element", value=self.element,
+        self.split_select = pn.widgets.Select(label="split", options=SPLITS, value=self.split, width=120)
+        self.phos_box = pn.widgets.Checkbox(label="phosphates only", value=self.phosphates_only)
+        self.element_input = pn.widgets.TextInput(label="contains element", value=self.element,
                                                   placeholder="e.g. Li", width=140)
         self.split_select.link(self, value="split")
         self.phos_box.link(self, value="phosphates_only")
@@ -94,7 +94,7 @@ class Outliers(pn.viewable.Viewer):
                                              "(drag to rotate).", name="outliers-details")
         # "why is the GP wrong here?": the shown material beside its nearest training material (on request)
         self.compare = CompareView(data, css_class="compare")
-        self.compare_box = pn.widgets.Checkbox(name="compare with nearest training material", value=False,
+        self.compare_box = pn.widgets.Checkbox(label="compare with nearest training material", value=False,
                                                css_classes=["outliers-compare"])
         self.compare_box.param.watch(lambda e: self._follow_details(), "value")
         self.details.param.watch(lambda e: self._follow_details(), "shown")

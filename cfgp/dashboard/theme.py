@@ -270,8 +270,8 @@ window.location.assign(url.toString());
 def header_controls(options: ViewOptions) -> pn.Row:
     """Two toggles for the header: dark theme and projector mode. Each rewrites its own query parameter of the
     current URL and reloads (the design is chosen when a session's components are built), keeping the rest."""
-    dark = pn.widgets.Toggle(name="Dark theme", value=options.dark, width=130, css_classes=["cfgp-dark-toggle"])
-    projector = pn.widgets.Toggle(name="Projector", value=options.projector, width=130,
+    dark = pn.widgets.Toggle(label="Dark theme", value=options.dark, width=130, css_classes=["cfgp-dark-toggle"])
+    projector = pn.widgets.Toggle(label="Projector", value=options.projector, width=130,
                                   css_classes=["cfgp-projector-toggle"])
     dark.jscallback(value=_SET_QUERY_JS, args={"key": "theme", "on": "dark"})
     projector.jscallback(value=_SET_QUERY_JS, args={"key": "projector", "on": "1"})

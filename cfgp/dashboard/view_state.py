@@ -162,7 +162,7 @@ class ViewSync:
         self.lesson_step = ""
         self.message = pn.pane.Alert("", alert_type="warning", visible=False, name="view-message",
                                      css_classes=["view-message"], margin=(0, 10))
-        self.copy_button = pn.widgets.Button(name="Copy link", button_type="light", width=260,
+        self.copy_button = pn.widgets.Button(label="Copy link", color="light", width=260,
                                              css_classes=["copy-link"])
         self.copy_button.js_on_click(code=COPY_JS)
         self.link = pn.pane.HTML("", name="view-link", css_classes=["view-link"], sizing_mode="stretch_width",
