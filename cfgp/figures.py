@@ -214,6 +214,10 @@ def al_curves_png(groups: dict[str, list[list[dict]]], path: str | Path, title: 
     return save(fig, path)
 
 
+#: re-trained runs are drawn this many labels left (entropy) or right (random) of their label count
+LEARNING_CURVE_DODGE = 120
+
+
 def learning_curve_figure(result: dict):
     """Test MAE vs labelled materials: frozen-latent CFGP (mean and range over seeds), MEGNet's readout,
     re-trained runs, and the paper's headline point (``result`` as :func:`cfgp.learning_curve.learning_curve`)."""
@@ -227,13 +231,15 @@ def learning_curve_figure(result: dict):
     b = result["base_readout"]
     ax.plot([b["n_labels"]], [b["mae"]], "s", color=GREY, ms=8, label="MEGNet readout (base network)")
     colours = {"entropy": STRATEGY_COLOURS["entropy"], "random": STRATEGY_COLOURS["random"]}
+    # strategies drawn side by side at their label count, so one run's marker cannot hide another's
+    dodge = {"entropy": -LEARNING_CURVE_DODGE, "random": LEARNING_CURVE_DODGE}
     seen = set()
     for r in result.get("retrained", []):
         readout = "readout" in r["model"]
         key = (r["strategy"], readout)
         label = None if key in seen else f"re-trained {'MEGNet readout' if readout else 'CFGP'}, {r['strategy']} picks"
         seen.add(key)
-        ax.plot([r["n_labels"]], [r["mae"]], "s" if readout else "D", mfc="none" if readout else colours.get(
+        ax.plot([r["n_labels"] + dodge.get(r["strategy"], 0)], [r["mae"]], "s" if readout else "D", mfc="none" if readout else colours.get(
             r["strategy"], GREY), mec=colours.get(r["strategy"], GREY), ms=8, label=label)
     ax.plot([PAPER_RETRAINED[0]], [PAPER_RETRAINED[1]], "*", color="k", ms=12,
             label="paper, re-trained on 1,800 + 6,000 entropy picks")
