@@ -256,7 +256,7 @@ def cmd_retrain(args) -> int:
     from cfgp.retrain import retrain
 
     out = retrain(_run(args), args.history, args.out, picks=args.picks, epochs=args.epochs, patience=args.patience,
-                  warm_start=not args.from_scratch, seed=args.seed, min_rel_improvement=args.min_improvement / 100,
+                  warm_start=args.warm_start, seed=args.seed, min_rel_improvement=args.min_improvement / 100,
                   max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     if args.json:
         _print_json(out)
@@ -496,7 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--patience", type=int, default=100)
     rt.add_argument("--min-improvement", type=float, default=1.0, help="percent the validation MAE must improve by "
                                                                         "within --patience epochs")
-    rt.add_argument("--from-scratch", action="store_true", help="fresh weights instead of the base run's")
+    start = rt.add_mutually_exclusive_group()
+    start.add_argument("--warm-start", action="store_true",
+                       help="start from the base run's weights (default: fresh weights; on one seed at an equal "
+                            "100-epoch budget, scratch reached test MAE 0.0730 and the warm start 0.0770)")
+    start.add_argument("--from-scratch", action="store_true", help="fresh weights (the default; kept for old scripts)")
     rt.add_argument("--seed", type=int, default=0)
     rt.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
     rt.add_argument("--json", action="store_true")

@@ -51,7 +51,7 @@ def picked_ids(history: str | Path, base: Run, picks: int | None = None) -> tupl
 
 
 def make_retrain_run(base: Run, history: str | Path, out: str | Path, picks: int | None = None,
-                     warm_start: bool = True, seed: int = 0) -> Run:
+                     warm_start: bool = False, seed: int = 0) -> Run:
     """Create (or check, when resuming) the run folder of a retrain: base train + picks, same test."""
     return _retrain_folder(base, history, Path(out), *picked_ids(history, base, picks), warm_start, seed)
 
@@ -88,10 +88,13 @@ def early_stopping_ids(base: Run, pick_ids: list[str], seed: int) -> list[str]:
 
 
 def retrain(base: Run, history: str | Path, out: str | Path, picks: int | None = None, epochs: int = 300,
-            patience: int = 100, warm_start: bool = True, seed: int = 0, min_rel_improvement: float = 0.01,
+            patience: int = 100, warm_start: bool = False, seed: int = 0, min_rel_improvement: float = 0.01,
             max_seconds: float | None = None, progress: bool = True) -> dict:
-    """Re-train MEGNet on base train + picks (warm-started from the base model or from scratch), re-featurise,
+    """Re-train MEGNet on base train + picks (from scratch, or warm-started from the base model), re-featurise,
     refit the GP and evaluate on the base run's test split; writes and returns ``retrain.json``.
+
+    From scratch is the default: on entropy seed 0's 1,500 picks with the same 100-epoch budget it reached test MAE
+    0.0730 against the warm start's 0.0770 (``data/retrain/``), and it needs no converged base network.
 
     Interrupted (``max_seconds`` or a kill), it resumes from its checkpoint when called again; the result
     says ``finished: false`` until the training stops by itself.

@@ -64,7 +64,8 @@ def warm_retrain(tiny_run, entropy_history, tmp_path_factory) -> tuple[Path, dic
     from cfgp.retrain import retrain
 
     out = tmp_path_factory.mktemp("retrained") / "warm"
-    return out, retrain(tiny_run, entropy_history, out, picks=20, epochs=3, patience=3, progress=False)
+    return out, retrain(tiny_run, entropy_history, out, picks=20, epochs=3, patience=3, warm_start=True,
+                        progress=False)
 
 
 @pytest.fixture(scope="session")

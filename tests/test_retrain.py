@@ -15,7 +15,7 @@ def history(entropy_history):
     return entropy_history
 
 
-def test_retrain_warm_and_from_scratch(tiny_run, history, warm_retrain, tmp_path):
+def test_retrain_warm_and_from_scratch(tiny_run, history, warm_retrain, tmp_path, capsys):
     from cfgp.cli import main
     from cfgp.retrain import RESULT_FILE, picked_ids
 
@@ -40,14 +40,18 @@ def test_retrain_warm_and_from_scratch(tiny_run, history, warm_retrain, tmp_path
     summary = json.loads((run.dir / "training" / "summary.json").read_text())
     assert summary["n_val"] == json.loads((tiny_run.dir / "training" / "summary.json").read_text())["n_val"] + 2
 
-    # from scratch, same budget, through the CLI: its first epoch is far worse than the warm start's
+    # from scratch (the CLI's default, which ships), same budget: its first epoch is far worse than the warm start's
     assert main(["retrain", "--run", str(tiny_run.dir), "--history", str(history), "--out", str(tmp_path / "cold"),
-                 "--picks", "20", "--epochs", "3", "--patience", "3", "--from-scratch", "--json"]) == 0
+                 "--picks", "20", "--epochs", "3", "--patience", "3", "--json"]) == 0
     cold = json.loads((tmp_path / "cold" / RESULT_FILE).read_text())
     first = {name: json.loads((folder / "training" / "train_state.json").read_text())["history"][0]["val_mae"]
              for name, folder in (("warm", warm_dir), ("cold", tmp_path / "cold"))}
     assert first["warm"] < 0.8 * first["cold"], first
     assert cold["finished"] and not cold["warm_start"]
+    # the warm run's folder resumed without --warm-start is refused (no silent switch of start mid-run)
+    assert main(["retrain", "--run", str(tiny_run.dir), "--history", str(history), "--out", str(warm_dir),
+                 "--picks", "20", "--epochs", "3", "--patience", "3"]) == 2
+    assert "other settings" in capsys.readouterr().err
 
 
 def test_retrain_refuses_a_foreign_history_and_too_many_picks(tiny_run, history, tmp_path):
