@@ -239,8 +239,9 @@ def learning_curve_figure(result: dict):
         key = (r["strategy"], readout)
         label = None if key in seen else f"re-trained {'MEGNet readout' if readout else 'CFGP'}, {r['strategy']} picks"
         seen.add(key)
-        ax.plot([r["n_labels"] + dodge.get(r["strategy"], 0)], [r["mae"]], "s" if readout else "D", mfc="none" if readout else colours.get(
-            r["strategy"], GREY), mec=colours.get(r["strategy"], GREY), ms=8, label=label)
+        colour = colours.get(r["strategy"], GREY)
+        ax.plot([r["n_labels"] + dodge.get(r["strategy"], 0)], [r["mae"]], "s" if readout else "D",
+                mfc="none" if readout else colour, mec=colour, ms=8, label=label)
     ax.plot([PAPER_RETRAINED[0]], [PAPER_RETRAINED[1]], "*", color="k", ms=12,
             label="paper, re-trained on 1,800 + 6,000 entropy picks")
     ax.set_xlabel("labelled materials")

@@ -10,7 +10,6 @@ from cfgp.calibration import METRIC_LABELS, calibration_curve, excess_over_2sigm
 from cfgp.palette import OTHER_STRATEGY, STRATEGY_COLOURS
 
 
-
 def _hv():
     import holoviews as hv
 
