@@ -230,7 +230,6 @@ def learning_curve_figure(result: dict):
             label=f"frozen-latent CFGP (random labels, {frozen[0]['runs']} seeds)")
     b = result["base_readout"]
     ax.plot([b["n_labels"]], [b["mae"]], "s", color=GREY, ms=8, label="MEGNet readout (base network)")
-    colours = {"entropy": STRATEGY_COLOURS["entropy"], "random": STRATEGY_COLOURS["random"]}
     # strategies drawn side by side at their label count, so one run's marker cannot hide another's
     dodge = {"entropy": -LEARNING_CURVE_DODGE, "random": LEARNING_CURVE_DODGE}
     seen = set()
@@ -239,7 +238,7 @@ def learning_curve_figure(result: dict):
         key = (r["strategy"], readout)
         label = None if key in seen else f"re-trained {'MEGNet readout' if readout else 'CFGP'}, {r['strategy']} picks"
         seen.add(key)
-        colour = colours.get(r["strategy"], GREY)
+        colour = STRATEGY_COLOURS.get(r["strategy"], OTHER_STRATEGY)
         ax.plot([r["n_labels"] + dodge.get(r["strategy"], 0)], [r["mae"]], "s" if readout else "D",
                 mfc="none" if readout else colour, mec=colour, ms=8, label=label)
     ax.plot([PAPER_RETRAINED[0]], [PAPER_RETRAINED[1]], "*", color="k", ms=12,
