@@ -372,6 +372,17 @@ def cmd_tsne(args) -> int:
     return 0
 
 
+def _positive_angstrom(text: str) -> float:
+    """A neighbour cut-off: a distance in Å above 0 (0 or less gives graphs without a single bond)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of Å") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} Å: a cut-off must be above 0 Å (megnet's default is 5, matgl's 4)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cfgp", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -397,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress that counts for --patience: a relative drop of the best validation MAE (default 0)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--cutoff", type=float, default=5.0, metavar="ANGSTROM",
+    t.add_argument("--cutoff", type=_positive_angstrom, default=5.0, metavar="ANGSTROM",
                    help="neighbour cut-off of the crystal graph (default 5, megnet's; matgl's formation-energy "
                         "example uses 4, about half the bonds and half the time per epoch)")
     t.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")

@@ -213,3 +213,6 @@ def test_train_cutoff_is_a_setting_of_the_run(tmp_path, capsys):
     assert main([*common, "--epochs", "2"]) == 2  # default 5 Å against a 4 Å checkpoint
     err = capsys.readouterr().err
     assert "other settings" in err and "'cutoff': 4.0" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):  # argparse's usage error, before any folder or graph is made
+        main([*common[:2], str(tmp_path / "r0"), *common[3:], "--cutoff", "0"])
+    assert "a cut-off must be above 0" in capsys.readouterr().err and not (tmp_path / "r0").exists()
