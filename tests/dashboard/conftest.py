@@ -158,6 +158,17 @@ def open_page(browser, server):
         ctx.close()
 
 
+def crystal_frame(page, css: str):
+    """The crystal frame of the details panel with CSS class ``css`` (one per panel, redrawn in place)."""
+    return page.locator(f"iframe.structure-view.{css}-structure >> visible=true").first
+
+
+def crystal_label(page, css: str) -> str | None:
+    """Which material the visible crystal frame of panel ``css`` has drawn ('mp-… 1x1x1'); None before any."""
+    frame = crystal_frame(page, css)
+    return frame.get_attribute("data-label") if frame.count() else None
+
+
 def wait_for(page, fn, timeout: float = 60) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:

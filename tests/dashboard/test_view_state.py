@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from tests.dashboard.conftest import SHOTS, column, model_js, open_watched, tab, text_of, wait_for
+from tests.dashboard.conftest import SHOTS, column, crystal_label, model_js, open_watched, tab, text_of, wait_for
 
 #: the text of the first *visible* element matching a CSS selector, through shadow roots (several tabs hold a
 #: details pane with the same class; only the shown one counts)
@@ -93,6 +93,9 @@ def test_a_link_reopens_the_same_view(open_page, open_url, server, app_run):
     assert wait_for(other, lambda: active_tab(other) == "Outliers", 60), active_tab(other)
     assert wait_for(other, lambda: material in visible_text(other, ".details"), 60), visible_text(other, ".details")
     assert "atoms per cell" in visible_text(other, ".details")
+    # and its crystal, drawn before the tab is left (leaving earlier would cancel the frame's plotly.js load)
+    assert wait_for(other, lambda: crystal_label(other, "details") == f"{material} 1x1x1", 60), \
+        crystal_label(other, "details")
     tab(other, "Latent map")
     assert wait_for(other, lambda: f"contains Li ({n_li:,})" in legend(other), 30), legend(other)
     assert colour_title(other) is None  # a legend, not a colour bar

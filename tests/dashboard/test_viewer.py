@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Composition
 
-from tests.dashboard.conftest import SHOTS, tab, text_of, wait_for
+from tests.dashboard.conftest import SHOTS, crystal_frame, tab, text_of, wait_for
 
 # what Plotly draws (_fullData: arrays decoded from plotly.py's base64 "bdata", defaults filled in)
 FIGURE = """el => el._fullData.map(t => ({type: t.type, name: t.name, mode: t.mode || null,
@@ -42,11 +42,6 @@ def frame(app_run):
 #: tap the latent map on these frame rows (what a click on a point does: the map source's selection)
 SELECT_ROWS = """(rows) => { for (const d of Bokeh.documents) { const s = d.get_model_by_name('map-source');
     if (s) s.selected.indices = rows; } }"""
-
-
-def crystal_frame(page, css: str):
-    """The crystal frame of the details panel with CSS class ``css`` (one per panel, redrawn in place)."""
-    return page.locator(f"iframe.structure-view.{css}-structure >> visible=true").first
 
 
 def figure(page, css: str, timeout: float = 60_000) -> list[dict]:
