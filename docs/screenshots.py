@@ -54,6 +54,20 @@ def outliers_compare(page) -> None:
     _structure_drawn(page)
 
 
+def predict_iron(page) -> None:
+    """Upload Fe metal (mp-13, a real Materials Project record cut into the test fixtures) on the Predict tab."""
+    import gzip
+    import tempfile
+
+    fixtures = ROOT / "tests" / "fixtures" / "domain_records.json.gz"
+    iron = next(r for r in json.load(gzip.open(fixtures, "rt"))["nonoxides"] if r["material_id"] == "mp-13")
+    cif = Path(tempfile.mkdtemp()) / "Fe.cif"
+    cif.write_text(iron["cif"])
+    page.locator("input[type=file] >> visible=true").first.set_input_files(str(cif))
+    page.wait_for_selector("text=Out of domain", timeout=180_000)
+    page.wait_for_timeout(2000)
+
+
 #: file name → (query of the link, action after load, full page)
 VIEWS = {
     "latent_map": ("tab=map&colour=sigma", None, False),
@@ -62,6 +76,7 @@ VIEWS = {
     "outliers": ("tab=outliers&out_split=all&out_phosphates=true", outliers_compare, True),
     "lesson": ("lesson=4&projector=1", _structure_drawn, False),
     "dark": ("theme=dark&tab=calibration", None, False),
+    "predict-out-of-domain": ("tab=predict", predict_iron, False),
 }
 
 
