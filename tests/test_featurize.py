@@ -9,6 +9,7 @@ import pytest
 
 from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings
 from cfgp.pipeline import LATENTS_FILE, featurize
+from tests.conftest import FIXTURES
 
 
 def test_latents_shape_and_reload_identical(tiny_run, tmp_path):
@@ -91,3 +92,21 @@ def test_early_stopping_counts_only_meaningful_progress(tiny_run, tmp_path):
     state = feat.train_state_
     assert state.epoch == 3 and state.plateau_epoch == 1  # only the first epoch counted as progress
     assert state.reason == "early stop: no improvement by 99 % for 2 epochs"
+
+
+def test_a_crystal_without_bonds_is_reported_with_the_cut_off():
+    """Cs metal (mp-1, bcc, nearest neighbours 5.29 Å): no two atoms within a 4 Å cut-off, so there is no crystal
+    graph. The record is skipped with a message that says so and names the cut-off — megnet's own error spoke of a
+    cut-off 'too small' — and with on_error='raise' it is a DataError with the same text."""
+    from pymatgen.core import Structure
+
+    from cfgp.data import DataError
+
+    cs = Structure.from_file(FIXTURES / "mp-1_Cs.cif")
+    feat = MEGNetFeaturizer(MEGNetSettings(cutoff=4.0))
+    graphs, kept, issues = feat.to_graphs([cs], names=["mp-1"])
+    assert graphs == [] and len(kept) == 0
+    assert [i.record for i in issues] == ["mp-1"]
+    assert "no two atoms within this MEGNet's 4 Å cut-off" in issues[0].reason
+    with pytest.raises(DataError, match="mp-1: no two atoms within this MEGNet's 4 Å cut-off"):
+        feat.to_graphs([cs], names=["mp-1"], on_error="raise")
