@@ -277,7 +277,7 @@ CASES: list[Case] = [
     Case("symmetry_bomb", "predict", "symmetry operations", lambda x: x.cif("symmetry_bomb.cif", symmetry_bomb_cif(x.real))),
     Case("volume_per_atom_huge", "predict", "is above 500 Å³", lambda x: x.cif("volume_per_atom_huge.cif",
                                                                               corrupt(x.real, scale=60))),
-    Case("dense_graph", "predict", "neighbour pairs within the 5 Å cut-off", lambda x: x.cif("dense_graph.cif",
+    Case("dense_graph", "predict", "neighbour pairs within the 4 Å cut-off", lambda x: x.cif("dense_graph.cif",
                                                                                            dense_cif(x.real))),
     Case("disordered", "predict", "disordered", lambda x: x.cif("disordered.cif", corrupt(x.real, site=(3, 5, "0.5")))),
     Case("occupancy_2", "predict", "occupancies of one site sum to more than 1",
