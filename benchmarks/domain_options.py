@@ -53,6 +53,7 @@ def detectors(Xf: np.ndarray) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--check-set", required=True, help="materials the model was not made for (non-oxides)")
+    p.add_argument("--run", default=None, help="run folder (default: the shipped data/default)")
     args = p.parse_args()
 
     from sklearn.isotonic import IsotonicRegression
@@ -63,7 +64,7 @@ def main() -> None:
     from cfgp.pipeline import Run, load_gp, predict_rows, predictions
     from cfgp.recalibration import P2, predictive_metrics
 
-    run = Run()
+    run = Run(args.run) if args.run else Run()
     gp = load_gp(run)
     pred = predictions(run, gp)
     m, sp = run.materials, run.split

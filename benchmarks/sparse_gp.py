@@ -233,13 +233,15 @@ def main() -> None:
                     help="at the largest n, also score the local GP with these k")
     ap.add_argument("--nonoxides", type=Path, default=NONOXIDES, help="the non-oxide data set for --all-labelled")
     ap.add_argument("--all-labelled", action="store_true", help="also fit sparse on all ~35,500 labelled materials")
+    ap.add_argument("--run", default=None, help="run folder (default: the shipped data/default)")
     args = ap.parse_args()
+    run = Run(args.run) if args.run else Run()
     out: dict = {"machine": f"{os.cpu_count()} cores", "load_avg_start": os.getloadavg()[0]}
     out["rows"] = [] if not args.sizes else sparse_vs_exact(
         tuple(args.sizes), args.n_inducing, args.inducing, exact=not args.no_exact, other_m=tuple(args.other_m),
-        n_neighbours=args.n_neighbours, other_k=tuple(args.other_k))
+        n_neighbours=args.n_neighbours, other_k=tuple(args.other_k), run=run)
     if args.all_labelled:
-        out["all_labelled"] = all_labelled(args.n_inducing, args.inducing, nonoxides=args.nonoxides)
+        out["all_labelled"] = all_labelled(args.n_inducing, args.inducing, run=run, nonoxides=args.nonoxides)
     out["load_avg_end"] = os.getloadavg()[0]
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, 1)
     print(json.dumps(out), flush=True)
