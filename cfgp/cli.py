@@ -30,7 +30,8 @@ def cmd_train(args) -> int:
     window = None if args.no_energy_window else tuple(args.energy_window)
     run = init_run(args.run, data=args.data, split=split, energy_window=window)
     print(run.materials.report.summary(), file=sys.stderr)
-    settings = MEGNetSettings(seed=args.seed, batch_size=args.batch_size, lr=args.lr, cutoff=args.cutoff)
+    cutoff = args.cutoff if args.cutoff is not None else _run_cutoff(run.dir)
+    settings = MEGNetSettings(seed=args.seed, batch_size=args.batch_size, lr=args.lr, cutoff=cutoff)
     t0 = time.time()
     feat, state = train_megnet(run, settings, epochs=args.epochs, patience=args.patience,
                                min_rel_improvement=args.min_improvement / 100,
@@ -40,6 +41,20 @@ def cmd_train(args) -> int:
            "seconds": round(time.time() - t0, 1)}
     _print_json(out)
     return 0
+
+
+#: the crystal-graph cut-off of new runs: the shipped default's (4 Å; megnet's own default is 5 Å), README
+TRAIN_CUTOFF = 4.0
+
+
+def _run_cutoff(run_dir) -> float:
+    """The cut-off a `cfgp train` without --cutoff uses: the run's own when it resumes a checkpoint (so a 5 Å run
+    resumes as 5 Å), else TRAIN_CUTOFF."""
+    saved = Path(run_dir) / "training" / "megnet.settings.json"
+    try:
+        return float(json.loads(saved.read_text())["cutoff"])
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: training itself says which
+        return TRAIN_CUTOFF
 
 
 def _run(args):
@@ -408,9 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress that counts for --patience: a relative drop of the best validation MAE (default 0)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--cutoff", type=_positive_angstrom, default=5.0, metavar="ANGSTROM",
-                   help="neighbour cut-off of the crystal graph (default 5, megnet's; matgl's formation-energy "
-                        "example uses 4, about half the bonds and half the time per epoch)")
+    t.add_argument("--cutoff", type=_positive_angstrom, default=None, metavar="ANGSTROM",
+                   help="neighbour cut-off of the crystal graph (default: 4, the shipped default's and matgl's "
+                        "formation-energy example's, or a resumed run's own; megnet's default is 5, with about "
+                        "twice the bonds and time per epoch)")
     t.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
     t.set_defaults(func=cmd_train)
 

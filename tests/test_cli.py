@@ -196,8 +196,9 @@ def test_evaluate_json_has_groups(tiny_run):
 
 
 def test_train_cutoff_is_a_setting_of_the_run(tmp_path, capsys):
-    """`cfgp train --cutoff 4` builds 4 Å crystal graphs, saves the cut-off with the weights, and a resume with
-    another cut-off is refused with a clear error instead of mixing two networks (in this process: one epoch)."""
+    """`cfgp train --cutoff 4.5` builds 4.5 Å crystal graphs and saves the cut-off with the weights; a resume with
+    another cut-off is refused with a clear error instead of mixing two networks, a resume without --cutoff keeps
+    the run's own, and a new run without it gets the shipped default's 4 Å (in this process: one epoch each)."""
     from cfgp.cli import main
     from cfgp.featurize import MEGNetFeaturizer
     from tests.conftest import SMALL
@@ -205,14 +206,21 @@ def test_train_cutoff_is_a_setting_of_the_run(tmp_path, capsys):
     run = tmp_path / "r4"
     common = ["train", "--run", str(run), "--data", str(SMALL), "--seed", "3", "--n-train", "40", "--n-test", "20",
               "--epochs", "1", "--batch-size", "16"]
-    assert main([*common, "--cutoff", "4"]) == 0
+    assert main([*common, "--cutoff", "4.5"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs_run"] == 1
     feat = MEGNetFeaturizer.load(run)
-    assert feat.settings.cutoff == 4.0 and feat.model.graph_converter.cutoff == 4.0
-    assert json.loads((run / "training" / "megnet.settings.json").read_text())["cutoff"] == 4.0
-    assert main([*common, "--epochs", "2"]) == 2  # default 5 Å against a 4 Å checkpoint
+    assert feat.settings.cutoff == 4.5 and feat.model.graph_converter.cutoff == 4.5
+    assert json.loads((run / "training" / "megnet.settings.json").read_text())["cutoff"] == 4.5
+    assert main([*common, "--epochs", "2", "--cutoff", "5"]) == 2  # 5 Å against a 4.5 Å checkpoint
     err = capsys.readouterr().err
-    assert "other settings" in err and "'cutoff': 4.0" in err and "Traceback" not in err
+    assert "other settings" in err and "'cutoff': 4.5" in err and "Traceback" not in err
+    assert main([*common, "--epochs", "2"]) == 0  # no --cutoff: resumed as 4.5 Å
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs_run"] == 2
+    assert MEGNetFeaturizer.load(run).settings.cutoff == 4.5
+    fresh = tmp_path / "fresh"
+    assert main([*common[:2], str(fresh), *common[3:]]) == 0
+    capsys.readouterr()
+    assert MEGNetFeaturizer.load(fresh).settings.cutoff == 4.0
     with pytest.raises(SystemExit):  # argparse's usage error, before any folder or graph is made
         main([*common[:2], str(tmp_path / "r0"), *common[3:], "--cutoff", "0"])
     assert "a cut-off must be above 0" in capsys.readouterr().err and not (tmp_path / "r0").exists()
