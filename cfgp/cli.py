@@ -50,7 +50,9 @@ TRAIN_CUTOFF = 4.0
 def _run_cutoff(run_dir) -> float:
     """The cut-off a `cfgp train` without --cutoff uses: the run's own when it resumes a checkpoint (so a 5 Å run
     resumes as 5 Å), else TRAIN_CUTOFF."""
-    saved = Path(run_dir) / "training" / "megnet.settings.json"
+    from cfgp.featurize import SETTINGS_FILE
+
+    saved = Path(run_dir) / "training" / SETTINGS_FILE
     try:
         return float(json.loads(saved.read_text())["cutoff"])
     except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: training itself says which

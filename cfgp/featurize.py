@@ -144,16 +144,10 @@ class MEGNetFeaturizer:
             try:
                 # bounded checks before megnet's unbounded neighbour search (a 0.1 Å cell took >8 GB)
                 check_structure(s)
-                check_graph_size(s, self.settings.cutoff)
-                try:
-                    g = self.model.graph_converter.convert(s)
-                except RuntimeError as exc:
-                    if "no bonds" not in str(exc):
-                        raise
-                    g = {"index1": []}
-                if len(g["index1"]) == 0:  # e.g. Cs or Rb metal with a 4 Å cut-off: nearest neighbours ~4.5-5.3 Å
+                if check_graph_size(s, self.settings.cutoff) == 0:  # e.g. Cs or Rb metal at 4 Å (neighbours ~5 Å)
                     raise ImplausibleStructure(f"no two atoms within this MEGNet's {self.settings.cutoff:g} Å cut-off, "
                                                "so it has no crystal graph to predict from")
+                g = self.model.graph_converter.convert(s)
             except ImplausibleStructure as exc:
                 issue = RecordIssue(str(names[i]), str(exc))
                 if on_error == "raise":

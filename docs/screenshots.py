@@ -61,9 +61,10 @@ def predict_iron(page) -> None:
 
     fixtures = ROOT / "tests" / "fixtures" / "domain_records.json.gz"
     iron = next(r for r in json.load(gzip.open(fixtures, "rt"))["nonoxides"] if r["material_id"] == "mp-13")
-    cif = Path(tempfile.mkdtemp()) / "Fe.cif"
-    cif.write_text(iron["cif"])
-    page.locator("input[type=file] >> visible=true").first.set_input_files(str(cif))
+    with tempfile.TemporaryDirectory() as tmp:  # the browser reads the file at once
+        cif = Path(tmp) / "Fe.cif"
+        cif.write_text(iron["cif"])
+        page.locator("input[type=file] >> visible=true").first.set_input_files(str(cif))
     page.wait_for_selector("text=Out of domain", timeout=180_000)
     page.wait_for_timeout(2000)
 
