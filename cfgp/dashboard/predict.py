@@ -232,9 +232,11 @@ class Predict(pn.viewable.Viewer):
         self.fig.add_tools(hover(renderers=[self.renderer]),
                            HoverTool(tooltips=[("your material", "@label"), ("in domain", "@domain")],
                                      renderers=[cross]))
-        self.upload.param.watch(self._on_upload, ["value", "filename"])
+        # onlychanged=False: Panel merges a browser's quick "cleared, then the same file again" into one change
+        # that equals the current value, which param would otherwise swallow; one call per upload (value and
+        # filename come in one batch)
+        self.upload.param.watch(self._on_upload, ["value", "filename"], onlychanged=False)
         self._job = 0  # only the latest upload may write its results
-        self._last = (None, None)
         self._closed = False
         on_session_end(self._close)
 
@@ -246,11 +248,10 @@ class Predict(pn.viewable.Viewer):
     def _on_upload(self, *events) -> None:
         value, name = self.upload.value, self.upload.filename
         if value is None and not name:
-            self._last = (None, None)  # the input was cleared: the same file may come again
-            return
-        if (name, value) == self._last:
-            return  # the second half of one upload (value and filename can arrive separately)
-        self._last = (name, value)
+            return  # the input was cleared (by the user, or by us below)
+        # empty the browser's input once read: choosing the same (perhaps edited) file again is then a new upload,
+        # which a browser does not report while that file is still selected
+        self.upload.clear()
         name = name or "upload.cif"
         self._job += 1
         job = self._job

@@ -137,22 +137,36 @@ def test_a_tiny_cell_is_refused_with_its_reason_and_costs_no_memory(page, server
     server.assert_clean()
 
 
-def test_same_file_again_after_clearing_the_input(page, server, small_records, app_run, tmp_path):
-    record = in_run(small_records, app_run)[0]
-    good = tmp_path / "again.cif"
-    good.write_text(record["cif"])
-    upload(page, good)
-    assert wait_for(page, lambda: "again.cif" in result(page) and "Already in the data set" in result(page), 60)
-    page.locator("input[type=file] >> visible=true").set_input_files([])  # clear, as a benchmark or a user does
-    page.wait_for_timeout(500)
-    # count re-renders of the result pane from now on
+def count_renders(page) -> None:
+    """From now on count re-renders of the result pane (window.__renders)."""
     page.locator(".prediction div >> visible=true").first.evaluate(
         "e => { window.__renders = 0; new MutationObserver(() => window.__renders++)"
         ".observe(e.getRootNode(), {subtree: true, childList: true, characterData: true}); }")
+
+
+def test_the_same_file_again_is_predicted_again(page, server, small_records, app_run, tmp_path):
+    """Choosing the same file again (after editing it, say) is a new upload: the server empties the input once it
+    has read a file, since a browser does not report a file that is still selected; and a quick "clear, then the
+    same file" that Panel merges into one unchanged value still counts."""
+    first, second = in_run(small_records, app_run)[:2]
+    good = tmp_path / "again.cif"
+    good.write_text(first["cif"])
     upload(page, good)
-    assert wait_for(page, lambda: page.evaluate("() => window.__renders") > 0
-                    and f"Already in the data set: {record['material_id']}" in result(page), 60), result(page)
-    assert len(cross_x(page) or []) == 1
+    assert wait_for(page, lambda: f"Already in the data set: {first['material_id']}" in result(page), 60), result(page)
+    file_input = page.locator("input[type=file] >> visible=true")
+    assert wait_for(page, lambda: file_input.evaluate("e => e.files.length") == 0, 20)  # emptied once read
+    for how in ("again", "cleared, then again at once"):
+        count_renders(page)
+        if how != "again":
+            file_input.set_input_files([])
+        upload(page, good)
+        assert wait_for(page, lambda: page.evaluate("() => window.__renders") > 0
+                        and f"Already in the data set: {first['material_id']}" in result(page), 60), (how, result(page))
+        assert len(cross_x(page) or []) == 1
+    good.write_text(second["cif"])  # the same name, edited: the new crystal is predicted
+    upload(page, good)
+    assert wait_for(page, lambda: f"Already in the data set: {second['material_id']}" in result(page), 60), result(page)
+    assert f"({good.name})" in result(page) and first["material_id"] not in result(page)
     server.assert_clean()
 
 
