@@ -198,9 +198,9 @@ def test_evaluate_json_has_groups(tiny_run):
 def test_train_cutoff_is_a_setting_of_the_run(tmp_path, capsys):
     """`cfgp train --cutoff 4.5` builds 4.5 Å crystal graphs and saves the cut-off with the weights; a resume with
     another cut-off is refused with a clear error instead of mixing two networks, a resume without --cutoff keeps
-    the run's own, and a new run without it gets the shipped default's 4 Å (in this process: one epoch each)."""
-    from cfgp.cli import main
-    from cfgp.featurize import MEGNetFeaturizer
+    the run's own, and a new run without it gets the shipped default's 4 Å (in this process: one epoch of training)."""
+    from cfgp.cli import TRAIN_CUTOFF, _run_cutoff, main
+    from cfgp.featurize import SETTINGS_FILE, MEGNetFeaturizer
     from tests.conftest import SMALL
 
     run = tmp_path / "r4"
@@ -214,13 +214,12 @@ def test_train_cutoff_is_a_setting_of_the_run(tmp_path, capsys):
     assert main([*common, "--epochs", "2", "--cutoff", "5"]) == 2  # 5 Å against a 4.5 Å checkpoint
     err = capsys.readouterr().err
     assert "other settings" in err and "'cutoff': 4.5" in err and "Traceback" not in err
-    assert main([*common, "--epochs", "2"]) == 0  # no --cutoff: resumed as 4.5 Å
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs_run"] == 2
+    assert main(common) == 0  # no --cutoff: resumed as 4.5 Å (a 4 Å default would be refused as above)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["reason"] == "reached 1 epochs"
     assert MEGNetFeaturizer.load(run).settings.cutoff == 4.5
-    fresh = tmp_path / "fresh"
-    assert main([*common[:2], str(fresh), *common[3:]]) == 0
-    capsys.readouterr()
-    assert MEGNetFeaturizer.load(fresh).settings.cutoff == 4.0
+    # a new run without --cutoff gets the shipped default's cut-off (what training it would write, without the minute)
+    shipped = json.loads((DEFAULT_RUN / SETTINGS_FILE).read_text())["cutoff"]
+    assert _run_cutoff(tmp_path / "fresh") == TRAIN_CUTOFF == shipped == 4.0
     with pytest.raises(SystemExit):  # argparse's usage error, before any folder or graph is made
         main([*common[:2], str(tmp_path / "r0"), *common[3:], "--cutoff", "0"])
     assert "a cut-off must be above 0" in capsys.readouterr().err and not (tmp_path / "r0").exists()
