@@ -60,9 +60,11 @@ def test_a_busy_session_does_not_stall_another(open_page, server, small_records,
     box.fill("(\\w|\\w|\\w|\\w)*!")
     a.keyboard.press("Enter")
     tab(a, "Active learning")
-    a.evaluate("() => { for (const d of Bokeh.documents) for (const m of (d._all_models ? "
-               "[...d._all_models.values()] : [...d.all_models])) "
-               "if ((m.css_classes ?? []).includes('al-batch') && 'value' in m) m.value = 100000; }")
+    # the tab's models reach the browser when it is first shown (dynamic tabs): set the batch once it is there
+    assert wait_for(a, lambda: a.evaluate(
+        "() => { for (const d of Bokeh.documents) for (const m of (d._all_models ? [...d._all_models.values()] : "
+        "[...d.all_models])) if ((m.css_classes ?? []).includes('al-batch') && 'value' in m) "
+        "{ m.value = 100000; return true; } return false; }"), 30)
     a.get_by_role("button", name="▶ Play", exact=True).click()
     tab(a, "Predict")
     big = tmp_path / "big.cif"
