@@ -30,7 +30,7 @@ def cmd_train(args) -> int:
     window = None if args.no_energy_window else tuple(args.energy_window)
     run = init_run(args.run, data=args.data, split=split, energy_window=window)
     print(run.materials.report.summary(), file=sys.stderr)
-    cutoff = args.cutoff if args.cutoff is not None else _run_cutoff(run.dir)
+    cutoff = args.cutoff if args.cutoff is not None else train_cutoff(run.dir)
     settings = MEGNetSettings(seed=args.seed, batch_size=args.batch_size, lr=args.lr, cutoff=cutoff)
     t0 = time.time()
     feat, state = train_megnet(run, settings, epochs=args.epochs, patience=args.patience,
@@ -47,7 +47,7 @@ def cmd_train(args) -> int:
 TRAIN_CUTOFF = 4.0
 
 
-def _run_cutoff(run_dir) -> float:
+def train_cutoff(run_dir: str | Path) -> float:
     """The cut-off a `cfgp train` without --cutoff uses: the run's own when it resumes a checkpoint (so a 5 Å run
     resumes as 5 Å), else TRAIN_CUTOFF."""
     from cfgp.featurize import SETTINGS_FILE

@@ -199,7 +199,7 @@ def test_train_cutoff_is_a_setting_of_the_run(tmp_path, capsys):
     """`cfgp train --cutoff 4.5` builds 4.5 Å crystal graphs and saves the cut-off with the weights; a resume with
     another cut-off is refused with a clear error instead of mixing two networks, a resume without --cutoff keeps
     the run's own, and a new run without it gets the shipped default's 4 Å (in this process: one epoch of training)."""
-    from cfgp.cli import TRAIN_CUTOFF, _run_cutoff, main
+    from cfgp.cli import TRAIN_CUTOFF, main, train_cutoff
     from cfgp.featurize import SETTINGS_FILE, MEGNetFeaturizer
     from tests.conftest import SMALL
 
@@ -219,7 +219,7 @@ def test_train_cutoff_is_a_setting_of_the_run(tmp_path, capsys):
     assert MEGNetFeaturizer.load(run).settings.cutoff == 4.5
     # a new run without --cutoff gets the shipped default's cut-off (what training it would write, without the minute)
     shipped = json.loads((DEFAULT_RUN / SETTINGS_FILE).read_text())["cutoff"]
-    assert _run_cutoff(tmp_path / "fresh") == TRAIN_CUTOFF == shipped == 4.0
+    assert train_cutoff(tmp_path / "fresh") == TRAIN_CUTOFF == shipped == 4.0
     with pytest.raises(SystemExit):  # argparse's usage error, before any folder or graph is made
         main([*common[:2], str(tmp_path / "r0"), *common[3:], "--cutoff", "0"])
     assert "a cut-off must be above 0" in capsys.readouterr().err and not (tmp_path / "r0").exists()

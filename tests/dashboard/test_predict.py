@@ -145,9 +145,9 @@ def count_renders(page) -> None:
 
 
 def test_the_same_file_again_is_predicted_again(page, server, small_records, app_run, tmp_path):
-    """Choosing the same file again (after editing it, say) is a new upload: the server empties the input once it
-    has read a file, since a browser does not report a file that is still selected; and a quick "clear, then the
-    same file" that Panel merges into one unchanged value still counts."""
+    """Choosing the same file again (after editing it, say) is a new upload, whether or not the user cleared the
+    input first: the server empties the input once it has read a file, since a browser does not report a file that
+    is still selected; the same name with new contents predicts the new crystal."""
     first, second = in_run(small_records, app_run)[:2]
     good = tmp_path / "again.cif"
     good.write_text(first["cif"])
@@ -155,7 +155,7 @@ def test_the_same_file_again_is_predicted_again(page, server, small_records, app
     assert wait_for(page, lambda: f"Already in the data set: {first['material_id']}" in result(page), 60), result(page)
     file_input = page.locator("input[type=file] >> visible=true")
     assert wait_for(page, lambda: file_input.evaluate("e => e.files.length") == 0, 20)  # emptied once read
-    for how in ("again", "cleared, then again at once"):
+    for how in ("again", "cleared by the user, then again"):
         count_renders(page)
         if how != "again":
             file_input.set_input_files([])
