@@ -33,7 +33,7 @@ def _collect_s(repeats: int = 3) -> float:
 def measure(run: str | None, sessions: int, freeze: bool) -> dict:
     """One server's sequence: load its data, (freeze), warm the predictor up, build and drop N dashboards."""
     from cfgp.dashboard import create_app
-    from cfgp.dashboard.predict import formula_rows, ready_featurizer
+    from cfgp.dashboard.predict import ready_featurizer
     from cfgp.dashboard.shared import freeze_server_heap, server_data
 
     data = server_data(run)
@@ -42,7 +42,7 @@ def measure(run: str | None, sessions: int, freeze: bool) -> dict:
         freeze_server_heap(force=True)
         out["frozen_objects"] = gc.get_freeze_count()
     ready_featurizer(data)
-    formula_rows(data)
+    data.formula_rows
     out["collect_s_after_warm_up"] = _collect_s()
     apps = [create_app(run) for _ in range(sessions)]
     for app in apps:

@@ -41,28 +41,6 @@ def note(text: str) -> pn.pane.Markdown:
 
 
 # ---------------------------------------------------------------- per-server lookups (built on first use)
-def _reduced(formula: str) -> str:
-    from pymatgen.core import Composition
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return Composition(formula).reduced_formula
-    except Exception:  # an odd formula string: compare it as written
-        return str(formula)
-
-
-@lru_cache(maxsize=4)
-def formula_rows(data: ServerData) -> dict[str, np.ndarray]:
-    """Reduced formula → rows of the materials with that formula (normalised with pymatgen)."""
-    out: dict[str, list[int]] = {}
-    formulas = data.frame["formula"].to_numpy()
-    reduced = {f: _reduced(f) for f in set(formulas)}
-    for row, f in enumerate(formulas):
-        out.setdefault(reduced[f], []).append(row)
-    return {k: np.asarray(v, dtype=int) for k, v in out.items()}
-
-
 @lru_cache(maxsize=4)
 def placeable_rows(data: ServerData) -> np.ndarray:
     """Rows with both a latent and a map position (the reference points for placing a new material)."""
@@ -120,7 +98,7 @@ def warm_up_in_background(data: ServerData, delay: float = 5.0) -> None:
         time.sleep(delay)
         try:
             ready_featurizer(data)
-            formula_rows(data)
+            data.formula_rows
         except Exception:  # the Predict tab reports problems when it is used
             pass
 
@@ -136,7 +114,7 @@ def find_match(data: ServerData, structure, formula: str, xs: np.ndarray) -> tup
     """
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    rows = formula_rows(data).get(formula)
+    rows = data.formula_rows.get(formula)
     if rows is None or len(rows) == 0:
         return None, 0, 0
     dist = np.linalg.norm(data.Xs[rows] - np.asarray(xs).reshape(1, -1), axis=1)

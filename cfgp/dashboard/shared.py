@@ -59,6 +59,20 @@ def parse_element(text: str) -> str:
     return sym
 
 
+def reduced_formula(formula: str) -> str:
+    """pymatgen's reduced formula of a formula string (as written when pymatgen cannot read it)."""
+    import warnings
+
+    from pymatgen.core import Composition
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Composition(formula).reduced_formula
+    except Exception:  # an odd formula string: compare it as written
+        return str(formula)
+
+
 class ServerData:
     """Read-only results of one run folder, shared by all sessions of a server."""
 
@@ -100,6 +114,17 @@ class ServerData:
             for e in els:
                 out.setdefault(e, []).append(i)
         return {e: np.asarray(r, dtype=int) for e, r in out.items()}
+
+    @cached_property
+    def formula_rows(self) -> dict[str, np.ndarray]:
+        """Reduced formula (normalised with pymatgen) → rows of the materials with it: an upload's candidates for
+        "already in the data set", and a material's polymorphs."""
+        out: dict[str, list[int]] = {}
+        formulas = self.frame["formula"].to_numpy()
+        reduced = {f: reduced_formula(f) for f in set(formulas)}
+        for row, f in enumerate(formulas):
+            out.setdefault(reduced[f], []).append(row)
+        return {k: np.asarray(v, dtype=int) for k, v in out.items()}
 
     def contains(self, element: str) -> np.ndarray:
         """Boolean mask of materials containing ``element`` (a validated symbol)."""

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from pymatgen.core import Composition
 
-from tests.dashboard.conftest import SHOTS, model_js, tab, wait_for
+from tests.dashboard.conftest import SHOTS, model_js, tab, text_of, wait_for
 
 HEADERS = ["DFT E_f (eV/atom)", "GP E_f (eV/atom)", "σ (eV/atom)", "z (units of σ)", "|res| − 2σ (eV/atom)"]
 
@@ -119,6 +119,21 @@ def test_clicking_a_row_shows_details_and_selects_it(page, server, app_run):
     assert wait_for(page, lambda: page.locator("text=atoms per cell >> visible=true").count() > 0, 30)
     heading = page.locator("h3 >> visible=true").last.inner_text()  # "formula (mp-…)" of the details
     assert first in heading, heading
+    # where its DFT energy lies among its polymorphs, from the run's own records
+    m = app_run.materials
+    mine = int(m.index_of([first])[0])
+    reduced = [Composition(f).reduced_formula for f in m.frame["formula"]]
+    same = [i for i in range(len(m)) if reduced[i] == reduced[mine] and i != mine]
+    details = text_of(page, ".details")
+    if not same:
+        assert "Polymorphs: no other material with this formula in the data set." in details, details
+    elif m.y[mine] <= min(m.y[same]):
+        assert f"Polymorphs: the lowest DFT E_f of the {len(same) + 1} materials with this formula" in details, details
+    else:
+        low = min(same, key=lambda i: m.y[i])
+        expected = (f"Polymorphs: {m.y[mine] - m.y[low]:.3f} eV/atom above the lowest DFT E_f of the {len(same) + 1} "
+                    f"materials with this formula in the data set ({m.ids[low]}, {m.y[low]:.3f} eV/atom")
+        assert expected in details, details
     # the rotatable structure: plotly.js loaded on demand inside the viewer's iframe, one trace per element + cell
     plot = page.frame_locator("iframe.structure-view >> visible=true").first.locator(".js-plotly-plot")
     plot.wait_for(timeout=60_000)
@@ -129,3 +144,26 @@ def test_clicking_a_row_shows_details_and_selects_it(page, server, app_run):
     page.screenshot(path=str(SHOTS / "outliers.png"))
     server.assert_clean()
     assert [e for e in page.console_errors if "favicon" not in e] == []
+
+
+def test_a_high_energy_polymorph_says_so_on_the_default():
+    """Fe3O4 mp-715558, the default's worst test z-score: its DFT E_f lies far above the lowest Fe3O4 of the data
+    set, which is what the GP predicts for it; the details say so (figures recomputed from the records)."""
+    from cfgp.artefacts import DEFAULT_RUN
+    from cfgp.dashboard.details import HIGH_POLYMORPH, material_text
+    from cfgp.dashboard.shared import server_data
+
+    data = server_data(DEFAULT_RUN)
+    m = data.run.materials
+    rows = [i for i, f in enumerate(m.frame["formula"]) if Composition(f).reduced_formula == "Fe3O4"]
+    low = min(rows, key=lambda i: m.y[i])
+    row = int(m.index_of(["mp-715558"])[0])
+    above = m.y[row] - m.y[low]
+    assert above >= HIGH_POLYMORPH
+    text = material_text(data, row)
+    assert (f"Polymorphs: {above:.3f} eV/atom above the lowest DFT E_f of the {len(rows)} materials with this "
+            f"formula in the data set ({m.ids[low]}, {m.y[low]:.3f} eV/atom") in text, text
+    assert "tends to be predicted near it" in text
+    assert abs(data.frame["gp"].iat[row] - m.y[low]) < abs(data.frame["gp"].iat[row] - m.y[row])  # predicted near it
+    lowest = material_text(data, low)
+    assert f"Polymorphs: the lowest DFT E_f of the {len(rows)} materials with this formula" in lowest, lowest
