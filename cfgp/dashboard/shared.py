@@ -13,6 +13,7 @@ import ctypes
 import gc
 import os
 import threading
+import warnings
 from functools import cached_property
 from pathlib import Path
 
@@ -61,8 +62,6 @@ def parse_element(text: str) -> str:
 
 def reduced_formula(formula: str) -> str:
     """pymatgen's reduced formula of a formula string (as written when pymatgen cannot read it)."""
-    import warnings
-
     from pymatgen.core import Composition
 
     try:
