@@ -88,7 +88,8 @@ _STARTED: set[int] = set()
 
 def warm_up_in_background(data: ServerData, delay: float = 5.0) -> None:
     """Load and trace the network once per server in a background thread, shortly after the first page,
-    so that a class's first upload does not wait ~20 s for it."""
+    so that a class's first upload does not wait ~20 s for it; the formula lookup first (0.67 s on the default),
+    since every tab's material details use it."""
     with _WARM_LOCK:
         if id(data) in _STARTED:
             return
@@ -97,8 +98,8 @@ def warm_up_in_background(data: ServerData, delay: float = 5.0) -> None:
     def work():
         time.sleep(delay)
         try:
-            ready_featurizer(data)
             data.formula_rows
+            ready_featurizer(data)
         except Exception:  # the Predict tab reports problems when it is used
             pass
 
