@@ -35,6 +35,7 @@ from cfgp.al import STRATEGIES, ALSettings, curves
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import BACKGROUND, map_figure
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_end, on_session_tick
+from cfgp.dashboard import untrusted
 
 LIVE = "live run"
 REPLAY_PREFIX = "replay "
@@ -328,12 +329,13 @@ class ActiveLearning(pn.viewable.Viewer):
     def _hold(self):
         return pn.io.hold(self._doc) if self._served else contextlib.nullcontext()
 
-    def _warn(self, text: str) -> None:
-        self.message.object, self.message.visible = text, True
+    def _warn(self, message: str) -> None:
+        """Show a plain-text message (escaped: it may quote a setting or an error)."""
+        self.message.object, self.message.visible = untrusted.text(message), True
         notes = getattr(pn.state, "notifications", None)
         if notes is not None:
             try:
-                notes.warning(text, duration=6000)
+                notes.warning(untrusted.text(message), duration=6000)
             except Exception:  # notifications are a nicety; the alert above already shows the message
                 pass
 

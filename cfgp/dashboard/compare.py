@@ -19,6 +19,7 @@ import param
 
 from cfgp.dashboard.details import MaterialDetails
 from cfgp.dashboard.shared import ServerData
+from cfgp.dashboard import untrusted
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class CompareView(pn.viewable.Viewer):
             self.neighbour = nb = nearest_training(self.data, self.row)
         except ValueError as exc:
             self.neighbour = None
-            self.summary.object = f"No comparison: {exc}."
+            self.summary.object = untrusted.text(f"No comparison: {exc}.")
             self.left.show(self.row)
             self.right.show(None, "")
             self.layout.visible = True

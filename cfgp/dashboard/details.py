@@ -32,6 +32,7 @@ from cfgp.crystal_view import crystal_view
 from cfgp.data import DataError
 from cfgp.dashboard.shared import ServerData, in_document, reduced_formula
 from cfgp.dashboard.theme import iframe_background, plotly_layout
+from cfgp.dashboard import untrusted
 
 
 def material_text(data: ServerData, row: int) -> str:
@@ -39,7 +40,9 @@ def material_text(data: ServerData, row: int) -> str:
     its DFT energy lies among its polymorphs."""
     r = data.frame.iloc[int(row)]
     split = r.split or "unused"
-    return (f"### {r.formula} ({r.material_id})\nspace group {r.spacegroup_symbol}, {r.nsites} atoms per cell, "
+    t = untrusted.text  # names and symbols come from the data file
+    return (f"### {t(r.formula)} ({t(r.material_id)})\n"
+            f"space group {t(r.spacegroup_symbol)}, {r.nsites} atoms per cell, "
             f"{split} split{' · phosphate' if r.is_phosphate else ''}\n\n"
             f"DFT E_f **{r.dft:.3f}** eV/atom · GP **{r.gp:.3f} ± {r.sigma:.3f}** eV/atom (2σ interval "
             f"{r.gp - 2 * r.sigma:.3f} to {r.gp + 2 * r.sigma:.3f}) · z = {r.z:.2f} · |residual| − 2σ = "
@@ -65,12 +68,13 @@ def polymorph_text(data: ServerData, row: int) -> str:
     n = len(others) + 1
     about = f"the {n} materials with this formula in the data set"
     if dft[row] <= dft[low]:
-        return (f"Polymorphs: the lowest DFT E_f of {about} (next: {f['material_id'].iat[low]}, "
+        return (f"Polymorphs: the lowest DFT E_f of {about} (next: {untrusted.text(f['material_id'].iat[low])}, "
                 f"{dft[low] - dft[row]:+.3f} eV/atom).")
     above = dft[row] - dft[low]
     warn = (" — a polymorph this far above the lowest tends to be predicted near it" if above >= HIGH_POLYMORPH
             else "")
-    return (f"Polymorphs: {above:.3f} eV/atom above the lowest DFT E_f of {about} ({f['material_id'].iat[low]}, "
+    return (f"Polymorphs: {above:.3f} eV/atom above the lowest DFT E_f of {about} "
+            f"({untrusted.text(f['material_id'].iat[low])}, "
             f"{dft[low]:.3f} eV/atom, {f['split'].iat[low] or 'unused'} split){warn}.")
 
 
@@ -199,7 +203,7 @@ class MaterialDetails(pn.viewable.Viewer):
         fig, view, problem = structure_figure(self.data, row, (2, 2, 2) if supercell else (1, 1, 1),
                                               height=self.height)
         if problem:
-            self.text.object = material_text(self.data, row) + f"\n\n{problem}"
+            self.text.object = material_text(self.data, row) + f"\n\n{untrusted.text(problem)}"
         if fig is not None:
             mid = self.data.frame["material_id"].iloc[row]
             self.structure.param.update(page_colour=iframe_background(),

@@ -19,6 +19,7 @@ from cfgp.dashboard.figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS,
                                     selection_tools)
 from cfgp.dashboard.shared import ServerData, SessionState, in_document, on_session_end, parse_element
 from cfgp.embedding import TSNESettings, tsne
+from cfgp.dashboard import untrusted
 
 COLOURINGS = {"DFT E_f": "dft", "GP E_f": "gp", "σ": "sigma", "residual": "residual", "z-score": "z",
               "split": "split", "phosphates": "phosphate", "element": "element"}
@@ -118,7 +119,7 @@ class LatentMap(pn.viewable.Viewer):
             try:
                 el = parse_element(self.element)
             except ValueError as exc:
-                self.message.object, self.message.visible = f"Element: {exc}.", True
+                self.message.object, self.message.visible = untrusted.text(f"Element: {exc}."), True
                 return
             has = d.contains(el)
             if not has.any():
@@ -222,7 +223,7 @@ class LatentMap(pn.viewable.Viewer):
                 msg = (f"Live t-SNE of {len(rows):,} materials converged ({total} iterations, "
                        f"{time.perf_counter() - started:.1f} s).")
             except Exception as exc:  # keep the session alive whatever happens
-                out, msg = None, f"t-SNE failed: {exc}"
+                out, msg = None, untrusted.text(f"t-SNE failed: {exc}")
 
             def finish():
                 if out is not None:

@@ -18,6 +18,7 @@ from cfgp.dashboard.details import MaterialDetails
 from cfgp.dashboard.compare import CompareView
 from cfgp.dashboard.downloads import csv_bytes, download_button
 from cfgp.dashboard.shared import ServerData, SessionState, parse_element
+from cfgp.dashboard import untrusted
 
 #: the table shows the TOP materials by |residual| − 2σ (the rest are comfortably inside ±2σ)
 TOP = 300
@@ -121,8 +122,9 @@ class Outliers(pn.viewable.Viewer):
         self.table.value = rows
         self.summary.object = self._summary(len(rows))
 
-    def _warn(self, text: str) -> None:
-        self.message.object, self.message.visible = text, True
+    def _warn(self, message: str) -> None:
+        """Show a plain-text message (escaped: it may quote what the user typed)."""
+        self.message.object, self.message.visible = untrusted.text(message), True
 
     def _summary(self, shown: int) -> str:
         """How many of the chosen split lie outside ±2σ and what share of those are phosphates (the paper's

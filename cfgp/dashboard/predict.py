@@ -12,7 +12,6 @@ model use across sessions.
 
 from __future__ import annotations
 
-import html
 import threading
 import time
 import warnings
@@ -27,6 +26,7 @@ from cfgp.dashboard.figures import Colouring, hover, map_figure
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
 from cfgp.data import MAX_CIF_CHARS, DataError, parse_cif
 from cfgp.embedding import place
+from cfgp.dashboard import untrusted
 
 MAX_UPLOAD_BYTES = MAX_CIF_CHARS  # 2 MB, as for any CIF cfgp reads
 #: structure matching costs ~50 ms per candidate: compare at most this many candidates of the same formula,
@@ -142,10 +142,11 @@ def match_text(data: ServerData, formula: str, row: int | None, n_candidates: in
         return (f"**Already in the data set: {r.material_id}** ({dft}, split {r.split or 'unused'}; "
                 f"the GP's value for it is {r.gp:.3f} ± {r.sigma:.3f} eV/atom).")
     if n_candidates == 0:
-        return f"Not in the data set: no material with formula {formula}."
+        return f"Not in the data set: no material with formula {untrusted.text(formula)}."
     checked = (f"all {n_candidates}" if compared >= n_candidates
                else f"the {compared} with the nearest latents of {n_candidates}")
-    return f"Not in the data set: no structure match among {checked} materials with formula {formula}."
+    return (f"Not in the data set: no structure match among {checked} materials with formula "
+            f"{untrusted.text(formula)}.")
 
 
 def domain_text(reason: str, inside: bool) -> str:
@@ -155,7 +156,7 @@ def domain_text(reason: str, inside: bool) -> str:
                 "materials'.</small>")
     return ('<div class="domain-warning" style="background:#f8d7da;border:2px solid #dc3545;color:#842029;'
             'padding:8px 12px;border-radius:4px;font-size:1.05em">⚠ <b>Out of domain: do not trust this value.</b> '
-            f"{html.escape(reason)}. σ has been widened for it, but a material this unlike the training set can "
+            f"{untrusted.text(reason)}. σ has been widened for it, but a material this unlike the training set can "
             "be predicted wrong by more.</div>")
 
 
@@ -241,8 +242,8 @@ class Predict(pn.viewable.Viewer):
             self._fail(str(exc))
             return
         cold = getattr(self.data, "_featurizer", None) is None or id(self.data) not in _WARM
-        self.result.object = (f"Reading **{name}**…" + (" The first prediction on this server loads the "
-                                                         "network (~20 s)." if cold else ""))
+        self.result.object = (f"Reading **{untrusted.text(name)}**…"
+                              + (" The first prediction on this server loads the network (~20 s)." if cold else ""))
         self.busy = True
         doc = pn.state.curdoc
         threading.Thread(target=self._work, args=(job, doc, name, text), daemon=True, name="cfgp-predict").start()
@@ -261,7 +262,7 @@ class Predict(pn.viewable.Viewer):
             pass
 
     def _fail(self, reason: str) -> None:
-        self.result.object = f"**Could not use this file.** {reason}"
+        self.result.object = f"**Could not use this file.** {untrusted.text(reason)}"
         self.cross.data = dict(EMPTY_CROSS)
         self.busy = False
 
@@ -276,8 +277,8 @@ class Predict(pn.viewable.Viewer):
                 formula = structure.composition.reduced_formula
             if getattr(d, "_featurizer", None) is None or id(d) not in _WARM:
                 self._post(job, doc, lambda: setattr(
-                    self.result, "object", f"Parsed **{formula}** ({len(structure)} atoms per cell); loading the "
-                                           f"network… (~20 s, once per server)"))
+                    self.result, "object", f"Parsed **{untrusted.text(formula)}** ({len(structure)} atoms per cell); "
+                                           "loading the network… (~20 s, once per server)"))
             fz = ready_featurizer(d)
             with d.lock:  # TensorFlow: one model call at a time across sessions
                 X = fz.transform([structure], names=[name])
@@ -291,11 +292,11 @@ class Predict(pn.viewable.Viewer):
             pos = place(d.Xs[ref], d.xy[ref], xs)[0]
             ms = 1000 * (time.perf_counter() - started)
             m, s = float(mean[0]), s_cal
-            head = (f"### {formula} ({name})\n"
+            head = (f"### {untrusted.text(formula)} ({untrusted.text(name)})\n"
                     f"Predicted formation energy **{m:.3f} ± {s:.3f} eV/atom** (95 % interval {m - 2 * s:.3f} to "
                     f"{m + 2 * s:.3f}; the GP's own σ is {float(std[0]):.3f}).\n\n"
                     + domain_text(check.reason[0], inside) +
-                    f"\n\nThe × on the map sits among the materials with the nearest latents.")
+                    "\n\nThe × on the map sits among the materials with the nearest latents.")
             timing = f"\n\n<small>prediction {ms:,.0f} ms</small>"
 
             def show_prediction():

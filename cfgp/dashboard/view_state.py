@@ -14,8 +14,6 @@ guided tour (:mod:`cfgp.dashboard.lesson`): one code path for links and lesson s
 
 from __future__ import annotations
 
-import html
-import json
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -25,6 +23,8 @@ from typing import Any
 import panel as pn
 import param
 
+from cfgp.dashboard import untrusted
+from cfgp.dashboard.untrusted import as_text, quoted
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_tick, parse_element
 
 #: tab name → the short name a link uses (a tab not listed gets its lower-cased, hyphenated name)
@@ -33,8 +33,6 @@ TAB_SLUGS = {"Latent map": "map", "Calibration": "calibration", "Active learning
 #: query parameters, in the order they are applied (the material last: where its details show depends on the tab)
 KEYS = ("lesson", "tab", "colour", "element", "cal_split", "cal_phosphates", "out_split", "out_phosphates",
         "out_element", "al", "strategy", "seed", "batch", "cycle", "material")
-#: the longest value quoted back in a message (a link can hold anything)
-QUOTE = 40
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -71,24 +69,6 @@ class ViewState(param.Parameterized):
     seed = param.Parameter(default="0", doc="active-learning seed")
     batch = param.Parameter(default="1", doc="active-learning batch size")
     cycle = param.Parameter(default="", doc="cycle of a replayed run (empty for a live run)")
-
-
-def as_text(value: Any) -> str:
-    """A query value as the text a link holds (Panel parses '3' to 3 and 'true' to True; undo that)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
-
-
-def quoted(value: Any) -> str:
-    s = as_text(value)
-    return f"“{s[:QUOTE]}{'…' if len(s) > QUOTE else ''}”"
 
 
 def parse_int(value: Any) -> int:
@@ -297,8 +277,8 @@ class ViewSync:
         self.link.visible = self.copy_button.visible = True
         host = loc.hostname + (f":{loc.port}" if loc.port else "")
         url = f"{loc.protocol}//{host}{loc.pathname}{loc.search}"
-        self.link.object = (f'Link to this view: <a class="view-link-url" href="{html.escape(url, quote=True)}">'
-                            f"{html.escape(url)}</a>")
+        safe = untrusted.text(url)
+        self.link.object = f'Link to this view: <a class="view-link-url" href="{safe}">{safe}</a>'
 
     # ------------------------------------------------------------ apply a view
     def apply(self, view: Mapping[str, Any]) -> list[str]:
@@ -534,7 +514,8 @@ class ViewSync:
         if not messages:
             self.message.object, self.message.visible = "", False
             return
-        self.message.object = "**This view could not be shown exactly as asked.** " + " ".join(messages)
+        self.message.object = ("**This view could not be shown exactly as asked.** "
+                               + " ".join(map(untrusted.text, messages)))
         self.message.visible = True
 
         names = sorted({n for m in messages for n in re.findall(r"^Link parameters? ([\w/]+):", m)})
@@ -547,7 +528,7 @@ class ViewSync:
             if notes is None:
                 return
             try:
-                notes.warning(summary, duration=10000)
+                notes.warning(untrusted.text(summary), duration=10000)
             except Exception:  # the alert above already shows the messages
                 pass
         try:

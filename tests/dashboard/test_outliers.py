@@ -2,6 +2,7 @@
 filters change what the table shows, the headers carry units, and a click shows the material's details
 and selects it on the maps."""
 
+import html
 from collections import Counter
 
 import pytest
@@ -160,10 +161,10 @@ def test_a_high_energy_polymorph_says_so_on_the_default():
     row = int(m.index_of(["mp-715558"])[0])
     above = m.y[row] - m.y[low]
     assert above >= HIGH_POLYMORPH
-    text = material_text(data, row)
+    text = html.unescape(material_text(data, row))  # Markdown with the data file's names escaped
     assert (f"Polymorphs: {above:.3f} eV/atom above the lowest DFT E_f of the {len(rows)} materials with this "
             f"formula in the data set ({m.ids[low]}, {m.y[low]:.3f} eV/atom") in text, text
     assert "tends to be predicted near it" in text
     assert abs(data.frame["gp"].iat[row] - m.y[low]) < abs(data.frame["gp"].iat[row] - m.y[row])  # predicted near it
-    lowest = material_text(data, low)
+    lowest = html.unescape(material_text(data, low))
     assert f"Polymorphs: the lowest DFT E_f of the {len(rows)} materials with this formula" in lowest, lowest
