@@ -521,8 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--history", type=Path, required=True, help="an AL history (.jsonl) made on --run")
     rt.add_argument("--out", type=Path, required=True, help="folder of the new run (created; resumed if it exists)")
     rt.add_argument("--picks", type=int, default=None, help="use the first N picks (default: all)")
-    rt.add_argument("--epochs", type=int, default=300)
-    rt.add_argument("--patience", type=int, default=100)
+    rt.add_argument("--epochs", type=int, default=1000, help="most epochs (default 1,000: the base network's rule)")
+    rt.add_argument("--patience", type=int, default=100, help="stop after this many epochs without improvement")
     rt.add_argument("--min-improvement", type=float, default=1.0, help="percent the validation MAE must improve by "
                                                                         "within --patience epochs")
     start = rt.add_mutually_exclusive_group()

@@ -7,11 +7,14 @@ headline (test MAE 0.0277 eV/atom) comes after re-training the network on 1,800 
     out/run.json     the base run's data settings plus a ``retrain`` block (base, history, picks, warm start)
     out/split.json   train = base train + the first ``picks`` picks; pool = the rest; test unchanged
     out/training/    MEGNet checkpoints (resumable, like ``cfgp train``)
-    out/retrain.json the result: strategy, seed, picks, epochs, test MAE, 2σ coverage, miscalibration area
+    out/retrain.json the result: strategy, seed, picks, epochs, best epoch, training MAE there, whether the
+                     stopping rule was met, test MAE, 2σ coverage, miscalibration area, pool-scored MAE
 
-Early stopping uses the base model's own validation materials (which it never fitted) plus a seeded tenth
-of the picks, so a warm start is not stopped on materials it has memorised. The test split is never used
-before the final evaluation.
+Stopping follows the base network's rule (no 1 % validation improvement over a 100-epoch patience window, at
+most 1,000 epochs) so that every retrain is trained to convergence, not to a fixed budget. Early stopping uses
+one set for every strategy and seed: the base network's own validation materials, which it never fitted and
+which lie in the train split, so no candidate pool ever holds them and no strategy's picks decide when its
+network stops. The test split is never used before the final evaluation.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ def _retrain_folder(base: Run, history, out: Path, header: dict, ids: list[str],
         raise ValueError(f"{history}: some picks are not in {base.dir}'s pool")
     # paths as the repository sees them (relative to its root when inside it), so a resume from another folder matches
     block = {"base_run": repo_path(base.dir), "history": repo_path(history), "strategy": header["settings"]["strategy"],
-             "al_seed": header["settings"]["seed"], "picks": len(ids), "warm_start": warm_start, "seed": seed}
+             "al_seed": header["settings"]["seed"], "picks": len(ids), "warm_start": warm_start, "seed": seed,
+             "early_stopping": EARLY_STOPPING}
     if (out / RUN_FILE).exists():
         saved = read_json(out / RUN_FILE).get("retrain")
         if saved != block:
@@ -79,17 +83,38 @@ def _retrain_folder(base: Run, history, out: Path, header: dict, ids: list[str],
     return Run(out)
 
 
-def early_stopping_ids(base: Run, pick_ids: list[str], seed: int) -> list[str]:
-    """The base model's validation materials plus a seeded tenth of the picks."""
-    val = base.materials.ids[held_out_positions(base)].tolist()
-    rng = np.random.default_rng(seed)
-    n = int(round(base.settings["val_fraction"] * len(pick_ids)))
-    return val + sorted(rng.choice(np.array(pick_ids, dtype=object), n, replace=False).tolist()) if n else val
+#: the stopping rule of every retrain: the base network's (``data/converge4``)
+MAX_EPOCHS, PATIENCE, MIN_REL_IMPROVEMENT = 1000, 100, 0.01
+#: names the early-stopping set in a retrain folder's settings (a folder made under another rule is refused)
+EARLY_STOPPING = "base network's validation materials (shared by every strategy and seed)"
 
 
-def retrain(base: Run, history: str | Path, out: str | Path, picks: int | None = None, epochs: int = 300,
-            patience: int = 100, warm_start: bool = False, seed: int = 0, min_rel_improvement: float = 0.01,
-            max_seconds: float | None = None, progress: bool = True) -> dict:
+def early_stopping_ids(base: Run) -> list[str]:
+    """The one early-stopping set of every retrain on ``base``: its network's validation materials (in the train
+    split, so never a candidate of any AL pool, and never fitted by the base network)."""
+    return base.materials.ids[held_out_positions(base)].tolist()
+
+
+def candidate_pool_ids(base: Run, header: dict) -> np.ndarray:
+    """The ids of the candidate pool an AL history drew from (its seeded pool subsample of ``base``'s pool)."""
+    from cfgp.al import ALSettings, pool_positions
+
+    X = base.latents()
+    po = base.split.pool
+    po = po[np.isfinite(X[po]).all(axis=1)]
+    return base.materials.ids[po[pool_positions(len(po), ALSettings(**header["settings"]))]]
+
+
+def train_mae_at(history: list[dict], epoch: int) -> float | None:
+    """Training MAE logged in the epoch ``epoch`` (1-based) of a training history."""
+    rows = [h for h in history if h["epoch"] == epoch]
+    return float(rows[-1]["mae"]) if rows else None
+
+
+def retrain(base: Run, history: str | Path, out: str | Path, picks: int | None = None, epochs: int = MAX_EPOCHS,
+            patience: int = PATIENCE, warm_start: bool = False, seed: int = 0,
+            min_rel_improvement: float = MIN_REL_IMPROVEMENT, max_seconds: float | None = None,
+            progress: bool = True) -> dict:
     """Re-train MEGNet on base train + picks (from scratch, or warm-started from the base model), re-featurise,
     refit the GP and evaluate on the base run's test split; writes and returns ``retrain.json``.
 
@@ -113,19 +138,35 @@ def retrain(base: Run, history: str | Path, out: str | Path, picks: int | None =
         settings = replace(settings, seed=seed)
     feat, state = train_megnet(run, settings, epochs=epochs, patience=patience, max_seconds=max_seconds,
                                progress=progress, min_rel_improvement=min_rel_improvement,
-                               val_ids=early_stopping_ids(base, ids, seed),
+                               val_ids=early_stopping_ids(base),
                                init_from=base.dir if warm_start else None)
+    base_state = read_json(base.dir / "training" / "train_state.json") if \
+        (base.dir / "training" / "train_state.json").exists() else None
     result = {"strategy": block["strategy"], "seed": block["al_seed"], "picks": block["picks"],
               "warm_start": warm_start, "epochs": state.epoch, "best_epoch": state.best_epoch,
-              "best_val_mae": state.best_val_mae, "finished": state.finished, "reason": state.reason,
-              "base_run": block["base_run"], "history": block["history"]}
+              "best_val_mae": state.best_val_mae, "train_mae_at_best": train_mae_at(state.history, state.best_epoch),
+              "base_train_mae_at_best": train_mae_at(base_state["history"], base_state["best_epoch"])
+              if base_state else None,
+              "finished": state.finished, "reason": state.reason,
+              # converged: stopped by the rule (no relative improvement over the patience window), not by a cap
+              "converged": bool(state.finished and state.reason.startswith("early stop")),
+              "rule": {"max_epochs": epochs, "patience": patience, "min_rel_improvement": min_rel_improvement},
+              "early_stopping": {"set": EARLY_STOPPING, "n": len(early_stopping_ids(base))},
+              "base_run": block["base_run"], "history": block["history"], "retrain_seed": seed}
     if state.finished:
         featurize(run, progress=progress)
-        fit_gp(run)
-        metrics = evaluate(run)
+        gp = fit_gp(run)
+        metrics = evaluate(run, gp)
         result.update({k: metrics[k] for k in ("mae", "rmse", "coverage_2sigma", "miscalibration_area", "n_test",
                                                "n_train")})
         result["hyperparameters"] = metrics["hyperparameters"]
+        # the paper's protocol: MAE on the AL run's candidates left unlabelled (not comparable with the fixed test)
+        left = np.setdiff1d(candidate_pool_ids(base, header), np.asarray(ids, dtype=object))
+        rows = run.materials.index_of(left.tolist())
+        X = run.latents()[rows]
+        ok = np.isfinite(X).all(axis=1)
+        result["pool_scored_mae"] = float(np.mean(np.abs(gp.predict(X[ok]) - run.materials.y[rows][ok])))
+        result["n_pool_scored"] = int(ok.sum())
     earlier = read_json(run.dir / RESULT_FILE).get("seconds", 0.0) if (run.dir / RESULT_FILE).exists() else 0.0
     result["seconds"] = round(earlier + time.time() - t0, 1)  # across resumed calls
     write_json(run.dir / RESULT_FILE, result)

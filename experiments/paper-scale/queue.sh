@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The converged retrains of the paper-scale comparison, one after another (each resumes from its checkpoint).
+# Run from the repository root:  nohup nice -n 19 experiments/paper-scale/queue.sh >> experiments/paper-scale/queue.log 2>&1 &
+# Pause / resume the training process (not this shell) with kill -STOP / -CONT "$(pgrep -f 'cfgp retrain')".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+export TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
+CFGP=.venv/bin/cfgp
+OUT=experiments/paper-scale
+AL=data/default/al
+job() {  # job NAME HISTORY PICKS SEED [--warm-start]
+  local name=$1 hist=$2 picks=$3 seed=$4; shift 4
+  mkdir -p "$OUT/logs"
+  local log="$OUT/logs/${name//\//_}"
+  echo "$(date -u +%FT%TZ) start $name"
+  $CFGP retrain --run data/default --history "$hist" --out "$OUT/$name" --picks "$picks" --seed "$seed" "$@" --json \
+    > "$log.json" 2>> "$log.err"
+  echo "$(date -u +%FT%TZ) end $name rc=$?"
+}
+# warm start against scratch on one pair, at convergence (issue: ship the cheaper at equal accuracy)
+job p1500/entropy-s0-warm "$AL/entropy-b1-pool7195-s0.jsonl" 1500 0 --warm-start
+job p1500/random-s0-warm "$AL/random-b1-pool7195-s0.jsonl" 1500 0 --warm-start
+job p1500/entropy-s0-scratch "$AL/entropy-b1-pool7195-s0.jsonl" 1500 0
+job p1500/random-s0-scratch "$AL/random-b1-pool7195-s0.jsonl" 1500 0
