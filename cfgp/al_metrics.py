@@ -50,9 +50,41 @@ def value_at(records: Sequence[dict], n_labels: int, key: str = "mae") -> float 
 
 
 def _summary(diffs: list[float]) -> dict:
+    """Mean, spread and a 95 % Student-t interval of the mean of paired differences (None with one pair)."""
+    from scipy import stats
+
     d = np.asarray(diffs, dtype=float)
-    return {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
-            "min": float(d.min()), "max": float(d.max()), "pairs": int(len(d))}
+    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    half = float(stats.t.ppf(0.975, len(d) - 1) * sd / np.sqrt(len(d))) if len(d) > 1 else None
+    return {"mean": float(d.mean()), "std": sd, "ci95": [float(d.mean()) - half, float(d.mean()) + half]
+            if half is not None else None, "min": float(d.min()), "max": float(d.max()), "pairs": int(len(d))}
+
+
+def labels_to_reach(records: Sequence[dict], target: float, key: str = "mae") -> int | None:
+    """The fewest new labels after which ``key`` is at or below ``target`` (None if never)."""
+    labels, values = _curve(records, key)
+    hit = np.flatnonzero(values <= target)
+    return int(labels[hit[0]]) if len(hit) else None
+
+
+def reach_baseline(strategy: Mapping[int, Sequence[dict]], baseline: Mapping[int, Sequence[dict]],
+                   key: str = "mae") -> dict:
+    """Per seed, the labels a strategy needs to reach the same seed's baseline MAE at the baseline's last label
+    count (e.g. random's after 1,500), and that count over the labels needed (the label saving, ×)."""
+    seeds = sorted(set(strategy) & set(baseline))
+    per_seed = {}
+    for s in seeds:
+        end = int(_curve(baseline[s], key)[0][-1])
+        target = float(_curve(baseline[s], key)[1][-1])
+        per_seed[int(s)] = {"baseline_labels": end, "target": target,
+                            "labels": labels_to_reach(strategy[s], target, key)}
+    need = [v["labels"] for v in per_seed.values()]
+    reached = [n for n in need if n is not None]
+    return {"per_seed": per_seed, "reached_by_all": len(reached) == len(need) and bool(need),
+            "labels_max": max(reached) if reached and len(reached) == len(need) else None,
+            "labels_mean": float(np.mean(reached)) if len(reached) == len(need) and need else None,
+            "saving_min": (min(v["baseline_labels"] / max(v["labels"], 1) for v in per_seed.values())
+                           if len(reached) == len(need) and need else None)}
 
 
 def paired_comparison(strategy: Mapping[int, Sequence[dict]], baseline: Mapping[int, Sequence[dict]],
@@ -169,6 +201,7 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
         entry: dict = {"seeds": sorted(by_seed)}
         if label != baseline:
             entry["paired"] = paired_comparison(records_of[label], records_of[baseline], at)
+            entry["reach_baseline"] = reach_baseline(records_of[label], records_of[baseline])
         if pool_scored:
             for seed, (h, recs) in sorted(by_seed.items()):
                 if progress:

@@ -256,14 +256,21 @@ def _print_fair(fair: dict) -> None:
         ph = e["phosphates"]
         print(f"{name}: seeds {e['seeds']}; phosphates {100 * ph['picks_phosphate_share']:.1f} % of "
               f"{ph['picks']} picks vs {100 * ph['pool_phosphate_share']:.1f} % of the pool")
+        r = e.get("reach_baseline")
+        if r:
+            need = ", ".join(f"seed {s}: {v['labels'] if v['labels'] is not None else 'never'}"
+                             for s, v in r["per_seed"].items())
+            print(f"  labels to reach {fair['baseline']}'s final test MAE (same seed): {need}"
+                  + (f" (saving ≥ {r['saving_min']:.2f}×)" if r["saving_min"] else ""))
         for key, title in (("paired", "test MAE"), ("paired_pool_scored", "pool-scored MAE (paper)")):
             if key not in e:
                 continue
             p = e[key]
             for n, v in p["at"].items():
                 d = v["difference"]
+                ci = f", 95 % CI [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d["ci95"] else ""
                 print(f"  {title:24s} at {n:5d} labels: {v['strategy']:.4f} vs {v['baseline']:.4f}  "
-                      f"diff {d['mean']:+.4f} ± {d['std']:.4f} ({100 * v['relative']['mean']:+.1f} %)")
+                      f"diff {d['mean']:+.4f} ± {d['std']:.4f}{ci} ({100 * v['relative']['mean']:+.1f} %)")
             a = p["area"]
             print(f"  {title:24s} area (mean over labels): {a['strategy']:.4f} vs {a['baseline']:.4f}  "
                   f"diff {a['difference']['mean']:+.4f} ± {a['difference']['std']:.4f}")

@@ -19,6 +19,7 @@ import numpy as np
 import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from cfgp.local_gp import N_NEIGHBOURS  # training points each query of the local GP conditions on
 from cfgp.predictive import predictive_output, std_from_variance
+from sklearn.base import BaseEstimator, RegressorMixin
 
 if TYPE_CHECKING:
     from cfgp.local_gp import LocalGP
@@ -113,8 +114,9 @@ class FitInfo:
     history: list = field(default_factory=list)
 
 
-class CFGP:
-    """Exact GP regressor on latent vectors, scikit-learn style.
+class CFGP(RegressorMixin, BaseEstimator):
+    """Exact GP regressor on latent vectors, a scikit-learn estimator: ``fit`` returns self, ``get_params`` /
+    ``set_params`` and ``sklearn.base.clone`` work, ``score`` is R².
 
     Parameters
     ----------
@@ -154,8 +156,7 @@ class CFGP:
         inducing: Literal["kmeans", "greedy", "random"] = "kmeans",
         n_neighbours: int = N_NEIGHBOURS,
     ):
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, not {method!r}")
+        # stored as given, checked when fitting (scikit-learn's convention: set_params and clone go through here)
         self.amplitude = amplitude
         self.length_scale = length_scale
         self.noise_variance = noise_variance
@@ -181,7 +182,13 @@ class CFGP:
         return cls(**kw)
 
     # ----------------------------------------------------------- parameters
-    def get_params(self) -> dict:
+    def _check_params(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, not {self.method!r}")
+
+    def settings(self) -> dict:
+        """The settings that define a fit, as saved in gp.json (the scaling-out ones only when not at their
+        defaults, so that a fit saved before they existed keeps its key and is reused)."""
         keys = ("amplitude", "length_scale", "noise_variance", "mean", "feature_scaling", "optimize", "fit_noise",
                 "max_fit_points", "max_iter", "tol", "seed")
         params = {k: getattr(self, k) for k in keys}
@@ -316,6 +323,7 @@ class CFGP:
         import tensorflow as tf
         import tensorflow_probability as tfp
 
+        self._check_params()
         if backend not in ("auto", "numpy", "tensorflow"):
             raise ValueError(f"backend must be 'auto', 'numpy' or 'tensorflow', not {backend!r}")
         if backend == "auto":
@@ -325,7 +333,7 @@ class CFGP:
         if X.ndim != 2 or len(X) != len(y):
             raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
         if len(y) < 2:
-            raise ValueError(f"a GP needs at least 2 training points, got {len(y)}")
+            raise ValueError(f"a GP needs at least 2 training points, got n_samples={len(y)}")
         if not (np.isfinite(X).all() and np.isfinite(y).all()):
             raise ValueError("X and y must be finite (NaN latents mark structures that failed featurisation)")
         self.scaler_ = FeatureScaler(self.feature_scaling).fit(X)
@@ -433,6 +441,7 @@ class CFGP:
 
     def condition(self, X: np.ndarray, y: np.ndarray) -> "CFGP":
         """Condition on (X, y) with the current hyper-parameters (O(n³) Cholesky)."""
+        self._check_params()
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64).ravel()
         if not (np.isfinite(X).all() and np.isfinite(y).all()):
@@ -510,7 +519,12 @@ class CFGP:
         (``include_noise=False`` gives the σ of the latent function)."""
         import tensorflow as tf
 
-        Xs = self.scaler_.transform(np.atleast_2d(X))
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        if not np.isfinite(X).all():
+            bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+            raise ValueError(f"X must be finite: rows {bad[:5].tolist()} hold NaN or inf (predict only the rows with "
+                             "a latent vector)")
+        Xs = self.scaler_.transform(X)
         if getattr(self, "sparse_", None) is not None:
             return self.sparse_.predict(Xs, return_std=return_std, include_noise=include_noise, batch_size=batch_size)
         if getattr(self, "local_", None) is not None:
@@ -560,7 +574,7 @@ class CFGP:
     # ---------------------------------------------------------- persistence
     def to_dict(self) -> dict:
         return {
-            "params": self.get_params(),
+            "params": self.settings(),
             "hyperparameters": self.hyperparameters_,
             "scaler": {"kind": self.scaler_.kind, "shift": self.scaler_.shift.tolist(),
                        "scale": self.scaler_.scale.tolist()},
@@ -579,6 +593,7 @@ class CFGP:
     def from_dict(cls, d: dict) -> "CFGP":
         """Rebuild with saved hyper-parameters; call ``condition(X, y)`` before predicting."""
         gp = cls(**d["params"])
+        gp._check_params()
         s = d["scaler"]
         scaler = FeatureScaler(s["kind"], np.asarray(s["shift"]), np.asarray(s["scale"]))
         h = d["hyperparameters"]

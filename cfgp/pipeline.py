@@ -275,7 +275,7 @@ def fit_gp(run: Run, gp=None, refit: bool = False, held_out: bool = False):
     from cfgp.gp import CFGP
 
     gp = gp if gp is not None else CFGP(seed=run.settings["split"]["seed"])
-    key = _gp_key(run, gp.get_params())
+    key = _gp_key(run, gp.settings())
     if held_out:
         key["objective"] = "held-out predictive density of MEGNet's early-stopping materials"
     mine, base = run.write_dir / GP_FILE, run.dir / GP_FILE

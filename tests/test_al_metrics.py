@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from cfgp.al import ALSettings
-from cfgp.al_metrics import area_under_curve, paired_comparison, phosphate_share, pool_scored_mae, value_at
+from cfgp.al_metrics import (area_under_curve, labels_to_reach, paired_comparison, phosphate_share, pool_scored_mae,
+                              reach_baseline, value_at)
 
 
 def _records(maes, start=100, picks=None):
@@ -31,8 +32,22 @@ def test_paired_differences_pair_by_seed_and_leave_out_unshared_seeds():
     assert out["at"][1]["difference"]["std"] == pytest.approx(np.std([-0.03, -0.01], ddof=1))
     # areas: seed 0 (0.2+2*0.15+0.10)/4 − (0.2+2*0.18+0.14)/4 = −0.025; seed 1 0.16 − 0.175 = −0.015
     assert out["area"]["difference"]["mean"] == pytest.approx((-0.025 - 0.015) / 2)
+    # the 95 % interval of the mean difference (Student t, 1 degree of freedom): mean ± 12.706 · sd / √2
+    half = 12.7062 * np.std([-0.03, -0.01], ddof=1) / np.sqrt(2)
+    assert out["at"][1]["difference"]["ci95"] == pytest.approx([-0.02 - half, -0.02 + half], rel=1e-4)
     with pytest.raises(ValueError, match="same seeds"):
         paired_comparison({3: strategy[0]}, baseline)
+
+
+def test_labels_to_reach_the_same_seeds_baseline_final():
+    assert labels_to_reach(_records([0.3, 0.2, 0.1]), 0.2) == 1 and labels_to_reach(_records([0.3, 0.25]), 0.2) is None
+    strategy = {0: _records([0.3, 0.14, 0.13, 0.12]), 1: _records([0.3, 0.2, 0.15, 0.11])}
+    baseline = {0: _records([0.3, 0.2, 0.16, 0.14]), 1: _records([0.3, 0.25, 0.2, 0.12])}
+    out = reach_baseline(strategy, baseline)
+    assert out["per_seed"][0] == {"baseline_labels": 3, "target": 0.14, "labels": 1}
+    assert out["per_seed"][1]["labels"] == 3 and out["reached_by_all"] and out["labels_max"] == 3
+    assert out["saving_min"] == pytest.approx(1.0)
+    assert not reach_baseline({0: _records([0.3, 0.2, 0.2, 0.2])}, baseline)["reached_by_all"]
 
 
 def test_phosphate_share_counts_every_pick():

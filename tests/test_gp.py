@@ -281,3 +281,32 @@ def test_pipeline_held_out_fit_uses_only_megnet_validation_and_train(tiny_run, m
     assert len(rows) == len(X)
     saved = json.loads((tmp_path / "gp.json").read_text())
     assert "held-out" in saved["key"]["objective"] and saved["gp"]["hyperparameters"] == gp.hyperparameters_
+
+
+def test_cfgp_is_a_scikit_learn_estimator():
+    """clone, get_params(deep)/set_params and a subset of scikit-learn's own estimator checks; a cloned GP fits
+    to the same hyper-parameters as the original on real latents."""
+    from sklearn.base import clone
+    from sklearn.utils import estimator_checks as ec
+
+    gp = CFGP(length_scale=2.0, max_iter=30, method="exact", n_neighbours=7)
+    params = gp.get_params(deep=True)
+    assert params["length_scale"] == 2.0 and params["n_neighbours"] == 7 and params["method"] == "exact"
+    twin = clone(gp)
+    assert twin is not gp and twin.get_params() == params
+    assert gp.set_params(max_iter=40, seed=3) is gp and gp.max_iter == 40 and gp.seed == 3
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        gp.set_params(lengthscale=1.0)
+    # the subset: construction, parameters and fit's contract (each fits a real GP on scikit-learn's data)
+    for check in (ec.check_parameters_default_constructible, ec.check_no_attributes_set_in_init,
+                  ec.check_get_params_invariance, ec.check_set_params, ec.check_dont_overwrite_parameters,
+                  ec.check_estimators_fit_returns_self, ec.check_fit2d_1sample, ec.check_estimators_nan_inf,
+                  ec.check_fit_score_takes_y, ec.check_regressors_train):
+        check(type(gp).__name__, CFGP(max_iter=20, method="exact"))
+    # the seeded fit is reproducible through clone
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=60)
+    a, b = CFGP(max_iter=30).fit(X, y), clone(CFGP(max_iter=30)).fit(X, y)
+    assert a.hyperparameters_ == pytest.approx(b.hyperparameters_)
+    assert 0.5 < a.score(X, y) <= 1.0

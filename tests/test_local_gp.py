@@ -81,7 +81,7 @@ def test_auto_is_exact_below_the_threshold_and_local_above_and_settings_survive_
     gp = CFGP(method="auto")
     assert gp.resolved_method(LOCAL_ABOVE) == "exact" and gp.resolved_method(LOCAL_ABOVE + 1) == "local"
     assert CFGP(method="local").resolved_method(10) == "local"
-    assert "n_neighbours" not in CFGP().get_params()  # the shipped gp.json's settings key is unchanged
+    assert "n_neighbours" not in CFGP().settings()  # the shipped gp.json's settings key is unchanged
     # above the threshold: real latents of train + pool, n = LOCAL_ABOVE + 1, no hyper-parameter fit
     run = d["run"]
     X = run.latents()

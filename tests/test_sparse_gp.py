@@ -135,8 +135,8 @@ def test_sparse_method_on_more_points_than_the_exact_threshold(default):
     assert CFGP(method="auto").resolved_method(LOCAL_ABOVE) == "exact"
     assert CFGP(method="exact").resolved_method(10**6) == "exact"
     assert CFGP(method="sparse").resolved_method(10) == "sparse"
-    assert CFGP().get_params() == CFGP(method="auto").get_params()  # the shipped gp.json key is unchanged
-    assert "method" not in CFGP().get_params() and CFGP(method="sparse").get_params()["method"] == "sparse"
+    assert CFGP().settings() == CFGP(method="auto").settings()  # the shipped gp.json key is unchanged
+    assert "method" not in CFGP().settings() and CFGP(method="sparse").settings()["method"] == "sparse"
     small = CFGP.from_dict(d["saved"]).condition(d["Xtr"], d["ytr"])
     assert small.method_ == "exact" and small.sparse_ is None
     # above the threshold: real latents of train + pool, n = LOCAL_ABOVE + 1, no hyper-parameter fit
@@ -150,8 +150,8 @@ def test_sparse_method_on_more_points_than_the_exact_threshold(default):
     assert big.method_ == "sparse" and big.n_train_ == LOCAL_ABOVE + 1 and big._L is None
     mean = big.predict(d["Xte"])
     assert np.abs(mean - d["yte"]).mean() < 0.2  # a usable model (measured 0.13 at m = 300)
-    with pytest.raises(ValueError, match="method"):
-        CFGP(method="approximate")
+    with pytest.raises(ValueError, match="method"):  # checked when fitting, as scikit-learn estimators do
+        CFGP(method="approximate").fit(d["Xte"][:20], d["yte"][:20])
 
 
 MEMORY_SCRIPT = textwrap.dedent("""
