@@ -193,7 +193,8 @@ class Materials:
     """A validated table of materials with lazily parsed pymatgen structures.
 
     ``frame`` has one row per material: material_id, formula, formation_energy_per_atom
-    (NaN when unlabelled), cif, elements, nsites, spacegroup_symbol, is_phosphate.
+    (NaN when unlabelled), cif, elements, nsites, spacegroup_symbol, contains_p (P and O: a candidate phosphate;
+    whether it holds phosphate units is a structural question, answered by :mod:`cfgp.motifs` for a run).
     """
 
     def __init__(self, frame: pd.DataFrame, report: LoadReport, structures: Sequence | None = None):
@@ -343,7 +344,7 @@ def validate_records(
                 "nsites": nsites,
                 "spacegroup_symbol": record.get("spacegroup_symbol", ""),
                 "spacegroup_number": record.get("spacegroup_number", 0),
-                "is_phosphate": "P" in elements and "O" in elements,
+                "contains_p": "P" in elements and "O" in elements,
                 "cif": cif,
             }
         )

@@ -72,6 +72,7 @@ def group_metrics(y_pred, y_true, scale, df, sigma_raw, flagged=None) -> dict:
     out = predictive_metrics(y_pred, scale, y_true, df)
     if out["n"] == 0:
         return out
+    out["bias"] = float(np.mean(np.asarray(y_pred, float) - np.asarray(y_true, float)))  # GP − DFT: systematic?
     raw = predictive_metrics(y_pred, sigma_raw, y_true, None)
     out.update({"coverage_2sigma_raw": raw["coverage_2sigma"], "coverage_1sigma_raw": raw["coverage_1sigma"],
                 "miscalibration_area_raw": raw["miscalibration_area"], "nll_raw": raw["nll"]})
@@ -108,6 +109,8 @@ def group_report(y_pred, y_true, scale, df, sigma_raw, check, elements, is_phosp
         "flagged": ("flagged out of domain", flagged),
         "flagged_far_latent": ("flagged: latent far from training", check.flags["far_latent"]),
         "flagged_unseen_elements": ("flagged: elements unseen in training", check.flags["unseen_elements"]),
+        "flagged_rare_elements": ("flagged: rare chemistry (an element in few training materials)",
+                                  check.flags.get("rare_elements", np.zeros(len(ok), bool))),
     }
     if formulas is not None:
         groups["o_poor"] = (f"O-poor (O < {O_POOR:.0%} of atoms)", oxygen_fraction(formulas) < O_POOR)

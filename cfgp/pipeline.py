@@ -80,12 +80,27 @@ class Run:
         if self._materials is None:
             # CIFs were validated when the run was made; skip re-parsing only if the file is unchanged
             trusted = self.settings.get("data_sha256") == dataset_sha256(self.data_path)
-            self._materials = load_materials(
+            materials = load_materials(
                 self.data_path,
                 energy_window=tuple(self.settings["energy_window"]) if self.settings["energy_window"] else None,
                 parse_structures=not trusted,
             )
+            attach_motifs(materials, self.motifs(materials))
+            self._materials = materials
         return self._materials
+
+    def motifs(self, materials: Materials | None = None) -> dict[str, dict]:
+        """P-site motifs per material id (:mod:`cfgp.motifs`): from the run's motifs.json when it was made from
+        this data file, else computed here in memory (a reader never writes; ``init_run`` stores them)."""
+        from cfgp.motifs import MOTIFS_FILE, material_motifs
+
+        path = self.path(MOTIFS_FILE)
+        if path.exists():
+            saved = read_json(path)
+            if saved.get("data_sha256") == self.settings.get("data_sha256"):
+                return saved["motifs"]
+        m = materials if materials is not None else self.materials
+        return material_motifs(m.structure, m.ids, m.frame["contains_p"].to_numpy(bool))
 
     @property
     def split(self) -> Split:
@@ -115,6 +130,28 @@ class Run:
             X[pos] = z["X"]
             self._latents = (key, X)
         return self._latents[1]
+
+
+def attach_motifs(materials: Materials, motifs: dict[str, dict]) -> None:
+    """Add ``p_motif`` ('PO4', 'HPO3', 'PO3F', 'other P' or '') and ``is_phosphate`` (a phosphate unit) columns."""
+    from cfgp.motifs import is_phosphate
+
+    f = materials.frame
+    f["p_motif"] = [motifs.get(str(i), {}).get("motif", "") for i in f["material_id"]]
+    f["is_phosphate"] = f["p_motif"].map(is_phosphate).astype(bool)
+
+
+def write_motifs(run: Run, progress: bool = False) -> Path:
+    """Compute the run's P-site motifs once and store them (``motifs.json``, keyed by the data file's hash)."""
+    from cfgp.motifs import MOTIFS_FILE, material_motifs
+
+    m = run.materials
+    motifs = material_motifs(m.structure, m.ids, m.frame["contains_p"].to_numpy(bool), progress=progress)
+    path = run.write_dir / MOTIFS_FILE
+    write_json(path, {"data_sha256": run.settings.get("data_sha256"), "rule": "P site with 4 neighbours: O4, "
+                      "HO3 or FO3 (CrystalNN; distance rule above 64 sites)", "motifs": motifs})
+    attach_motifs(m, motifs)
+    return path
 
 
 def init_run(
@@ -155,6 +192,7 @@ def init_run(
     write_json(run_file, settings)
     run = Run(directory)
     run._materials, run._split = materials, sp
+    write_motifs(run)  # once, while the structures are parsed anyway
     return run
 
 

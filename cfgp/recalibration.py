@@ -8,11 +8,14 @@ far better than a Gaussian (in-domain test NLL −0.57, against −0.43 for the 
 
     E_f ~ GP mean + scale · t_ν,   scale = τ_in · σ_GP            (in the domain)
                                    scale = τ_out · σ_GP           (latent far from the training set)
-                                   scale = max(τ_out · σ_GP, s₀)  (composition or elements outside training)
+                                   scale = τ_rare · σ_GP          (an element in only a few training materials)
+                                   scale = τ_new · σ_GP           (composition or elements outside training)
 
-with ν and τ_in fitted by maximum likelihood on the in-domain calibration materials, τ_out on the flagged
-ones (ν fixed), and s₀ the spread (standard deviation) of the training energies: where the chemistry is new,
-the model knows no more than the spread of what it was trained on. The σ reported to users is the
+with ν and τ_in fitted by maximum likelihood on the in-domain calibration materials, τ_out on the far ones and
+τ_rare on the rare-chemistry ones (ν fixed). New chemistry has no calibration material by definition, so τ_new is
+fitted on chemical families held out of training *and* calibration (:mod:`cfgp.family_holdout`); without that
+fit, the scale is max(τ_out · σ_GP, s₀) with s₀ the spread of the training energies (safe, but so wide that
+held-out families were covered 100 % of the time with a poor NLL). The σ reported to users is the
 "2σ-equivalent" ``sigma = scale · t_ν⁻¹(0.97725) / 2``, so that E_f ± 2σ is the central 95.45 % interval of
 that distribution, exactly as for a Gaussian; the GP's own σ stays available as ``sigma_raw``.
 """
@@ -53,17 +56,22 @@ class SigmaCalibrator:
         self.min_calibration = min_calibration
 
     def fit(self, sigma: np.ndarray, residual: np.ndarray, in_domain: np.ndarray, new_chemistry: np.ndarray,
-            floor: float) -> "SigmaCalibrator":
+            floor: float, rare: np.ndarray | None = None, tau_new: float | None = None) -> "SigmaCalibrator":
         """sigma, residual : GP σ and GP − DFT of the calibration materials; in_domain : their domain flags;
-        new_chemistry : composition or unseen-element flags (these get the ``floor`` scale at least);
-        floor : s₀, the standard deviation of the training energies (eV/atom)."""
+        new_chemistry : composition or unseen-element flags; floor : s₀, the standard deviation of the training
+        energies (eV/atom), used for new chemistry when no ``tau_new`` is given; rare : rare-element flags (their
+        own scale τ_rare); tau_new : the new-chemistry scale fitted on held-out families."""
         sigma, residual = np.asarray(sigma, float), np.asarray(residual, float)
         in_domain, new_chemistry = np.asarray(in_domain, bool), np.asarray(new_chemistry, bool)
-        if not (len(sigma) == len(residual) == len(in_domain) == len(new_chemistry)):
+        rare = np.zeros(len(sigma), bool) if rare is None else np.asarray(rare, bool)
+        if not (len(sigma) == len(residual) == len(in_domain) == len(new_chemistry) == len(rare)):
             raise ValueError("sigma, residual and the flags must have the same length")
         ok = np.isfinite(sigma) & np.isfinite(residual) & (sigma > 0)
         z = residual[ok] / sigma[ok]
-        zin, zout = z[in_domain[ok]], z[~in_domain[ok]]
+        special = (rare | new_chemistry)[ok]
+        zin, zout, zrare = z[in_domain[ok]], z[~in_domain[ok] & ~special], z[rare[ok] & ~new_chemistry[ok]]
+        self.n_rare_ = int(len(zrare))
+        self.tau_new_ = None if tau_new is None else float(tau_new)
         self.n_in_, self.n_flagged_ = int(len(zin)), int(len(zout))
         self.floor_ = float(floor)
         if len(zin) >= self.min_calibration:
@@ -79,6 +87,11 @@ class SigmaCalibrator:
             self.tau_out_fitted_ = True
         else:
             self.tau_out_, self.tau_out_fitted_ = self.tau_in_, False
+        if len(zrare) >= self.min_calibration and self.fitted_:
+            self.tau_rare_ = (_t_scale_mle(zrare, self.df_) if self.df_ is not None
+                              else float(np.sqrt(np.mean(zrare**2))))
+        else:
+            self.tau_rare_ = None  # too few to fit: rare chemistry gets τ_out
         return self
 
     @property
@@ -91,22 +104,30 @@ class SigmaCalibrator:
         """sigma (2σ-equivalent) = scale × this factor."""
         return float(_ppf(0.5 + P2 / 2, self.df_) / 2)
 
-    def scale(self, sigma: np.ndarray, in_domain: np.ndarray, new_chemistry: np.ndarray) -> np.ndarray:
+    def scale(self, sigma: np.ndarray, in_domain: np.ndarray, new_chemistry: np.ndarray,
+              rare: np.ndarray | None = None) -> np.ndarray:
         """Scale of the predictive Student-t per material."""
         sigma = np.asarray(sigma, float)
         in_domain, new_chemistry = np.asarray(in_domain, bool), np.asarray(new_chemistry, bool)
         s = np.where(in_domain, self.tau_in_, self.tau_out_) * sigma
+        if rare is not None and getattr(self, "tau_rare_", None) is not None:
+            s = np.where(np.asarray(rare, bool), self.tau_rare_ * sigma, s)
+        if getattr(self, "tau_new_", None) is not None:
+            return np.where(new_chemistry, self.tau_new_ * sigma, s)
         return np.where(new_chemistry, np.maximum(s, self.floor_), s)
 
-    def transform(self, sigma: np.ndarray, in_domain: np.ndarray, new_chemistry: np.ndarray) -> np.ndarray:
+    def transform(self, sigma: np.ndarray, in_domain: np.ndarray, new_chemistry: np.ndarray,
+                  rare: np.ndarray | None = None) -> np.ndarray:
         """The σ shown to users: E_f ± 2σ is the central 95.45 % predictive interval."""
-        return self.scale(sigma, in_domain, new_chemistry) * self.two_sigma_factor
+        return self.scale(sigma, in_domain, new_chemistry, rare) * self.two_sigma_factor
 
     # ---------------------------------------------------------- persistence
     def to_dict(self) -> dict:
         return {"df": self.df_, "tau_in": self.tau_in_, "tau_out": self.tau_out_, "floor": self.floor_,
                 "n_in": self.n_in_, "n_flagged": self.n_flagged_, "fitted": self.fitted_,
                 "tau_out_fitted": self.tau_out_fitted_, "min_calibration": self.min_calibration,
+                "tau_rare": getattr(self, "tau_rare_", None), "n_rare": getattr(self, "n_rare_", 0),
+                "tau_new": getattr(self, "tau_new_", None),
                 "two_sigma_factor": self.two_sigma_factor}
 
     @classmethod
@@ -116,6 +137,7 @@ class SigmaCalibrator:
         c.tau_in_, c.tau_out_, c.floor_ = float(d["tau_in"]), float(d["tau_out"]), float(d["floor"])
         c.n_in_, c.n_flagged_ = int(d["n_in"]), int(d["n_flagged"])
         c.fitted_, c.tau_out_fitted_ = bool(d["fitted"]), bool(d["tau_out_fitted"])
+        c.tau_rare_, c.n_rare_, c.tau_new_ = d.get("tau_rare"), int(d.get("n_rare", 0)), d.get("tau_new")
         return c
 
 

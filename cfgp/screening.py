@@ -175,7 +175,9 @@ class ScreeningModel:
                 out[k] = {"source": item["source"], "id": item["id"], "formula": formulas[j],
                           "e_form": float(pred["mean"][j]), "sigma": float(pred["sigma"][j]),
                           "sigma_raw": float(pred["sigma_raw"][j]), "dft": None if math.isnan(dft) else float(dft),
-                          "in_domain": bool(pred["in_domain"][j]), "domain": str(pred["domain"][j])}
+                          "in_domain": bool(pred["in_domain"][j]), "domain": str(pred["domain"][j]),
+                          # machine-readable reasons: the domain flags raised (e.g. "rare_elements,far_latent")
+                          "domain_codes": ",".join(k for k, v in pred["check"].flags.items() if v[j])}
         self.chunks_done += 1
         release_memory()
         return out
@@ -429,7 +431,7 @@ class JsonLinesSink:
 
 PARQUET_COLUMNS = {"source": "string", "id": "string", "formula": "string", "e_form": "float64",
                    "sigma": "float64", "sigma_raw": "float64", "dft": "float64", "in_domain": "bool",
-                   "domain": "string", "error": "string"}
+                   "domain": "string", "domain_codes": "string", "error": "string"}
 
 
 def parquet_journal(path: Path) -> Path:

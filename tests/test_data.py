@@ -23,8 +23,8 @@ def test_load_fixture_filters_suspect_energies_with_named_reasons():
     filtered = {i.record for i in m.report.filtered}
     assert filtered == {"mp-778012", "mp-694932"}  # -13.6 and +3.8 eV/atom, listed as suspect in data/README
     assert all("outside" in i.reason for i in m.report.filtered)
-    assert m.frame["is_phosphate"].sum() == 30
-    phosphates = m.frame[m.frame.is_phosphate]
+    assert m.frame["contains_p"].sum() == 30
+    phosphates = m.frame[m.frame.contains_p]
     assert all("P" in e and "O" in e for e in phosphates.elements)
     assert m.structure(0).composition.reduced_formula == m.frame.formula.iat[0]
     assert np.isfinite(m.y).all()

@@ -70,11 +70,13 @@ def test_each_flag_reason_on_real_records(default, records):
         assert reason.startswith("not an oxide: no O (every training material contains O)")
     i, inside, reason = at("mp-754382")  # He gas: no O and an unseen element
     assert not inside and flags["composition"][i] and flags["unseen_elements"][i]
-    # σ widens where the model knows little: at least the training-energy spread for new chemistry
+    # new chemistry: the shipped scale τ_new·σ_GP, fitted on chemical families held out of training and calibration
     new = np.array([row[m] for m in ("mp-13", "mp-134", "mp-754382", "mp-1019742", "mp-30273")])
-    floor = app.sigma.floor_ * app.sigma.two_sigma_factor
-    assert np.all(out["sigma"][new] >= floor - 1e-12) and np.all(out["sigma"][new] > 2 * out["sigma_raw"][new])
-    assert np.all(out["sigma"][~out["in_domain"]] > out["sigma_raw"][~out["in_domain"]])
+    assert app.sigma.tau_new_ is not None
+    expected = app.sigma.tau_new_ * out["sigma_raw"][new] * app.sigma.two_sigma_factor
+    np.testing.assert_allclose(out["sigma"][new], expected, rtol=1e-9)
+    far = ~out["in_domain"] & ~(flags["composition"] | flags["unseen_elements"])
+    assert np.all(out["sigma"][far] > out["sigma_raw"][far])
 
 
 @needs_default
@@ -112,30 +114,36 @@ def test_default_domain_uses_train_only_and_never_writes_the_shipped_run(default
     ids = set(app.reference_ids)
     assert ids <= set(run.materials.ids[run.split.train])
     assert not ids & set(run.materials.ids[run.split.test])
-    assert app.report["n_reference"] == 1620 and app.report["holdout"] == "held-out part of train"
-    assert not (DEFAULT_RUN / "domain.json").exists()
+    assert app.report["n_reference"] == 1800 and app.report["holdout"] == "10-fold cross-fitted train"
+    lo, hi = app.report["threshold_interval"]
+    assert lo < app.report["threshold"] < hi  # the threshold's bootstrap interval over the 1,800
+    shipped = (DEFAULT_RUN / "domain.json").read_bytes()
     path = save_applicability(run, app)  # the writer step: for the shipped run, the user's folder
-    assert user_dir() in path.parents and not (DEFAULT_RUN / "domain.json").exists()
+    assert user_dir() in path.parents and (DEFAULT_RUN / "domain.json").read_bytes() == shipped
 
 
 # ---------------------------------------------------------------- any run: fitted without test ids, saved, reloaded
 def test_domain_model_is_fitted_without_test_ids(tiny_run):
     """Corrupting every test latent and test energy leaves the fitted domain model and σ calibration unchanged."""
     from cfgp.applicability import _to_json, fit_applicability
+    from cfgp.domain import DomainSettings
     from cfgp.pipeline import Run
 
-    base = _to_json(fit_applicability(Run(tiny_run.dir)))
+    # rare_count=0: in the tiny run's 150 training materials most elements are rare, which would leave too few
+    # in-domain pool materials to fit σ (and nothing for the last check to see)
+    settings = DomainSettings(rare_count=0)
+    base = _to_json(fit_applicability(Run(tiny_run.dir), settings=settings))
     spoilt = Run(tiny_run.dir)
     te = spoilt.split.test
     spoilt.latents()[te] = np.random.default_rng(0).normal(0, 50, size=(len(te), spoilt.latents().shape[1]))
     spoilt.materials.frame.loc[te, "formation_energy_per_atom"] = 40.0
-    again = _to_json(fit_applicability(spoilt))
+    again = _to_json(fit_applicability(spoilt, settings=settings))
     assert json.dumps(again, sort_keys=True) == json.dumps(base, sort_keys=True)
     # and the check: spoilt test latents would have moved a threshold fitted on them
     assert set(base["reference_ids"]) <= set(tiny_run.materials.ids[tiny_run.split.train])
     # the pool is what the σ calibration sees: spoiling it does change the calibration
     spoilt.materials.frame.loc[spoilt.split.pool, "formation_energy_per_atom"] += 1.0
-    assert _to_json(fit_applicability(spoilt))["sigma"] != base["sigma"]
+    assert _to_json(fit_applicability(spoilt, settings=settings))["sigma"] != base["sigma"]
 
 
 def test_saved_when_asked_reloaded_when_settings_match(tiny_run, tmp_path):
@@ -166,8 +174,10 @@ def test_cross_fitted_threshold_and_missing_latent(tiny_run):
 
     X = tiny_run.latents()[tiny_run.split.train]
     els = list(tiny_run.materials.frame["elements"].iloc[tiny_run.split.train])
-    model = DomainModel(k=1, percentile=97.5).fit(X, els)  # no held-out part: cross-fitted
-    assert model.holdout_kind_ == "5-fold cross-fitted train" and np.isfinite(model.threshold_)
+    # no held-out part: cross-fitted; rare_count=0: in the tiny run's 150 training materials most elements are rare
+    model = DomainModel(k=1, percentile=97.5, rare_count=0).fit(X, els)
+    assert model.holdout_kind_ == "10-fold cross-fitted train" and np.isfinite(model.threshold_)
+    assert model.threshold_interval_[0] <= model.threshold_ <= model.threshold_interval_[1]
     assert model.required_elements_ == ["O"]
     Q = np.vstack([X[:1], np.full((1, X.shape[1]), np.nan)])
     check = model.check(Q, [els[0], els[0]])
@@ -222,3 +232,48 @@ def test_element_families():
     assert {e: element_family(e) for e in expected} == expected
     masks = family_masks([("Li", "Fe", "O", "P"), ("O", "Si")])
     assert masks["alkali"].tolist() == [True, False] and masks["metalloid"].tolist() == [False, True]
+
+
+def test_rare_elements_are_flagged_with_their_training_count(tiny_run):
+    """An element in 1..rare_count training materials flags its materials, naming the element and the count;
+    an element in more is not rare, an element in none is 'unseen', not 'rare'."""
+    from collections import Counter
+
+    from cfgp.domain import DomainModel
+
+    X = tiny_run.latents()[tiny_run.split.train]
+    els = list(tiny_run.materials.frame["elements"].iloc[tiny_run.split.train])
+    counts = Counter(e for s in els for e in s)
+    rare_el = min(counts, key=lambda e: (counts[e], e))
+    common = max(counts, key=counts.get)
+    model = DomainModel(rare_count=counts[rare_el]).fit(X, els)
+    assert model.element_counts_ == dict(sorted(counts.items()))
+    check = model.check(X[:3], [("O", rare_el), ("O", common), ("O", "Og")])
+    n = counts[rare_el]
+    assert check.flags["rare_elements"].tolist() == [True, False, False]
+    assert f"rare chemistry: {rare_el} appears in {n} training material" in check.reason[0]
+    assert check.flags["unseen_elements"][2] and not check.in_domain[0]
+    assert not DomainModel(rare_count=0).fit(X, els).check(X[:1], [("O", rare_el)]).flags["rare_elements"][0]
+
+
+def test_sigma_calibrator_rare_and_new_chemistry_scales():
+    """τ_rare is fitted on the rare calibration materials only (not mixed into τ_out); a given τ_new replaces the
+    training-energy floor for new chemistry."""
+    from scipy import stats
+
+    from cfgp.recalibration import SigmaCalibrator
+
+    rng = np.random.default_rng(1)
+    n_in, n_out, n_rare = 5000, 400, 400
+    n = n_in + n_out + n_rare
+    sigma = rng.uniform(0.05, 0.3, n)
+    z = np.r_[0.7 * stats.t.rvs(3, size=n_in, random_state=rng), 1.5 * stats.t.rvs(3, size=n_out, random_state=rng),
+              4.0 * stats.t.rvs(3, size=n_rare, random_state=rng)]
+    inside = np.r_[np.ones(n_in, bool), np.zeros(n_out + n_rare, bool)]
+    rare = np.r_[np.zeros(n_in + n_out, bool), np.ones(n_rare, bool)]
+    cal = SigmaCalibrator().fit(sigma, z * sigma, inside, np.zeros(n, bool), floor=0.8, rare=rare, tau_new=1.3)
+    assert abs(cal.tau_out_ - 1.5) < 0.25 and abs(cal.tau_rare_ - 4.0) < 0.6
+    s = cal.scale(np.full(3, 0.1), np.zeros(3, bool), np.array([True, False, False]), np.array([False, True, False]))
+    assert s.tolist() == pytest.approx([0.13, 0.1 * cal.tau_rare_, 0.1 * cal.tau_out_])
+    again = SigmaCalibrator.from_dict(cal.to_dict())
+    assert again.tau_rare_ == cal.tau_rare_ and again.tau_new_ == 1.3

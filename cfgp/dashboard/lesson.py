@@ -117,8 +117,9 @@ def _outlier_step(data: ServerData) -> Step:
         return Step("Outliers: the phosphates", "This run has no test materials to look at.", view, shows)
     share_all = s["phosphates"] / s["n"]
     text = (f"**{s['outside']:,} of the {s['n']:,} test oxides** ({100 * s['outside'] / s['n']:.1f} %) lie outside "
-            f"their ±2σ interval (a calibrated σ puts about 5 % there). The paper found **phosphates** "
-            f"over-represented among such outliers. ")
+            f"their ±2σ interval (a calibrated σ puts about 5 % there). The paper found **phosphates** — "
+            f"PO4 tetrahedra, some with an apical O replaced by H or F — over-represented among such outliers "
+            f"(here a phosphate is a material with such a unit by its bonds, not any oxide containing P). ")
     if s["outside"]:
         share_out = s["phosphates_outside"] / s["outside"]
         verdict = ("more than their share" if share_out > 1.25 * share_all else
