@@ -19,3 +19,14 @@ def test_core_modules_import_no_web_framework():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
 
+
+
+def test_layer_contracts_hold():
+    """The import-linter contracts in pyproject.toml (the layers, one way), checked on every import, function-level
+    ones included: a lower layer importing a higher one inside a function breaks this too."""
+    import shutil
+    from pathlib import Path
+
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    out = subprocess.run([exe], capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0 and "0 broken" in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]

@@ -70,13 +70,14 @@ def test_each_flag_reason_on_real_records(default, records):
         assert reason.startswith("not an oxide: no O (every training material contains O)")
     i, inside, reason = at("mp-754382")  # He gas: no O and an unseen element
     assert not inside and flags["composition"][i] and flags["unseen_elements"][i]
-    # new chemistry: the shipped scale τ_new·σ_GP, fitted on chemical families held out of training and calibration
+    # σ widens where the model knows little: at least the training-energy spread for new chemistry (the network
+    # never trained these elements' embeddings: a τ_new fitted on held-out families, whose elements the network had
+    # seen, covered 2 of the 15 pool oxides with unseen elements, the floor 14)
     new = np.array([row[m] for m in ("mp-13", "mp-134", "mp-754382", "mp-1019742", "mp-30273")])
-    assert app.sigma.tau_new_ is not None
-    expected = app.sigma.tau_new_ * out["sigma_raw"][new] * app.sigma.two_sigma_factor
-    np.testing.assert_allclose(out["sigma"][new], expected, rtol=1e-9)
-    far = ~out["in_domain"] & ~(flags["composition"] | flags["unseen_elements"])
-    assert np.all(out["sigma"][far] > out["sigma_raw"][far])
+    assert app.sigma.tau_new_ is None
+    floor = app.sigma.floor_ * app.sigma.two_sigma_factor
+    assert np.all(out["sigma"][new] >= floor - 1e-12) and np.all(out["sigma"][new] > 2 * out["sigma_raw"][new])
+    assert np.all(out["sigma"][~out["in_domain"]] > out["sigma_raw"][~out["in_domain"]])
 
 
 @needs_default
