@@ -3,7 +3,11 @@
 Runs in one process on a run folder (default: the shipped data/default) with the paper's sizes:
 1,800 labelled to start, a pool of 7,195, the 1,460 test materials. Prints figures, then one JSON line.
 
-    python benchmarks/al_cycle.py [--run data/default] [--cycles 1500]
+    python benchmarks/al_cycle.py [--run data/default] [--cycles 1500] [--strategy-cycles 200]
+
+``strategies_ms_per_cycle`` times every strategy (selection + update + scoring) over the first
+``--strategy-cycles`` cycles of a fresh run each, in the same process, and gives each as a ratio to entropy's,
+so that the figures compare on a shared machine.
 """
 
 from __future__ import annotations
@@ -39,11 +43,23 @@ def refit_ms(learner, sizes, repeats: int = 2) -> list[float]:
     return out
 
 
+def strategy_ms(run, gp, cycles: int) -> dict[str, float]:
+    """Median ms per cycle of every strategy over ``cycles`` cycles of a fresh run (batch 1, seed 0)."""
+    from cfgp.al import STRATEGIES
+
+    out = {}
+    for name in ["entropy"] + sorted(k for k in STRATEGIES if k != "entropy"):
+        learner = active_learner(run, ALSettings(strategy=name, cycles=cycles, seed=0, pool_size=7195), gp)
+        out[name] = statistics.median(1000 * rec["seconds"] for rec in learner.steps())
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=None)
     ap.add_argument("--cycles", type=int, default=1500)
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--strategy-cycles", type=int, default=200, help="cycles per strategy for the per-strategy cost")
     args = ap.parse_args()
     run = Run(args.run) if args.run else Run()
     gp = load_gp(run, conditioned=False)
@@ -71,8 +87,14 @@ def main() -> None:
     refits = refit_ms(learner, sizes)
     refit = statistics.mean(refits)
     print("refit (Cholesky + predict pool ∪ test): " + ", ".join(f"n={n}: {t:.0f} ms" for n, t in zip(sizes, refits)))
+    per_strategy = strategy_ms(run, gp, args.strategy_cycles)
+    base = per_strategy["entropy"]
+    for name, v in per_strategy.items():
+        print(f"  {name:20s} {v:8.2f} ms/cycle ({v / base:.2f}× entropy)")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
+        "strategies_ms_per_cycle": {k: round(v, 3) for k, v in per_strategy.items()},
+        "strategies_vs_entropy": {k: round(v / base, 2) for k, v in per_strategy.items()},
         "ms_per_cycle": round(ms, 3),
         "refit_ms_per_cycle": round(refit, 1),
         "speedup": round(refit / ms, 1),

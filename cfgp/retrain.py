@@ -118,8 +118,8 @@ def retrain(base: Run, history: str | Path, out: str | Path, picks: int | None =
     """Re-train MEGNet on base train + picks (from scratch, or warm-started from the base model), re-featurise,
     refit the GP and evaluate on the base run's test split; writes and returns ``retrain.json``.
 
-    From scratch is the default: on entropy seed 0's 1,500 picks with the same 100-epoch budget it reached test MAE
-    0.0730 against the warm start's 0.0770 (``data/retrain/``), and it needs no converged base network.
+    From scratch is the default (it needs no converged base network); which start is cheaper at equal accuracy is
+    measured at convergence on validation data (``experiments/paper-scale``).
 
     Interrupted (``max_seconds`` or a kill), it resumes from its checkpoint when called again; the result
     says ``finished: false`` until the training stops by itself.

@@ -132,7 +132,7 @@ def test_notebook_runs_shows_its_figures_and_prints_the_right_numbers(path, monk
         assert mine < np.abs(y[order[90:]] - y[order[:90]].mean()).mean()
     elif path.stem.startswith("07"):
         # every point of the committed learning curve, averaged here from the raw JSON
-        curve = json.loads((DEFAULT_RUN.parent / "retrain4" / "learning_curve.json").read_text())
+        curve = json.loads((DEFAULT_RUN.parent / "results" / "learning_curve.json").read_text())
         printed = re.findall(r"(\d+) labels  (.+?)\s+runs (\d+)  test MAE ([\d.]+)", text)
         frozen = {}
         for r in curve["frozen"]:

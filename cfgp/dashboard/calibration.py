@@ -408,8 +408,13 @@ class Calibration(pn.viewable.Viewer):
         rows = v.scored(selected)
         if selected and len(rows) >= MIN_SCORED:
             columns[f"selected ({len(rows):,})"] = metrics(_arrays(self.data), rows)
-        return pd.DataFrame({"metric": list(METRIC_LABELS.values()),
-                             **{name: [None if m is None else m.get(k) for k in METRIC_LABELS]
+        def value(m, k):  # the count as a whole number, not 1460.0
+            if m is None or m.get(k) is None:
+                return None
+            return int(m[k]) if k == "n" else m[k]
+        # object columns: a float column would turn the count into 1460.0; labels with units, as on screen
+        return pd.DataFrame({"metric": [LABELS[k] for k in METRIC_LABELS],
+                             **{name: pd.Series([value(m, k) for k in METRIC_LABELS], dtype=object)
                                 for name, m in columns.items()}})
 
     def _metrics_html(self, rows: np.ndarray, selected: list, drawn: int) -> str:

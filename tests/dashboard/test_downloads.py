@@ -77,6 +77,7 @@ def test_metrics_csv_matches_the_metric_table(page, server, app_run):
     import numpy as np
 
     from cfgp.calibration import METRIC_LABELS, regression_metrics
+    from cfgp.dashboard.calibration import LABELS
 
     tab(page, "Calibration")
     page.wait_for_selector(".bk-Figure >> visible=true", timeout=60_000)
@@ -84,7 +85,8 @@ def test_metrics_csv_matches_the_metric_table(page, server, app_run):
     assert wait_for(page, lambda: text_of(page, ".calibration-metrics").startswith("Metrics for 60 test"), 30), \
         text_of(page, ".calibration-metrics")
     csv = pd.read_csv(io.BytesIO(_download(page, "metrics-download")))
-    assert csv["metric"].tolist() == list(METRIC_LABELS.values())
+    assert csv["metric"].tolist() == [LABELS[k] for k in METRIC_LABELS]  # units and the count made explicit
+    assert "materials (count),60\n" in _download(page, "metrics-download").decode()  # a count, not 60.0
     assert csv.columns[1].startswith("test oxides") or "(" in csv.columns[1]
     # the whole test split, recomputed here from the run's own GP predictions
     from cfgp.pipeline import load_gp
@@ -93,8 +95,9 @@ def test_metrics_csv_matches_the_metric_table(page, server, app_run):
     mean, std = load_gp(app_run).predict(X[te], return_std=True)
     expected = regression_metrics(mean, std, y[te])
     values = dict(zip(csv["metric"], csv[csv.columns[1]]))
-    assert values[METRIC_LABELS["mae"]] == pytest.approx(expected["mae"], rel=1e-6)
-    assert values[METRIC_LABELS["coverage_2sigma"]] == pytest.approx(expected["coverage_2sigma"])
+    assert float(values[LABELS["mae"]]) == pytest.approx(expected["mae"], rel=1e-6)
+    assert float(values[LABELS["coverage_2sigma"]]) == pytest.approx(expected["coverage_2sigma"])
+    assert "nats" in LABELS["nll"]
     assert f"{expected['mae']:.4f}" in text_of(page, ".calibration-metrics")
     assert np.isfinite(csv[csv.columns[1]].astype(float)).sum() >= 10
     server.assert_clean()
