@@ -174,9 +174,10 @@ def test_predict_json_says_whether_each_line_is_in_the_domain(tiny_run, tmp_path
     by_source = {x["source"]: x for x in lines}
     fe = by_source[str(metal)]
     assert fe["in_domain"] is False and fe["domain"].startswith("not an oxide: no O")
+    assert fe["domain_codes"].split(",")[0] == "composition"  # the machine-readable reasons, in reason order
     assert fe["sigma"] > fe["sigma_raw"] > 0
     ox = by_source[str(oxide)]
-    assert ox["in_domain"] == (ox["domain"] == "") and ox["sigma_raw"] > 0
+    assert ox["in_domain"] == (ox["domain"] == "") == (ox["domain_codes"] == "") and ox["sigma_raw"] > 0
     assert by_source[str(broken)]["in_domain"] is False and "error" in by_source[str(broken)]
     text = cfgp("predict", "--run", tiny_run.dir, metal)
     assert "OUT OF DOMAIN: not an oxide" in text.stdout

@@ -46,7 +46,16 @@ def material_text(data: ServerData, row: int) -> str:
             f"{split} split{' · phosphate' if r.is_phosphate else ''}\n\n"
             f"DFT E_f **{r.dft:.3f}** eV/atom · GP **{r.gp:.3f} ± {r.sigma:.3f}** eV/atom (2σ interval "
             f"{r.gp - 2 * r.sigma:.3f} to {r.gp + 2 * r.sigma:.3f}) · z = {r.z:.2f} · |residual| − 2σ = "
-            f"{r.excess:.3f} eV/atom\n\n" + polymorph_text(data, int(row)))
+            f"{r.excess:.3f} eV/atom\n\n" + domain_text(r) + "\n\n" + polymorph_text(data, int(row)))
+
+
+def domain_text(r) -> str:
+    """Whether the model was made for this material, and if not why (rare chemistry names the element and how many
+    training materials contain it, so a researcher knows how much the model has seen of it)."""
+    if "in_domain" not in r.index or bool(r.in_domain):
+        return "Domain: like the training materials (composition, elements and latent)."
+    widened = f" to {r.sigma_cal:.3f} eV/atom" if "sigma_cal" in r.index else ""
+    return f"**Out of the model's domain**: {untrusted.text(r.domain)}; σ is widened for it{widened}."
 
 
 #: a polymorph this far above the lowest DFT energy of its formula is called out (eV/atom): on the default's test

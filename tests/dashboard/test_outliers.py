@@ -168,3 +168,22 @@ def test_a_high_energy_polymorph_says_so_on_the_default():
     assert abs(data.frame["gp"].iat[row] - m.y[low]) < abs(data.frame["gp"].iat[row] - m.y[row])  # predicted near it
     lowest = html.unescape(material_text(data, low))
     assert f"Polymorphs: the lowest DFT E_f of the {len(rows)} materials with this formula" in lowest, lowest
+
+
+def test_details_say_when_chemistry_is_rare():
+    """PuIrO3 (mp-975596): Pu is in 4 training materials of the default, so its details name the rare element and
+    the count, and its shipped σ is wider than the GP's (and covers its DFT value); MgO's details say in domain."""
+    from cfgp.artefacts import DEFAULT_RUN
+    from cfgp.dashboard.details import material_text
+    from cfgp.dashboard.shared import server_data
+
+    data = server_data(DEFAULT_RUN)
+    m, f = data.run.materials, data.frame
+    row = int(m.index_of(["mp-975596"])[0])
+    text = html.unescape(material_text(data, row))
+    assert "Out of the model's domain**: rare chemistry: Pu appears in 4 training materials" in text, text
+    assert f["sigma_cal"].iat[row] > 2 * f["sigma"].iat[row]  # the shipped σ against the GP's own
+    assert f"σ is widened for it to {f['sigma_cal'].iat[row]:.3f} eV/atom" in text
+    assert abs(f["gp"].iat[row] - f["dft"].iat[row]) <= 2 * f["sigma_cal"].iat[row]
+    mgo = int(m.index_of(["mp-1265"])[0])
+    assert "Domain: like the training materials" in html.unescape(material_text(data, mgo))
