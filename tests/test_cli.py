@@ -94,8 +94,8 @@ def test_evaluate_json_on_the_embedded_default():
     mu, sd, y = _reference_test_predictions(Run(DEFAULT_RUN))  # the shipped GP, recomputed in NumPy
     assert result["mae"] == pytest.approx(np.mean(np.abs(mu - y)), rel=1e-6)
     assert result["r2"] == pytest.approx(1 - np.sum((mu - y) ** 2) / np.sum((y - y.mean()) ** 2), rel=1e-6)
-    # the README's row for the default reports what the shipped files give
-    readme = (DEFAULT_RUN.parent.parent / "README.md").read_text()
+    # the results page's row for the default reports what the shipped files give
+    readme = (DEFAULT_RUN.parent.parent / "docs" / "results.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| **CFGP default**"))
     cells = [c.strip().strip("*") for c in row.split("|")[2:]]
     assert (cells[0], cells[2]) == (f"{result['mae']:.4f}", f"{result['r2']:.3f}")
