@@ -37,7 +37,8 @@ def test_by_id_case_insensitive(frame, index):
 @pytest.mark.parametrize("query", ["P F -Si", "contains P and F, no Si", "P,F,!Si", "p f without si"])
 def test_element_sets_with_exclusions(frame, index, query):
     res = search(frame, query, index)
-    expected = {mid for mid, s in zip(frame["material_id"], frame["elements"]) if {"P", "F"} <= set(s) and "Si" not in s}
+    expected = {mid for mid, s in zip(frame["material_id"], frame["elements"])
+                if {"P", "F"} <= set(s) and "Si" not in s}
     assert res.kind == "elements" and (res.include, res.exclude) == (["F", "P"], ["Si"])
     assert res.n_matches == len(expected) > 0 and set(frame["material_id"].iloc[res.rows]) <= expected
     assert "mp-555838" in set(frame["material_id"].iloc[res.rows]) or res.n_matches > len(res.rows)
