@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -106,22 +107,51 @@ def warm_up_in_background(data: ServerData, delay: float = 5.0) -> None:
     threading.Thread(target=work, daemon=True, name="cfgp-warm-up").start()
 
 
-def find_match(data: ServerData, structure, formula: str, xs: np.ndarray) -> tuple[int | None, int, int]:
-    """The row of a material of the data set with the same crystal structure, if any.
+#: "the same material" within DFT-relaxation tolerances: lattice lengths within 2 %, angles within 1°, sites within
+#: 0.1 of the average free length, with no rescaling of the volume (pymatgen's default matcher rescales volumes, so a
+#: 4 %-strained cell "matched" its parent); a match only under the default tolerances is the same structure type
+SAME_MATERIAL = {"ltol": 0.02, "stol": 0.1, "angle_tol": 1.0, "scale": False}
 
-    Candidates share the reduced formula; they are compared with pymatgen's ``StructureMatcher`` (default
-    tolerances) in order of latent distance to ``xs`` (the upload's standardised latent), at most
-    ``MAX_MATCH_CANDIDATES``. Returns (row or None, number of candidates, number compared).
+
+@dataclass
+class Match:
+    """How an upload relates to the data set's materials of its formula."""
+
+    row: int | None  # the matching material (same material, or else same structure type), None if neither
+    n_candidates: int
+    compared: int
+    same_material: bool = False
+    length_diff: float = 0.0  # largest relative difference of the reduced cells' lattice lengths
+    volume_diff: float = 0.0  # relative difference of the volume per atom
+
+
+def _cell_difference(a, b) -> tuple[float, float]:
+    la = np.sort(a.lattice.get_niggli_reduced_lattice().abc)
+    lb = np.sort(b.lattice.get_niggli_reduced_lattice().abc)
+    va, vb = a.volume / len(a), b.volume / len(b)
+    pa, pb = a.get_primitive_structure(), b.get_primitive_structure()
+    if len(pa) == len(pb):  # compare primitive cells when both reduce to the same size
+        la = np.sort(pa.lattice.get_niggli_reduced_lattice().abc)
+        lb = np.sort(pb.lattice.get_niggli_reduced_lattice().abc)
+    return float(np.max(np.abs(la / lb - 1))) if len(la) == len(lb) else float("nan"), float(va / vb - 1)
+
+
+def find_match(data: ServerData, structure, formula: str, xs: np.ndarray) -> Match:
+    """The material of the data set that an upload is, or else shares its structure type with.
+
+    Candidates share the reduced formula; they are compared in order of latent distance to ``xs`` (the upload's
+    standardised latent), at most ``MAX_MATCH_CANDIDATES``: first with :data:`SAME_MATERIAL` tolerances, then with
+    pymatgen's default ``StructureMatcher`` (structure type, volumes rescaled).
     """
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     rows = data.formula_rows.get(formula)
     if rows is None or len(rows) == 0:
-        return None, 0, 0
+        return Match(None, 0, 0)
     dist = np.linalg.norm(data.Xs[rows] - np.asarray(xs).reshape(1, -1), axis=1)
     order = rows[np.argsort(dist, kind="stable")][:MAX_MATCH_CANDIDATES]
-    matcher = StructureMatcher()
-    compared = 0
+    strict, loose = StructureMatcher(**SAME_MATERIAL), StructureMatcher()
+    compared, same_type = 0, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for row in order:
@@ -130,21 +160,31 @@ def find_match(data: ServerData, structure, formula: str, xs: np.ndarray) -> tup
             except DataError:
                 continue
             compared += 1
-            if matcher.fit(structure, candidate):
-                return int(row), len(rows), compared
-    return None, len(rows), compared
+            if strict.fit(structure, candidate):
+                return Match(int(row), len(rows), compared, True, *_cell_difference(structure, candidate))
+            if same_type is None and loose.fit(structure, candidate):
+                same_type = (int(row), candidate)
+    if same_type is not None:
+        return Match(same_type[0], len(rows), compared, False, *_cell_difference(structure, same_type[1]))
+    return Match(None, len(rows), compared)
 
 
-def match_text(data: ServerData, formula: str, row: int | None, n_candidates: int, compared: int) -> str:
-    if row is not None:
-        r = data.frame.iloc[row]
+def match_text(data: ServerData, formula: str, match: Match) -> str:
+    if match.row is not None:
+        r = data.frame.iloc[match.row]
         dft = "unlabelled" if not np.isfinite(r.dft) else f"DFT E_f {r.dft:.3f} eV/atom"
-        return (f"**Already in the data set: {r.material_id}** ({dft}, split {r.split or 'unused'}; "
-                f"the GP's value for it is {r.gp:.3f} ± {r.sigma:.3f} eV/atom).")
-    if n_candidates == 0:
+        mid = untrusted.text(r.material_id)
+        if match.same_material:
+            return (f"**Already in the data set: {mid}** ({dft}, split {r.split or 'unused'}; "
+                    f"the GP's value for it is {r.gp:.3f} ± {r.sigma:.3f} eV/atom).")
+        return (f"**Same structure type as {mid}** ({dft}), but not the same material within DFT-relaxation "
+                f"tolerances: its lattice lengths differ by up to {100 * match.length_diff:.1f} % and its volume per "
+                f"atom by {100 * match.volume_diff:+.1f} % (the same material would be within "
+                f"{100 * SAME_MATERIAL['ltol']:.0f} %).")
+    if match.n_candidates == 0:
         return f"Not in the data set: no material with formula {untrusted.text(formula)}."
-    checked = (f"all {n_candidates}" if compared >= n_candidates
-               else f"the {compared} with the nearest latents of {n_candidates}")
+    checked = (f"all {match.n_candidates}" if match.compared >= match.n_candidates
+               else f"the {match.compared} with the nearest latents of {match.n_candidates}")
     return (f"Not in the data set: no structure match among {checked} materials with formula "
             f"{untrusted.text(formula)}.")
 
@@ -305,8 +345,7 @@ class Predict(pn.viewable.Viewer):
                                    "domain": ["yes" if inside else f"NO: {check.short[0]}"]}
             self._post(job, doc, show_prediction)
 
-            row, n_cand, compared = find_match(d, structure, formula, xs[0])
-            found = match_text(d, formula, row, n_cand, compared)
+            found = match_text(d, formula, find_match(d, structure, formula, xs[0]))
 
             def show_match():
                 self.result.object = head + "\n\n" + found + timing
@@ -325,9 +364,11 @@ class Predict(pn.viewable.Viewer):
                  "the GP predicts its formation energy with a calibrated σ, a red warning says when the material is "
                  "outside the model's domain (not an oxide, an element never seen in training, or a latent far from "
                  "every training material) and why, and the × shows where it sits on the latent map "
-                 "(placed among the materials with the nearest latents). If the same crystal is already in the "
-                 "data set, its id and DFT value are shown. The first prediction on a server loads the network "
-                 "(~20 s); later ones take well under a second."),
+                 "(placed among the materials with the nearest latents). Rare chemistry is named with its element and "
+                 "how many training materials contain it. If the same "
+                 "crystal is already in the data set, its id and DFT value are shown; a crystal of the same "
+                 "structure type whose lattice differs by more than 2 % is called that, with the difference. The "
+                 "first prediction on a server loads the network (~20 s); later ones take well under a second."),
             self.upload, self.result,
             pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
             name="Predict")
