@@ -164,7 +164,8 @@ class PoolPosterior:
                     self._fill = 0
                 self._chunks[-1][self._fill].assign(v)
                 self._fill += 1
-                self._update_tracked(v.numpy())
+                if self._tracked is not None:
+                    self._update_tracked(v.numpy())
         self.n += 1
         self.n_added += 1
 
@@ -201,18 +202,7 @@ class PoolPosterior:
     def greedy_variance_batch(self, candidates: np.ndarray, k: int) -> np.ndarray:
         """k picks by greedy conditional variance: take the largest σ, condition on it as if
         labelled (σ does not depend on the label), repeat. Leaves the posterior unchanged."""
-        var = self.var_f.copy()
-        picks, rows = [], []
-        avail = np.ones(len(candidates), bool)
-        for _ in range(min(k, len(candidates))):
-            i = int(np.argmax(np.where(avail, var[candidates], -np.inf)))
-            j = int(candidates[i])
-            picks.append(j)
-            avail[i] = False
-            v, _ = self._new_row(j, rows)
-            rows.append(v)
-            var -= np.asarray(v) ** 2
-        return np.asarray(picks, dtype=int)
+        return self.greedy_batch(candidates, k, lambda var, cov, cand: var[cand])
 
 
 # ---------------------------------------------------------------- strategies

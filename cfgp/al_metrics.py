@@ -183,7 +183,7 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
     phosphate share of the picks and, with ``pool_scored``, the paper's pool-scored MAE (replays each
     history: ~20 s per 1,500 cycles on 2 cores)."""
     from cfgp.al import ALSettings
-    from cfgp.pipeline import active_learner, load_gp
+    from cfgp.pipeline import active_learner, al_pool_ids, load_gp
 
     groups = runs_by_seed(run)
     if not groups:
@@ -220,11 +220,3 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
     return report
 
 
-def al_pool_ids(run, settings) -> np.ndarray:
-    """Material ids of the pool an AL run of ``settings`` draws from (as :func:`cfgp.pipeline.active_learner`)."""
-    from cfgp.al import pool_positions
-
-    X = run.latents()
-    pool = run.split.pool
-    pool = pool[np.isfinite(X[pool]).all(axis=1)]
-    return run.materials.ids[pool][pool_positions(len(pool), settings)]

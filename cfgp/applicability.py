@@ -28,7 +28,6 @@ from cfgp.recalibration import SigmaCalibrator
 
 DOMAIN_FILE = "domain.json"
 FORMAT = 2  # 2: rare-element flag, k-fold threshold over train, τ_rare and τ_new
-TRAINING_SUMMARY = "training/summary.json"
 
 
 @dataclass
@@ -78,17 +77,6 @@ def _gp_hyperparameters(run) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no fitted GP; run `cfgp fit`")
     return read_json(path)["gp"]["hyperparameters"]
-
-
-def holdout_ids(run) -> list[str] | None:
-    """Ids of the train materials MEGNet did not fit (its early-stopping part), if the run recorded them."""
-    from cfgp.artefacts import read_json
-
-    path = run.path(TRAINING_SUMMARY)
-    if not path.exists():
-        return None
-    ids = read_json(path).get("val_ids")
-    return list(ids) if ids else None
 
 
 def applicability_key(run, settings: DomainSettings = DomainSettings()) -> dict:

@@ -102,10 +102,9 @@ def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None) 
 
 def new_chemistry_tau(z: np.ndarray, df: float | None) -> float:
     """Maximum-likelihood scale (in units of the GP's σ) of standardised residuals of new chemistry."""
-    from cfgp.recalibration import _t_scale_mle
+    from cfgp.recalibration import scale_mle
 
-    z = z[np.isfinite(z)]
-    return _t_scale_mle(z, df) if df is not None else float(np.sqrt(np.mean(z**2)))
+    return scale_mle(z[np.isfinite(z)], df)
 
 
 def family_report(run, families: dict = HELD_OUT_FAMILIES, settings=None) -> dict:

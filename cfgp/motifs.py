@@ -47,7 +47,8 @@ def p_site_units(structure) -> list[str]:
     units = []
     for info in nn:
         key = tuple(sorted(n["site"].specie.symbol for n in info))
-        units.append(UNITS.get(key, "P(" + "".join(f"{e}{c if c > 1 else ''}" for e, c in sorted(Counter(key).items())) + ")"))
+        other = "".join(f"{e}{c if c > 1 else ''}" for e, c in sorted(Counter(key).items()))
+        units.append(UNITS.get(key, f"P({other})"))
     return units
 
 

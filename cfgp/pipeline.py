@@ -402,6 +402,16 @@ def active_learner(run: Run, settings, gp=None, backend: str = "auto"):
     return learner
 
 
+def al_pool_ids(run: Run, settings) -> np.ndarray:
+    """Material ids of the candidate pool an AL run of ``settings`` draws from (as :func:`active_learner`)."""
+    from cfgp.al import pool_positions
+
+    X = run.latents()
+    pool = run.split.pool
+    pool = pool[np.isfinite(X[pool]).all(axis=1)]
+    return run.materials.ids[pool][pool_positions(len(pool), settings)]
+
+
 def al_header(run: Run, settings, gp_dict: dict) -> dict:
     z = np.load(run.path(LATENTS_FILE), allow_pickle=False)
     return {"settings": settings.to_dict(), "gp": gp_dict["hyperparameters"], "latents_hash": str(z["model_hash"]),

@@ -33,6 +33,12 @@ P1, P2 = 0.682689492137086, 0.954499736103642
 MIN_CALIBRATION = 30
 
 
+def scale_mle(z: np.ndarray, df: float | None) -> float:
+    """Maximum-likelihood scale of zero-centred standardised residuals: Student-t with ``df`` fixed, or the RMS for a
+    Gaussian (``df`` None)."""
+    return _t_scale_mle(z, df) if df is not None else float(np.sqrt(np.mean(z**2)))
+
+
 def _t_scale_mle(z: np.ndarray, df: float) -> float:
     """Maximum-likelihood scale of a zero-centred Student-t with ``df`` fixed."""
     def nll(log_s: float) -> float:
@@ -82,14 +88,12 @@ class SigmaCalibrator:
         else:  # too few to fit: the GP's own Gaussian σ
             self.df_, self.tau_in_, self.fitted_ = None, 1.0, False
         if len(zout) >= self.min_calibration and self.fitted_:
-            self.tau_out_ = (_t_scale_mle(zout, self.df_) if self.df_ is not None
-                             else float(np.sqrt(np.mean(zout**2))))
+            self.tau_out_ = scale_mle(zout, self.df_)
             self.tau_out_fitted_ = True
         else:
             self.tau_out_, self.tau_out_fitted_ = self.tau_in_, False
         if len(zrare) >= self.min_calibration and self.fitted_:
-            self.tau_rare_ = (_t_scale_mle(zrare, self.df_) if self.df_ is not None
-                              else float(np.sqrt(np.mean(zrare**2))))
+            self.tau_rare_ = scale_mle(zrare, self.df_)
         else:
             self.tau_rare_ = None  # too few to fit: rare chemistry gets τ_out
         return self

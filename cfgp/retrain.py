@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cfgp.artefacts import read_json, write_json
-from cfgp.pipeline import RUN_FILE, SPLIT_FILE, Run, held_out_positions, repo_path
+from cfgp.pipeline import RUN_FILE, SPLIT_FILE, Run, al_pool_ids, held_out_positions, repo_path
 
 RESULT_FILE = "retrain.json"
 
@@ -95,16 +95,6 @@ def early_stopping_ids(base: Run) -> list[str]:
     return base.materials.ids[held_out_positions(base)].tolist()
 
 
-def candidate_pool_ids(base: Run, header: dict) -> np.ndarray:
-    """The ids of the candidate pool an AL history drew from (its seeded pool subsample of ``base``'s pool)."""
-    from cfgp.al import ALSettings, pool_positions
-
-    X = base.latents()
-    po = base.split.pool
-    po = po[np.isfinite(X[po]).all(axis=1)]
-    return base.materials.ids[po[pool_positions(len(po), ALSettings(**header["settings"]))]]
-
-
 def train_mae_at(history: list[dict], epoch: int) -> float | None:
     """Training MAE logged in the epoch ``epoch`` (1-based) of a training history."""
     rows = [h for h in history if h["epoch"] == epoch]
@@ -161,7 +151,9 @@ def retrain(base: Run, history: str | Path, out: str | Path, picks: int | None =
                                                "n_train")})
         result["hyperparameters"] = metrics["hyperparameters"]
         # the paper's protocol: MAE on the AL run's candidates left unlabelled (not comparable with the fixed test)
-        left = np.setdiff1d(candidate_pool_ids(base, header), np.asarray(ids, dtype=object))
+        from cfgp.al import ALSettings
+
+        left = np.setdiff1d(al_pool_ids(base, ALSettings(**header["settings"])), np.asarray(ids, dtype=object))
         rows = run.materials.index_of(left.tolist())
         X = run.latents()[rows]
         ok = np.isfinite(X).all(axis=1)

@@ -120,9 +120,11 @@ def search(frame: pd.DataFrame, query: str, formula_index: dict[str, np.ndarray]
 
 
 def build_formula_index(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Reduced formula → row positions, for :func:`search` (the data's formulas are already reduced by pymatgen
-    when they were loaded, so this is a grouping, not a parse)."""
+    """Reduced formula (normalised with pymatgen; as written when pymatgen cannot read it) → row positions: the
+    candidates of a formula search, an upload's "already in the data set" and a material's polymorphs."""
+    formulas = frame["formula"].astype(str).to_numpy()
+    normal = {f: reduced(f) or f for f in set(formulas)}  # one parse per distinct formula
     groups: dict[str, list[int]] = {}
-    for i, f in enumerate(frame["formula"].astype(str)):
-        groups.setdefault(f, []).append(i)
+    for i, f in enumerate(formulas):
+        groups.setdefault(normal[f], []).append(i)
     return {k: np.asarray(v, dtype=int) for k, v in groups.items()}

@@ -126,14 +126,13 @@ class Match:
 
 
 def _cell_difference(a, b) -> tuple[float, float]:
-    la = np.sort(a.lattice.get_niggli_reduced_lattice().abc)
-    lb = np.sort(b.lattice.get_niggli_reduced_lattice().abc)
-    va, vb = a.volume / len(a), b.volume / len(b)
+    """(largest relative difference of the Niggli-reduced lattice lengths, relative difference of the volume per
+    atom); lengths are compared on the primitive cells when both reduce to the same size."""
     pa, pb = a.get_primitive_structure(), b.get_primitive_structure()
-    if len(pa) == len(pb):  # compare primitive cells when both reduce to the same size
-        la = np.sort(pa.lattice.get_niggli_reduced_lattice().abc)
-        lb = np.sort(pb.lattice.get_niggli_reduced_lattice().abc)
-    return float(np.max(np.abs(la / lb - 1))) if len(la) == len(lb) else float("nan"), float(va / vb - 1)
+    if len(pa) != len(pb):
+        pa, pb = a, b
+    la, lb = (np.sort(p.lattice.get_niggli_reduced_lattice().abc) for p in (pa, pb))
+    return float(np.max(np.abs(la / lb - 1))), float((a.volume / len(a)) / (b.volume / len(b)) - 1)
 
 
 def find_match(data: ServerData, structure, formula: str, xs: np.ndarray) -> Match:

@@ -118,12 +118,9 @@ class ServerData:
     def formula_rows(self) -> dict[str, np.ndarray]:
         """Reduced formula (normalised with pymatgen) → rows of the materials with it: an upload's candidates for
         "already in the data set", and a material's polymorphs."""
-        out: dict[str, list[int]] = {}
-        formulas = self.frame["formula"].to_numpy()
-        reduced = {f: reduced_formula(f) for f in set(formulas)}
-        for row, f in enumerate(formulas):
-            out.setdefault(reduced[f], []).append(row)
-        return {k: np.asarray(v, dtype=int) for k, v in out.items()}
+        from cfgp.search import build_formula_index
+
+        return build_formula_index(self.frame)
 
     def contains(self, element: str) -> np.ndarray:
         """Boolean mask of materials containing ``element`` (a validated symbol)."""
