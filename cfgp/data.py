@@ -14,6 +14,7 @@ import math
 import os
 import stat
 import sys
+import time
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
+
+from cfgp.cif_reader import read_plain_p1
+from cfgp.structure_checks import ImplausibleStructure, check_cif_blocks, check_structure
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
@@ -91,21 +95,41 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def parse_cif(text: str):
+#: How :func:`parse_cif` reads CIF text: "auto" (gemmi's fast path for plain P1 CIFs, pymatgen for the rest:
+#: :mod:`cfgp.cif_reader`) or "pymatgen" (always pymatgen's parser; the same structures, ~4x slower to read).
+CIF_READERS = ("auto", "pymatgen")
+
+
+def parse_cif(text: str, reader: str = "auto", timings: dict[str, float] | None = None):
     """Parse CIF text to a pymatgen Structure that is physically possible, or raise DataError saying why.
 
     The raw numbers of the CIF are checked before pymatgen builds the structure (it silently wraps a
     coordinate of 1e300 into the cell and is quadratic in the number of listed sites), the structure after
-    (overlapping atoms, volume per atom, elements, cell size: :mod:`cfgp.structure_checks`).
+    (overlapping atoms, volume per atom, elements, cell size: :mod:`cfgp.structure_checks`). A plain P1 CIF
+    (``reader="auto"``) is read by :func:`cfgp.cif_reader.read_plain_p1` instead, into the identical
+    structure; if that structure fails a check, pymatgen's path reads the text again, so every error
+    message is the one pymatgen's path gives. ``timings`` (if given) accumulates seconds under "parse" and
+    "checks" (screening's per-stage profile).
     """
     from pymatgen.io.cif import CifParser
 
-    from cfgp.structure_checks import ImplausibleStructure, check_cif_blocks, check_structure
-
+    if reader not in CIF_READERS:
+        raise ValueError(f"unknown CIF reader {reader!r}; choose from {', '.join(CIF_READERS)}")
     if not isinstance(text, str) or not text.strip():
         raise DataError("empty CIF")
     if len(text) > MAX_CIF_CHARS:
         raise DataError(f"CIF text of {len(text):,} characters; the limit is {MAX_CIF_CHARS:,}")
+    lap = StageLaps(timings)
+    fast = read_plain_p1(text) if reader == "auto" else None
+    lap("parse")
+    if fast is not None:
+        try:
+            check_structure(fast)
+            return fast
+        except ImplausibleStructure:
+            pass  # pymatgen's path below says why, in its words
+        finally:
+            lap("checks")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -113,10 +137,14 @@ def parse_cif(text: str):
             blocks = parser.as_dict()
         except Exception as exc:  # pymatgen raises many types for bad CIFs
             raise DataError(f"unparsable CIF ({first_line(exc)})") from None
+        finally:
+            lap("parse")
         try:
             check_cif_blocks(blocks)
         except ImplausibleStructure as exc:
             raise DataError(str(exc)) from None
+        finally:
+            lap("checks")
         try:
             structures = parser.parse_structures(primitive=False)
             structure = structures[0]
@@ -126,6 +154,8 @@ def parse_cif(text: str):
             if "Occupancy" in detail and "exceeded" in detail:
                 detail += ": atoms overlap, or the occupancies of one site sum to more than 1"
             raise DataError(f"unparsable CIF ({detail[:200]})") from None
+        finally:
+            lap("parse")
     if len(structure) == 0:
         raise DataError("CIF has no atomic sites")
     if not structure.is_ordered:
@@ -134,7 +164,22 @@ def parse_cif(text: str):
         check_structure(structure)
     except ImplausibleStructure as exc:
         raise DataError(str(exc)) from None
+    finally:
+        lap("checks")
     return structure
+
+
+class StageLaps:
+    """Adds the seconds since the previous lap to ``timings[stage]``; does nothing without ``timings``."""
+
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings, self.t = timings, time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
+            self.t = now
 
 
 def first_line(exc: BaseException) -> str:

@@ -131,8 +131,8 @@ class CFGP(RegressorMixin, BaseEstimator):
         :mod:`cfgp.sparse_gp`, O(n·m²) time, O(n·m) memory, on the CPU in NumPy), 'local' (each query
         conditions exactly on its ``n_neighbours`` nearest training points, :mod:`cfgp.local_gp`; O(n·d)
         memory, O(n·d + k³) per query) or 'auto': exact up to ``LOCAL_ABOVE`` points, local above (at
-        n = 14,928 local is within 1 % of exact's test MAE, SGPR with m = 2,000 11.6 % above: README
-        "Scaling out"). The hyper-parameters are fitted the same way in all of them.
+        n = 14,928 local is 1.1 % above exact's test MAE, SGPR with m = 2,000 12.2 % above:
+        docs/performance.md). The hyper-parameters are fitted the same way in all of them.
     n_inducing, inducing : the sparse GP's number of inducing inputs and how they are chosen
         ('kmeans', 'greedy' conditional variance or 'random').
     n_neighbours : the local GP's k.

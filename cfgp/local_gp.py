@@ -2,11 +2,11 @@
 nearest training points (Vecchia 1988; Datta et al. 2016, "NNGP"; Gramacy & Apley 2015, "local approximate GP").
 
 Why this beside SGPR (:mod:`cfgp.sparse_gp`): the hyper-parameters CFGP fits on train + pool make the
-Laplacian kernel rough (noise at its floor, l ≈ 157 on standardised latents), so the exact GP leans on each
+Laplacian kernel rough (noise at its floor), so the exact GP leans on each
 material's close neighbours in latent space (polymorphs, substitutions). SGPR summarises the data through m
-inducing inputs and cannot carry that: at n = 14,928, m = 2,000 its test MAE is 11.6 % above exact. Here the
+inducing inputs and cannot carry that: at n = 14,928, m = 2,000 its test MAE is 12.2 % above exact. Here the
 close neighbours are kept exactly and the far ones, whose weight is small, are dropped: at n = 14,928 with
-k = 256 the test MAE is within 1 % of exact and 2σ coverage within 0.002 (README "Scaling out").
+k = 256 the test MAE is 1.1 % above exact and 2σ coverage within 0.003 (docs/performance.md, shipped latents).
 
 Conditioning is storing the points (O(n·d) memory, nothing n×n); a query costs a distance row to the n
 training points (O(n·d)) and one k×k solve (O(k³)). Queries are answered in batches whose k×k systems are

@@ -121,6 +121,10 @@ def retrain(base: Run, history: str | Path, out: str | Path, picks: int | None =
     header, ids = picked_ids(history, base, picks)
     run = _retrain_folder(base, history, Path(out), header, ids, warm_start, seed)
     block = run.settings["retrain"]
+    if (run.dir / RESULT_FILE).exists():
+        done = read_json(run.dir / RESULT_FILE)
+        if done.get("finished") and "mae" in done:  # a finished retrain is a result, not a job: never redone
+            return done
     settings = MEGNetSettings(**read_json(base.dir / SETTINGS_FILE))
     if not warm_start:
         from dataclasses import replace

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from cfgp.data import MAX_DATASET_BYTES, DataError, RecordError, check_record, parse_cif  # validate_records' checks
+from cfgp.data import (MAX_DATASET_BYTES, DataError, RecordError, StageLaps,  # validate_records' checks
+                       check_record, parse_cif)
 
 DEFAULT_CHUNK_SIZE = 256
 #: Neighbour pairs (bonds) per MEGNet forward pass within a chunk. A pass expands each bond distance into 100
@@ -47,6 +49,10 @@ NO_PREDICTION = "no prediction (see error)"
 #: Longest line a resume reads back from an output file (a real line has ~250 characters).
 MAX_LINE_BYTES = 1 << 20
 PLUGIN_NAME = "cfgp-screening"
+#: Seconds a chunk on a Dask worker waits for that worker's model to load (a replacement worker's, ~20-60 s).
+MODEL_LOAD_TIMEOUT = 600
+#: Warm-up passes at model load, of 1, 2, ... structures (see :meth:`ScreeningModel.load`).
+WARM_UP_PASSES = 3
 
 
 # ------------------------------------------------------------------------------------------------- lines
@@ -122,57 +128,85 @@ class ScreeningModel:
     calibration of a run. Loaded once per process (per Dask worker) and warmed up on one real structure, so
     that the first chunk does not pay for building the prediction graph."""
 
-    def __init__(self, featurizer, gp, applicability, batch_bonds: int = BATCH_BONDS):
+    def __init__(self, featurizer, gp, applicability, batch_bonds: int = BATCH_BONDS, cif_reader: str = "auto"):
         self.featurizer, self.gp, self.applicability = featurizer, gp, applicability
-        self.batch_bonds = batch_bonds
+        self.batch_bonds, self.cif_reader = batch_bonds, cif_reader
         self.chunks_done = 0
+        #: seconds spent per stage (parse, checks, graph, forward, gp) over the chunks done: where time goes
+        self.timings: dict[str, float] = {}
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "ScreeningModel":
+    def load(cls, run_dir: str | Path, cif_reader: str = "auto") -> "ScreeningModel":
         from cfgp.applicability import load_applicability
         from cfgp.pipeline import Run, load_gp
 
         run = Run(run_dir)
         gp = load_gp(run)
-        model = cls(run.featurizer(), gp, load_applicability(run, gp))
-        cif = run.materials.frame["cif"].iat[int(run.split.train[0])]
-        model.predict_chunk([{"source": "warm-up", "id": "warm-up", "cif": cif, "dft": float("nan")}])
-        model.chunks_done = 0
+        model = cls(run.featurizer(), gp, load_applicability(run, gp), cif_reader=cif_reader)
+        # warm-up on real structures, in passes of 1, 2 and 3: Keras traces its prediction function for the first
+        # input shapes and relaxes it to any shape at the next ones (~3 s here), so no chunk of the job pays it
+        cifs = run.materials.frame["cif"].iloc[run.split.train[:WARM_UP_PASSES]]
+        for n in range(1, WARM_UP_PASSES + 1):
+            model.predict_chunk([{"source": "warm-up", "id": f"warm-up {i}", "cif": cif, "dft": float("nan")}
+                                 for i, cif in enumerate(cifs[:n])])
+        model.chunks_done, model.timings = 0, {}
         return model
 
     def predict_chunk(self, items: list[dict]) -> list[dict]:
         """Output lines for ``items`` (from :func:`plan`), in their order."""
-        out: list[dict] = list(items)
-        structures, rows = [], []
+        return self.finish(self.prepare(items))
+
+    def prepare(self, items: list[dict]) -> "PreparedChunk":
+        """The Python half of a chunk (CIF parsing, checks, crystal graphs and the network's input arrays,
+        compositions): no TensorFlow, so a thread can prepare the next chunk while :meth:`finish` runs this
+        one's forward pass."""
+        chunk = PreparedChunk(items, list(items))
+        structures = []
         for k, item in enumerate(items):
             if "error" in item:
                 continue
             try:
-                structures.append(parse_cif(item["cif"]))
-                rows.append(k)
+                structures.append(parse_cif(item["cif"], self.cif_reader, self.timings))
+                chunk.rows.append(k)
             except DataError as exc:
-                out[k] = error_line(item["source"], item["id"], str(exc))
+                chunk.out[k] = error_line(item["source"], item["id"], str(exc))
         if structures:
-            feat = self.featurizer
-            graphs, kept, issues = feat.to_graphs(structures, names=[str(j) for j in range(len(structures))],
-                                                  on_error="skip")
-            X = np.full((len(structures), feat.settings.n2), np.nan)
-            for batch in bond_batches([len(g["index1"]) for g in graphs], self.batch_bonds):
-                X[kept[batch]] = feat.transform_graphs([graphs[i] for i in batch], batch_size=len(batch))
+            graphs, chunk.kept, issues = self.featurizer.to_graphs(
+                structures, names=[str(j) for j in range(len(structures))], on_error="skip", checked=True,
+                timings=self.timings)
+            chunk.reasons = {int(i.record): i.reason for i in issues}
+            lap = StageLaps(self.timings)
+            chunk.batches = [(batch, self.featurizer.graph_inputs([graphs[i] for i in batch]))
+                             for batch in bond_batches([len(g["index1"]) for g in graphs], self.batch_bonds)]
             del graphs
-            reasons = {int(i.record): i.reason for i in issues}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                elements = [tuple(sorted(el.symbol for el in s.composition.elements)) for s in structures]
-                formulas = [s.composition.reduced_formula for s in structures]
-            pred = self.applicability.predict(self.gp, X, elements)
-            for j, k in enumerate(rows):
+                compositions = [s.composition for s in structures]
+                chunk.elements = [tuple(sorted(el.symbol for el in c.elements)) for c in compositions]
+                chunk.formulas = [c.reduced_formula for c in compositions]
+            lap("graph")
+        return chunk
+
+    def finish(self, chunk: "PreparedChunk") -> list[dict]:
+        """MEGNet's forward pass, the GP, the domain check and the output lines of a prepared chunk."""
+        out, items = chunk.out, chunk.items
+        if chunk.rows:
+            feat = self.featurizer
+            lap = StageLaps(self.timings)
+            X = np.full((len(chunk.rows), feat.settings.n2), np.nan)
+            for batch, inputs in chunk.batches:
+                X[chunk.kept[batch]] = feat.transform_inputs([inputs])
+            chunk.batches = []
+            lap("forward")
+            pred = self.applicability.predict(self.gp, X, chunk.elements)
+            lap("gp")
+            for j, k in enumerate(chunk.rows):
                 item = items[k]
                 if not math.isfinite(pred["mean"][j]):
-                    out[k] = error_line(item["source"], item["id"], reasons.get(j, "featurisation failed"))
+                    out[k] = error_line(item["source"], item["id"], chunk.reasons.get(j, "featurisation failed"))
                     continue
                 dft = item["dft"]
-                out[k] = {"source": item["source"], "id": item["id"], "formula": formulas[j],
+                out[k] = {"source": item["source"], "id": item["id"], "formula": chunk.formulas[j],
                           "e_form": float(pred["mean"][j]), "sigma": float(pred["sigma"][j]),
                           "sigma_raw": float(pred["sigma_raw"][j]), "dft": None if math.isnan(dft) else float(dft),
                           "in_domain": bool(pred["in_domain"][j]), "domain": str(pred["domain"][j]),
@@ -181,6 +215,24 @@ class ScreeningModel:
         self.chunks_done += 1
         release_memory()
         return out
+
+
+@dataclass
+class PreparedChunk:
+    """A chunk between :meth:`ScreeningModel.prepare` and :meth:`ScreeningModel.finish`: its items, the output
+    lines decided so far (errors), and for the parsed structures (``rows``: their positions in the chunk) the
+    network's inputs for those whose crystal graph was made (``kept``), why the others have none, elements and
+    formulas."""
+
+    items: list[dict]
+    out: list[dict]
+    rows: list[int] = field(default_factory=list)
+    #: the network's inputs, one batch per group of at most ``batch_bonds`` bonds: (positions in ``kept``, arrays)
+    batches: list[tuple[list[int], tuple]] = field(default_factory=list)
+    kept: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    reasons: dict[int, str] = field(default_factory=dict)
+    elements: list[tuple[str, ...]] = field(default_factory=list)
+    formulas: list[str] = field(default_factory=list)
 
 
 def bond_batches(bonds: list[int], budget: int) -> Iterator[list[int]]:
@@ -216,14 +268,38 @@ _TRIM = None
 
 
 class LocalPredictor:
-    """Chunks predicted one after the other in this process."""
+    """Chunks predicted one after the other in this process.
 
-    def __init__(self, model: ScreeningModel):
-        self.model = model
+    With ``prepare_ahead`` (the default) chunk k+1 is prepared (parsed, checked, made into the network's inputs)
+    in a thread while chunk k's forward pass runs: TensorFlow's pass keeps about 1.35 of 2 cores busy, and the
+    preparation is Python and NumPy that run beside TensorFlow's kernels. It holds one more chunk's inputs
+    (~45 MB for 256 oxides); ``prepare_ahead=False`` (``cfgp predict --serial``) does one thing at a time.
+    """
+
+    def __init__(self, model: ScreeningModel, prepare_ahead: bool = True):
+        self.model, self.prepare_ahead = model, prepare_ahead
 
     def map(self, chunks: Iterable[list[dict]]) -> Iterator[list[dict]]:
-        for chunk in chunks:
-            yield self.model.predict_chunk(chunk)
+        if not self.prepare_ahead:
+            for chunk in chunks:
+                yield self.model.predict_chunk(chunk)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        it = iter(chunks)
+        first = next(it, None)
+        if first is None:
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="cfgp-prepare") as pool:
+            pending = pool.submit(self.model.prepare, first)
+            for chunk in it:
+                ready = pending.result()
+                pending = pool.submit(self.model.prepare, chunk)
+                yield self.model.finish(ready)
+            yield self.model.finish(pending.result())
+
+    def stage_seconds(self) -> dict[str, float]:
+        return dict(self.model.timings)
 
 
 # ------------------------------------------------------------------------------------------------- Dask
@@ -239,21 +315,29 @@ class _ModelPluginState:
 
     name = PLUGIN_NAME
 
-    def __init__(self, run_dir: str | Path, tf_threads: int | None = None):
-        self.run_dir, self.tf_threads = str(run_dir), tf_threads
+    def __init__(self, run_dir: str | Path, tf_threads: int | None = None, cif_reader: str = "auto"):
+        self.run_dir, self.tf_threads, self.cif_reader = str(run_dir), tf_threads, cif_reader
         self.model: ScreeningModel | None = None
         self.loads = 0
+        self._ready = threading.Event()  # set once the model is loaded (or its load failed)
+        self._error: BaseException | None = None
 
     def __getstate__(self) -> dict:
-        return {"run_dir": self.run_dir, "tf_threads": self.tf_threads}
+        return {"run_dir": self.run_dir, "tf_threads": self.tf_threads, "cif_reader": self.cif_reader}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["run_dir"], state["tf_threads"])
+        self.__init__(state["run_dir"], state["tf_threads"], state.get("cif_reader", "auto"))
 
     def _load(self, nthreads: int) -> None:
-        configure_tf_threads(self.tf_threads or nthreads)
-        self.model = ScreeningModel.load(self.run_dir)
-        self.loads += 1
+        try:
+            configure_tf_threads(self.tf_threads or nthreads)
+            self.model = ScreeningModel.load(self.run_dir, self.cif_reader)
+            self.loads += 1
+        except BaseException as exc:
+            self._error = exc
+            raise
+        finally:
+            self._ready.set()
 
     async def setup(self, worker) -> None:
         import asyncio
@@ -262,8 +346,10 @@ class _ModelPluginState:
         await asyncio.get_running_loop().run_in_executor(None, self._load, worker.state.nthreads)
 
     def predict(self, items: list[dict]) -> list[dict]:
-        if self.model is None:
-            raise RuntimeError(f"the {PLUGIN_NAME} plugin has not loaded its model on this worker")
+        # a worker that replaces a lost one may be given chunks while its model still loads: they wait for it
+        if not self._ready.wait(MODEL_LOAD_TIMEOUT) or self.model is None:
+            raise RuntimeError(f"the {PLUGIN_NAME} plugin has no model on this worker "
+                               f"({self._error or f'not loaded within {MODEL_LOAD_TIMEOUT} s'})")
         return self.model.predict_chunk(items)  # a worker with several threads runs chunks side by side
 
 
@@ -298,7 +384,8 @@ class DaskPredictor:
 
     @classmethod
     def start(cls, run_dir: str | Path, scheduler: str | None = None, workers: int | None = None,
-              threads_per_worker: int = 1, tf_threads: int | None = None) -> "DaskPredictor":
+              threads_per_worker: int = 1, tf_threads: int | None = None,
+              cif_reader: str = "auto") -> "DaskPredictor":
         """Connect to ``scheduler`` (``tcp://host:8786``) or start a ``LocalCluster`` of ``workers``
         processes, and load the model on every worker (now, and on any worker that joins later)."""
         from distributed import Client, LocalCluster
@@ -309,7 +396,7 @@ class DaskPredictor:
             cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=threads_per_worker,
                                    processes=True, dashboard_address=None)
             client = Client(cluster)
-        client.register_plugin(__getattr__("ModelPlugin")(run_dir, tf_threads))
+        client.register_plugin(__getattr__("ModelPlugin")(run_dir, tf_threads, cif_reader))
         return cls(client)
 
     def loads(self) -> dict[str, int]:
@@ -318,6 +405,15 @@ class DaskPredictor:
 
     def chunks_done(self) -> dict[str, int]:
         return self.client.run(lambda dask_worker: dask_worker.plugins[PLUGIN_NAME].model.chunks_done)
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds per stage summed over the workers now in the cluster (a lost worker's share is lost)."""
+        total: dict[str, float] = {}
+        per_worker = self.client.run(lambda dask_worker: dask_worker.plugins[PLUGIN_NAME].model.timings)
+        for timings in per_worker.values():
+            for stage, sec in timings.items():
+                total[stage] = total.get(stage, 0.0) + sec
+        return total
 
     def map(self, chunks: Iterable[list[dict]]) -> Iterator[list[dict]]:
         pending: collections.deque = collections.deque()
@@ -476,6 +572,8 @@ class Summary:
     n_resumed: int = 0
     dropped: str = ""
     seconds: float = 0.0
+    #: seconds by stage: "read" and "write" in this process, the predictor's (parse, checks, graph, forward, gp)
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -500,8 +598,16 @@ def screen(paths: Iterable[str | Path], predictor, emit: Callable[[list[dict]], 
     bar = tqdm(desc="cfgp predict", unit="struct", disable=None if progress is None else not progress,
                file=sys.stderr, dynamic_ncols=True)
 
+    io_seconds = {"read": 0.0, "write": 0.0}
+
     def todo() -> Iterator[dict]:
-        for item in plan(paths, max_bytes):
+        records = plan(paths, max_bytes)
+        while True:
+            t = time.perf_counter()
+            item = next(records, None)
+            io_seconds["read"] += time.perf_counter() - t
+            if item is None:
+                return
             key = _key(item)
             if done[key] > 0:
                 done[key] -= 1
@@ -511,7 +617,9 @@ def screen(paths: Iterable[str | Path], predictor, emit: Callable[[list[dict]], 
 
     try:
         for lines in predictor.map(chunks_of(todo(), chunk_size)):
+            t = time.perf_counter()
             emit(lines)
+            io_seconds["write"] += time.perf_counter() - t
             bad = sum("error" in line for line in lines)
             summary.n_bad += bad
             summary.n_ok += len(lines) - bad
@@ -520,4 +628,7 @@ def screen(paths: Iterable[str | Path], predictor, emit: Callable[[list[dict]], 
     finally:
         bar.close()
     summary.seconds = time.time() - t0
+    stage_seconds = getattr(predictor, "stage_seconds", None)
+    summary.stages = {"read": io_seconds["read"], **(stage_seconds() if stage_seconds else {}),
+                      "write": io_seconds["write"]}
     return summary

@@ -110,3 +110,20 @@ def test_a_crystal_without_bonds_is_reported_with_the_cut_off():
     assert "no two atoms within this MEGNet's 4 Å cut-off" in issues[0].reason
     with pytest.raises(DataError, match="mp-1: no two atoms within this MEGNet's 4 Å cut-off"):
         feat.to_graphs([cs], names=["mp-1"], on_error="raise")
+
+
+def test_network_inputs_are_megnets_batch_arrays_bit_for_bit(tiny_run, small_records):
+    """graph_inputs (in-place Gaussian expansion, index offsets with NumPy) makes exactly the arrays megnet's
+    batch generator makes (cast to float32 as the network does), so the latents cannot change with it."""
+    from cfgp.data import parse_cif
+    from cfgp.featurize import _single_precision
+
+    feat = tiny_run.featurizer()
+    structures = [parse_cif(r["cif"]) for r in small_records[:60]]
+    graphs, kept, _ = feat.to_graphs(structures, checked=True)
+    ours = feat.graph_inputs(graphs)
+    megnet = _single_precision(feat._generator(graphs, None, shuffle=False, batch_size=len(graphs))[0])
+    assert len(ours) == len(megnet) == 7
+    for a, b in zip(ours, megnet):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    assert np.array_equal(feat.transform_inputs([ours]), feat.transform_graphs(graphs, batch_size=len(graphs)))

@@ -59,6 +59,12 @@ def test_retrain_warm_and_from_scratch(tiny_run, history, warm_retrain, tmp_path
              for name, folder in (("warm", warm_dir), ("cold", tmp_path / "cold"))}
     assert first["warm"] < 0.8 * first["cold"], first
     assert cold["finished"] and not cold["warm_start"]
+    # a finished retrain called again (the queue re-runs its list) returns its result and rewrites nothing
+    from cfgp.retrain import retrain
+
+    stamps = {f: f.stat().st_mtime_ns for f in (tmp_path / "cold").rglob("*") if f.is_file()}
+    assert retrain(tiny_run, history, tmp_path / "cold", picks=20, epochs=3, patience=3, progress=False) == cold
+    assert stamps == {f: f.stat().st_mtime_ns for f in (tmp_path / "cold").rglob("*") if f.is_file()}
     # the warm run's folder resumed without --warm-start is refused (no silent switch of start mid-run)
     assert main(["retrain", "--run", str(tiny_run.dir), "--history", str(history), "--out", str(warm_dir),
                  "--picks", "20", "--epochs", "3", "--patience", "3"]) == 2

@@ -288,6 +288,34 @@ def test_resume_refuses_an_output_garbled_before_its_last_line(tmp_path):
     assert out.read_text().count("\n") == 3  # left as it was
 
 
+# ------------------------------------------------------------------------------------------------- speed
+def test_the_fast_path_and_preparing_ahead_change_no_line_and_report_their_stages(model, tmp_path):
+    """The same 300 real oxides (and a bad cell) through the shipped path (fast CIF reader, next chunk prepared in a
+    thread), serially, and with pymatgen's parser: the very same lines; each job's time split by stage."""
+    from cfgp.screening import LocalPredictor, screen
+
+    records = real_records(300)
+    records.insert(40, tiny_cell(records[0], "bad-cell"))
+    src = write_jsonl(tmp_path / "speed.jsonl", records)
+    outputs, stages = {}, {}
+    for name, reader, ahead in (("shipped", "auto", True), ("serial", "auto", False),
+                                ("pymatgen", "pymatgen", True)):
+        model.cif_reader, model.timings = reader, {}
+        lines: list[dict] = []
+        try:
+            summary = screen([src], LocalPredictor(model, prepare_ahead=ahead), lines.extend, chunk_size=64,
+                             progress=False)
+        finally:
+            model.cif_reader = "auto"
+        outputs[name], stages[name] = lines, summary.stages
+    assert outputs["shipped"] == outputs["serial"] == outputs["pymatgen"]
+    assert "volume per atom" in outputs["shipped"][40]["error"] and len(outputs["shipped"]) == 301
+    for name, by_stage in stages.items():
+        assert set(by_stage) == {"read", "parse", "checks", "graph", "forward", "gp", "write"}, name
+        assert all(v > 0 for v in by_stage.values()), (name, by_stage)
+    assert stages["pymatgen"]["parse"] > 3 * stages["shipped"]["parse"], stages  # measured ~8x
+
+
 # ------------------------------------------------------------------------------------------------ memory
 def test_peak_memory_does_not_grow_with_the_number_of_structures(tmp_path):
     """Peak resident memory of `cfgp predict` (a child's ru_maxrss) on 1,200 real structures is that of 300:
@@ -335,3 +363,77 @@ def test_a_local_dask_cluster_gives_the_same_lines_and_loads_the_model_once_per_
     assert "no such file" in lines[-1]["error"] and "id" not in lines[-1]
     assert len(loads) == 2 and set(loads.values()) == {1}, loads
     assert sum(chunks.values()) == math.ceil(len(single) / 16) and min(chunks.values()) >= 1, chunks
+
+
+def test_a_worker_killed_mid_job_loses_and_repeats_no_line(model, tmp_path):
+    """A Dask worker process is killed (SIGKILL) while the job runs, with chunks on it: Dask runs them again on
+    the other worker (and the restarted one, which loads the model again), and the output is, line for line,
+    that of an undisturbed run."""
+    pytest.importorskip("distributed")
+    from cfgp.screening import DaskPredictor, screen
+
+    records = real_records(240)
+    src = write_jsonl(tmp_path / "kill.jsonl", records)
+    undisturbed, _ = screen_lines(model, [src], chunk_size=8)
+    predictor = DaskPredictor.start(DEFAULT_RUN, workers=2, threads_per_worker=1)
+    killed: list[int] = []
+    lines: list[dict] = []
+
+    def emit(chunk_lines: list[dict]) -> None:
+        lines.extend(chunk_lines)
+        if not killed:  # after the first chunk is written, with the others in flight on both workers
+            pids = predictor.client.run(os.getpid)
+            processing = predictor.client.processing()
+            victim = max(pids, key=lambda address: len(processing.get(address, ())))
+            assert processing.get(victim), processing  # the killed worker holds chunks of this job
+            os.kill(pids[victim], signal.SIGKILL)
+            killed.append(pids[victim])
+
+    try:
+        summary = screen([src], predictor, emit, chunk_size=8, progress=False)
+        pids_after = set(predictor.client.run(os.getpid).values())
+    finally:
+        predictor.close()
+    assert killed and killed[0] not in pids_after  # the process is gone; the job finished without it
+    assert summary.n_ok == len(records) and summary.n_bad == 0
+    assert [x["id"] for x in lines] == [r["material_id"] for r in records]  # none lost, none twice, in order
+    assert lines == undisturbed
+
+
+def test_a_killed_client_resumes_its_dask_job(model, tmp_path):
+    """`cfgp predict --workers 1 --out` is killed with its whole process group (client, scheduler, nanny and
+    worker: a lost shell or batch job); `--resume` on a new cluster completes the file as an undisturbed run
+    writes it."""
+    pytest.importorskip("distributed")
+    records = real_records(160)
+    src = write_jsonl(tmp_path / "client.jsonl.gz", records)
+    out = tmp_path / "out.jsonl"
+    env = dict(os.environ, PYTHONWARNINGS="ignore", TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [*CFGP, "predict", "--json", "--quiet", "--chunk-size", "16", "--workers", "1", "--out", str(out), str(src)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 900
+        while time.time() < deadline and proc.poll() is None:
+            if out.exists() and out.read_text().count("\n") >= 32:  # two chunks written
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, f"the job ended before it could be killed: {proc.stderr.read()[-2000:]}"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    n_before = out.read_text().count("\n")
+    assert 32 <= n_before < len(records)
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["resumed"] >= n_before - 1 and summary["predicted"] == len(records)
+    # the summary says where this call's time went, per structure (the worker's stages summed over its cores)
+    assert summary["cif_reader"] == "auto" and set(summary["stage_ms"]) == \
+        {"read", "parse", "checks", "graph", "forward", "gp", "write"}
+    assert summary["stage_ms"]["forward"] > 0
+    lines = read_lines(out)
+    assert [x["id"] for x in lines] == [r["material_id"] for r in records]
+    reference, _ = screen_lines(model, [src], chunk_size=16)
+    assert_same_lines(lines, reference)

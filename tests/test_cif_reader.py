@@ -1,0 +1,146 @@
+"""The fast CIF reader builds, bit for bit, the structure pymatgen's parser builds — on every shipped CIF — and
+hands every other kind of CIF to pymatgen, so that `cfgp predict`'s lines and messages do not depend on it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import warnings
+from pathlib import Path
+
+import pytest
+
+from cfgp.cif_reader import read_plain_p1, structure_digest
+from cfgp.data import DEFAULT_DATASET, DataError, parse_cif
+from cfgp.record_streams import iter_records
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DIGESTS = FIXTURES / "shipped_cif_digests.json.gz"  # made by tests/fixtures/make_cif_digests.py
+
+
+@pytest.fixture(scope="module")
+def shipped() -> list[dict]:
+    return [{"material_id": r["material_id"], "cif": r["cif"]} for r in iter_records(DEFAULT_DATASET)]
+
+
+@pytest.fixture(scope="module")
+def pymatgen_digests() -> dict[str, str]:
+    return json.load(gzip.open(DIGESTS, "rt"))["digests"]
+
+
+def test_every_shipped_cif_reads_to_the_structure_pymatgen_builds(shipped, pymatgen_digests):
+    """All 16,394 shipped CIFs take the fast path, and each gives pymatgen's structure exactly (lattice matrix,
+    site order, species, fractional coordinates — 0.3333 snapped to 1/3 as pymatgen does — and labels)."""
+    assert len(shipped) == len(pymatgen_digests) == 16394
+    differ, slow = [], []
+    for r in shipped:
+        s = read_plain_p1(r["cif"])
+        if s is None:
+            slow.append(r["material_id"])
+        elif structure_digest(s) != pymatgen_digests[r["material_id"]]:
+            differ.append(r["material_id"])
+    assert not slow, f"{len(slow)} plain P1 CIFs left the fast path, e.g. {slow[:5]}"
+    assert not differ, f"{len(differ)} structures differ from pymatgen's, e.g. {differ[:5]}"
+
+
+def test_the_digest_file_is_what_the_installed_pymatgen_builds(shipped, pymatgen_digests):
+    """The reference is not taken on trust: a seeded sample of 300 is parsed by pymatgen now."""
+    for r in random.Random(0).sample(shipped, 300):
+        assert structure_digest(parse_cif(r["cif"], reader="pymatgen")) == pymatgen_digests[r["material_id"]]
+
+
+def _structure(shipped, material_id="mp-1019535"):
+    from pymatgen.core import Structure
+
+    cif = next(r["cif"] for r in shipped if r["material_id"] == material_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cif, Structure.from_str(cif, fmt="cif")
+
+
+def _variants(shipped) -> dict[str, str]:
+    """Real CIFs in forms the fast path must leave to pymatgen."""
+    from pymatgen.io.cif import CifWriter
+
+    cif, s = _structure(shipped)
+    oxi = s.copy()
+    oxi.add_oxidation_state_by_guess()
+    disordered = s.copy()
+    disordered.replace(0, {s[0].specie.symbol: 0.5, "Li": 0.5})
+    lines = cif.splitlines()
+    x_row = next(i for i, line in enumerate(lines) if line.strip().endswith(" 1") and "0." in line)
+    fields = lines[x_row].split()
+    fields[3] = fields[3] + "(3)"
+    with_uncertainty = "\n".join([*lines[:x_row], "  " + "  ".join(fields), *lines[x_row + 1:]])
+    return {
+        "symmetrised (several operations)": str(CifWriter(s, symprec=0.1)),
+        "oxidation states": str(CifWriter(oxi)),
+        "partial occupancy": str(CifWriter(disordered)),
+        "a number with an uncertainty": with_uncertainty,
+        "an unknown tag": cif.replace("_cell_volume", "_exptl_crystal_density_diffrn 3.1\n_cell_volume"),
+        "two data blocks": cif + "\n" + cif.replace("data_", "data_second_"),
+        "a type symbol that is not an element": cif.replace("  O  O", "  O2-  O", 1),
+    }
+
+
+def test_other_cifs_go_to_pymatgen_and_read_as_it_reads_them(shipped):
+    for what, text in _variants(shipped).items():
+        assert read_plain_p1(text) is None, what
+        try:
+            expected = structure_digest(parse_cif(text, reader="pymatgen"))
+        except DataError as exc:
+            expected = f"error: {exc}"
+        try:
+            got = structure_digest(parse_cif(text))
+        except DataError as exc:
+            got = f"error: {exc}"
+        assert got == expected, what
+
+
+def test_a_bad_plain_cif_gets_pymatgens_message(shipped):
+    """Overlapping atoms and a crushed cell in the plain layout: the fast reader builds them, the checks refuse
+    them, and the message is the one pymatgen's path gives (it reads the text again to say why)."""
+    cif, s = _structure(shipped)
+    rows = [line for line in cif.splitlines() if line.strip().endswith(" 1") and "0." in line]
+    overlapping = cif.replace(rows[1], rows[1] + "\n" + rows[1].replace(rows[1].split()[1], "X99"))
+    crushed = cif.replace(f"_cell_length_a   {s.lattice.a:.8f}", "_cell_length_a   0.10000000")
+    for text in (overlapping, crushed):
+        assert read_plain_p1(text) is not None  # the plain layout: the fast reader reads it
+        with pytest.raises(DataError) as fast:
+            parse_cif(text)
+        with pytest.raises(DataError) as slow:
+            parse_cif(text, reader="pymatgen")
+        assert str(fast.value) == str(slow.value)
+
+
+def test_every_bad_cif_of_the_corpus_gets_the_same_message_from_both_readers(tmp_path):
+    """The corpus's corrupted CIFs (tests/bad_inputs), most in the plain layout the fast reader takes."""
+    from tests.bad_inputs.make_corpus import CASES, Ctx, Real
+
+    ctx = Ctx(tmp_path, Real())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        paths = [case.build(ctx)[0] for case in CASES if case.name != "gzip_bomb"]  # a gigabyte, not a CIF
+    cifs = sorted(p for p in paths if p.suffix == ".cif" and p.is_file() and not p.is_symlink())
+    assert len(cifs) >= 20
+    fast = 0
+    for path in cifs:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        fast += read_plain_p1(text) is not None
+        outcomes = []
+        for reader in ("auto", "pymatgen"):
+            try:
+                outcomes.append(structure_digest(parse_cif(text, reader=reader)))
+            except DataError as exc:
+                outcomes.append(f"error: {exc}")
+        assert outcomes[0] == outcomes[1], path.name
+    assert fast >= 10  # the fast path met them, and handed each to pymatgen's message
+
+
+def test_an_unknown_reader_is_refused():
+    with pytest.raises(ValueError, match="unknown CIF reader 'gemmi'"):
+        parse_cif("data_x", reader="gemmi")
