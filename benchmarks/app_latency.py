@@ -4,8 +4,8 @@
 
 Serves ``panel serve app.py`` on 127.0.0.1 (the embedded default unless --run), drives it with Playwright and
 Debian's Chromium, and measures what a user waits for, in the browser: the first plot, a tap → details (the text,
-then the crystal drawn), a brush → linked metrics, active-learning steps per second at the top speed, a
-committed 1,500-cycle replay to its end, a warm prediction, the live t-SNE until converged, then N concurrent
+then the crystal drawn), a brush → linked metrics, a search (Enter → results), active-learning steps per second at
+the top speed, a committed 1,500-cycle replay to its end, a warm prediction, the live t-SNE until converged, then N concurrent
 sessions (first plot of each) and the server's resident memory idle, with N sessions open, and after they close.
 Pause any background job first (e.g. `kill -STOP`); the browsers run on the same machine as the server.
 """
@@ -147,6 +147,27 @@ async def measure_tap(p: Page) -> tuple[float, float, float]:
     return statistics.median(texts), statistics.median(crystals), crystals[0]
 
 
+#: what a researcher types into the search box (the paper's three phosphates, an element set, an id)
+SEARCHES = ("SnPO3F", "ZrP2(HO3)2", "In3(PO4)2", "P F -Si", "mp-555838", "Li Fe P O")
+
+
+async def measure_search(p: Page) -> float:
+    """Median ms from Enter in the search box to its summary naming the results."""
+    times = []
+    box = p.page.locator(".search-box input >> visible=true").first
+    for query in SEARCHES:
+        await box.fill(query)
+        before = await p.text(".search-summary")
+        t0 = time.perf_counter()
+        await box.press("Enter")
+        ms = await ms_until(p, ".search-summary", before, " for ", t0, 30)
+        if ms is None:
+            raise RuntimeError(f"search {query!r} showed no results")
+        times.append(ms)
+    await p.page.locator(".search-close button").first.click()
+    return statistics.median(times)
+
+
 async def measure_brush(p: Page) -> float:
     await p.tab("Calibration")
     times = []
@@ -276,6 +297,7 @@ async def main_async(args) -> dict:
             out["tap_details_ms"], out["tap_crystal_ms"] = round(text_ms), round(crystal_ms)
             out["tap_crystal_first_ms"] = round(first_crystal_ms)
             out["brush_metrics_ms"] = round(await measure_brush(p))
+            out["search_ms"] = round(await measure_search(p))
             out["al_steps_per_s"] = round(await measure_al(p), 1)
             stem = args.replay
             out["replay_1500_s"], _ = await measure_replay(p, stem)

@@ -127,3 +127,11 @@ def test_network_inputs_are_megnets_batch_arrays_bit_for_bit(tiny_run, small_rec
     for a, b in zip(ours, megnet):
         assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
     assert np.array_equal(feat.transform_inputs([ours]), feat.transform_graphs(graphs, batch_size=len(graphs)))
+    # the in-place bond expansion (inputs and every training batch) is megnet's own, bit for bit
+    from megnet.data.graph import GaussianDistance
+
+    converter = feat.model.graph_converter.bond_converter
+    assert type(converter).__name__ == "InPlaceGaussianDistance"
+    distances = np.concatenate([g["bond"] for g in graphs])
+    original = GaussianDistance(converter.centers, converter.width).convert(distances)
+    assert original.dtype == converter.convert(distances).dtype and np.array_equal(original, converter.convert(distances))

@@ -51,12 +51,16 @@ def create_app(run_dir=None, theme: str | None = None, projector: bool | None = 
     from cfgp.dashboard.lesson import Lesson
     from cfgp.dashboard.view_state import DashboardParts, ViewSync
 
-    parts = DashboardParts(data, state, tabs, latent, calibration, active, outliers, predict)
+    from cfgp.dashboard.finder import Finder
+
+    finder = Finder(data)  # the search box above the tabs: by id, formula or elements, from every tab
+    parts = DashboardParts(data, state, tabs, latent, calibration, active, outliers, predict, finder)
     views = ViewSync(parts)
+    finder.on_open = views.open_material
     lesson = Lesson(parts, views)
     views.restore()  # after the lesson is there: a link may open it at a step
     app = pn.Column(header, pn.Row(lesson.toggle, views.header(), sizing_mode="stretch_width"), views.message,
-                    lesson, tabs, sizing_mode="stretch_width")
+                    finder, lesson, tabs, sizing_mode="stretch_width")
     return classroom.apply(app, options)  # classroom display: theme, projector, keyboard, tooltips
 
 

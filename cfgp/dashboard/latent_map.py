@@ -56,7 +56,7 @@ class LatentMap(pn.viewable.Viewer):
         self.data, self.state, self.source = data, state, source
         self.colour_select = pn.widgets.Select(label="colour by", options=COLOURINGS, value=self.colour, width=160)
         self.element_input = pn.widgets.TextInput(label="element", value=self.element, width=90,
-                                                  placeholder="e.g. Li")
+                                                  placeholder="e.g. Li", css_classes=["map-element"])
         self.colour_select.link(self, value="colour")
         self.element_input.link(self, value="element")
         self.legend_text = pn.pane.Markdown("", name="map-legend-text", margin=(0, 10),

@@ -74,7 +74,7 @@ class Outliers(pn.viewable.Viewer):
         self.split_select = pn.widgets.Select(label="split", options=SPLITS, value=self.split, width=120)
         self.phos_box = pn.widgets.Checkbox(label="phosphates only", value=self.phosphates_only)
         self.element_input = pn.widgets.TextInput(label="contains element", value=self.element,
-                                                  placeholder="e.g. Li", width=140)
+                                                  placeholder="e.g. Li", width=140, css_classes=["outliers-element"])
         self.split_select.link(self, value="split")
         self.phos_box.link(self, value="phosphates_only")
         self.element_input.link(self, value="element")

@@ -28,6 +28,7 @@ from cfgp.artefacts import DEFAULT_RUN
 from cfgp.embedding import TSNESettings, run_tsne
 from cfgp.pipeline import AL_DIR, Run, load_al_histories, load_gp, predictions
 from cfgp.plots import predictions_frame
+from cfgp.search import build_formula_index, search
 
 #: Numeric colourings of a map: frame column → (colour-bar title, palette name, symmetric around 0)
 NUMERIC_COLOURS = {
@@ -118,9 +119,18 @@ class ServerData:
     def formula_rows(self) -> dict[str, np.ndarray]:
         """Reduced formula (normalised with pymatgen) → rows of the materials with it: an upload's candidates for
         "already in the data set", and a material's polymorphs."""
-        from cfgp.search import build_formula_index
-
         return build_formula_index(self.frame)
+
+    @cached_property
+    def search_frame(self) -> pd.DataFrame:
+        """What a search reads: id, formula and element set of every material, in frame order."""
+        frame = self.frame[["material_id", "formula"]].copy()
+        frame["elements"] = self.run.materials.frame["elements"].to_numpy()
+        return frame
+
+    def find(self, query: str):
+        """:func:`cfgp.search.search` over this run's materials (SearchError for a query it cannot read)."""
+        return search(self.search_frame, query, self.formula_rows)
 
     def contains(self, element: str) -> np.ndarray:
         """Boolean mask of materials containing ``element`` (a validated symbol)."""

@@ -32,7 +32,7 @@ TAB_SLUGS = {"Latent map": "map", "Calibration": "calibration", "Active learning
              "Predict": "predict"}
 #: query parameters, in the order they are applied (the material last: where its details show depends on the tab)
 KEYS = ("lesson", "tab", "colour", "element", "cal_split", "cal_phosphates", "out_split", "out_phosphates",
-        "out_element", "al", "strategy", "seed", "batch", "cycle", "material")
+        "out_element", "out_compare", "al", "strategy", "seed", "batch", "cycle", "q", "material")
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -48,6 +48,7 @@ class DashboardParts:
     active: Any  # ActiveLearning
     outliers: Any  # Outliers
     predict: Any = None  # Predict (holds no view state yet)
+    finder: Any = None  # Finder (the search box)
 
 
 class ViewState(param.Parameterized):
@@ -64,11 +65,13 @@ class ViewState(param.Parameterized):
     out_split = param.Parameter(default="test", doc="split of the Outliers tab")
     out_phosphates = param.Parameter(default="false", doc="Outliers: phosphates only")
     out_element = param.Parameter(default="", doc="Outliers: element filter")
+    out_compare = param.Parameter(default="false", doc="Outliers: the material beside its nearest training material")
     al = param.Parameter(default="live", doc="active learning: 'live' run or 'replay' of a committed one")
     strategy = param.Parameter(default="entropy", doc="active-learning strategy")
     seed = param.Parameter(default="0", doc="active-learning seed")
     batch = param.Parameter(default="1", doc="active-learning batch size")
     cycle = param.Parameter(default="", doc="cycle of a replayed run (empty for a live run)")
+    q = param.Parameter(default="", doc="the search box's query (empty: no search)")
 
 
 def parse_int(value: Any) -> int:
@@ -173,9 +176,10 @@ class ViewSync:
             "colour": p.latent.colour, "element": p.latent.element, "material": material,
             "cal_split": p.calibration.split, "cal_phosphates": as_text(bool(p.calibration.phosphates)),
             "out_split": p.outliers.split, "out_phosphates": as_text(bool(p.outliers.phosphates_only)),
-            "out_element": p.outliers.element,
+            "out_element": p.outliers.element, "out_compare": as_text(bool(p.outliers.compare_box.value)),
             "al": "replay" if replay else "live", "strategy": as_text(al.strategy.value),
             "seed": as_text(al.seed.value), "batch": as_text(al.batch.value), "cycle": cycle,
+            "q": p.finder.query if p.finder is not None else "",
         }
 
     # ------------------------------------------------------------ dashboard → URL
@@ -185,10 +189,13 @@ class ViewSync:
         p.latent.param.watch(self._changed, ["colour", "element"])
         p.calibration.param.watch(self._changed, ["split", "phosphates"])
         p.outliers.param.watch(self._changed, ["split", "phosphates_only", "element"])
+        p.outliers.compare_box.param.watch(self._changed, "value")
         p.state.param.watch(self._changed, "selected")
         p.active.param.watch(self._changed, ["mode", "playing"])
         for w in (p.active.run_select, p.active.strategy, p.active.seed, p.active.batch, p.active.scrub):
             w.param.watch(self._changed, "value")
+        if p.finder is not None:
+            p.finder.param.watch(self._changed, "query")
 
     def _changed(self, *events) -> None:
         p = self.parts.active
@@ -290,7 +297,7 @@ class ViewSync:
         # an empty value means "as it is" (Panel leaves `colour=` behind when it rewrites a query), except where
         # empty is a value of its own: no material, no element filter, no replay cycle, the lesson closed
         view = {k: view[k] for k in KEYS
-                if k in view and (as_text(view[k]).strip() or k in ("material", "out_element", "cycle", "lesson"))}
+                if k in view and (as_text(view[k]).strip() or k in ("material", "out_element", "cycle", "lesson", "q"))}
         messages: list[str] = []
         if "lesson" in view and self.lesson_handler is not None:
             problem = self.lesson_handler(view["lesson"])
@@ -298,7 +305,7 @@ class ViewSync:
                 messages.append(problem)
         # the tab last: the tab that a switch renders is drawn with its new state (fewer messages to the browser)
         for apply in (self._apply_map, self._apply_calibration, self._apply_outliers, self._apply_al,
-                      self._apply_material, self._apply_tab):
+                      self._apply_search, self._apply_material, self._apply_tab):
             try:
                 apply(view, messages)
             except Exception as exc:  # a view must never break the session: say what failed and go on
@@ -370,6 +377,10 @@ class ViewSync:
                     messages.append(f"Link parameter out_element: {exc}; the outliers are not filtered by element.")
             if out.element_input.value != symbol:
                 out.element_input.value = symbol
+        if "out_compare" in view:
+            value = self._bool(view, "out_compare", messages)
+            if out.compare_box.value != value:
+                out.compare_box.value = value
 
     def _apply_filters(self, view, messages, prefix: str, splits, split_select, phosphate_box, tab: str) -> None:
         """``<prefix>_split`` and ``<prefix>_phosphates`` of a link onto one tab's split selector and phosphate
@@ -479,6 +490,19 @@ class ViewSync:
             return "none"
         return "; ".join(f"{st} batch {b}: seed{'s' if len(v) > 1 else ''} {', '.join(map(str, sorted(v)))}"
                          for (st, b), v in sorted(seeds.items()))
+
+    def _apply_search(self, view, messages) -> None:
+        """The search box gets the link's text as it is (the core reads it, bounded; the box shows its own error)."""
+        if "q" in view and self.parts.finder is not None:
+            self.parts.finder.query = as_text(view["q"])
+
+    def open_material(self, row: int) -> None:
+        """A search result clicked: select it in the session and show its details — on the Outliers tab when that
+        is open, else on the Latent map, which every other tab switches to."""
+        mid = str(self.parts.data.frame["material_id"].iloc[int(row)])
+        on_outliers = self.tab_names()[int(self.parts.tabs.active or 0)] == "outliers"
+        self.apply({"material": mid} if on_outliers else {"tab": "map", "material": mid})
+        self.write()
 
     def _apply_material(self, view, messages) -> None:
         if "material" not in view:

@@ -297,6 +297,7 @@ def test_keyboard_reaches_every_tab_header_and_switches_tabs(open_page, server):
     assert wait_for(page, lambda: active_tab(page) == "Predict", 10)
     page.keyboard.press("Home")
     assert wait_for(page, lambda: active_tab(page) == "Latent map", 10)
+    assert wait_for(page, lambda: (focused(page) or {}).get("text") == "Latent map", 10)  # the switch re-renders
     page.keyboard.press("ArrowLeft")  # wraps round
     assert wait_for(page, lambda: active_tab(page) == "Predict", 10)
     page.keyboard.press("Shift+Tab")

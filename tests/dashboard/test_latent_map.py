@@ -53,7 +53,7 @@ def test_categorical_colourings_show_a_legend_and_the_right_groups(page, server,
     assert counts["pool"] == len(split.pool)
 
     _colour(page, "element")
-    page.locator("input[type=text] >> visible=true").first.fill("Li")
+    page.locator(".map-element input >> visible=true").first.fill("Li")
     page.keyboard.press("Enter")
     n_li = int(frame.elements.map(lambda e: "Li" in e).sum())
     assert wait_for(page, lambda: any(str(e).startswith("contains Li (") for e in (_legend(page) or [])), 20)
@@ -66,7 +66,7 @@ def test_categorical_colourings_show_a_legend_and_the_right_groups(page, server,
 
 def test_bad_element_gets_a_message_not_a_traceback(page, server):
     _colour(page, "element")
-    box = page.locator("input[type=text] >> visible=true").first
+    box = page.locator(".map-element input >> visible=true").first
     for bad in ("(", "Xx", "(\\w|\\w)*!"):
         box.fill(bad)
         page.keyboard.press("Enter")

@@ -41,7 +41,7 @@ def message(page) -> str:
 
 
 def element_box(page):
-    return page.locator("input[type=text] >> visible=true").first
+    return page.locator(".outliers-element input >> visible=true").first
 
 
 def type_element(page, text: str) -> None:

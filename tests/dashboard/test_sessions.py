@@ -19,7 +19,7 @@ SYMBOLS = ["Li", "Mg", "Fe", "Na", "Ca", "Ti", "Zn", "Mn", "Co", "Ni", "Cu", "Al
 
 def _element_latency(page, symbol: str) -> float:
     """Seconds from Enter in the element box to the legend naming the element, polled in the browser."""
-    box = page.locator("input[type=text] >> visible=true").first
+    box = page.locator(".map-element input >> visible=true").first
     box.fill(symbol)
     t0 = time.perf_counter()
     page.keyboard.press("Enter")
@@ -56,7 +56,7 @@ def test_a_busy_session_does_not_stall_another(open_page, server, small_records,
 
     # session A: everything heavy at once
     a.get_by_role("button", name="Recompute t-SNE live").click()
-    box = a.locator("input[type=text] >> visible=true").first
+    box = a.locator(".map-element input >> visible=true").first
     box.fill("(\\w|\\w|\\w|\\w)*!")
     a.keyboard.press("Enter")
     tab(a, "Active learning")

@@ -1,6 +1,6 @@
 """Untrusted text is text, in Chromium: script and event-handler payloads sent through every URL parameter, both
 element boxes and an uploaded file's name and content run nothing (no dialog, no script effect), inject no element,
-and show up as the characters that were sent. Fails on the unescaped dashboard (checked: ``?tab=<script>…`` opened
+and show up as the characters that were sent (the search box too). Fails on the unescaped dashboard (checked: ``?tab=<script>…`` opened
 an alert)."""
 
 from __future__ import annotations
@@ -112,18 +112,25 @@ def test_hostile_typing_and_file_names_run_nothing(context, server, small_record
     tab(page, "Latent map")
     page.locator("select >> visible=true").first.select_option(label="element")
     for payload in ("<b>bold x</b>", "<img src=x onerror=alert(7)>"):
-        box = page.locator("input[type=text] >> visible=true").first
+        box = page.locator(".map-element input >> visible=true").first
         box.fill(payload)
         box.press("Enter")
         page.wait_for_timeout(800)
         assert_inert(page, server, sent=[payload[:20]])
     # the Outliers tab's element filter
     tab(page, "Outliers")
-    box = page.locator("input[type=text] >> visible=true").first
+    box = page.locator(".outliers-element input >> visible=true").first
     box.fill("<svg onload=alert(8)>")
     box.press("Enter")
     page.wait_for_timeout(800)
     assert_inert(page, server, sent=["<svg onload=alert(8)>"[:20]])
+    # the search box above the tabs (its summary quotes the query back)
+    for payload in ("<img src=x onerror=alert(12)>", "<b>bold x</b> P"):
+        box = page.locator(".search-box input >> visible=true").first
+        box.fill(payload)
+        box.press("Enter")
+        page.wait_for_timeout(800)
+        assert_inert(page, server, sent=[payload[:20]])
     # Predict: a hostile file name with a broken CIF (its content quoted back), then with a good CIF
     tab(page, "Predict")
     file_input = page.locator("input[type=file] >> visible=true")

@@ -69,7 +69,7 @@ def test_a_link_reopens_the_same_view(open_page, open_url, server, app_run):
     server.new_log()
     tab(page, "Latent map")
     page.locator("select >> visible=true").first.select_option(label="element")
-    box = page.locator("input[type=text] >> visible=true").first
+    box = page.locator(".map-element input >> visible=true").first
     box.fill("Li")
     box.press("Enter")
     n_li = int(frame.elements.map(lambda e: "Li" in e).sum())
@@ -100,7 +100,7 @@ def test_a_link_reopens_the_same_view(open_page, open_url, server, app_run):
     assert wait_for(other, lambda: f"contains Li ({n_li:,})" in legend(other), 30), legend(other)
     assert colour_title(other) is None  # a legend, not a colour bar
     assert f"contains Li ({n_li:,})" in text_of(other, ".map-legend-text")
-    assert other.locator("input[type=text] >> visible=true").first.input_value() == "Li"
+    assert other.locator(".map-element input >> visible=true").first.input_value() == "Li"
     row = int(app_run.materials.index_of([material])[0])
     assert wait_for(other, lambda: model_js(other, "map-source", "Array.from(m.selected.indices)") == [row], 30)
     assert material in visible_text(other, ".details")

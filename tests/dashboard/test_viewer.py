@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Composition
 
-from tests.dashboard.conftest import SHOTS, crystal_frame, tab, text_of, wait_for
+from tests.dashboard.conftest import SHOTS, crystal_frame, open_watched, tab, text_of, wait_for
 
 # what Plotly draws (_fullData: arrays decoded from plotly.py's base64 "bdata", defaults filled in)
 FIGURE = """el => el._fullData.map(t => ({type: t.type, name: t.name, mode: t.mode || null,
@@ -157,6 +157,12 @@ def test_compare_with_nearest_training_material(page, server, app_run, frame):
     assert wait_for(page, lambda: text_of(page, ".compare-left-coordination").startswith("Coordination")
                     and text_of(page, ".compare-right-coordination").startswith("Coordination"), 30)
     page.screenshot(path=str(SHOTS / "viewer-compare.png"), full_page=True)
+    # the comparison is part of the view: its link reopens the same two materials side by side
+    assert wait_for(page, lambda: "out_compare=true" in page.url and f"material={mid}" in page.url, 10), page.url
+    ctx = page.context.browser.new_context(viewport={"width": 1400, "height": 900})
+    other = open_watched(ctx, page.url)
+    assert wait_for(other, lambda: f.material_id.iloc[nb] in text_of(other, ".compare-right"), 60)
+    ctx.close()
     page.locator(".outliers-compare input").uncheck()
     assert wait_for(page, lambda: page.locator(".compare-summary >> visible=true").count() == 0, 30)
     assert page.external_requests == []
