@@ -158,6 +158,8 @@ def cmd_predict(args) -> int:
         raise ValueError("--resume continues an output file: give it with --out FILE")
     if args.scheduler and args.workers:
         raise ValueError("give --scheduler ADDRESS (a running cluster) or --workers N (a local one), not both")
+    if args.serial and (args.scheduler or args.workers):
+        raise ValueError("--serial is for one process; a Dask worker always predicts its chunks one at a time")
     if args.chunk_size < 1 or (args.workers is not None and args.workers < 1) or args.threads_per_worker < 1:
         raise ValueError("--chunk-size, --workers and --threads-per-worker must be at least 1")
     run = _run(args)  # not a run folder: exit 2 before anything is read

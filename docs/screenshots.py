@@ -78,6 +78,7 @@ VIEWS = {
     "lesson": ("lesson=4&projector=1", _structure_drawn, False),
     "dark": ("theme=dark&tab=calibration", None, False),
     "predict-out-of-domain": ("tab=predict", predict_iron, False),
+    "search": ("tab=map&q=ZrP2(HO3)2&material=mp-24030", _structure_drawn, False),
 }
 
 

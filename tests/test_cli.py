@@ -141,6 +141,11 @@ def test_predict_a_dataset_file(tiny_run):
     lines = [json.loads(line) for line in out.stdout.strip().splitlines()]
     assert len(lines) == 302 and all("e_form" in line for line in lines)  # no energy window when predicting
     assert all(line["dft"] is not None for line in lines)
+    # --serial and pymatgen's reader: the very same lines; --serial with Dask workers is refused, saying why
+    same = cfgp("predict", "--run", tiny_run.dir, "--json", "--serial", "--cif-reader", "pymatgen", SMALL)
+    assert same.returncode == 0 and same.stdout == out.stdout
+    refused = cfgp("predict", "--run", tiny_run.dir, "--serial", "--workers", "2", SMALL)
+    assert refused.returncode == 2 and "--serial is for one process" in refused.stderr
 
 
 def test_bad_data_gives_a_clear_error_not_a_traceback(tmp_path):
