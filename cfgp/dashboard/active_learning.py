@@ -60,6 +60,10 @@ SIGMA_PATCH_FRACTION = 0.005
 LOCKED = "Reset to change the settings."
 CURVE_COLOUR = "#d62728"
 BAND_COLOUR = "#7f7f7f"
+#: the pool map's title and colour bar: a live run shows σ after each update, a replay the starting σ (no GP work)
+MAP_TITLES = {"live": "Pool coloured by σ now; stars: labelled by active learning",
+              "replay": "Pool coloured by σ at the start (a replay does no GP work); stars: labelled by the run"}
+COLOUR_BAR_TITLES = {"live": "pool σ now (eV/atom)", "replay": "pool σ at the start (eV/atom)"}
 LATEST_COLOUR = "#00e5ff"
 
 #: GP steps of every session run here (numpy releases the GIL in the heavy parts); one step per session at a time
@@ -290,8 +294,7 @@ class ActiveLearning(pn.viewable.Viewer):
         self.curve_fig = fig
 
         # the map: grey background = the session's shared map source (already in the browser)
-        mfig, background = map_figure(self.map_source, "Pool coloured by σ now; stars: labelled by active learning",
-                                      "al-map", height=400)
+        mfig, background = map_figure(self.map_source, MAP_TITLES["live"], "al-map", height=400)
         for g in (background.glyph, background.selection_glyph, background.nonselection_glyph):
             g.fill_color, g.fill_alpha, g.size = BACKGROUND, 0.5, 3
         if self.pre.background_rows is not None:  # the shape of the map needs only a subsample: fewer to repaint
@@ -312,14 +315,15 @@ class ActiveLearning(pn.viewable.Viewer):
         self.latest_source = ColumnDataSource({"x": [], "y": []}, name="al-latest-source")
         mfig.scatter("x", "y", source=self.latest_source, marker="circle", size=18, fill_alpha=0,
                      line_color=LATEST_COLOUR, line_width=3, name="al-latest-points")
-        mfig.add_layout(ColorBar(color_mapper=self.sigma_mapper, title="pool σ now (eV/atom)", width=12,
-                                 name="al-map-colorbar"), "right")
+        self.sigma_bar = ColorBar(color_mapper=self.sigma_mapper, title=COLOUR_BAR_TITLES["live"], width=12,
+                                  name="al-map-colorbar")
+        mfig.add_layout(self.sigma_bar, "right")
         # the pool source holds no strings: hover looks names up in the map source the browser already has
         lookup = CustomJSHover(args={"src": self.map_source}, code=(
             "const d = src.data; const col = (k) => (d instanceof Map ? d.get(k) : d[k]);"
             "return col('material_id')[value] + ' ' + col('formula')[value];"))
         mfig.add_tools(HoverTool(renderers=[pool], tooltips=[("material", "@row{custom}"),
-                                                             ("σ now", "@sigma{0.000} eV/atom")],
+                                                             ("σ", "@sigma{0.000} eV/atom")],
                                  formatters={"@row": lookup}),
                        HoverTool(renderers=[stars], tooltips=[("picked", "@material_id @formula"),
                                                               ("cycle", "@cycle")]))
@@ -546,6 +550,7 @@ class ActiveLearning(pn.viewable.Viewer):
             finally:
                 self._syncing = False
             self.curve_item.label = {"value": f"replay of {replay.stem}"}
+            self._title_map("replay")
             self._show_pool_split()
             self._show_replay_cycle(0)
             pool = s.get("pool_size")
@@ -562,6 +567,7 @@ class ActiveLearning(pn.viewable.Viewer):
             self.speed.visible = True
             self.replay_speed.visible = self.scrub.visible = False
             self.curve_item.label = {"value": "this run"}
+            self._title_map("live")
             self._show_pool_split()
             self._show_start()
         self._update_locks()
@@ -878,6 +884,13 @@ class ActiveLearning(pn.viewable.Viewer):
             return
         self._stop_timer()  # a drag takes over from Play
         self._show_replay_cycle(int(event.new))
+        if int(event.new) < self._replay.n_cycles:  # back from the end: the replay is not finished any more
+            self.status.object = self.status.object.split(" Replay finished")[0]
+
+    def _title_map(self, mode: str) -> None:
+        """A replay does no GP work, so its map keeps the starting σ: the title and colour bar say which σ."""
+        self.map_fig.title.text = MAP_TITLES[mode]
+        self.sigma_bar.title = COLOUR_BAR_TITLES[mode]
 
     # ------------------------------------------------------------ session end
     def _cleanup(self) -> None:

@@ -63,6 +63,17 @@ def test_tab_without_a_server_steps_replays_and_locks(app_run):
     assert state.picked == [p for r in records[1:] for p in r["picked"]]
     al.scrub.value = 5
     assert len(al.curve_source.data["mae"]) == 6 and len(al.picked_source.data["x"]) == 5
+    # a replay does no GP work: its map says it shows the starting σ; a live run's map says σ now
+    assert "at the start" in al.map_fig.title.text and "at the start" in al.sigma_bar.title
+    # played to the end, then scrubbed back: the status no longer says the replay is finished
+    al.playing = True
+    al._clock = (0.0, al._replay_cycle)  # a clock long past: the next frame reaches the end
+    al._replay_frame()
+    assert al._replay_cycle == 40 and al.status.object.endswith("Replay finished.")
+    al.scrub.value = 12
+    assert "Replay finished" not in al.status.object and len(al.curve_source.data["mae"]) == 13
+    al.run_select.value = al.run_select.options[0]  # back to a live run
+    assert "σ now" in al.map_fig.title.text and al.sigma_bar.title == "pool σ now (eV/atom)"
 
 
 # ------------------------------------------------------------------ browser
