@@ -6,3 +6,10 @@ STRATEGY_COLOURS = {"entropy": "#d62728", "random": "#7f7f7f", "batch-diverse": 
                     "batch-distance": "#2ca02c", "ucb": "#9467bd", "ei": "#8c564b"}
 #: a strategy this table does not know
 OTHER_STRATEGY = "#17becf"
+
+#: signed errors (residual, z, |residual| − 2σ), negative → positive: ColorBrewer RdBu's blue (#2166ac) through a
+#: mid grey (0: no colour) to red (#c0392b), interpolated in RGB. Every colour has at least 2.5:1 contrast with the
+#: light theme's white and the dark theme's plot background, so errors near 0 — most materials — stay visible
+#: (RdBu's own centre, #f7f7f7, vanished on white; its darkest ends on the dark theme)
+SIGNED = ("#2166ac", "#3b72aa", "#557ea8", "#6f8ba7", "#8997a5", "#a3a3a3", "#a98e8b", "#af7973", "#b4635b",
+          "#ba4e43", "#c0392b")

@@ -7,7 +7,7 @@ import pandas as pd
 
 from cfgp.al import curves
 from cfgp.calibration import METRIC_LABELS, calibration_curve, excess_over_2sigma
-from cfgp.palette import OTHER_STRATEGY, STRATEGY_COLOURS
+from cfgp.palette import OTHER_STRATEGY, SIGNED, STRATEGY_COLOURS
 
 
 def _hv():
@@ -55,7 +55,7 @@ def residual_vs_sigma(frame: pd.DataFrame, title: str = "|residual| vs σ"):
     f = frame.assign(abs_residual=frame.residual.abs())
     lim = float(np.clip(np.nanmax(f.excess), 0.05, None))
     pts = hv.Points(f, ["sigma", "abs_residual"], ["excess", "material_id", "formula", "dft", "gp"]).opts(
-        color="excess", cmap="RdBu_r", clim=(-lim, lim), colorbar=True, size=4, tools=["hover"],
+        color="excess", cmap=list(SIGNED), clim=(-lim, lim), colorbar=True, size=4, tools=["hover"],
         clabel="|residual| − 2σ (eV/atom)")
     smax = float(f.sigma.max()) * 1.05
     line = hv.Curve([(0, 0), (smax, 2 * smax)], "sigma", "abs_residual", label="|residual| = 2σ").opts(
@@ -141,8 +141,8 @@ COLOUR_BY = {
     "dft": ("DFT E_f (eV/atom)", "viridis"),
     "gp": ("GP E_f (eV/atom)", "viridis"),
     "sigma": ("σ (eV/atom)", "plasma"),
-    "residual": ("GP − DFT (eV/atom)", "RdBu_r"),
-    "z": ("z = residual / σ", "RdBu_r"),
+    "residual": ("GP − DFT (eV/atom)", list(SIGNED)),
+    "z": ("z = residual / σ", list(SIGNED)),
 }
 
 

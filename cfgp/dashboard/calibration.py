@@ -21,12 +21,12 @@ import param
 from bokeh.models import (BoxSelectTool, ColorBar, ColumnDataSource, HoverTool, LassoSelectTool, Legend,
                           LegendItem, LinearColorMapper, Slope)
 from bokeh.core.properties import value
-from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
 from cfgp.calibration import METRIC_LABELS, calibration_curve, regression_metrics
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
+from cfgp.palette import SIGNED
 
 SPLITS = ("test", "pool", "train")
 #: the most points a scatter source holds; a bigger split (the 13k pool) is drawn as a seeded subsample
@@ -311,7 +311,7 @@ class Calibration(pn.viewable.Viewer):
 
     def _build_residual(self) -> None:
         self.residual_source = ColumnDataSource({k: [] for k in self.view.residual}, name="residual-source")
-        self.excess_mapper = LinearColorMapper(palette=RdBu11, low=-0.05, high=0.05)  # blue inside, red outside
+        self.excess_mapper = LinearColorMapper(palette=SIGNED, low=-0.05, high=0.05)  # blue inside, red outside
         fig = self._scatter_figure("residual-vs-sigma", "|residual| vs σ", "σ (eV/atom)", "|residual| (eV/atom)")
         r = fig.scatter("sigma", "abs_residual", source=self.residual_source, size=5, line_color="black",
                         line_alpha=0.25, line_width=0.5, fill_alpha=0.85,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 from bokeh.models import (BoxSelectTool, CategoricalColorMapper, ColorBar, ColumnDataSource, HoverTool,
                           LassoSelectTool, Legend, LegendItem, LinearColorMapper)
-from bokeh.palettes import Plasma256, RdBu11, Viridis256
+from bokeh.palettes import Plasma256, Viridis256
 from bokeh.plotting import figure
 
 from cfgp.dashboard.shared import NUMERIC_COLOURS, ServerData
+from cfgp.palette import SIGNED
 
-PALETTES = {"Viridis256": Viridis256, "Plasma256": Plasma256, "RdBu": RdBu11}  # RdBu11 runs blue → red
+PALETTES = {"Viridis256": Viridis256, "Plasma256": Plasma256, "signed": SIGNED}  # SIGNED runs blue → red
 CATEGORY_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 BACKGROUND = "#c7c7c7"
 SPLIT_COLOURS = {"train": "#1f77b4", "test": "#ff7f0e", "pool": "#2ca02c", "picked by AL": "#d62728",

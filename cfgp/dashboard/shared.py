@@ -35,8 +35,8 @@ NUMERIC_COLOURS = {
     "dft": ("DFT E_f (eV/atom)", "Viridis256", False),
     "gp": ("GP E_f (eV/atom)", "Viridis256", False),
     "sigma": ("GP σ (eV/atom)", "Plasma256", False),
-    "residual": ("residual GP − DFT (eV/atom)", "RdBu", True),
-    "z": ("z = (GP − DFT) / σ", "RdBu", True),
+    "residual": ("residual GP − DFT (eV/atom)", "signed", True),
+    "z": ("z = (GP − DFT) / σ", "signed", True),
 }
 #: Categorical colourings: name → legend title
 CATEGORICAL_COLOURS = {"split": "split", "phosphate": "phosphates", "element": "element"}
