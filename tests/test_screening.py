@@ -289,31 +289,44 @@ def test_resume_refuses_an_output_garbled_before_its_last_line(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- speed
-def test_the_fast_path_and_preparing_ahead_change_no_line_and_report_their_stages(model, tmp_path):
+def test_the_fast_path_and_preparing_ahead_change_no_line_and_report_their_stages(model, tmp_path, monkeypatch):
     """The same 300 real oxides (and a bad cell) through the shipped path (fast CIF reader, next chunk prepared in a
     thread), serially, and with pymatgen's parser: the very same lines; each job's time split by stage."""
+    import cfgp.data
     from cfgp.screening import LocalPredictor, screen
 
+    fast_reads = []
+    original = cfgp.data.read_plain_p1
+
+    def counting(text):
+        structure = original(text)
+        fast_reads.append(structure is not None)
+        return structure
+    monkeypatch.setattr(cfgp.data, "read_plain_p1", counting)
     records = real_records(300)
     records.insert(40, tiny_cell(records[0], "bad-cell"))
     src = write_jsonl(tmp_path / "speed.jsonl", records)
     outputs, stages = {}, {}
+    reads = {}
     for name, reader, ahead in (("shipped", "auto", True), ("serial", "auto", False),
                                 ("pymatgen", "pymatgen", True)):
         model.cif_reader, model.timings = reader, {}
+        fast_reads.clear()
         lines: list[dict] = []
         try:
             summary = screen([src], LocalPredictor(model, prepare_ahead=ahead), lines.extend, chunk_size=64,
                              progress=False)
         finally:
             model.cif_reader = "auto"
-        outputs[name], stages[name] = lines, summary.stages
+        outputs[name], stages[name], reads[name] = lines, summary.stages, list(fast_reads)
     assert outputs["shipped"] == outputs["serial"] == outputs["pymatgen"]
     assert "volume per atom" in outputs["shipped"][40]["error"] and len(outputs["shipped"]) == 301
     for name, by_stage in stages.items():
         assert set(by_stage) == {"read", "parse", "checks", "graph", "forward", "gp", "write"}, name
         assert all(v > 0 for v in by_stage.values()), (name, by_stage)
-    assert stages["pymatgen"]["parse"] > 3 * stages["shipped"]["parse"], stages  # measured ~8x
+    # the shipped path read all 301 CIFs with the fast reader (the bad cell too; pymatgen then says why), the
+    # pymatgen path never called it (times are in the summary, not asserted here: the CI machine is shared)
+    assert reads["shipped"] == reads["serial"] == [True] * 301 and reads["pymatgen"] == []
 
 
 # ------------------------------------------------------------------------------------------------ memory
