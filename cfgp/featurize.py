@@ -385,23 +385,10 @@ class MEGNetFeaturizer:
         return self.transform_inputs([_single_precision(gen[i]) for i in it])
 
     def graph_inputs(self, graphs: list[dict]) -> tuple:
-        """The network's input arrays for ``graphs`` as one batch — atoms, Gaussian-expanded bonds (float32, as the
-        network reads them), state, bond end points, graph of each atom and bond — bit for bit the arrays of
-        megnet's batch generator, made with whole-array NumPy steps (its index offsets are per-bond Python
-        lists). NumPy only, so it may run in another thread than the forward pass."""
-        n_atoms = np.array([len(g["atom"]) for g in graphs])
-        n_bonds = np.array([len(g["index1"]) for g in graphs])
-        offsets = np.repeat(np.cumsum(n_atoms) - n_atoms, n_bonds)
-        converter = self.model.graph_converter.bond_converter
-        g = in_place_gaussians(np.concatenate([np.asarray(x["bond"], dtype=np.float64) for x in graphs]),
-                               converter.centers, converter.width)
-        arrays = (np.concatenate([np.asarray(x["atom"]) for x in graphs], axis=0), g.astype(np.float32),
-                  np.concatenate([np.asarray(x["state"]) for x in graphs], axis=0).astype(np.float32),
-                  (np.concatenate([np.asarray(x["index1"]) for x in graphs]) + offsets).astype(np.int32),
-                  (np.concatenate([np.asarray(x["index2"]) for x in graphs]) + offsets).astype(np.int32),
-                  np.repeat(np.arange(len(graphs), dtype=np.int32), n_atoms),
-                  np.repeat(np.arange(len(graphs), dtype=np.int32), n_bonds))
-        return tuple(a[None, ...] for a in arrays)
+        """The network's input arrays for ``graphs`` as one batch (atoms, Gaussian-expanded bonds in float32 as the
+        network reads them, state, indices), from megnet's own batch generator (whose bond expansion is
+        :func:`in_place_gaussians`). NumPy only, so it may run in another thread than the forward pass."""
+        return _single_precision(self._generator(graphs, None, shuffle=False, batch_size=len(graphs))[0])
 
     def transform_inputs(self, batches: list[tuple]) -> np.ndarray:
         """Latents (n, 32) from batches of :meth:`graph_inputs`: MEGNet's forward pass to the readout."""
