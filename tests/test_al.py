@@ -286,6 +286,7 @@ def _copy_default(tmp_path, name):
     return dest
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path):
     run_dir = _copy_default(tmp_path, "run")
     cmd, env = _al(run_dir, "--strategy", "random", "--cycles", "400", "--seed", "4", "--json", "--quiet")
@@ -318,6 +319,7 @@ def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path):
     assert json.loads(out.stdout.strip().splitlines()[-1])["final_mae_mean"] == pytest.approx(records[-1]["mae"])
 
 
+@pytest.mark.slow
 def test_a_writer_process_and_reader_processes_leave_the_history_complete(tmp_path):
     """`cfgp al` writing 1,500 cycles while `cfgp al-compare` runs again and again and this process reads the
     file in a loop (the issue's reproduction): every reader succeeds and sees a prefix of the final history,

@@ -45,6 +45,7 @@ def test_evaluate_json_on_a_run(tiny_run):
     assert result["r2"] == pytest.approx(1 - np.sum((mu - y) ** 2) / np.sum((y - y.mean()) ** 2), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_every_step_of_the_pipeline_on_a_copy_of_a_run(tiny_run, tmp_path):
     """featurize, fit, tsne, al, al-compare and manifest as a user runs them on a run folder of their own:
     cached artefacts are reused byte for byte, missing ones are made again and equal, and manifest --check
@@ -133,6 +134,7 @@ def test_predict_cifs_and_bad_files_reported_per_file(tiny_run, tmp_path, small_
     assert strict.returncode == 3 and len(strict.stdout.strip().splitlines()) == 2  # --strict: kept, no effect
 
 
+@pytest.mark.slow
 def test_predict_a_dataset_file(tiny_run):
     from tests.conftest import SMALL
 
@@ -201,6 +203,7 @@ def test_evaluate_json_has_groups(tiny_run):
     assert result["domain"]["required_elements"] == ["O"]
 
 
+@pytest.mark.slow
 def test_train_cutoff_is_a_setting_of_the_run(tmp_path, capsys):
     """`cfgp train --cutoff 4.5` builds 4.5 Å crystal graphs and saves the cut-off with the weights; a resume with
     another cut-off is refused with a clear error instead of mixing two networks, a resume without --cutoff keeps

@@ -158,6 +158,7 @@ def _last_json(out) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_records, capsys, monkeypatch):
     """README's command lines on the default (no --run), the issue's `--cycles 50`, a run longer than the
     committed one, and the writing commands: data/default keeps every byte, new results go to $CFGP_HOME."""

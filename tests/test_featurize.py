@@ -48,6 +48,7 @@ def test_latent_cache_is_reused_and_keyed_by_model(tiny_run):
     assert str(z["model_hash"]) == tiny_run.featurizer().weights_hash()
 
 
+@pytest.mark.slow
 def test_training_resumes_where_it_stopped(tiny_run, tmp_path):
     m, sp = tiny_run.materials, tiny_run.split
     tr, va = sp.train[:60], sp.train[60:80]

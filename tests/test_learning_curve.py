@@ -27,6 +27,7 @@ def test_frozen_curve_starts_at_the_runs_own_gp_and_ends_at_the_whole_pool(tiny_
         frozen_cfgp_curve(tiny_run, [n_train + n_pool + 1], seeds=[0])
 
 
+@pytest.mark.slow
 def test_learning_curve_resumes_adds_retrained_runs_and_draws(tiny_run, warm_retrain, tmp_path, monkeypatch):
     import cfgp.learning_curve as lc
     from cfgp.cli import main

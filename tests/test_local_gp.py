@@ -107,6 +107,7 @@ def test_auto_is_exact_below_the_threshold_and_local_above_and_settings_survive_
         LocalGP(1.0, 1.0, 0.1, n_neighbours=0)
 
 
+@pytest.mark.slow
 def test_cli_fit_with_the_local_method(default, tmp_path, capsys):
     """`cfgp fit --method local` on a copy of the shipped run saves the setting in gp.json, and the saved GP then
     conditions on nearest neighbours wherever it is loaded (`cfgp evaluate`, the app)."""

@@ -88,6 +88,7 @@ def _close(printed, value, decimals):
     assert abs(printed - value) <= 0.5 * 10**-decimals + 1e-12, (printed, value)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (DEFAULT_RUN / "gp.json").exists(), reason="the embedded default is not built")
 @pytest.mark.parametrize("path", PAPER_NOTEBOOKS, ids=[p.stem for p in PAPER_NOTEBOOKS])
 def test_notebook_runs_shows_its_figures_and_prints_the_right_numbers(path, monkeypatch, expected):
@@ -257,6 +258,7 @@ def _column_length(source: dict, column: str) -> int:
     return int(col["shape"][0]) if isinstance(col, dict) and "shape" in col else len(col)
 
 
+@pytest.mark.slow
 def test_dashboard_notebook_is_live_in_jupyterlab(tiny_run, tmp_path):
     """notebooks/06 in a served JupyterLab 4 and headless Chromium, run with Run All Cells: the tab and the whole
     app render, and the kernel answers the browser — a figure download is rendered by the kernel and a split

@@ -15,6 +15,7 @@ def history(entropy_history):
     return entropy_history
 
 
+@pytest.mark.slow
 def test_retrain_warm_and_from_scratch(tiny_run, history, warm_retrain, tmp_path, capsys):
     from cfgp.cli import main
     from cfgp.retrain import RESULT_FILE, picked_ids

@@ -238,6 +238,7 @@ def test_parquet_output_holds_the_lines_and_its_journal_resumes(model, tmp_path)
 
 
 # --------------------------------------------------------------------------------------- kill and resume
+@pytest.mark.slow
 def test_resume_after_a_real_kill_completes_the_output_without_duplicates(model, tmp_path):
     """`cfgp predict --out` is killed (SIGKILL) in the middle of a job; the file it left is then also cut in
     the middle of its last line, as a kill during a write leaves it; `--resume` completes it: every record
@@ -330,6 +331,7 @@ def test_the_fast_path_and_preparing_ahead_change_no_line_and_report_their_stage
 
 
 # ------------------------------------------------------------------------------------------------ memory
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_number_of_structures(tmp_path):
     """Peak resident memory of `cfgp predict` (a child's ru_maxrss) on 1,200 real structures is that of 300:
     reading the whole input and featurising it at once (the old predict) grew by ~0.5 MB per structure, ~450 MB
@@ -351,6 +353,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_structures(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------------- Dask
+@pytest.mark.slow
 def test_a_local_dask_cluster_gives_the_same_lines_and_loads_the_model_once_per_worker(model, tmp_path):
     """Two worker processes of one thread: the output (predictions and error lines, in input order) is the
     single-process output; each worker loaded the model once however many chunks it ran."""
@@ -378,6 +381,7 @@ def test_a_local_dask_cluster_gives_the_same_lines_and_loads_the_model_once_per_
     assert sum(chunks.values()) == math.ceil(len(single) / 16) and min(chunks.values()) >= 1, chunks
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_job_loses_and_repeats_no_line(model, tmp_path):
     """A Dask worker process is killed (SIGKILL) while the job runs, with chunks on it: Dask runs them again on
     the other worker (and the restarted one, which loads the model again), and the output is, line for line,
@@ -413,6 +417,7 @@ def test_a_worker_killed_mid_job_loses_and_repeats_no_line(model, tmp_path):
     assert lines == undisturbed
 
 
+@pytest.mark.slow
 def test_a_killed_client_resumes_its_dask_job(model, tmp_path):
     """`cfgp predict --workers 1 --out` is killed with its whole process group (client, scheduler, nanny and
     worker: a lost shell or batch job); `--resume` on a new cluster completes the file as an undisturbed run

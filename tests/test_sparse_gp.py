@@ -185,6 +185,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_fitting_all_oxides_never_builds_an_n_by_n_matrix():
     """All 16,388 shipped oxides (train + pool + test), hyper-parameters fitted as usual (≤ 2,000 points) and
     sparse conditioning with m = 1000: the fit's peak memory stays a small fraction of one n×n float64 matrix

@@ -223,40 +223,109 @@ def iframe_background(options: ViewOptions | None = None) -> str:
 
 
 # ------------------------------------------------------------------ keyboard and the header toggles
-#: Enter / Space / arrows / Home / End on a focused tab header switch tabs (Bokeh's headers take focus but
-#: answer clicks only); installed once per page, it also gives the headers the ARIA roles of a tab list
-KEYBOARD_JS = """
+#: The tab headers as a WAI-ARIA tab list (the "tabs with automatic activation" pattern): one Tab stop, the active
+#: tab (roving tabindex: it has tabindex 0, the others -1); ←/→ (and ↑/↓) move to the previous / next tab and show
+#: it, Home / End the first / last, Enter / Space show the focused one; Tab then leaves the list for the page.
+#: Bokeh draws the headers in shadow roots (after the content, so first in the Tab order only once moved), answers
+#: clicks only and re-renders them when the active tab changes, so the roles are (re)applied by a MutationObserver on
+#: each header list. The same script names the controls Bokeh draws without an accessible name (below); installed
+#: once per page, checked by axe-core in tests/dashboard/test_accessibility.py.
+ACCESSIBILITY_JS = """
 if (!window.__cfgp_tab_keys) {
   window.__cfgp_tab_keys = true;
+  const seen = new WeakSet();
+  let keepFocusUntil = 0;
+  const headersOf = (wrap) => Array.from(wrap.children).filter(el => el.classList.contains('bk-tab'));
+  const markList = (wrap) => {
+    // Bokeh puts the header after the tab's content in its shadow root (a CSS grid draws it on top), so the
+    // Tab key met the headers only after every control of the shown tab: move it first, the drawing is the same
+    const header = wrap.parentElement, root = header && header.parentNode;
+    const first = root ? Array.from(root.children).find(e => e.tagName === 'DIV') : null;
+    if (first && first !== header && header.classList.contains('bk-header')) root.insertBefore(header, first);
+    wrap.setAttribute('role', 'tablist');
+    wrap.setAttribute('aria-label', 'Dashboard views');
+    wrap.setAttribute('aria-orientation', 'horizontal');
+    for (const t of headersOf(wrap)) {
+      const on = t.classList.contains('bk-active');
+      t.setAttribute('role', 'tab');
+      t.setAttribute('aria-selected', on ? 'true' : 'false');
+      t.setAttribute('tabindex', on ? '0' : '-1');
+    }
+    // the server's answer to a switch re-renders the headers and drops the focus to the page's body: for a few
+    // seconds after a key switched tabs, put it back on the shown tab (never taking it from anything else)
+    if (Date.now() < keepFocusUntil) {
+      let a = document.activeElement;
+      while (a && a.shadowRoot && a.shadowRoot.activeElement) a = a.shadowRoot.activeElement;
+      const shown = headersOf(wrap).find(t => t.classList.contains('bk-active'));
+      if (shown && (!a || a === document.body || (a.classList.contains('bk-tab') && a !== shown))) shown.focus();
+    }
+  };
   const mark = (root) => {
     for (const el of root.querySelectorAll('*')) {
       if (el.shadowRoot) mark(el.shadowRoot);
     }
     for (const wrap of root.querySelectorAll('.bk-headers-wrapper')) {
-      wrap.setAttribute('role', 'tablist');
-      for (const t of wrap.children) {
-        t.setAttribute('role', 'tab');
-        t.setAttribute('tabindex', '0');
-        t.setAttribute('aria-selected', t.classList.contains('bk-active') ? 'true' : 'false');
+      markList(wrap);
+      if (!seen.has(wrap)) {
+        seen.add(wrap);
+        new MutationObserver(() => markList(wrap)).observe(
+          wrap, {subtree: true, childList: true, attributes: true, attributeFilter: ['class']});
       }
     }
   };
   const tabAt = (e) => e.composedPath().find(el => el instanceof Element && el.classList.contains('bk-tab'));
-  document.addEventListener('focusin', (e) => { const t = tabAt(e); if (t) mark(t.getRootNode()); }, true);
   document.addEventListener('keydown', (e) => {
     const t = tabAt(e);
     if (!t || !t.parentElement) return;
-    const tabs = Array.from(t.parentElement.children).filter(el => el.classList.contains('bk-tab'));
+    const tabs = headersOf(t.parentElement);
     const i = tabs.indexOf(t), n = tabs.length;
     const to = {Enter: i, ' ': i, ArrowRight: (i + 1) % n, ArrowDown: (i + 1) % n, ArrowLeft: (i - 1 + n) % n,
                 ArrowUp: (i - 1 + n) % n, Home: 0, End: n - 1}[e.key];
     if (to === undefined) return;
     e.preventDefault();
+    keepFocusUntil = Date.now() + 4000;
     tabs[to].click();
+    markList(t.parentElement);
     tabs[to].focus();
-    setTimeout(() => mark(t.getRootNode()), 50);
   }, true);
-  setTimeout(() => mark(document), 500);
+  document.addEventListener('focusin', (e) => { const t = tabAt(e); if (t) mark(t.getRootNode()); }, true);
+  // names for the controls Bokeh and Tabulator draw without one (axe-core: "serious" or "critical" otherwise):
+  // slider handles and spinner arrows take their widget's title, check boxes their text beside them; a Tabulator
+  // grid's scrolling body and pagination footer get the row-group / row / cell roles a grid may contain
+  const name = (el, text) => { text = (text || '').trim().replace(/\\s+/g, ' ');
+    if (text && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+      el.setAttribute('aria-label', text.slice(0, 80)); };
+  const titleOf = (root) => { const t = root.querySelector('.bk-slider-title, label');
+    return t ? t.textContent.replace(/:[^:]*$/, '') : ''; };
+  const repair = (root) => {
+    for (const el of root.querySelectorAll('*')) { if (el.shadowRoot) repair(el.shadowRoot); }
+    for (const h of root.querySelectorAll('.noUi-handle[role=slider]')) name(h, titleOf(root) || 'slider');
+    for (const b of root.querySelectorAll('button.bk-spin-btn')) {
+      name(b, (b.classList.contains('bk-spin-btn-up') ? 'increase ' : 'decrease ') + (titleOf(root) || 'value'));
+      b.setAttribute('tabindex', '-1');  // the arrow keys of the number box do the same
+    }
+    for (const c of root.querySelectorAll('input[type=checkbox], input[type=radio]')) {
+      const l = c.closest('label');
+      name(c, l ? l.textContent : (c.nextElementSibling ? c.nextElementSibling.textContent : ''));
+    }
+    for (const g of root.querySelectorAll('.tabulator[role=grid]')) {
+      g.removeAttribute('aria-owns');  // it names a descendant, which the grid contains anyway
+      for (const h of g.querySelectorAll(':scope > .tabulator-tableholder')) h.setAttribute('role', 'rowgroup');
+      for (const b of g.querySelectorAll(':scope > .tabulator-tableholder > .tabulator-table')) b.setAttribute('role', 'none');
+      for (const f of g.querySelectorAll(':scope > .tabulator-footer')) {
+        f.setAttribute('role', 'rowgroup');
+        for (const c of f.querySelectorAll(':scope > .tabulator-footer-contents')) {
+          c.setAttribute('role', 'row');
+          for (const cell of c.children) cell.setAttribute('role', 'gridcell');
+        }
+      }
+    }
+  };
+  // the page builds its components after document_ready and tabs draw theirs when first shown: look again
+  // every second (a walk over the page's elements, a few ms)
+  const scan = () => { mark(document); repair(document); };
+  scan();
+  setInterval(scan, 1000);
 }
 """
 
@@ -306,12 +375,13 @@ def use_bokeh_theme(options: ViewOptions) -> None:
         doc.theme = theme
 
 
-def install_keyboard() -> None:
-    """Keyboard handling of the tab headers, once per page (a no-op outside a served session)."""
+def install_accessibility() -> None:
+    """The tab list's keyboard pattern and names for unnamed controls (:data:`ACCESSIBILITY_JS`), once per page (a
+    no-op outside a served session)."""
     doc = pn.state.curdoc
     if doc is None or doc.session_context is None:
         return
-    doc.js_on_event("document_ready", CustomJS(code=KEYBOARD_JS))
+    doc.js_on_event("document_ready", CustomJS(code=ACCESSIBILITY_JS))
 
 
 def apply(root, options: ViewOptions):
@@ -325,10 +395,10 @@ def apply(root, options: ViewOptions):
     describe_widgets(root)
     readable_notifications()
     use_bokeh_theme(options)
-    install_keyboard()
+    install_accessibility()
     return root
 
 
 __all__ = ["ViewOptions", "Classroom", "use_design", "root_styles", "style_figure", "figures_of",
-           "describe_widgets", "plotly_layout", "iframe_background", "header_controls", "install_keyboard",
+           "describe_widgets", "plotly_layout", "iframe_background", "header_controls", "install_accessibility",
            "use_bokeh_theme", "readable_notifications", "apply", "current_options"]

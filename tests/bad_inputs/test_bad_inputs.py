@@ -98,6 +98,7 @@ def test_predict_case(name, predicted, corpus):
         assert not [x for x in mine if x.get("id") == case["record"] and "e_form" in x], "the bad record was predicted"
 
 
+@pytest.mark.slow
 def test_predict_exit_codes(corpus):
     """0 all predicted, 4 nothing predicted, 2 usage error — told apart without reading messages."""
     by = corpus["by_name"]
@@ -168,6 +169,7 @@ def test_upload_case(name, uploaded, corpus):
 
 
 # ------------------------------------------------------------------------------------------- CIF folder
+@pytest.mark.slow
 def test_a_cif_folder_data_set_trains_and_its_hash_follows_its_contents(tmp_path, small_records):
     """The documented CGCNN folder (id_prop.csv + <id>.cif) passes `cfgp train` (it crashed in file_sha256), and
     the run's data hash changes when one CIF changes."""

@@ -270,40 +270,64 @@ def focused(page) -> dict:
                 outline: cs.outlineStyle, width: parseFloat(cs.outlineWidth)}; }""")
 
 
-def test_keyboard_reaches_every_tab_header_and_switches_tabs(open_page, server):
+def tab_list(page) -> list[dict]:
+    """The main tab headers as the browser holds them: text, role, tabindex, aria-selected, bk-active."""
+    deep(page)
+    return page.evaluate("""() => { const w = window.__deep.all().find(e => e.classList.contains('bk-headers-wrapper')
+            && e.querySelectorAll('.bk-tab').length >= 5);
+        if (!w) return [];
+        return [{list: w.getAttribute('role')}].concat(Array.from(w.children).filter(t => t.classList.contains('bk-tab'))
+            .map(t => ({text: t.textContent.trim(), role: t.getAttribute('role'), tabindex: t.getAttribute('tabindex'),
+                        selected: t.getAttribute('aria-selected'), active: t.classList.contains('bk-active')}))); }""")
+
+
+def assert_tab_pattern(page, shown: str) -> None:
+    """WAI-ARIA tabs with a roving tabindex: a tablist of tabs, only the shown one selected and in the Tab order."""
+    state = tab_list(page)
+    assert state and state[0]["list"] == "tablist", state
+    tabs = state[1:]
+    assert [t["text"] for t in tabs] == [name for name, _ in TABS], tabs
+    for t in tabs:
+        on = t["text"] == shown
+        assert t["role"] == "tab" and t["active"] == on, (shown, t)
+        assert t["selected"] == ("true" if on else "false") and t["tabindex"] == ("0" if on else "-1"), (shown, t)
+
+
+def test_keyboard_reaches_the_tab_list_and_arrows_switch_tabs(open_page, server):
     server.new_log()
     page = open_page(1400, 900)
+    assert wait_for(page, lambda: len(tab_list(page)) == len(TABS) + 1 and tab_list(page)[1]["role"] == "tab", 20)
+    assert_tab_pattern(page, "Latent map")
     page.evaluate("() => document.activeElement && document.activeElement.blur()")
     page.mouse.click(5, 5)  # focus the page itself, at the top
-    reached = {}
-    for _ in range(120):
+    presses = 0
+    for presses in range(1, 13):  # the header's controls, the search box, then the tab list: within 12 presses
         page.keyboard.press("Tab")
         f = focused(page)
         if f and f["tab"]:
-            reached.setdefault(f["text"], f)
-        if len(reached) == len(TABS):
             break
-    assert set(reached) == {name for name, _ in TABS}, reached
-    for name, f in reached.items():  # a visible focus ring on each
-        assert f["outline"] != "none" and f["width"] >= 2, (name, f)
-    # on the last header reached (Predict): arrows move and switch, Enter switches
-    assert focused(page)["text"] == "Predict"
-    page.keyboard.press("Enter")
-    assert wait_for(page, lambda: active_tab(page) == "Predict", 10)
-    page.keyboard.press("ArrowLeft")
+    f = focused(page)
+    assert f and f["tab"] and f["text"] == "Latent map", (presses, f)  # the list's one Tab stop: the shown tab
+    assert f["outline"] != "none" and f["width"] >= 2, f  # with a visible focus ring
+    steps = [("ArrowRight", "Calibration"), ("ArrowRight", "Active learning"), ("End", "Predict"),
+             ("ArrowRight", "Latent map"), ("ArrowLeft", "Predict"), ("ArrowUp", "Outliers"), ("Home", "Latent map"),
+             ("ArrowDown", "Calibration")]
+    for key, shown in steps:
+        page.keyboard.press(key)
+        assert wait_for(page, lambda: active_tab(page) == shown, 10), (key, shown, active_tab(page))
+        # the focus stays on the tab just shown (never the page body) and the roles survive Bokeh's re-render
+        assert wait_for(page, lambda: (focused(page) or {}).get("text") == shown, 10), (key, focused(page))
+        assert wait_for(page, lambda: tab_list(page)[1:] and all(
+            t["selected"] == ("true" if t["text"] == shown else "false") for t in tab_list(page)[1:]), 10)
+        assert_tab_pattern(page, shown)
+    page.keyboard.press("Tab")  # Tab leaves the tab list for the shown panel
+    assert wait_for(page, lambda: not (focused(page) or {}).get("tab", False), 10), focused(page)
+    page.keyboard.press("Shift+Tab")  # and Shift+Tab comes back to the shown tab, not the first
+    assert wait_for(page, lambda: (focused(page) or {}).get("text") == "Calibration", 10), focused(page)
+    for _ in range(2):
+        page.keyboard.press("ArrowRight")
     assert wait_for(page, lambda: active_tab(page) == "Outliers", 10)
-    assert focused(page)["text"] == "Outliers"
-    page.keyboard.press("ArrowRight")
-    assert wait_for(page, lambda: active_tab(page) == "Predict", 10)
-    page.keyboard.press("Home")
-    assert wait_for(page, lambda: active_tab(page) == "Latent map", 10)
-    assert wait_for(page, lambda: (focused(page) or {}).get("text") == "Latent map", 10)  # the switch re-renders
-    page.keyboard.press("ArrowLeft")  # wraps round
-    assert wait_for(page, lambda: active_tab(page) == "Predict", 10)
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.press("Enter")  # Enter on the header before it
-    assert wait_for(page, lambda: active_tab(page) == "Outliers", 10)
-    page.wait_for_selector(".tabulator >> visible=true", timeout=60_000)
+    page.wait_for_selector(".tabulator >> visible=true", timeout=60_000)  # the tab's content is shown
     assert page.console_errors == []
     server.assert_clean()
 

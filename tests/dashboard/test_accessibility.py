@@ -1,0 +1,57 @@
+"""axe-core (Deque's accessibility engine, through ``axe-playwright-python``) on every tab, light and dark, and
+with the lesson open at a material and with search results.
+
+What is checked: no violation of impact "serious" or "critical" (WCAG 2.x A/AA rules and axe's best practices:
+names of controls, ARIA roles and their required children, contrast of text, frames with titles, …) in the page as
+the browser holds it, shadow roots included. Violations of lower impact are printed, not failed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.dashboard.conftest import open_watched, tab, wait_for
+
+TABS = ("Latent map", "Calibration", "Active learning", "Outliers", "Predict")
+FAIL_ON = ("serious", "critical")
+
+
+def violations(page) -> list[dict]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    result = Axe().run(page, options={"resultTypes": ["violations"]})
+    return [{"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": len(v["nodes"]),
+             "first": v["nodes"][0]["target"] if v["nodes"] else None,
+             "summary": v["nodes"][0].get("failureSummary", "")[:300] if v["nodes"] else ""}
+            for v in result.response["violations"]]
+
+
+@pytest.mark.parametrize("theme", ["default", "dark"])
+def test_no_serious_or_critical_axe_violation_on_any_tab(browser, server, theme):
+    server.new_log()
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = open_watched(ctx, f"{server.url}?theme={theme}")
+        found = {}
+        for name in TABS:
+            tab(page, name)
+            assert wait_for(page, lambda: page.locator(".bk-tab.bk-active").first.inner_text().strip() == name, 20)
+            page.wait_for_timeout(1500)  # the tab's content drawn
+            for v in violations(page):
+                found.setdefault(v["id"], {**v, "tabs": []})["tabs"].append(name)
+        # and with more on screen: the lesson open at its outlier step (a material's details and crystal) and a
+        # search's result list
+        for query, what in (("lesson=4", "lesson step 4"), ("q=P%20O", "search results")):
+            page.goto(f"{server.url}?theme={theme}&{query}", timeout=120_000)
+            page.wait_for_selector("text=GP device", timeout=120_000)
+            page.wait_for_timeout(4000)
+            for v in violations(page):
+                found.setdefault(v["id"], {**v, "tabs": []})["tabs"].append(what)
+        bad = {k: v for k, v in found.items() if v["impact"] in FAIL_ON}
+        minor = {k: (v["impact"], v["tabs"]) for k, v in found.items() if k not in bad}
+        print(f"axe ({theme}): minor violations {minor}")
+        assert not bad, bad
+        assert page.console_errors == []
+    finally:
+        ctx.close()
+    server.assert_clean()
