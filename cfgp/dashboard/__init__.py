@@ -60,7 +60,7 @@ def create_app(run_dir=None, theme: str | None = None, projector: bool | None = 
     lesson = Lesson(parts, views)
     views.restore()  # after the lesson is there: a link may open it at a step
     app = pn.Column(header, pn.Row(lesson.toggle, views.header(), sizing_mode="stretch_width"), views.message,
-                    finder, lesson, tabs, sizing_mode="stretch_width")
+                    finder, pn.Row(lesson, tabs, sizing_mode="stretch_width"), sizing_mode="stretch_width")
     return classroom.apply(app, options)  # classroom display: theme, projector, keyboard, tooltips
 
 

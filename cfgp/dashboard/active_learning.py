@@ -33,8 +33,8 @@ from panel.io.state import set_curdoc
 
 from cfgp.al import STRATEGIES, ALSettings, curves
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
-from cfgp.dashboard.figures import BACKGROUND, map_figure
-from cfgp.dashboard.shared import ServerData, SessionState, on_session_end, on_session_tick
+from cfgp.dashboard.figures import BACKGROUND, FIGURE_MIN_WIDTH, map_figure
+from cfgp.dashboard.shared import ServerData, SessionState, controls, on_session_end, on_session_tick
 from cfgp.dashboard import untrusted
 
 LIVE = "live run"
@@ -61,8 +61,9 @@ LOCKED = "Reset to change the settings."
 CURVE_COLOUR = "#d62728"
 BAND_COLOUR = "#7f7f7f"
 #: the pool map's title and colour bar: a live run shows σ after each update, a replay the starting σ (no GP work)
-MAP_TITLES = {"live": "Pool coloured by σ now; stars: labelled by active learning",
-              "replay": "Pool coloured by σ at the start (a replay does no GP work); stars: labelled by the run"}
+#: short enough for the map's width beside the curve (a 1366-px window with the lesson open, projector type); the
+#: status line says why a replay shows the starting σ (it does no GP work)
+MAP_TITLES = {"live": "Pool by σ now; ★ labelled", "replay": "Pool by σ at the start; ★ labelled"}
 COLOUR_BAR_TITLES = {"live": "pool σ now (eV/atom)", "replay": "pool σ at the start (eV/atom)"}
 LATEST_COLOUR = "#00e5ff"
 
@@ -273,6 +274,7 @@ class ActiveLearning(pn.viewable.Viewer):
         self.curve_source = ColumnDataSource({"labels": [], "mae": [], "cycle": [], "coverage": []},
                                              name="al-curve-source")
         fig = figure(title="Test MAE vs labels added", name="al-curve", height=400, sizing_mode="stretch_width",
+                     width=FIGURE_MIN_WIDTH, min_width=FIGURE_MIN_WIDTH,
                      tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="above",
                      x_axis_label="labels added", y_axis_label="test MAE (eV/atom)")
         items = []
@@ -941,11 +943,11 @@ class ActiveLearning(pn.viewable.Viewer):
                  "are ringed). Committed runs replay without any GP work, at up to 300 cycles per second, and the "
                  "“replay cycle” slider jumps to any cycle at once. The settings are locked while a live run is "
                  "under way: Reset to change them."),
-            pn.Row(self.run_select, self.strategy, self.seed, self.batch, self.cycles),
-            pn.Row(self.play_button, self.pause_button, self.step_button, self.reset_button, self.speed,
-                   self.replay_speed, self.scrub, self.history_download),
+            controls(self.run_select, self.strategy, self.seed, self.batch, self.cycles),
+            controls(self.play_button, self.pause_button, self.step_button, self.reset_button, self.speed,
+                     self.replay_speed, self.scrub, self.history_download, css_classes=["al-controls"]),
             self.message, self.status, self.cycle_label,
             pn.Row(pn.Column(pn.pane.Bokeh(self.curve_fig, sizing_mode="stretch_width"), self.curve_downloads,
                              sizing_mode="stretch_width"),
-                   pn.pane.Bokeh(self.map_fig, sizing_mode="stretch_width")),
+                   pn.pane.Bokeh(self.map_fig, sizing_mode="stretch_width"), css_classes=["al-figures"]),
             name="Active learning")

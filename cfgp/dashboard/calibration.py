@@ -24,8 +24,9 @@ from bokeh.core.properties import value
 from bokeh.plotting import figure
 
 from cfgp.calibration import METRIC_LABELS, calibration_curve, regression_metrics
+from cfgp.dashboard.figures import FIGURE_MIN_WIDTH
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
-from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
+from cfgp.dashboard.shared import ServerData, SessionState, controls, on_session_end
 from cfgp.palette import SIGNED
 
 SPLITS = ("test", "pool", "train")
@@ -286,7 +287,8 @@ class Calibration(pn.viewable.Viewer):
         # canvas, not WebGL: a few thousand points draw in milliseconds, while every repaint of a WebGL plot
         # is blitted with drawImage, which costs hundreds of ms in a browser without a GPU (measured)
         fig = figure(title=title, name=name, tools="pan,wheel_zoom,reset,save", height=380,
-                     sizing_mode="stretch_width", output_backend="canvas", toolbar_location="above",
+                     sizing_mode="stretch_width", width=FIGURE_MIN_WIDTH, min_width=FIGURE_MIN_WIDTH,
+                     output_backend="canvas", toolbar_location="above",
                      x_axis_label=x_label, y_axis_label=y_label)
         return fig
 
@@ -334,6 +336,7 @@ class Calibration(pn.viewable.Viewer):
         self.curve_source = ColumnDataSource({"expected": v.expected, "observed": v.observed, "all": v.observed},
                                              name="calibration-curve-source")
         fig = figure(title="Calibration curve", name="calibration-curve", height=380, sizing_mode="stretch_width",
+                     width=FIGURE_MIN_WIDTH, min_width=FIGURE_MIN_WIDTH,
                      tools="pan,wheel_zoom,reset,save", toolbar_location="above", x_range=(0, 1), y_range=(0, 1),
                      x_axis_label="expected proportion in interval", y_axis_label="observed proportion")
         ideal = fig.line([0, 1], [0, 1], line_color="black", line_dash="dashed", name="calibration-ideal")
@@ -486,12 +489,12 @@ class Calibration(pn.viewable.Viewer):
                  "σ is too small. Brush points (box or lasso) here or on the Latent map to score a subset: the "
                  "metrics and the red curve follow the selection, the grey curve stays the whole split."),
             self.outlier_note,
-            pn.Row(self.split_select, self.phosphate_box, self.clear_button, self.metrics_download),
+            controls(self.split_select, self.phosphate_box, self.clear_button, self.metrics_download),
             pn.Row(pn.Column(pn.pane.Bokeh(self.parity_fig, sizing_mode="stretch_width"), self.parity_downloads,
                              sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.residual_fig, sizing_mode="stretch_width"),
                    pn.Column(pn.pane.Bokeh(self.curve_fig, sizing_mode="stretch_width"), self.curve_downloads,
-                             sizing_mode="stretch_width")),
+                             sizing_mode="stretch_width"), css_classes=["calibration-figures"]),
             self.metrics_pane,
             pn.pane.HTML(groups_html(self.data), name="calibration-groups", css_classes=["calibration-groups"],
                          sizing_mode="stretch_width"),

@@ -39,11 +39,16 @@ def map_source(data: ServerData) -> ColumnDataSource:
     return ColumnDataSource(cols, name="map-source")
 
 
+#: the width (px) a stretching figure starts from and may shrink to: Bokeh's default of 600 made a map and a
+#: 420-px details column overflow a 1366-px window beside the lesson panel
+FIGURE_MIN_WIDTH = 300
+
+
 def map_figure(source: ColumnDataSource, title: str, name: str, height: int = 520, tools: str = ""):
     """A t-SNE map figure with the points renderer; returns (figure, renderer)."""
     fig = figure(title=title, name=name, tools=f"pan,wheel_zoom,reset,save{',' + tools if tools else ''}",
                  active_scroll="wheel_zoom", sizing_mode="stretch_width", height=height,
-                 output_backend="canvas", toolbar_location="above")
+                 width=FIGURE_MIN_WIDTH, min_width=FIGURE_MIN_WIDTH, output_backend="canvas", toolbar_location="above")
     fig.axis.visible = False
     fig.grid.visible = False
     r = fig.scatter("x", "y", source=source, size=4, line_color=None, fill_alpha=0.8, name=f"{name}-points")

@@ -17,7 +17,7 @@ from cfgp.dashboard.details import MaterialDetails
 from cfgp.dashboard.downloads import MATERIAL_COLUMNS, csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS, Colouring, hover, map_figure,
                                     selection_tools)
-from cfgp.dashboard.shared import ServerData, SessionState, in_document, on_session_end, parse_element
+from cfgp.dashboard.shared import ServerData, SessionState, controls, in_document, on_session_end, parse_element
 from cfgp.embedding import TSNESettings, tsne
 from cfgp.dashboard import untrusted
 
@@ -267,11 +267,12 @@ class LatentMap(pn.viewable.Viewer):
                  "to see where the GP is unsure (far from training materials), by split to see what active "
                  "learning picked. Hover for details, click a point for its structure, brush (box or lasso) to "
                  "select the same materials on every plot."),
-            pn.Row(self.colour_select, self.element_input, self.perplexity, self.live_button, self.progress,
-                   self.selection_download),
+            controls(self.colour_select, self.element_input, self.perplexity, self.live_button, self.progress,
+                     self.selection_download),
             self.message, self.legend_text,
-            pn.Row(pn.Column(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"), self.figure_downloads,
-                             sizing_mode="stretch_width"),
-                   pn.Column(self.details, width=420)),
+            pn.Row(pn.Column(pn.Column(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
+                                       sizing_mode="stretch_width", css_classes=["latent-map-figure"]),
+                             self.figure_downloads, sizing_mode="stretch_width"),
+                   pn.Column(self.details, width=420, css_classes=["map-details"])),
             self.status, pn.pane.Bokeh(self.live_fig, sizing_mode="stretch_width"),
             name="Latent map")

@@ -5,8 +5,9 @@ calibration → outliers (phosphates) → entropy against random active learning
 Next and Back. Nothing has to be prepared: every number in the texts is computed from the run being served
 (:func:`lesson_steps`, once per server), and each step sets the dashboard — tab, colouring, filters, the material
 shown, the replayed active-learning run — through :meth:`cfgp.dashboard.view_state.ViewSync.apply`, the same
-function that restores a shared link. The panel sits above the tabs, full width and in large type, so that it
-reads on a projector while the figure it talks about stays in view below it.
+function that restores a shared link. The panel sits beside the tabs, in large type, and stays on screen while the
+page scrolls to what the step talks about (:attr:`Step.in_view`), so that text and figure share one projector
+screen.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class Step:
     #: what the step promises the dashboard shows (for the reader of the code and the tests): tab label,
     #: colouring title, material id
     shows: dict[str, str] = field(default_factory=dict)
+    #: the CSS classes of what the text talks about: the page scrolls them into view beside the lesson panel
+    in_view: tuple[str, ...] = ()
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -64,7 +67,7 @@ def _latent_step(data: ServerData) -> Step:
             f"nearest neighbour by **{_f(near, 2)} eV/atom** on average, from a random material by "
             f"**{_f(far, 2)} eV/atom**. The network learned chemistry that matters for the energy.")
     return Step("The latent space", text, {"tab": "map", "colour": "dft", "material": ""},
-                {"tab": "Latent map", "colour": "DFT E_f (eV/atom)"})
+                {"tab": "Latent map", "colour": "DFT E_f (eV/atom)"}, ("latent-map-figure",))
 
 
 def _sigma_step(data: ServerData) -> Step:
@@ -84,7 +87,8 @@ def _sigma_step(data: ServerData) -> Step:
         r = test.loc[test["sigma"].idxmax()]
         text += f" Selected: the test oxide with the largest σ, {_material_line(r)}."
         view["material"] = shows["material"] = str(r.material_id)
-    return Step("The GP and its σ", text, view, shows)
+    return Step("The GP and its σ", text, view, shows,
+                ("latent-map-figure", "details-structure") if "material" in shows else ("latent-map-figure",))
 
 
 def _calibration_step(data: ServerData) -> Step:
@@ -103,7 +107,7 @@ def _calibration_step(data: ServerData) -> Step:
                 f"Points above the dashed line in the middle plot lie outside their ±2σ interval.")
     return Step("Calibration: is σ honest?", text,
                 {"tab": "calibration", "cal_split": "test", "cal_phosphates": "false", "material": ""},
-                {"tab": "Calibration", "metrics": f"Metrics for {len(v.rows):,} {v.label}"})
+                {"tab": "Calibration", "metrics": f"Metrics for {len(v.rows):,} {v.label}"}, ("calibration-figures",))
 
 
 def _outlier_step(data: ServerData) -> Step:
@@ -114,7 +118,8 @@ def _outlier_step(data: ServerData) -> Step:
     view = {"tab": "outliers", "out_split": "test", "out_phosphates": "true", "out_element": "", "material": ""}
     shows = {"tab": "Outliers"}
     if not s["n"]:
-        return Step("Outliers: the phosphates", "This run has no test materials to look at.", view, shows)
+        return Step("Outliers: the phosphates", "This run has no test materials to look at.", view, shows,
+                    ("outliers",))
     share_all = s["phosphates"] / s["n"]
     text = (f"**{s['outside']:,} of the {s['n']:,} test oxides** ({100 * s['outside'] / s['n']:.1f} %) lie outside "
             f"their ±2σ interval (a calibrated σ puts about 5 % there). The paper found **phosphates** — "
@@ -139,7 +144,8 @@ def _outlier_step(data: ServerData) -> Step:
         view["material"] = shows["material"] = str(r.material_id)
     else:
         text += "This run has no phosphates in its test split."
-    return Step("Outliers: the phosphates", text, view, shows)
+    return Step("Outliers: the phosphates", text, view, shows,
+                ("outliers", "details-structure") if "material" in shows else ("outliers",))
 
 
 def _al_step(data: ServerData) -> Step:
@@ -156,7 +162,7 @@ def _al_step(data: ServerData) -> Step:
                 "Play for a live one.")
         return Step("Active learning: entropy against random", text,
                     {"tab": "al", "al": "live", "strategy": "entropy", "seed": "0", "batch": "1", "material": ""},
-                    shows)
+                    shows, ("al-controls", "al-figures"))
     batch, seed, stem = entropy[0]
     rp = pre.replays[stem]
     bands = [b for b in pre.bands if b["label"] == stem.rsplit("-s", 1)[0].replace("entropy", "random", 1)]
@@ -190,7 +196,7 @@ def _al_step(data: ServerData) -> Step:
     view = {"tab": "al", "al": "replay", "strategy": "entropy", "seed": str(seed), "batch": str(batch),
             "cycle": str(cycle), "material": ""}
     shows["cycle"] = str(cycle)
-    return Step("Active learning: entropy against random", text, view, shows)
+    return Step("Active learning: entropy against random", text, view, shows, ("al-controls", "al-figures"))
 
 
 def _predict_step(data: ServerData) -> Step:
@@ -202,7 +208,8 @@ def _predict_step(data: ServerData) -> Step:
             f"second once the network is loaded. The model learned from {int(train.sum()):,} oxides containing "
             f"{len(elements)} elements; a material unlike them — not an oxide, an element it never saw, or a latent "
             f"far from every training material — gets a **red warning**. Try an oxide, then a non-oxide.")
-    return Step("Your own crystal", text, {"tab": "predict", "material": ""}, {"tab": "Predict"})
+    return Step("Your own crystal", text, {"tab": "predict", "material": ""}, {"tab": "Predict"},
+                ("predict-upload", "prediction"))
 
 
 _STEPS: "weakref.WeakKeyDictionary[ServerData, list[Step]]" = weakref.WeakKeyDictionary()
@@ -219,6 +226,44 @@ def lesson_steps(data: ServerData) -> list[Step]:
         with _LOCK:
             steps = _STEPS.setdefault(data, steps)
     return steps
+
+
+#: the side panel's width: ~40-45 characters of the lesson's type per line, narrower on a narrow window (at 1366 px
+#: the Outliers table and the crystal beside it need all but ~340 px)
+PANEL_WIDTH = "clamp(320px, 25vw, 440px)"
+
+#: Scroll the page so that the views a step talks about (elements with the CSS classes in the value, before "|")
+#: are inside the window beside the lesson panel, once they are drawn and their boxes stop moving, with the least
+#: scroll. Class names come from the lesson's own steps, never from a user.
+SCROLL_JS = """
+const classes = cb_obj.value.split('|')[0].split(' ').filter(Boolean);
+if (!classes.length) return;
+const findEl = (root, css) => { for (const el of root.querySelectorAll('*')) {
+    if (el.classList && el.classList.contains(css)) { const r = el.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0) return el; }
+    if (el.shadowRoot) { const e = findEl(el.shadowRoot, css); if (e) return e; } }
+  return null; };
+const find = (root, css) => { const e = findEl(root, css); return e ? e.getBoundingClientRect() : null; };
+let tries = 0, last = null;
+const go = () => {
+  const boxes = classes.map(c => find(document, c)).filter(Boolean);
+  const key = boxes.map(r => [r.top, r.height].join(',')).join(';');
+  if ((boxes.length < classes.length || key !== last) && ++tries < 60) { last = key; setTimeout(go, 150); return; }
+  if (!boxes.length) return;
+  const top = Math.min(...boxes.map(r => r.top)), bottom = Math.max(...boxes.map(r => r.bottom));
+  const h = window.innerHeight;
+  if (top >= 0 && bottom <= h) return;
+  // the least scroll that shows them all (their top, if they are taller than the window)
+  const by = (top < 0 || bottom - top > h - 12) ? top - 6 : bottom - h + 6;
+  // near the page's end the page cannot scroll that far: lengthen the row of lesson and tabs (the box the lesson
+  // panel sticks inside) by what is missing
+  const el = document.scrollingElement, room = el.scrollHeight - el.clientHeight - el.scrollTop;
+  const panel = findEl(document, 'lesson-panel'), row = panel ? panel.getRootNode().host : null;
+  if (row && by > room) row.style.paddingBottom = Math.ceil(by - room + 2) + 'px';
+  window.scrollBy({top: by, left: 0, behavior: 'instant'});
+};
+setTimeout(go, 150);
+"""
 
 
 class Lesson(pn.viewable.Viewer):
@@ -246,10 +291,19 @@ class Lesson(pn.viewable.Viewer):
         self.next.on_click(lambda _: soon(lambda: self.go(self.step + 1)))
         self.close.on_click(lambda _: setattr(self.toggle, "value", False))
         self.toggle.param.watch(self._on_toggle, "value")
+        # hidden: carries the step's in_view classes to the browser, which scrolls them into view (SCROLL_JS)
+        self.scroller = pn.widgets.TextInput(value="", visible=False, css_classes=["lesson-scroll"])
+        self.scroller.jscallback(value=SCROLL_JS)
+        self._scrolls = 0
+        # a side panel that stays on screen while the page scrolls: the text beside the view it talks about, so
+        # that both fit one projector screen (at the top, above the tabs, the view fell below the fold)
         self.panel = pn.Column(
-            pn.Row(self.counter, self.back, self.next, self.close),
-            self.title, self.text, visible=False, sizing_mode="stretch_width", css_classes=["lesson-panel"],
-            styles={"background": "var(--panel-surface-color, #eef4fb)", "border": "2px solid #2a6fb0", "border-radius": "6px"},
+            self.counter, pn.Row(self.back, self.next, self.close),
+            self.title, self.text, self.scroller, visible=False, css_classes=["lesson-panel"],
+            styles={"width": PANEL_WIDTH, "flex": "0 0 auto",
+                    "background": "var(--panel-surface-color, #eef4fb)", "border": "2px solid #2a6fb0",
+                    "border-radius": "6px", "position": "sticky", "top": "4px", "align-self": "flex-start",
+                    "max-height": "calc(100vh - 8px)", "overflow-y": "auto"},
             margin=(5, 10))
         views.lesson_handler = self.open_at
 
@@ -305,6 +359,13 @@ class Lesson(pn.viewable.Viewer):
         messages = self.views.apply(s.view)
         self.views.set_lesson(i + 1)
         self.views.show_messages(messages, "lesson step")
+        self._scrolls += 1  # a new value each time, so that going back to a step scrolls again
+        value = " ".join(s.in_view) + f"|{self._scrolls}"
+        if self.views.restoring and pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            # a link opened the lesson: the page is not drawn yet, and a value it starts with runs no callback
+            pn.state.onload(lambda: setattr(self.scroller, "value", value))
+        else:
+            self.scroller.value = value
 
     def __panel__(self):
         return self.panel

@@ -17,7 +17,7 @@ import param
 from cfgp.dashboard.details import MaterialDetails
 from cfgp.dashboard.compare import CompareView
 from cfgp.dashboard.downloads import csv_bytes, download_button
-from cfgp.dashboard.shared import ServerData, SessionState, parse_element
+from cfgp.dashboard.shared import ServerData, SessionState, controls, parse_element
 from cfgp.dashboard import untrusted
 
 #: the table shows the TOP materials by |residual| − 2σ (the rest are comfortably inside ±2σ)
@@ -163,8 +163,8 @@ class Outliers(pn.viewable.Viewer):
                  "the line below the filters checks that claim on this run. Type an element symbol (Li, P, …) to "
                  "keep the materials that contain it. Click a row for its details and crystal structure (drag to "
                  "rotate); it is also selected on the maps."),
-            pn.Row(self.split_select, self.phos_box, self.element_input, self.download),
+            controls(self.split_select, self.phos_box, self.element_input, self.download),
             self.message, self.summary,
-            pn.Row(self.table, pn.Column(self.details, width=440)),
+            pn.Row(self.table, pn.Column(self.details, width=440, css_classes=["outliers-details-column"])),
             self.compare_box, self.compare,
             name="Outliers")

@@ -238,7 +238,7 @@ class Predict(pn.viewable.Viewer):
         params.setdefault("name", "Predict")
         super().__init__(**params)
         self.data, self.state, self.source = data, state, source
-        self.upload = pn.widgets.FileInput(accept=".cif", multiple=False, name="CIF file")
+        self.upload = pn.widgets.FileInput(accept=".cif", multiple=False, name="CIF file", css_classes=["predict-upload"])
         self.result = pn.pane.Markdown(PLACEHOLDER, name="prediction", css_classes=["prediction"],
                                        sizing_mode="stretch_width")
         self.cross = ColumnDataSource(EMPTY_CROSS, name="predict-cross-source")

@@ -287,3 +287,11 @@ def on_session_tick(doc, fn) -> None:
         doc.add_next_tick_callback(run)
     except Exception:  # the session closed meanwhile
         pass
+
+
+def controls(*widgets, css_classes: list[str] | None = None):
+    """A tab's row of widgets that wraps onto a second line when the window (or the space beside the lesson
+    panel) is narrower than the row: a plain Row's minimum width is the sum of its widgets' and pushed the whole
+    tab wider than a 1366-px window."""
+    return pn.FlexBox(*widgets, flex_wrap="wrap", align_items="flex-end", sizing_mode="stretch_width",
+                      css_classes=css_classes or [])

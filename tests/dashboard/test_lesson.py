@@ -132,3 +132,54 @@ def test_a_link_opens_the_lesson_at_its_step(open_page, browser, server, steps):
         server.assert_clean()
     finally:
         ctx.close()
+
+
+#: the boxes the browser draws for the first visible element with each CSS class (through shadow roots)
+BOXES = """(classes) => { const find = (root, css) => { for (const el of root.querySelectorAll('*')) {
+      if (el.classList && el.classList.contains(css)) { const r = el.getBoundingClientRect();
+        if (r.width > 0 && r.height > 0) return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; }
+      if (el.shadowRoot) { const b = find(el.shadowRoot, css); if (b) return b; } } return null; };
+  const out = {}; for (const c of classes) out[c] = find(document, c);
+  out.__page = {width: document.scrollingElement.scrollWidth, inner: window.innerWidth}; return out; }"""
+
+
+def _outside(boxes: dict, width: int, height: int) -> dict:
+    """The boxes not wholly inside the window (missing ones too); and a page wider than the window."""
+    bad = {c: b for c, b in boxes.items() if c != "__page" and (
+        b is None or b["left"] < -1 or b["top"] < -1 or b["right"] > width + 1 or b["bottom"] > height + 1)}
+    if boxes["__page"]["width"] > boxes["__page"]["inner"] + 1:
+        bad["page wider than the window"] = boxes["__page"]
+    return bad
+
+
+@pytest.mark.parametrize("width,height,query", [
+    (1366, 768, ""),
+    pytest.param(1920, 1080, "", marks=pytest.mark.slow),
+    pytest.param(1920, 1080, "&projector=1&theme=dark", marks=pytest.mark.slow)])
+def test_every_step_shows_what_it_names_inside_the_window(browser, server, steps, width, height, query):
+    """The lesson's panel (its title, buttons and text) and the views a step's text names (Step.in_view: the map,
+    the material's crystal, the calibration plots, the outlier table, the replay, the upload) all lie inside a
+    1366×768 (and 1920×1080, also projected) window at every step, without a sideways scroll."""
+    _, s = steps
+    n = len(s)
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = ctx.new_page()
+        server.new_log()
+        page.goto(f"{server.url}?lesson=1{query}", timeout=120_000)
+        page.wait_for_selector("text=GP device", timeout=120_000)
+        for i in range(n):
+            if i:
+                page.get_by_role("button", name="Next ▶").click()
+            _check_step(page, i, s[i], n)
+            assert s[i].in_view, s[i].title
+            classes = ["lesson-counter", "lesson-next", "lesson-title", *s[i].in_view]
+            # the lesson text starts inside the window (a long one may scroll inside its panel)
+            ok = wait_for(page, lambda: not _outside(page.evaluate(BOXES, classes), width, height)
+                          and page.evaluate(BOXES, ["lesson-text"])["lesson-text"]["top"] < height - 100, 20)
+            boxes = page.evaluate(BOXES, classes + ["lesson-text"])
+            assert ok, (i + 1, s[i].title, _outside(boxes, width, height), boxes)
+            page.screenshot(path=str(SHOTS / f"lesson-{width}x{height}{'-projector' if query else ''}-step{i + 1}.png"))
+        server.assert_clean()
+    finally:
+        ctx.close()
