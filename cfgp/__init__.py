@@ -11,6 +11,12 @@ import os as _os
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# pymatgen calls its own deprecated ``gcd`` inside every reduced formula (2025.10.7: thousands of FutureWarnings
+# in a server's log, one per formula); the call is pymatgen's, not ours, so only that message is silenced
+import warnings as _warnings  # noqa: E402
+
+_warnings.filterwarnings("ignore", message="gcd is deprecated", category=FutureWarning)
+
 __version__ = "0.1.0"
 
 from cfgp.data import DataError, Materials, load_materials  # noqa: E402

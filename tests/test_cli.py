@@ -102,6 +102,7 @@ def test_evaluate_json_on_the_embedded_default():
     assert (cells[0], cells[2]) == (f"{result['mae']:.4f}", f"{result['r2']:.3f}")
 
 
+@pytest.mark.slow
 def test_predict_cifs_and_bad_files_reported_per_file(tiny_run, tmp_path, small_records):
     good = small_records[:2]
     paths = []

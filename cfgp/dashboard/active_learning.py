@@ -228,7 +228,7 @@ class ActiveLearning(pn.viewable.Viewer):
     def _build_widgets(self) -> None:
         d = ALSettings()
         options = [LIVE] + [REPLAY_PREFIX + s for s in self.pre.replays]
-        self.run_select = pn.widgets.Select(label="run", options=options, value=LIVE, width=260,
+        self.run_select = pn.widgets.Select(label="run", options=options, value=LIVE, width=320,
                                             css_classes=["al-run"])
         self.strategy = pn.widgets.Select(label="strategy", options=sorted(STRATEGIES), value=d.strategy, width=150,
                                           css_classes=["al-strategy"])
@@ -246,7 +246,7 @@ class ActiveLearning(pn.viewable.Viewer):
         self.reset_button = pn.widgets.Button(label="Reset", width=80)
         self.speed = pn.widgets.IntSlider(label="steps per second", start=1, end=MAX_STEPS_PER_S, value=10, width=180,
                                           css_classes=["al-speed"])
-        self.replay_speed = pn.widgets.IntSlider(label="replay speed (cycles per second)", start=5,
+        self.replay_speed = pn.widgets.IntSlider(label="replay speed (cycles/s)", start=5,
                                                  end=MAX_REPLAY_SPEED, step=5, value=MAX_REPLAY_SPEED, width=220,
                                                  visible=False, css_classes=["al-replay-speed"])
         self.scrub = pn.widgets.IntSlider(label="replay cycle", start=0, end=1, value=0, width=260, visible=False,

@@ -267,6 +267,8 @@ class Calibration(pn.viewable.Viewer):
         self.clear_button.on_click(lambda _: self.state.select([]))
         self.metrics_download = download_button("Download metrics (CSV)", "metrics.csv",
                                                 lambda: csv_bytes(self.metrics_frame()), "metrics-download", width=200)
+        self.caption = pn.pane.Markdown("", name="calibration-caption", css_classes=["calibration-caption"],
+                                        styles={"font-size": "0.9em"}, margin=(0, 10), sizing_mode="stretch_width")
         self.metrics_pane = pn.pane.HTML("", name="calibration-metrics", css_classes=["calibration-metrics"],
                                          sizing_mode="stretch_width")
         self.outlier_note = pn.pane.Markdown("", name="calibration-outliers", css_classes=["calibration-outliers"],
@@ -366,10 +368,13 @@ class Calibration(pn.viewable.Viewer):
         self.line_source.data = {"sigma": [0.0, v.sigma_max], "two_sigma": [0.0, 2 * v.sigma_max]}
         self.excess_mapper.update(low=-v.excess_limit, high=v.excess_limit)
         self.curve_source.data["all"] = v.observed
-        self.parity_fig.title.text = (f"GP vs DFT: {n:,} {v.label}{sub}, ±2σ bars on {len(v.bars['dft'])} "
-                                      f"random (seed {SEED})")
-        self.residual_fig.title.text = f"|residual| vs σ: {n:,} {v.label}{sub}"
+        # short titles (a title is cut where the plot is narrower than it: beside the lesson, on a projector); what
+        # is drawn goes in the caption under the plots, which wraps
+        self.parity_fig.title.text = f"GP vs DFT: {n:,} {v.label}"
+        self.residual_fig.title.text = f"|residual| vs σ: {n:,} {v.label}"
         self.curve_fig.title.text = f"Calibration curve: {v.label}"
+        self.caption.object = (f"Parity and |residual| plots: {n:,} {v.label}{sub}; ±2σ bars on "
+                               f"{len(v.bars['dft'])} random materials (seed {SEED}).")
         self.outlier_note.object = outlier_text(outlier_summary(self.data, self.split), self.split)
         self._follow_selection()
 
@@ -495,7 +500,7 @@ class Calibration(pn.viewable.Viewer):
                    pn.pane.Bokeh(self.residual_fig, sizing_mode="stretch_width"),
                    pn.Column(pn.pane.Bokeh(self.curve_fig, sizing_mode="stretch_width"), self.curve_downloads,
                              sizing_mode="stretch_width"), css_classes=["calibration-figures"]),
-            self.metrics_pane,
+            self.caption, self.metrics_pane,
             pn.pane.HTML(groups_html(self.data), name="calibration-groups", css_classes=["calibration-groups"],
                          sizing_mode="stretch_width"),
             name="Calibration")

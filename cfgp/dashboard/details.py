@@ -149,10 +149,12 @@ def figure_json(fig, label: str) -> str:
 
 class MaterialDetails(pn.viewable.Viewer):
     """A details panel any tab can point at a row: the text, a CIF download, the rotatable crystal (bonds,
-    polyhedra, repeated boundary atoms) with its legend, a "supercell 2×2×2" toggle and the coordination of
+    polyhedra, repeated boundary atoms) with its legend, "supercell 2×2×2" and "axes" toggles and the coordination of
     each cation site type."""
 
     supercell = param.Boolean(default=False, doc="draw the 2×2×2 supercell")
+    axes = param.Boolean(default=False, doc="draw the x, y, z axes in Å (hidden by default: on a projector their "
+                                            "numbers crowd the crystal)")
     shown = param.Integer(default=None, allow_None=True, doc="frame row of the material shown (None: none)")
 
     def __init__(self, data: ServerData, placeholder: str, name: str = "details", height: int = 360,
@@ -174,6 +176,9 @@ class MaterialDetails(pn.viewable.Viewer):
         self.supercell_box = pn.widgets.Checkbox(label="supercell 2×2×2", value=False, visible=False,
                                                  css_classes=[f"{css_class}-supercell"])
         self.supercell_box.link(self, value="supercell")
+        self.axes_box = pn.widgets.Checkbox(label="axes (Å)", value=False, visible=False,
+                                            css_classes=[f"{css_class}-axes"])
+        self.axes_box.link(self, value="axes")
         self.row = None
         self.cif_download = download_button("Download CIF", "material.cif", self._cif, f"{css_class}-cif",
                                             visible=False, width=160)
@@ -186,7 +191,8 @@ class MaterialDetails(pn.viewable.Viewer):
         if row is None:
             self.row = self.shown = None
             self.text.object = note or self.placeholder
-            for pane in (self.structure, self.cif_download, self.legend, self.coordination, self.supercell_box):
+            for pane in (self.structure, self.cif_download, self.legend, self.coordination, self.supercell_box,
+                         self.axes_box):
                 pane.visible = False
             return
         if row == self.row:
@@ -196,7 +202,7 @@ class MaterialDetails(pn.viewable.Viewer):
         self.cif_download.visible = True
         self._draw()
 
-    @param.depends("supercell", watch=True)
+    @param.depends("supercell", "axes", watch=True)
     def _draw(self) -> None:
         if self.row is None:
             return
@@ -204,13 +210,15 @@ class MaterialDetails(pn.viewable.Viewer):
         # the numbers go to the browser now; the crystal follows on the session's next tick: its bonds and
         # polyhedra (pymatgen, 0.15-0.3 s) and the frame that loads plotly.js in the browser (tap -> crystal
         # 1.2 s in all) held the text back (tap -> text 0.9-1.1 s before, 0.26 s now: benchmarks/app_latency.py)
-        in_document(partial(self._draw_structure, self.row, self.supercell))
+        in_document(partial(self._draw_structure, self.row, self.supercell, self.axes))
 
-    def _draw_structure(self, row: int, supercell: bool) -> None:
-        if (row, supercell) != (self.row, self.supercell):
+    def _draw_structure(self, row: int, supercell: bool, axes: bool = False) -> None:
+        if (row, supercell, axes) != (self.row, self.supercell, self.axes):
             return  # another material or the other cell was asked for meanwhile: its own call draws it
         fig, view, problem = structure_figure(self.data, row, (2, 2, 2) if supercell else (1, 1, 1),
                                               height=self.height)
+        if fig is not None and not axes:
+            fig.update_scenes(xaxis_visible=False, yaxis_visible=False, zaxis_visible=False)
         if problem:
             self.text.object = material_text(self.data, row) + f"\n\n{untrusted.text(problem)}"
         if fig is not None:
@@ -219,9 +227,10 @@ class MaterialDetails(pn.viewable.Viewer):
                                         figure=figure_json(fig, f"{mid} {'2x2x2' if supercell else '1x1x1'}"))
         self.legend.object = legend_html(view) if view is not None else ""
         self.coordination.object = coordination_markdown(view) if view is not None else ""
-        for pane in (self.structure, self.legend, self.coordination, self.supercell_box):
+        for pane in (self.structure, self.legend, self.coordination, self.supercell_box, self.axes_box):
             pane.visible = fig is not None
 
     def __panel__(self):
-        return pn.Column(self.text, pn.Row(self.cif_download, self.supercell_box), self.structure, self.legend,
+        return pn.Column(self.text, pn.Row(self.cif_download, self.supercell_box, self.axes_box), self.structure,
+                         self.legend,
                          self.coordination)

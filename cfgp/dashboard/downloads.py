@@ -79,4 +79,4 @@ def figure_downloads(what: str, stem: str, make_figure: Callable[[], object], cs
                                width=70, color="light")
                for fmt in ("png", "svg")]
     return pn.Row(pn.pane.Markdown(f"Save {what}:", margin=(0, 4, 0, 10), align="center"), *buttons,
-                  css_classes=[css], sizing_mode="fixed", width=300)
+                  css_classes=[css], width=300)  # no "fixed" sizing: Bokeh wants a height with it (W-1005)

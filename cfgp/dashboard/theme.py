@@ -311,7 +311,8 @@ if (!window.__cfgp_tab_keys) {
     for (const g of root.querySelectorAll('.tabulator[role=grid]')) {
       g.removeAttribute('aria-owns');  // it names a descendant, which the grid contains anyway
       for (const h of g.querySelectorAll(':scope > .tabulator-tableholder')) h.setAttribute('role', 'rowgroup');
-      for (const b of g.querySelectorAll(':scope > .tabulator-tableholder > .tabulator-table')) b.setAttribute('role', 'none');
+      for (const b of g.querySelectorAll(':scope > .tabulator-tableholder > .tabulator-table'))
+        b.setAttribute('role', 'none');
       for (const f of g.querySelectorAll(':scope > .tabulator-footer')) {
         f.setAttribute('role', 'rowgroup');
         for (const c of f.querySelectorAll(':scope > .tabulator-footer-contents')) {
@@ -344,7 +345,7 @@ def header_controls(options: ViewOptions) -> pn.Row:
                                   css_classes=["cfgp-projector-toggle"])
     dark.jscallback(value=_SET_QUERY_JS, args={"key": "theme", "on": "dark"})
     projector.jscallback(value=_SET_QUERY_JS, args={"key": "projector", "on": "1"})
-    return pn.Row(dark, projector, sizing_mode="fixed", width=290, align="end", name="view-controls")
+    return pn.Row(dark, projector, width=290, align="end", name="view-controls")  # no "fixed": W-1005 without a height
 
 
 #: toast colours with white text at a WCAG contrast ≥ 4.5 (Panel's defaults put white on #ffc107 yellow: 1.6)

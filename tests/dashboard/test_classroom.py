@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from pathlib import Path
 
-from tests.dashboard.conftest import SHOTS, model_js, tab, wait_for
+from tests.dashboard.conftest import SHOTS, model_js, open_watched, tab, wait_for
 
 TABS = [("Latent map", "Each dot is an oxide"), ("Calibration", "Is the uncertainty honest?"),
         ("Active learning", "Which material should DFT compute next?"), ("Outliers", "Materials whose DFT value"),
@@ -276,7 +277,8 @@ def tab_list(page) -> list[dict]:
     return page.evaluate("""() => { const w = window.__deep.all().find(e => e.classList.contains('bk-headers-wrapper')
             && e.querySelectorAll('.bk-tab').length >= 5);
         if (!w) return [];
-        return [{list: w.getAttribute('role')}].concat(Array.from(w.children).filter(t => t.classList.contains('bk-tab'))
+        return [{list: w.getAttribute('role')}].concat(Array.from(w.children)
+            .filter(t => t.classList.contains('bk-tab'))
             .map(t => ({text: t.textContent.trim(), role: t.getAttribute('role'), tabindex: t.getAttribute('tabindex'),
                         selected: t.getAttribute('aria-selected'), active: t.classList.contains('bk-active')}))); }""")
 
@@ -415,3 +417,40 @@ def test_view_options_refuse_unknown_values():
     dark = plotly_layout(ViewOptions("dark", False))
     assert contrast(dark["font_color"], dark["paper_bgcolor"]) >= 4.5
     assert plotly_layout(ViewOptions()) == {}
+
+
+# ------------------------------------------------------------------ text that overlaps or is cut, projected
+TEXT_LAYOUT = (Path(__file__).parent / "text_layout.js").read_text()
+INJECTED = """() => { for (const [i, t] of ['first label text', 'second label text'].entries()) {
+    const d = document.createElement('div'); d.className = 'cfgp-injected'; d.textContent = t;
+    Object.assign(d.style, {position: 'fixed', left: (100 + 40 * i) + 'px', top: '300px', fontSize: '20px',
+                            zIndex: 99999, background: 'transparent'}); document.body.appendChild(d); } }"""
+
+
+def test_no_text_overlaps_or_is_cut_in_projector_mode(browser, server, app_run):
+    """Projected at 1920×1080 (dark), with an active-learning replay chosen (the run list's longest name) and with
+    the lesson open (the tabs narrower): on every tab no two texts overlap, no clipped text, option or figure title
+    is cut. The check itself is checked: two texts placed on top of each other are reported."""
+    seed = next(p.stem.rsplit("-s", 1)[1] for p in sorted((app_run.dir / "al").glob("entropy-*.jsonl")))
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    try:
+        for query in (f"projector=1&theme=dark&al=replay&strategy=entropy&seed={seed}&batch=1",
+                      "projector=1&theme=dark&lesson=1"):
+            page = open_watched(ctx, f"{server.url}?{query}")
+            server.new_log()
+            titles = 0
+            for name, _ in TABS:
+                tab(page, name)
+                page.wait_for_timeout(1500)
+                found = page.evaluate(TEXT_LAYOUT)
+                assert found["over"] == [] and found["cut"] == [], (query, name, found)
+                titles += found["titles"]
+            assert titles >= 5, titles  # the figures' titles were measured
+            page.evaluate(INJECTED)
+            found = page.evaluate(TEXT_LAYOUT)
+            assert any({"first label text", "second label text"} == {a, b} for a, b, *_ in found["over"]), found
+            assert page.console_errors == []
+            page.close()
+        server.assert_clean()
+    finally:
+        ctx.close()

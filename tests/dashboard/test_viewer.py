@@ -129,6 +129,26 @@ def test_supercell_toggle_draws_eight_times_the_atoms(page, server, app_run):
     server.assert_clean()
 
 
+def axes_shown(page, css: str) -> list[bool]:
+    """Whether the crystal's x, y, z axes are drawn (Plotly's resolved scene layout in the frame)."""
+    plot = page.frame_locator(f"iframe.structure-view.{css}-structure >> visible=true").first.locator(".js-plotly-plot")
+    plot.wait_for(timeout=60_000)
+    return plot.evaluate("el => ['xaxis', 'yaxis', 'zaxis'].map(a => el._fullLayout.scene[a].visible)")
+
+
+def test_crystal_axes_are_hidden_until_asked_for(page, server):
+    """On a projector the axes' numbers crowded the crystal: hidden by default, drawn when "axes (Å)" is ticked."""
+    server.new_log()
+    assert "atoms per cell" in text_of(page, ".details")  # a material is shown (the tests above chose it)
+    assert axes_shown(page, "details") == [False, False, False]
+    box = page.locator(".details-axes input")
+    box.check()
+    assert wait_for(page, lambda: axes_shown(page, "details") == [True, True, True], 60)
+    box.uncheck()
+    assert wait_for(page, lambda: axes_shown(page, "details") == [False, False, False], 60)
+    server.assert_clean()
+
+
 def test_compare_with_nearest_training_material(page, server, app_run, frame):
     f, gp, Xs, X = frame
     heading = text_of(page, ".details")
