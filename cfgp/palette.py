@@ -13,3 +13,8 @@ OTHER_STRATEGY = "#17becf"
 #: (RdBu's own centre, #f7f7f7, vanished on white; its darkest ends on the dark theme)
 SIGNED = ("#2166ac", "#3b72aa", "#557ea8", "#6f8ba7", "#8997a5", "#a3a3a3", "#a98e8b", "#af7973", "#b4635b",
           "#ba4e43", "#c0392b")
+
+#: the Predict tab's cross on the map: a material in the model's domain, and one outside it (the red of the
+#: out-of-domain warning box, #dc3545, so that map and text say the same)
+IN_DOMAIN_MARK = "#000000"
+OUT_OF_DOMAIN_MARK = "#dc3545"

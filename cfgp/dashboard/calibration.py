@@ -260,7 +260,7 @@ class Calibration(pn.viewable.Viewer):
         self.view = split_view(data, self.split, self.phosphates)
         self.split_select = pn.widgets.RadioButtonGroup(label="materials", options=list(SPLITS), value=self.split,
                                                         width=220)
-        self.phosphate_box = pn.widgets.Checkbox(label="phosphates only", value=self.phosphates, width=140)
+        self.phosphate_box = pn.widgets.Checkbox(label="phosphates only", value=self.phosphates, width=160)
         self.split_select.link(self, value="split")
         self.phosphate_box.link(self, value="phosphates")
         self.clear_button = pn.widgets.Button(label="Clear selection", width=140)

@@ -72,7 +72,7 @@ class Outliers(pn.viewable.Viewer):
         super().__init__(**params)
         self.data, self.state = data, state
         self.split_select = pn.widgets.Select(label="split", options=SPLITS, value=self.split, width=120)
-        self.phos_box = pn.widgets.Checkbox(label="phosphates only", value=self.phosphates_only)
+        self.phos_box = pn.widgets.Checkbox(label="phosphates only", value=self.phosphates_only, width=160)
         self.element_input = pn.widgets.TextInput(label="contains element", value=self.element,
                                                   placeholder="e.g. Li", width=140, css_classes=["outliers-element"])
         self.split_select.link(self, value="split")

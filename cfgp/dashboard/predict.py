@@ -12,21 +12,28 @@ model use across sessions.
 
 from __future__ import annotations
 
+import io
+import re
 import threading
 import time
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 from bokeh.models import ColumnDataSource, HoverTool
 
+from cfgp.dashboard.downloads import csv_bytes, download_button
 from cfgp.dashboard.figures import Colouring, hover, map_figure
+from cfgp.dashboard.theme import current_options
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
 from cfgp.data import MAX_CIF_CHARS, DataError, parse_cif
 from cfgp.embedding import place
+from cfgp.palette import IN_DOMAIN_MARK, OUT_OF_DOMAIN_MARK
 from cfgp.dashboard import untrusted
 
 MAX_UPLOAD_BYTES = MAX_CIF_CHARS  # 2 MB, as for any CIF cfgp reads
@@ -34,7 +41,19 @@ MAX_UPLOAD_BYTES = MAX_CIF_CHARS  # 2 MB, as for any CIF cfgp reads
 #: nearest latent first (an identical crystal has an identical latent, so it comes first)
 MAX_MATCH_CANDIDATES = 8
 PLACEHOLDER = "Upload a CIF file (up to 2 MB) to predict its formation energy."
-EMPTY_CROSS = {"x": [], "y": [], "label": [], "domain": []}
+EMPTY_CROSS = {"x": [], "y": [], "label": [], "domain": [], "colour": []}
+#: the prediction download's columns → headers (units in the headers, like every other download)
+PREDICTION_COLUMNS = {"file": "file", "formula": "formula", "gp_ef": "predicted E_f (eV/atom)",
+                      "sigma": "sigma, calibrated (eV/atom)", "sigma_raw": "sigma, GP (eV/atom)",
+                      "lower_2sigma": "E_f - 2 sigma (eV/atom)", "upper_2sigma": "E_f + 2 sigma (eV/atom)",
+                      "in_domain": "in domain", "domain": "domain (reason)", "map_x": "map x", "map_y": "map y",
+                      "run": "model (run folder)"}
+
+
+def safe_stem(name: str) -> str:
+    """A file name's stem reduced to letters, digits, '-' and '_' (it goes into the download's name)."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem)[:60].strip("_")
+    return stem or "upload"
 
 
 def note(text: str) -> pn.pane.Markdown:
@@ -239,6 +258,10 @@ class Predict(pn.viewable.Viewer):
         super().__init__(**params)
         self.data, self.state, self.source = data, state, source
         self.upload = pn.widgets.FileInput(accept=".cif", multiple=False, name="CIF file", css_classes=["predict-upload"])
+        #: the last prediction as a table row (PREDICTION_COLUMNS), for its download; None before one
+        self.record: dict | None = None
+        self.download = download_button("Download prediction (CSV)", "prediction.csv", self._prediction_csv,
+                                        "prediction-download", visible=False, width=240)
         self.result = pn.pane.Markdown(PLACEHOLDER, name="prediction", css_classes=["prediction"],
                                        sizing_mode="stretch_width")
         self.cross = ColumnDataSource(EMPTY_CROSS, name="predict-cross-source")
@@ -246,8 +269,11 @@ class Predict(pn.viewable.Viewer):
                                              "predict-map", height=480)
         self.colouring = Colouring(data, self.fig, self.renderer, source, "predict-map")
         self.colouring.numeric("dft")
+        # red when the material is out of the model's domain, as the warning beside E_f ± σ; in the domain black
+        # (white on the dark theme's plot)
+        self._in_domain_mark = "#ffffff" if current_options().dark else IN_DOMAIN_MARK
         cross = self.fig.scatter("x", "y", source=self.cross, marker="x", size=22, line_width=4,
-                                 line_color="black", name="predict-cross")
+                                 line_color="colour", name="predict-cross")
         self.fig.add_tools(hover(renderers=[self.renderer]),
                            HoverTool(tooltips=[("your material", "@label"), ("in domain", "@domain")],
                                      renderers=[cross]))
@@ -303,7 +329,12 @@ class Predict(pn.viewable.Viewer):
     def _fail(self, reason: str) -> None:
         self.result.object = f"**Could not use this file.** {untrusted.text(reason)}"
         self.cross.data = dict(EMPTY_CROSS)
+        self.record, self.download.visible = None, False
         self.busy = False
+
+    def _prediction_csv(self) -> io.BytesIO:
+        """The prediction shown, one row with units in the headers (what the text says, as numbers)."""
+        return csv_bytes(pd.DataFrame([self.record or {}], columns=list(PREDICTION_COLUMNS)), PREDICTION_COLUMNS)
 
     def _work(self, job: int, doc, name: str, text: str) -> None:
         """Parse, featurise, predict, place, then look for the same crystal in the data set (worker thread)."""
@@ -338,10 +369,18 @@ class Predict(pn.viewable.Viewer):
                     "\n\nThe × on the map sits among the materials with the nearest latents.")
             timing = f"\n\n<small>prediction {ms:,.0f} ms</small>"
 
+            record = {"file": name, "formula": formula, "gp_ef": m, "sigma": s, "sigma_raw": float(std[0]),
+                      "lower_2sigma": m - 2 * s, "upper_2sigma": m + 2 * s, "in_domain": inside,
+                      "domain": "yes" if inside else str(check.short[0]), "map_x": float(pos[0]),
+                      "map_y": float(pos[1]), "run": str(d.run.dir.name)}
+
             def show_prediction():
                 self.result.object = head + "\n\nChecking whether it is already in the data set…" + timing
+                self.record, self.download.filename = record, f"prediction-{safe_stem(name)}.csv"
+                self.download.visible = True
                 self.cross.data = {"x": [float(pos[0])], "y": [float(pos[1])], "label": [f"{formula} ({name})"],
-                                   "domain": ["yes" if inside else f"NO: {check.short[0]}"]}
+                                   "domain": ["yes" if inside else f"NO: {check.short[0]}"],
+                                   "colour": [self._in_domain_mark if inside else OUT_OF_DOMAIN_MARK]}
             self._post(job, doc, show_prediction)
 
             found = match_text(d, formula, find_match(d, structure, formula, xs[0]))
@@ -368,6 +407,6 @@ class Predict(pn.viewable.Viewer):
                  "crystal is already in the data set, its id and DFT value are shown; a crystal of the same "
                  "structure type whose lattice differs by more than 2 % is called that, with the difference. The "
                  "first prediction on a server loads the network (~20 s); later ones take well under a second."),
-            self.upload, self.result,
+            self.upload, self.result, self.download,
             pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
             name="Predict")

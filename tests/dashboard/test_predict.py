@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from cfgp.palette import IN_DOMAIN_MARK, OUT_OF_DOMAIN_MARK
 from tests.dashboard.conftest import SHOTS, column, model_js, tab, wait_for
 
 CROSS = "predict-cross-source"
@@ -77,6 +78,19 @@ def test_broken_then_good_then_broken(page, server, small_records, app_run, tmp_
     assert f"Already in the data set: {record['material_id']}" in text
     assert f"{record['formation_energy_per_atom']:.3f}" in text  # its DFT value
     assert wait_for(page, lambda: len(cross_x(page) or []) == 1, 20)
+    # the prediction as a file: the numbers of the text, with units in the headers
+    import csv
+    import io
+
+    with page.expect_download(timeout=60_000) as info:
+        page.locator(".prediction-download button >> visible=true").first.click()
+    assert info.value.suggested_filename == "prediction-mine.csv"
+    rows = list(csv.DictReader(io.StringIO(open(info.value.path(), encoding="utf-8").read())))
+    assert len(rows) == 1 and rows[0]["file"] == "mine.cif" and rows[0]["formula"] == record["formula"], rows
+    shown = re.search(r"Predicted formation energy (-?\d+\.\d+) ± (\d+\.\d+) eV/atom", text)
+    assert f"{float(rows[0]['predicted E_f (eV/atom)']):.3f}" == shown.group(1)
+    assert f"{float(rows[0]['sigma, calibrated (eV/atom)']):.3f}" == shown.group(2)
+    assert float(rows[0]["E_f - 2 sigma (eV/atom)"]) < float(rows[0]["E_f + 2 sigma (eV/atom)"])
     assert model_js(page, "predict-map-colorbar", "m.title") == "DFT E_f (eV/atom)"
     # the map draws the session's shared source: no second copy of the materials in the document
     n_sources = page.evaluate("() => { let n = 0; for (const d of Bokeh.documents) for (const m of d.all_models)"
@@ -201,6 +215,7 @@ def test_metals_and_a_noble_gas_get_an_out_of_domain_warning(page, server, app_r
         warning = text_of(page, ".domain-warning")
         assert warning.startswith("⚠ Out of domain"), warning
         assert wait_for(page, lambda: (column(page, CROSS, "domain") or [""])[0].startswith("NO: not an oxide"), 20)
+        assert column(page, CROSS, "colour") == [OUT_OF_DOMAIN_MARK]  # the cross is red, as the warning
     # styled to stand out (red box), not plain text
     colour = page.evaluate("""() => { const find = (root) => { const el = root.querySelector('.domain-warning');
         if (el) return el; for (const h of root.querySelectorAll('*')) if (h.shadowRoot) { const f = find(h.shadowRoot);
@@ -218,6 +233,8 @@ def test_metals_and_a_noble_gas_get_an_out_of_domain_warning(page, server, app_r
 
     expected = bool(run_checks(app_run, load_applicability(app_run)).in_domain[inside])
     assert ("Out of domain" in result(page)) != expected, result(page)
+    assert wait_for(page, lambda: column(page, CROSS, "colour") == [IN_DOMAIN_MARK if expected else OUT_OF_DOMAIN_MARK],
+                    20), column(page, CROSS, "colour")
     # the map's hover column says for every material whether it is in the domain
     domain = column(page, "map-source", "domain")
     assert len(domain) == len(app_run.materials) and "yes" in domain
