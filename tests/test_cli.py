@@ -161,6 +161,7 @@ def test_bad_data_gives_a_clear_error_not_a_traceback(tmp_path):
     assert out.returncode == 2 and "not a cfgp run folder" in out.stderr
 
 
+@pytest.mark.slow
 def test_predict_json_says_whether_each_line_is_in_the_domain(tiny_run, tmp_path, small_records):
     """Every line carries in_domain and domain; a real metal is out of the domain with its reason; σ is the
     calibrated one and the GP's own σ is kept as sigma_raw."""

@@ -83,6 +83,7 @@ def test_megnet_learns_something(tiny_run):
     assert np.mean(np.abs(pred - y)) < np.mean(np.abs(y - np.median(m.y[sp.train])))
 
 
+@pytest.mark.slow
 def test_early_stopping_counts_only_meaningful_progress(tiny_run, tmp_path):
     """With min_rel_improvement, an improvement smaller than that share does not reset the patience."""
     m, sp = tiny_run.materials, tiny_run.split

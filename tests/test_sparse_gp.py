@@ -201,6 +201,7 @@ def test_fitting_all_oxides_never_builds_an_n_by_n_matrix():
     assert r["mae_first_2000"] < 0.2
 
 
+@pytest.mark.slow
 def test_cli_fit_with_the_sparse_method(default, tmp_path):
     """`cfgp fit --method sparse` on a copy of the shipped run (data/default is read-only) saves the setting in
     gp.json, and the run's saved GP then conditions sparsely wherever it is loaded (`cfgp evaluate`, the app)."""

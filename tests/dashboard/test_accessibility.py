@@ -36,7 +36,7 @@ def test_no_serious_or_critical_axe_violation_on_any_tab(browser, server, theme)
         for name in TABS:
             tab(page, name)
             assert wait_for(page, lambda: page.locator(".bk-tab.bk-active").first.inner_text().strip() == name, 20)
-            page.wait_for_timeout(1500)  # the tab's content drawn
+            page.wait_for_timeout(1500)  # the tab's content drawn (and named: the page looks every second)
             for v in violations(page):
                 found.setdefault(v["id"], {**v, "tabs": []})["tabs"].append(name)
         # and with more on screen: the lesson open at its outlier step (a material's details and crystal) and a
@@ -44,7 +44,7 @@ def test_no_serious_or_critical_axe_violation_on_any_tab(browser, server, theme)
         for query, what in (("lesson=4", "lesson step 4"), ("q=P%20O", "search results")):
             page.goto(f"{server.url}?theme={theme}&{query}", timeout=120_000)
             page.wait_for_selector("text=GP device", timeout=120_000)
-            page.wait_for_timeout(4000)
+            page.wait_for_timeout(2500)
             for v in violations(page):
                 found.setdefault(v["id"], {**v, "tabs": []})["tabs"].append(what)
         bad = {k: v for k, v in found.items() if v["impact"] in FAIL_ON}
