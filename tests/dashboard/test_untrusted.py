@@ -73,9 +73,9 @@ def assert_inert(page, server, sent=()) -> None:
     assert not page.dialogs, f"a payload opened a dialog: {page.dialogs}"
     assert page.evaluate("() => window.__xss") is None, "a payload's script ran"
     assert page.evaluate(INJECTED) == [], "a payload became markup"
-    body = page.evaluate(PAGE_TEXT)
-    for payload in sent:
-        assert payload[:QUOTE] in body, f"{payload!r} is not shown as text"
+    for payload in sent:  # the server's answer (a message quoting it) may take a while on a loaded machine
+        assert wait_for(page, lambda: payload[:QUOTE] in page.evaluate(PAGE_TEXT), 30), \
+            f"{payload!r} is not shown as text: {page.evaluate(PAGE_TEXT)[-600:]}"
     server.assert_clean()
 
 
