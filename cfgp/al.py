@@ -334,6 +334,10 @@ class ALSettings:
     refit_every: int | None = None  # optional periodic hyper-parameter refit (the paper keeps them fixed)
 
     def __post_init__(self):
+        # the one place a setting is checked: the CLI, the notebooks, the dashboard and saved histories all build one
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"active learning: unknown strategy {str(self.strategy)[:40]!r}; "
+                             f"choose from {', '.join(sorted(STRATEGIES))}")
         # a batch size of 0 made _top_k return every candidate at once; say so instead
         for name, low in (("cycles", 0), ("batch_size", 1), ("pool_size", 1), ("refit_every", 1)):
             value = getattr(self, name)
@@ -360,8 +364,6 @@ class ActiveLearner:
 
     def __init__(self, gp: CFGP, X_train, y_train, X_pool, y_pool, X_test, y_test,
                  settings: ALSettings = ALSettings(), pool_ids=None):
-        if settings.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {settings.strategy!r}; choose from {sorted(STRATEGIES)}")
         self.settings = settings
         self.strategy = STRATEGIES[settings.strategy]
         pool_pos = pool_positions(len(y_pool), settings)

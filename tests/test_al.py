@@ -444,3 +444,10 @@ def test_integrating_strategies_pick_what_their_definition_says(data, name):
         post.add(int(j), ypo[j])
     np.testing.assert_allclose(post.covariance_with(rows)[:, : len(ypo)], _ref_cov(gp, X, Xpo[rows], Xpo),
                                atol=1e-6 * gp.amplitude_**2)
+
+
+def test_settings_refuse_an_unknown_strategy_in_one_place():
+    """ALSettings is where every caller's strategy is checked (CLI, notebooks, dashboard, saved headers)."""
+    with pytest.raises(ValueError, match="unknown strategy 'entrop'.*entropy"):
+        ALSettings(strategy="entrop")
+    assert ALSettings(strategy="epig").strategy == "epig"
