@@ -33,10 +33,30 @@ MATERIAL_COLUMNS = {
 }
 
 
+#: a spreadsheet runs a text cell that starts with one of these as a formula (OWASP "CSV injection")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defuse_formula(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula, prefixed with ' so it opens as the text it is;
+    numbers and other text unchanged. Uploaded file names and typed text reach the CSV files (a prediction's
+    source), so "=HYPERLINK(…)" must stay text."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_bytes(frame: pd.DataFrame, headers: dict[str, str] | None = None) -> io.BytesIO:
-    """``frame`` (only the ``headers`` columns, renamed) as UTF-8 CSV without the index."""
+    """``frame`` (only the ``headers`` columns, renamed) as UTF-8 CSV without the index; text cells that would
+    run as spreadsheet formulas are defused (:func:`defuse_formula`)."""
     if headers is not None:
         frame = frame[[c for c in headers if c in frame.columns]].rename(columns=headers)
+    text = [c for c in frame.columns
+            if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c].dtype)]
+    if text:
+        frame = frame.copy()
+        for c in text:
+            frame[c] = frame[c].map(defuse_formula)
     return io.BytesIO(frame.to_csv(index=False).encode("utf-8"))
 
 

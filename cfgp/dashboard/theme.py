@@ -322,11 +322,15 @@ if (!window.__cfgp_tab_keys) {
       }
     }
   };
-  // the page builds its components after document_ready and tabs draw theirs when first shown: look again
-  // every second (a walk over the page's elements, a few ms)
+  // the page builds its components after document_ready, tabs draw theirs when first shown and the server
+  // answers a click with new ones: look again every second (a walk over the page's elements, a few ms) while the
+  // page is new or someone used it in the last 15 s; a projected page nobody touches does no work
   const scan = () => { mark(document); repair(document); };
+  let active = Date.now();
+  for (const kind of ['pointerdown', 'keydown', 'focusin', 'input'])
+    document.addEventListener(kind, () => { active = Date.now(); }, true);
   scan();
-  setInterval(scan, 1000);
+  setInterval(() => { if (Date.now() - active < 15000) scan(); }, 1000);
 }
 """
 

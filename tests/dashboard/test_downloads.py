@@ -115,3 +115,15 @@ def test_replayed_run_csv_holds_its_committed_records(page, server, app_run):
     assert csv["picked"].tolist()[1:] == [";".join(r["picked"]) for r in records[1:]]
     page.locator(".al-run select").first.select_option(label="live run")
     server.assert_clean()
+
+
+def test_csv_keeps_formula_like_text_as_text_and_numbers_as_numbers():
+    """An uploaded file named "=HYPERLINK(…)" (a prediction's source) must open in a spreadsheet as text;
+    negative energies stay numbers."""
+    from cfgp.dashboard.downloads import csv_bytes
+
+    frame = pd.DataFrame({"source": ['=HYPERLINK("http://x","y").cif', "+1", "@SUM(A1)", "-2", "Li2O.cif"],
+                          "gp": [-1.5, -0.25, 0.0, 2.0, -3.0]})
+    back = pd.read_csv(csv_bytes(frame, {"source": "file", "gp": "GP E_f (eV/atom)"}), dtype={"file": str})
+    assert back["file"].tolist() == ["'=HYPERLINK(\"http://x\",\"y\").cif", "'+1", "'@SUM(A1)", "'-2", "Li2O.cif"]
+    assert back["GP E_f (eV/atom)"].tolist() == [-1.5, -0.25, 0.0, 2.0, -3.0]
