@@ -31,7 +31,8 @@ from bokeh.palettes import Plasma256
 from bokeh.plotting import figure
 from panel.io.state import set_curdoc
 
-from cfgp.al import STRATEGIES, ALSettings, curves
+from cfgp.al import STRATEGIES, ALSettings
+from cfgp.al_replay import Replay, background_rows, pool_rows, random_bands, replay_of, replay_target
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import BACKGROUND, FIGURE_MIN_WIDTH, map_figure
 from cfgp.dashboard.shared import ServerData, SessionState, controls, on_session_end, on_session_tick
@@ -77,49 +78,6 @@ def note(text: str) -> pn.pane.Markdown:
 
 # ------------------------------------------------------------------ per-server precomputation
 @dataclass(frozen=True)
-class Replay:
-    """A committed run as arrays: record c's metrics at index c; picks of cycles 1..c are ``[:ends[c]]``."""
-
-    stem: str
-    settings: dict
-    n_train: np.ndarray
-    labels: np.ndarray
-    mae: np.ndarray
-    coverage: np.ndarray
-    seconds: np.ndarray
-    ends: np.ndarray
-    pick_rows: np.ndarray
-    pick_ids: np.ndarray
-    pick_formula: np.ndarray
-    pick_cycle: np.ndarray
-
-    @property
-    def n_cycles(self) -> int:
-        return len(self.mae) - 1
-
-
-def _replay(data: ServerData, stem: str, header: dict, records: list[dict]) -> Replay:
-    rows, ids, cyc, ends = [], [], [], []
-    for c, rec in enumerate(records):
-        for pid in rec.get("picked", []) if c else []:
-            r = data.row_of_id.get(pid)
-            if r is not None:  # a pick that is not in this run's materials cannot be drawn
-                rows.append(r)
-                ids.append(pid)
-                cyc.append(c)
-        ends.append(len(rows))
-    n_train = np.array([r["n_train"] for r in records])
-    rows_a = np.asarray(rows, dtype=int)
-    return Replay(stem=stem, settings=dict(header.get("settings", {})), n_train=n_train,
-                  labels=n_train - n_train[0], mae=np.array([r["mae"] for r in records], float),
-                  coverage=np.array([r.get("coverage_2sigma", np.nan) for r in records], float),
-                  seconds=np.array([r.get("seconds", 0.0) for r in records], float),
-                  ends=np.asarray(ends, dtype=int), pick_rows=rows_a, pick_ids=np.asarray(ids, dtype=object),
-                  pick_formula=data.frame["formula"].to_numpy(dtype=object)[rows_a],
-                  pick_cycle=np.asarray(cyc, dtype=int))
-
-
-@dataclass(frozen=True)
 class Precomputed:
     """What every session of a server reads: replays, the random band, the pool split."""
 
@@ -139,21 +97,14 @@ def precomputed(data: ServerData) -> Precomputed:
     with _PRE_LOCK:
         pre = _PRE.get(data)
         if pre is None:
-            replays = {stem: _replay(data, stem, h, recs) for stem, (h, recs) in data.committed.items()}
-            bands = []
-            for label, hists in sorted(data.al_histories.items()):
-                if label.startswith("random"):
-                    c = curves(hists)
-                    bands.append({"label": label, "seeds": len(hists), "labels": c["labels"], "mean": c["mean"],
-                                  "lower": c["mean"] - 2 * c["std"], "upper": c["mean"] + 2 * c["std"]})
             f = data.frame
-            ok = np.isfinite(data.xy).all(axis=1) & np.isfinite(f["sigma"].to_numpy(float))
-            pool_rows = np.flatnonzero((f["split"].to_numpy() == "pool") & ok)
-            shown = np.flatnonzero(np.isfinite(data.xy).all(axis=1))
-            background = None
-            if len(shown) > MAX_BACKGROUND:
-                background = np.sort(np.random.default_rng(0).choice(shown, MAX_BACKGROUND, replace=False))
-            pre = Precomputed(replays, bands, pool_rows, data.colour_limits["sigma"], background)
+            formulas = f["formula"].to_numpy(dtype=object)
+            replays = {stem: replay_of(stem, h, recs, data.row_of_id, formulas)
+                       for stem, (h, recs) in data.committed.items()}
+            bands = random_bands(data.al_histories)
+            pool = pool_rows(f["split"].to_numpy(), data.xy, f["sigma"].to_numpy(float))
+            background = background_rows(data.xy, MAX_BACKGROUND)
+            pre = Precomputed(replays, bands, pool, data.colour_limits["sigma"], background)
             _PRE[data] = pre
         return pre
 
@@ -829,13 +780,12 @@ class ActiveLearning(pn.viewable.Viewer):
     def _show_replay_cycle(self, c: int) -> None:
         """Jump to cycle c: one data replacement of the curve and the picks."""
         rp = self._replay
-        c = int(min(max(c, 0), rp.n_cycles))
+        c = rp.clamp(c)
         k = rp.ends[c]
-        k0 = rp.ends[c - 1] if c > 0 else 0
+        k0 = rp.pick_slice(c - 1, c).start if c > 0 else 0
         xy = self.data.xy[rp.pick_rows[:k]]
         with self._hold():
-            self.curve_source.data = {"labels": rp.labels[: c + 1], "mae": rp.mae[: c + 1],
-                                      "cycle": np.arange(c + 1), "coverage": rp.coverage[: c + 1]}
+            self.curve_source.data = rp.curve(0, c + 1)
             self.picked_source.data = {"x": xy[:, 0], "y": xy[:, 1], "material_id": rp.pick_ids[:k].tolist(),
                                        "formula": rp.pick_formula[:k].tolist(), "cycle": rp.pick_cycle[:k]}
             self.latest_source.data = {"x": xy[k0:, 0], "y": xy[k0:, 1]}  # the picks of cycle c
@@ -850,8 +800,7 @@ class ActiveLearning(pn.viewable.Viewer):
         if c <= a:
             return
         with self._hold():
-            self.curve_source.stream({"labels": rp.labels[a + 1: c + 1], "mae": rp.mae[a + 1: c + 1],
-                                      "cycle": np.arange(a + 1, c + 1), "coverage": rp.coverage[a + 1: c + 1]})
+            self.curve_source.stream(rp.curve(a + 1, c + 1))
             self._replay_shown(c)
             self._flush_map(force=not self.playing)
 
@@ -862,7 +811,7 @@ class ActiveLearning(pn.viewable.Viewer):
                                              float(rp.seconds[c]), "recorded step")
         if self.scrub.value != c:
             self._set_widget(self.scrub, c)
-        ids = rp.pick_ids[: rp.ends[c]].tolist()
+        ids = rp.picked_ids(c)
         if ids != self.state.picked:
             self.state.picked = ids
 
@@ -873,9 +822,8 @@ class ActiveLearning(pn.viewable.Viewer):
             self._stop_timer()
             return
         t0, c0 = self._clock
-        target = c0 + int(self.replay_speed.value * (time.perf_counter() - t0))
-        target = max(target, self._replay_cycle + 1)
-        self._advance_replay(min(target, rp.n_cycles))
+        self._advance_replay(replay_target(c0, self.replay_speed.value, time.perf_counter() - t0,
+                                           self._replay_cycle, rp.n_cycles))
         if self._replay_cycle >= rp.n_cycles:
             self._stop_timer()
             self._flush_map(force=True)
