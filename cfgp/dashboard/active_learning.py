@@ -31,18 +31,14 @@ from bokeh.palettes import Plasma256
 from bokeh.plotting import figure
 from panel.io.state import set_curdoc
 
-from cfgp.al import STRATEGIES, ALSettings
+from cfgp.al import STRATEGIES
 from cfgp.al_replay import Replay, background_rows, pool_rows, random_bands, replay_of, replay_target
+from cfgp.dashboard.al_controller import LIMITS, LIVE, LOCKED, SETTINGS, ALController
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import BACKGROUND, FIGURE_MIN_WIDTH, map_figure
 from cfgp.dashboard.shared import ServerData, SessionState, controls, on_session_end, on_session_tick
 from cfgp.dashboard import untrusted
 
-LIVE = "live run"
-REPLAY_PREFIX = "replay "
-#: bounds of the settings, checked on the server whatever the browser sends
-LIMITS = {"seed": (0, 2**32 - 1), "batch_size": (1, 100), "cycles": (1, 5000)}
-LABELS = {"strategy": "strategy", "seed": "seed", "batch_size": "batch size", "cycles": "cycles"}
 MAX_STEPS_PER_S = 30
 #: a GP step shorter than this runs on the event loop (a thread hand-off costs more on a busy CPU); longer ones
 #: run on the worker pool so that they never stall other sessions
@@ -58,7 +54,6 @@ REPLAY_FPS = 20
 MAX_REPLAY_SPEED = 300
 #: a pool point's colour is re-sent when its σ moved by more than this fraction of the colour range
 SIGMA_PATCH_FRACTION = 0.005
-LOCKED = "Reset to change the settings."
 CURVE_COLOUR = "#d62728"
 BAND_COLOUR = "#7f7f7f"
 #: the pool map's title and colour bar: a live run shows σ after each update, a replay the starting σ (no GP work)
@@ -115,25 +110,6 @@ def label_text(cycle: int, n_train: int, mae: float, coverage: float, seconds: f
             f"{what} {1000 * seconds:.1f} ms")
 
 
-def check_setting(key: str, value) -> tuple[int | str, str | None]:
-    """(value to use, message or None): out-of-range numbers are clamped, unknown strategies refused."""
-    if key == "strategy":
-        if value not in STRATEGIES:
-            return "entropy", f"Unknown strategy {str(value)[:30]!r}; choose one of {', '.join(sorted(STRATEGIES))}."
-        return value, None
-    lo, hi = LIMITS[key]
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) \
-            or not np.isfinite(value):
-        return lo, f"{LABELS[key]} must be a whole number from {lo:,} to {hi:,}; “{value}” is not, so {lo} is used."
-    if value != int(value):
-        return int(value), f"{LABELS[key]} must be a whole number; {value} was cut to {int(value)}."
-    v = int(value)
-    if v < lo or v > hi:
-        c = min(max(v, lo), hi)
-        return c, f"{LABELS[key]} must be from {lo:,} to {hi:,}; {v:,} was changed to {c:,}."
-    return v, None
-
-
 # ------------------------------------------------------------------ the tab
 class ActiveLearning(pn.viewable.Viewer):
     """Live active learning (Play / Pause / Step at 1–20 steps/s) and replays of committed runs."""
@@ -161,6 +137,8 @@ class ActiveLearning(pn.viewable.Viewer):
         self._sent_sigma = None
         self._timer = None
         self._syncing = False  # the server itself is setting widget values
+        #: the settings and run choice; the widgets, the URL and the lesson set these parameters
+        self.controls = ALController(self.pre.replays)
         self._replay: Replay | None = None
         self._replay_cycle = 0
         self._clock = (0.0, 0)  # (time, cycle) the current Play is anchored at, to honour its speed
@@ -177,20 +155,19 @@ class ActiveLearning(pn.viewable.Viewer):
 
     # ------------------------------------------------------------ construction
     def _build_widgets(self) -> None:
-        d = ALSettings()
-        options = [LIVE] + [REPLAY_PREFIX + s for s in self.pre.replays]
-        self.run_select = pn.widgets.Select(label="run", options=options, value=LIVE, width=320,
+        c = self.controls
+        self.run_select = pn.widgets.Select(label="run", options=c.param.run.objects, value=c.run, width=320,
                                             css_classes=["al-run"])
-        self.strategy = pn.widgets.Select(label="strategy", options=sorted(STRATEGIES), value=d.strategy, width=150,
+        self.strategy = pn.widgets.Select(label="strategy", options=sorted(STRATEGIES), value=c.strategy, width=150,
                                           css_classes=["al-strategy"])
-        self.seed = pn.widgets.IntInput(label="seed", value=0, start=0, width=90, css_classes=["al-seed"])
-        self.batch = pn.widgets.IntInput(label="batch size", value=1, start=1, end=100, width=90,
-                                         css_classes=["al-batch"])
-        self.cycles = pn.widgets.IntInput(label="cycles", value=300, start=1, end=5000, width=90,
-                                          css_classes=["al-cycles"])
+        self.seed = pn.widgets.IntInput(label="seed", value=c.seed, start=LIMITS["seed"][0], width=90,
+                                        css_classes=["al-seed"])
+        self.batch = pn.widgets.IntInput(label="batch size", value=c.batch_size, start=LIMITS["batch_size"][0],
+                                         end=LIMITS["batch_size"][1], width=90, css_classes=["al-batch"])
+        self.cycles = pn.widgets.IntInput(label="cycles", value=c.cycles, start=LIMITS["cycles"][0],
+                                          end=LIMITS["cycles"][1], width=90, css_classes=["al-cycles"])
         self.settings_widgets = {"strategy": self.strategy, "seed": self.seed, "batch_size": self.batch,
                                  "cycles": self.cycles}
-        self._valid = {k: w.value for k, w in self.settings_widgets.items()}
         self.play_button = pn.widgets.Button(label="▶ Play", color="success", width=90)
         self.pause_button = pn.widgets.Button(label="❚❚ Pause", color="warning", width=90)
         self.step_button = pn.widgets.Button(label="Step", color="primary", width=80)
@@ -211,10 +188,14 @@ class ActiveLearning(pn.viewable.Viewer):
         self.reset_button.on_click(self._on_reset)
         self.speed.param.watch(self._on_speed, "value")
         self.replay_speed.param.watch(self._on_replay_speed, "value")
-        self.scrub.param.watch(self._on_scrub, "value")
-        self.run_select.param.watch(self._on_run_select, "value")
+        # widgets -> parameters (checked there), parameters -> widgets and the tab
+        self.scrub.param.watch(self._on_scrub_widget, "value")
+        self.run_select.param.watch(self._on_run_widget, "value")
         for key, w in self.settings_widgets.items():
-            w.param.watch(partial(self._on_setting, key), "value")
+            w.param.watch(partial(self._on_setting_widget, key), "value")
+        c.param.watch(self._on_settings, list(SETTINGS))
+        c.param.watch(self._on_run, "run")
+        c.param.watch(self._on_scrub, "replay_cycle")
 
     def _build_figures(self) -> None:
         # MAE vs labels: the committed random band drawn once, this run's curve streamed point by point
@@ -297,11 +278,12 @@ class ActiveLearning(pn.viewable.Viewer):
                 pass
 
     def _set_widget(self, widget, value) -> None:
-        self._syncing = True
+        """Show a value the server chose (the widget's own watcher ignores it)."""
+        syncing, self._syncing = self._syncing, True
         try:
             widget.value = value
         finally:
-            self._syncing = False
+            self._syncing = syncing
 
     def _steps_taken(self) -> int:
         return self.learner.cycle if self.learner is not None else 0
@@ -318,23 +300,18 @@ class ActiveLearning(pn.viewable.Viewer):
         if locks == self._lock_state:
             return
         self._lock_state = locks
+        self.controls.settings_lock = "" if not locks[0] else (
+            f"a live run is under way. {LOCKED}" if self.mode == "live" else
+            f"a replay shows its own settings; choose “{LIVE}” to change them.")
+        self.controls.run_lock = f"A live run is under way: {LOCKED}" if locks[1] else ""
         with self._hold():
             for w in self.settings_widgets.values():
                 w.disabled = locks[0]
             self.run_select.disabled = locks[1]
 
-    def _settings(self) -> ALSettings:
-        """The validated settings of the widgets (checked again here: a value is never used unchecked)."""
-        values = {}
-        for key, w in self.settings_widgets.items():
-            v, problem = check_setting(key, w.value)
-            if problem:
-                self._warn(problem)
-                self._set_widget(w, v)
-            values[key] = v
-        self._valid = dict(values)
-        return ALSettings(strategy=values["strategy"], cycles=values["cycles"], batch_size=values["batch_size"],
-                          seed=values["seed"])
+    def _sync_widget(self, widget, value) -> None:
+        if widget.value != value:
+            self._set_widget(widget, value)
 
     # ------------------------------------------------------------ timer
     def _start_timer(self, period_ms: int) -> None:
@@ -450,56 +427,54 @@ class ActiveLearning(pn.viewable.Viewer):
         self._clock = (time.perf_counter(), self._replay_cycle)  # the new speed counts from now
 
     # ------------------------------------------------------------ settings and run selection
-    def _on_setting(self, key: str, event) -> None:
+    def _on_setting_widget(self, key: str, event) -> None:
+        """A widget's value goes to its parameter (clamped or refused there); the widget then shows the result."""
         if self._syncing:
             return
-        widget = self.settings_widgets[key]
-        if self._locked():  # a value sent despite the disabled widget: refuse it, keep the run
-            self._set_widget(widget, event.old if event.old is not None else self._valid[key])
-            self._warn(f"The {LABELS[key]} cannot change during a run: {LOCKED}" if self.mode == "live" else
-                       f"A replay shows its own settings; choose “{LIVE}” to change the {LABELS[key]}.")
-            return
-        value, problem = check_setting(key, event.new)
-        if problem:
-            self._warn(problem)
-            self._set_widget(widget, value)
+        messages = self.controls.set_values({key: event.new})
+        if messages:
+            self._warn(" ".join(messages))
         else:
             self.message.visible = False
-        self._valid[key] = value
+        self._sync_widget(self.settings_widgets[key], getattr(self.controls, key))
+
+    def _on_settings(self, *events) -> None:
+        for e in events:
+            self._sync_widget(self.settings_widgets[e.name], e.new)
         if self.learner is not None:  # a learner at cycle 0 has taken no step: rebuild it with the new settings
             self._drop_learner()
             self._show_start()
 
-    def _on_run_select(self, event) -> None:
+    def _on_run_widget(self, event) -> None:
         if self._syncing:
             return
-        if self._live_under_way():
-            self._set_widget(self.run_select, event.old)
-            self._warn(f"A live run is under way: {LOCKED}")
-            return
+        problem = self.controls.choose_run(event.new)
+        if problem:
+            self._warn(problem)
+        self._sync_widget(self.run_select, self.controls.run)
+
+    def _on_run(self, event) -> None:
+        self._sync_widget(self.run_select, event.new)
         self._stop_timer()
         self._drop_learner()
         self.message.visible = False
-        value = event.new
-        if value.startswith(REPLAY_PREFIX) and value[len(REPLAY_PREFIX):] in self.pre.replays:
-            self._enter_replay(self.pre.replays[value[len(REPLAY_PREFIX):]])
+        stem = self.controls.replay_stem
+        if stem is not None and stem in self.pre.replays:
+            self._enter_replay(self.pre.replays[stem])
         else:
             self._enter_live()
 
     def _enter_replay(self, replay: Replay) -> None:
         self.mode, self._replay = "replay", replay
         s = replay.settings
-        for key, w in self.settings_widgets.items():  # the widgets show the replayed run's settings
-            if key in s:
-                value, problem = check_setting(key, s[key])
-                if problem is None:
-                    self._set_widget(w, value)
+        self.controls.show_run_settings(s)  # the widgets follow: they show the replayed run's settings
         with self._hold():
             self.speed.visible = False
             self.replay_speed.visible = self.scrub.visible = True
             self._syncing = True
             try:
                 self.scrub.param.update(start=0, end=max(1, replay.n_cycles), value=0)
+                self.controls.replay_cycle = 0
             finally:
                 self._syncing = False
             self.curve_item.label = {"value": f"replay of {replay.stem}"}
@@ -530,7 +505,7 @@ class ActiveLearning(pn.viewable.Viewer):
         """Build the learner off the event loop (conditioning the GP takes seconds on the default run)."""
         if self._building:
             return
-        settings = self._settings()
+        settings = self.controls.settings()
         self._building = True
         self._update_locks()
         self.status.object = (f"Preparing a live run ({settings.strategy}, batch {settings.batch_size}, seed "
@@ -809,8 +784,12 @@ class ActiveLearning(pn.viewable.Viewer):
         self._replay_cycle = c
         self.cycle_label.object = label_text(c, int(rp.n_train[c]), float(rp.mae[c]), float(rp.coverage[c]),
                                              float(rp.seconds[c]), "recorded step")
-        if self.scrub.value != c:
-            self._set_widget(self.scrub, c)
+        if self.controls.replay_cycle != c:
+            self._syncing = True
+            try:
+                self.controls.replay_cycle = c
+            finally:
+                self._syncing = False
         ids = rp.picked_ids(c)
         if ids != self.state.picked:
             self.state.picked = ids
@@ -829,7 +808,12 @@ class ActiveLearning(pn.viewable.Viewer):
             self._flush_map(force=True)
             self.status.object = self.status.object.split(" Replay finished")[0] + " Replay finished."
 
+    def _on_scrub_widget(self, event) -> None:
+        if not self._syncing:
+            self.controls.replay_cycle = max(0, int(event.new))
+
     def _on_scrub(self, event) -> None:
+        self._sync_widget(self.scrub, event.new)
         if self._syncing or self._replay is None:
             return
         self._stop_timer()  # a drag takes over from Play
@@ -857,7 +841,8 @@ class ActiveLearning(pn.viewable.Viewer):
             rp = self._replay
             picks = {c: ";".join(rp.pick_ids[rp.ends[c - 1]:rp.ends[c]]) for c in cycles if c > 0}
         else:
-            lr, b = self.learner, max(1, int(self.batch.value))
+            lr = self.learner
+            b = lr.settings.batch_size if lr is not None else 1
             ids = [str(lr.pool_ids[p]) for p in lr.picked] if lr is not None else []
             picks = {c: ";".join(ids[(c - 1) * b:c * b]) for c in cycles if c > 0}
         return pd.DataFrame({"cycle": cycles, "new labels": [int(x) for x in d["labels"]],
