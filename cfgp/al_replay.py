@@ -108,3 +108,36 @@ def replay_target(start_cycle: int, speed: float, elapsed_s: float, shown: int, 
     cycles per second (dropped frames catch up), at least one past the shown cycle, never past the end."""
     target = max(start_cycle + int(speed * elapsed_s), shown + 1)
     return int(min(target, n_cycles))
+
+
+class ReplayPlayback:
+    """Where one replay stands: the cycle shown, the cycle whose picks the map already has, and the clock of a
+    Play (a replay advances at its speed from the moment Play was pressed, so dropped frames catch up)."""
+
+    def __init__(self, replay: Replay):
+        self.replay = replay
+        self.cycle = 0
+        self.map_cycle = 0
+        self.clock = (0.0, 0)  # (time, cycle) the current Play is anchored at
+
+    @property
+    def finished(self) -> bool:
+        return self.cycle >= self.replay.n_cycles
+
+    def start_clock(self, now: float) -> None:
+        """Play (or a new speed) counts from ``now`` and the cycle shown."""
+        self.clock = (now, self.cycle)
+
+    def target(self, speed: float, now: float) -> int:
+        """The cycle the next frame shows at ``speed`` cycles per second."""
+        t0, c0 = self.clock
+        return replay_target(c0, speed, now - t0, self.cycle, self.replay.n_cycles)
+
+    def map_picks(self) -> tuple[slice, slice] | None:
+        """(picks the map lacks, picks of the shown cycle) as slices of the replay's pick arrays, or None when the
+        map is up to date; the map counts as up to date afterwards."""
+        a, c = self.map_cycle, self.cycle
+        if c <= a:
+            return None
+        self.map_cycle = c
+        return self.replay.pick_slice(a, c), self.replay.pick_slice(c - 1, c)

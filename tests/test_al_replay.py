@@ -75,3 +75,23 @@ def test_replay_target_runs_at_its_speed_and_stops_at_the_end():
     assert replay_target(0, 300, 0.1, 0, 1500) == 30
     assert replay_target(10, 1, 0.01, 10, 1500) == 11  # a frame always moves at least one cycle
     assert replay_target(0, 300, 100.0, 40, 1500) == 1500
+
+
+def test_playback_advances_at_its_speed_and_sends_only_new_picks(entropy10):
+    from cfgp.al_replay import ReplayPlayback
+
+    header, records = entropy10
+    rp = replay_of("x", header, records, *_rows(records))
+    play = ReplayPlayback(rp)
+    assert play.map_picks() is None and not play.finished
+    play.start_clock(100.0)
+    play.cycle = play.target(20, 100.25)  # 20 cycles/s for 0.25 s
+    assert play.cycle == 5
+    new, last = play.map_picks()
+    assert rp.pick_ids[new].tolist() == rp.picked_ids(5) and rp.pick_ids[last].tolist() == records[5]["picked"]
+    assert play.map_picks() is None  # the map is up to date: nothing is sent twice
+    play.cycle = 7
+    new, _ = play.map_picks()
+    assert rp.pick_ids[new].tolist() == records[6]["picked"] + records[7]["picked"]
+    play.cycle = play.target(20, 1e6)
+    assert play.cycle == 40 and play.finished

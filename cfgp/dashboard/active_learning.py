@@ -32,7 +32,7 @@ from bokeh.plotting import figure
 from panel.io.state import set_curdoc
 
 from cfgp.al import STRATEGIES
-from cfgp.al_replay import Replay, background_rows, pool_rows, random_bands, replay_of, replay_target
+from cfgp.al_replay import Replay, ReplayPlayback, background_rows, pool_rows, random_bands, replay_of
 from cfgp.dashboard.al_controller import LIMITS, LIVE, LOCKED, SETTINGS, ALController
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import BACKGROUND, FIGURE_MIN_WIDTH, map_figure
@@ -139,12 +139,10 @@ class ActiveLearning(pn.viewable.Viewer):
         self._syncing = False  # the server itself is setting widget values
         #: the settings and run choice; the widgets, the URL and the lesson set these parameters
         self.controls = ALController(self.pre.replays)
-        self._replay: Replay | None = None
-        self._replay_cycle = 0
-        self._clock = (0.0, 0)  # (time, cycle) the current Play is anchored at, to honour its speed
+        self._play: ReplayPlayback | None = None  # the replay shown (replay mode only)
+        self._clock = (0.0, 0)  # (time, cycle) the current live Play is anchored at, to honour its speed
         self._map_pending = None  # live map deltas not yet sent
         self._map_sent_at = 0.0
-        self._map_cycle = 0  # the replay cycle whose picks the map shows
         self._n0 = 0  # labelled materials at cycle 0
         self._lock_state = None
         self._build_widgets()
@@ -369,9 +367,9 @@ class ActiveLearning(pn.viewable.Viewer):
     def _on_play(self, _=None) -> None:
         self.message.visible = False
         if self.mode == "replay":
-            if self._replay_cycle >= self._replay.n_cycles:
+            if self._play.finished:
                 self._show_replay_cycle(0)
-            self._clock = (time.perf_counter(), self._replay_cycle)
+            self._play.start_clock(time.perf_counter())
             self._start_timer(int(1000 / REPLAY_FPS))
             return
         if self.learner is None:
@@ -399,8 +397,8 @@ class ActiveLearning(pn.viewable.Viewer):
         self._stop_timer()
         self.message.visible = False
         if self.mode == "replay":
-            if self._replay_cycle < self._replay.n_cycles:
-                self._advance_replay(self._replay_cycle + 1)
+            if not self._play.finished:
+                self._advance_replay(self._play.cycle + 1)
             return
         if self.learner is None:
             self._intent = "step"
@@ -424,7 +422,8 @@ class ActiveLearning(pn.viewable.Viewer):
             self._start_live_timer()
 
     def _on_replay_speed(self, _event) -> None:
-        self._clock = (time.perf_counter(), self._replay_cycle)  # the new speed counts from now
+        if self._play is not None:
+            self._play.start_clock(time.perf_counter())  # the new speed counts from now
 
     # ------------------------------------------------------------ settings and run selection
     def _on_setting_widget(self, key: str, event) -> None:
@@ -465,7 +464,7 @@ class ActiveLearning(pn.viewable.Viewer):
             self._enter_live()
 
     def _enter_replay(self, replay: Replay) -> None:
-        self.mode, self._replay = "replay", replay
+        self.mode, self._play = "replay", ReplayPlayback(replay)
         s = replay.settings
         self.controls.show_run_settings(s)  # the widgets follow: they show the replayed run's settings
         with self._hold():
@@ -490,7 +489,7 @@ class ActiveLearning(pn.viewable.Viewer):
         self._update_locks()
 
     def _enter_live(self) -> None:
-        self.mode, self._replay = "live", None
+        self.mode, self._play = "live", None
         with self._hold():
             self.speed.visible = True
             self.replay_speed.visible = self.scrub.visible = False
@@ -692,19 +691,18 @@ class ActiveLearning(pn.viewable.Viewer):
 
     def _flush_replay_map(self) -> None:
         """Stream the replay's picks from the cycle the map shows up to the current one."""
-        rp, a, c = self._replay, self._map_cycle, self._replay_cycle
-        if rp is None or c <= a:
+        delta = self._play.map_picks() if self._play is not None else None
+        if delta is None:
             return
-        k_a, k_c, k_last = rp.ends[a], rp.ends[c], rp.ends[c - 1]
+        new, last = delta
+        rp = self._play.replay
         with self._hold():
-            if k_c > k_a:
-                xy = self.data.xy[rp.pick_rows[k_a:k_c]]
-                self.picked_source.stream({"x": xy[:, 0], "y": xy[:, 1], "material_id": rp.pick_ids[k_a:k_c].tolist(),
-                                           "formula": rp.pick_formula[k_a:k_c].tolist(),
-                                           "cycle": rp.pick_cycle[k_a:k_c]})
-            latest = self.data.xy[rp.pick_rows[k_last:k_c]]
+            if new.stop > new.start:
+                xy = self.data.xy[rp.pick_rows[new]]
+                self.picked_source.stream({"x": xy[:, 0], "y": xy[:, 1], "material_id": rp.pick_ids[new].tolist(),
+                                           "formula": rp.pick_formula[new].tolist(), "cycle": rp.pick_cycle[new]})
+            latest = self.data.xy[rp.pick_rows[last]]
             self.latest_source.data = {"x": latest[:, 0], "y": latest[:, 1]}
-        self._map_cycle = c
 
     def _live_status(self, what: str) -> str:
         lr = self.learner
@@ -737,7 +735,7 @@ class ActiveLearning(pn.viewable.Viewer):
         """The pool split coloured by the starting GP's σ (one data replacement)."""
         rows = self.pre.pool_rows
         xy = self.data.xy[rows]
-        self._map_pending, self._map_cycle = None, 0
+        self._map_pending = None
         with self._hold():
             self.pool_source.data = {"x": xy[:, 0].astype(np.float32), "y": xy[:, 1].astype(np.float32),
                                      "sigma": self.data.frame["sigma"].to_numpy(float)[rows].astype(np.float32),
@@ -754,7 +752,7 @@ class ActiveLearning(pn.viewable.Viewer):
     # ------------------------------------------------------------ replay
     def _show_replay_cycle(self, c: int) -> None:
         """Jump to cycle c: one data replacement of the curve and the picks."""
-        rp = self._replay
+        rp = self._play.replay
         c = rp.clamp(c)
         k = rp.ends[c]
         k0 = rp.pick_slice(c - 1, c).start if c > 0 else 0
@@ -764,14 +762,14 @@ class ActiveLearning(pn.viewable.Viewer):
             self.picked_source.data = {"x": xy[:, 0], "y": xy[:, 1], "material_id": rp.pick_ids[:k].tolist(),
                                        "formula": rp.pick_formula[:k].tolist(), "cycle": rp.pick_cycle[:k]}
             self.latest_source.data = {"x": xy[k0:, 0], "y": xy[k0:, 1]}  # the picks of cycle c
-            self._map_cycle = c
+            self._play.map_cycle = c
             self._replay_shown(c)
 
     def _advance_replay(self, c: int) -> None:
         """Move forward to cycle c by streaming only the new curve points (and the new picks, see _flush_map)."""
-        rp = self._replay
+        rp = self._play.replay
         c = int(min(c, rp.n_cycles))
-        a = self._replay_cycle
+        a = self._play.cycle
         if c <= a:
             return
         with self._hold():
@@ -780,8 +778,8 @@ class ActiveLearning(pn.viewable.Viewer):
             self._flush_map(force=not self.playing)
 
     def _replay_shown(self, c: int) -> None:
-        rp = self._replay
-        self._replay_cycle = c
+        rp = self._play.replay
+        self._play.cycle = c
         self.cycle_label.object = label_text(c, int(rp.n_train[c]), float(rp.mae[c]), float(rp.coverage[c]),
                                              float(rp.seconds[c]), "recorded step")
         if self.controls.replay_cycle != c:
@@ -796,14 +794,12 @@ class ActiveLearning(pn.viewable.Viewer):
 
     def _replay_frame(self) -> None:
         """Advance by as many cycles as the replay speed asks for since the play started (dropped frames catch up)."""
-        rp = self._replay
-        if rp is None:
+        play = self._play
+        if play is None:
             self._stop_timer()
             return
-        t0, c0 = self._clock
-        self._advance_replay(replay_target(c0, self.replay_speed.value, time.perf_counter() - t0,
-                                           self._replay_cycle, rp.n_cycles))
-        if self._replay_cycle >= rp.n_cycles:
+        self._advance_replay(play.target(self.replay_speed.value, time.perf_counter()))
+        if play.finished:
             self._stop_timer()
             self._flush_map(force=True)
             self.status.object = self.status.object.split(" Replay finished")[0] + " Replay finished."
@@ -814,11 +810,11 @@ class ActiveLearning(pn.viewable.Viewer):
 
     def _on_scrub(self, event) -> None:
         self._sync_widget(self.scrub, event.new)
-        if self._syncing or self._replay is None:
+        if self._syncing or self._play is None:
             return
         self._stop_timer()  # a drag takes over from Play
         self._show_replay_cycle(int(event.new))
-        if int(event.new) < self._replay.n_cycles:  # back from the end: the replay is not finished any more
+        if not self._play.finished:  # back from the end: the replay is not finished any more
             self.status.object = self.status.object.split(" Replay finished")[0]
 
     def _title_map(self, mode: str) -> None:
@@ -831,14 +827,14 @@ class ActiveLearning(pn.viewable.Viewer):
         """Stop the timer and let the learner (hundreds of MB on the default run) be freed."""
         self._stop_timer()
         self._gen += 1
-        self.learner = self._sent_sigma = self._replay = None
+        self.learner = self._sent_sigma = self._play = None
 
     def history_frame(self) -> pd.DataFrame:
         """The shown run, cycle by cycle: labels, test MAE, 2σ coverage and the materials picked at that cycle."""
         d = self.curve_source.data
         cycles = [int(c) for c in d["cycle"]]
-        if self.mode == "replay" and self._replay is not None:
-            rp = self._replay
+        if self.mode == "replay" and self._play is not None:
+            rp = self._play.replay
             picks = {c: ";".join(rp.pick_ids[rp.ends[c - 1]:rp.ends[c]]) for c in cycles if c > 0}
         else:
             lr = self.learner

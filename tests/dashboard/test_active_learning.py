@@ -56,9 +56,9 @@ def test_tab_without_a_server_steps_replays_and_locks(app_run):
     assert "at the start" in al.map_fig.title.text and "at the start" in al.sigma_bar.title
     # played to the end, then scrubbed back: the status no longer says the replay is finished
     al.playing = True
-    al._clock = (0.0, al._replay_cycle)  # a clock long past: the next frame reaches the end
+    al._play.clock = (0.0, al._play.cycle)  # a clock long past: the next frame reaches the end
     al._replay_frame()
-    assert al._replay_cycle == 40 and al.status.object.endswith("Replay finished.")
+    assert al._play.cycle == 40 and al.status.object.endswith("Replay finished.")
     al.scrub.value = 12
     assert "Replay finished" not in al.status.object and len(al.curve_source.data["mae"]) == 13
     al.controls.replay_cycle = 3  # as the URL does: the slider and the curve follow
