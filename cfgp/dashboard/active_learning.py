@@ -17,7 +17,6 @@ import contextlib
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -33,6 +32,7 @@ from panel.io.state import set_curdoc
 
 from cfgp.al import STRATEGIES
 from cfgp.al_replay import Replay, ReplayPlayback, background_rows, pool_rows, random_bands, replay_of
+from cfgp.dashboard.al_live import STEPS, LiveRun
 from cfgp.dashboard.al_controller import LIMITS, LIVE, LOCKED, SETTINGS, ALController
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import BACKGROUND, FIGURE_MIN_WIDTH, map_figure
@@ -40,11 +40,6 @@ from cfgp.dashboard.shared import ServerData, SessionState, controls, on_session
 from cfgp.dashboard import untrusted
 
 MAX_STEPS_PER_S = 30
-#: a GP step shorter than this runs on the event loop (a thread hand-off costs more on a busy CPU); longer ones
-#: run on the worker pool so that they never stall other sessions
-INLINE_STEP_S = 0.005
-#: most steps one tick may run when ticks come late (tornado skips ticks on a busy CPU)
-MAX_CATCH_UP = 3
 #: most map repaints per second while playing: each repaints ~20k points (the curve and label follow every step)
 MAP_HZ = 4
 #: most grey background points drawn on the AL map (a seeded subsample of the shared map source, by index)
@@ -63,8 +58,6 @@ MAP_TITLES = {"live": "Pool by σ now; ★ labelled", "replay": "Pool by σ at t
 COLOUR_BAR_TITLES = {"live": "pool σ now (eV/atom)", "replay": "pool σ at the start (eV/atom)"}
 LATEST_COLOUR = "#00e5ff"
 
-#: GP steps of every session run here (numpy releases the GIL in the heavy parts); one step per session at a time
-_STEPS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="al-step")
 
 
 def note(text: str) -> pn.pane.Markdown:
@@ -127,23 +120,18 @@ class ActiveLearning(pn.viewable.Viewer):
         #: test) everything runs synchronously
         self._served = self._doc is not None and self._doc.session_context is not None
         # session state (small): the learner, the σ last sent per pool point, the replay position
-        self.learner = None
+        self._live: LiveRun | None = None  # the live run, once its learner is built
         self._gen = 0  # bumps on reset: results of older work are dropped
         self._building = False
         self._busy = False  # a GP step is in flight
         self._missed = False  # a tick found the step still in flight
-        self._step_seconds = float("inf")  # the last step's duration: unknown, so the first one goes to a thread
         self._intent = None  # "play" or "step" once the learner is built
-        self._sent_sigma = None
         self._timer = None
         self._syncing = False  # the server itself is setting widget values
         #: the settings and run choice; the widgets, the URL and the lesson set these parameters
         self.controls = ALController(self.pre.replays)
         self._play: ReplayPlayback | None = None  # the replay shown (replay mode only)
-        self._clock = (0.0, 0)  # (time, cycle) the current live Play is anchored at, to honour its speed
-        self._map_pending = None  # live map deltas not yet sent
         self._map_sent_at = 0.0
-        self._n0 = 0  # labelled materials at cycle 0
         self._lock_state = None
         self._build_widgets()
         self._build_figures()
@@ -283,6 +271,11 @@ class ActiveLearning(pn.viewable.Viewer):
         finally:
             self._syncing = syncing
 
+    @property
+    def learner(self):
+        """The live run's learner (None before Step or Play, and in a replay)."""
+        return self._live.learner if self._live is not None else None
+
     def _steps_taken(self) -> int:
         return self.learner.cycle if self.learner is not None else 0
 
@@ -351,14 +344,8 @@ class ActiveLearning(pn.viewable.Viewer):
             self._replay_frame()
             return
         n = 1
-        lr = self.learner
-        if lr is not None and not self._busy:  # a late tick (busy CPU) catches up a few steps, never a backlog
-            t0, c0 = self._clock
-            now = time.perf_counter()
-            behind = int((now - t0) * self.speed.value) - (lr.cycle - c0)
-            if behind > self.speed.value:  # more than a second behind: forgiven, not replayed in a burst
-                self._clock, behind = (now, lr.cycle), 1
-            n = min(max(behind, 1), MAX_CATCH_UP)
+        if self._live is not None and not self._busy:  # a late tick (busy CPU) catches up a few steps
+            n = self._live.steps_due(self.speed.value, time.perf_counter())
         for _ in range(n):
             self._live_step()
 
@@ -383,7 +370,7 @@ class ActiveLearning(pn.viewable.Viewer):
 
     def _start_live_timer(self) -> None:
         """One step per tick at the chosen speed; the clock lets a late tick catch up."""
-        self._clock = (time.perf_counter(), self._steps_taken())
+        self._live.start_clock(time.perf_counter())
         self._start_timer(int(round(1000 / max(1, min(MAX_STEPS_PER_S, self.speed.value)))))
 
     def _on_pause(self, _=None) -> None:
@@ -539,8 +526,7 @@ class ActiveLearning(pn.viewable.Viewer):
             self._warn(f"Could not start the live run: {error}")
             self.status.object = "Press Step or Play to start a live run."
             return
-        self.learner, self._sent_sigma = learner, sigma.copy()
-        self._map_pending = None
+        self._live = LiveRun(learner, sigma, self._sigma_step, rec0["n_train"])
         rows = np.asarray(learner.pool_index)
         xy = self.data.xy[rows]
         with self._hold():
@@ -550,7 +536,6 @@ class ActiveLearning(pn.viewable.Viewer):
                                       "coverage": [rec0["coverage_2sigma"]]}
             self.picked_source.data = {"x": [], "y": [], "material_id": [], "formula": [], "cycle": []}
             self.latest_source.data = {"x": [], "y": []}
-            self._n0 = rec0["n_train"]
             self._show_record(rec0)
             self.status.object = self._live_status("Ready")
         intent, self._intent = self._intent, None
@@ -562,8 +547,7 @@ class ActiveLearning(pn.viewable.Viewer):
         self._update_locks()
 
     def _finished(self) -> bool:
-        lr = self.learner
-        return lr is None or lr.cycle >= lr.settings.cycles or not lr.available.any()
+        return self._live is None or self._live.finished
 
     def _live_step(self) -> None:
         """One GP step: inline when steps are fast (a thread hand-off would cost more than the step), else on the
@@ -580,14 +564,15 @@ class ActiveLearning(pn.viewable.Viewer):
         self._busy, self._missed = True, False
         self._update_locks()
         gen, doc = self._gen, (self._doc if self._served else None)
-        if not self._served or self._step_seconds < INLINE_STEP_S:
+        live = self._live
+        if not self._served or live.inline:
             try:
-                payload, error = self._step_work(self.learner, self._sent_sigma, self._sigma_step), None
+                payload, error = live.step_work(), None
             except Exception as exc:  # a failed step becomes a message
                 payload, error = None, exc
             self._apply_step(gen, payload, error)
             return
-        fut = _STEPS.submit(self._step_work, self.learner, self._sent_sigma, self._sigma_step)
+        fut = STEPS.submit(live.step_work)
 
         def done(f):
             try:
@@ -597,21 +582,6 @@ class ActiveLearning(pn.viewable.Viewer):
             on_session_tick(doc, partial(self._apply_step, gen, payload, error))
 
         fut.add_done_callback(done)
-
-    @staticmethod
-    def _step_work(learner, sent: np.ndarray, threshold: float) -> dict:
-        """On the worker: one real step, then what the browser must be told (picks, σ that moved visibly)."""
-        rec = learner.step()
-        n_new = len(rec["picked"])
-        picks = np.asarray(learner.picked[len(learner.picked) - n_new:], dtype=int)
-        std = learner.posterior.std[: learner.n_pool]
-        moved = np.flatnonzero(learner.available & (np.abs(std - sent) > threshold))
-        sent[moved] = std[moved]
-        out = {"rec": rec, "picks": picks, "rows": np.asarray(learner.pool_index)[picks],
-               "moved": moved, "values": std[moved].astype(np.float32)}
-        if len(moved) > max(256, len(sent) // 8):  # many points: one binary column beats a long JSON patch
-            out["column"] = sent.astype(np.float32)
-        return out
 
     def _apply_step(self, gen, payload, error) -> None:
         if gen != self._gen:
@@ -623,13 +593,11 @@ class ActiveLearning(pn.viewable.Viewer):
             self.status.object = self._live_status("Stopped")
             self._update_locks()
             return
-        rec, picks, rows = payload["rec"], payload["picks"], payload["rows"]
-        last = self._step_seconds  # smoothed, so that one slow step on a busy CPU does not flip the path
-        self._step_seconds = rec["seconds"] if last == float("inf") else 0.7 * last + 0.3 * rec["seconds"]
+        rec = payload["rec"]
         ids = [str(i) for i in rec["picked"]]
-        self._queue_map(payload, picks, rows, rec["cycle"])
+        self._live.landed(payload)
         with self._hold():
-            self.curve_source.stream({"labels": [rec["n_train"] - self._n0], "mae": [rec["mae"]],
+            self.curve_source.stream({"labels": [rec["n_train"] - self._live.n0], "mae": [rec["mae"]],
                                       "cycle": [rec["cycle"]], "coverage": [rec["coverage_2sigma"]]})
             self._show_record(rec)
             if self._finished():
@@ -645,19 +613,6 @@ class ActiveLearning(pn.viewable.Viewer):
             self._live_step()
 
     # ------------------------------------------------------------ map deltas, sent at most MAP_HZ times a second
-    def _queue_map(self, payload: dict, picks: np.ndarray, rows: np.ndarray, cycle: int) -> None:
-        """Merge one step's map deltas into those not yet sent (σ patches by point, picks in order)."""
-        p = self._map_pending or {"column": None, "sigma": {}, "hide": [], "rows": [], "cycles": []}
-        if "column" in payload:  # a whole column supersedes the patches queued before it
-            p["column"], p["sigma"] = payload["column"], {}
-        else:
-            p["sigma"].update(zip(payload["moved"].tolist(), payload["values"].tolist()))
-        p["hide"] += [int(i) for i in picks]
-        p["rows"] += [int(r) for r in rows]
-        p["cycles"] += [cycle] * len(rows)
-        p["latest"] = [int(r) for r in rows]
-        self._map_pending = p
-
     def _flush_map(self, force: bool = False) -> None:
         """Send the queued map deltas: every step when stepping, at most MAP_HZ times a second when playing
         (a repaint of ~20k points costs the browser far more than a step costs the server)."""
@@ -668,7 +623,7 @@ class ActiveLearning(pn.viewable.Viewer):
         if self.mode == "replay":
             self._flush_replay_map()
             return
-        p, self._map_pending = self._map_pending, None
+        p = self._live.take() if self._live is not None else None
         if p is None:
             return
         with self._hold():
@@ -723,9 +678,8 @@ class ActiveLearning(pn.viewable.Viewer):
     def _drop_learner(self) -> None:
         """Forget the live run (its in-flight work is ignored when it lands)."""
         self._gen += 1
-        self.learner, self._sent_sigma, self._map_pending = None, None, None
+        self._live = None
         self._building = self._busy = self._missed = False
-        self._step_seconds = float("inf")
         self._intent = None
         if self.state.picked:
             self.state.picked = []
@@ -735,7 +689,8 @@ class ActiveLearning(pn.viewable.Viewer):
         """The pool split coloured by the starting GP's σ (one data replacement)."""
         rows = self.pre.pool_rows
         xy = self.data.xy[rows]
-        self._map_pending = None
+        if self._live is not None:
+            self._live.pending = None
         with self._hold():
             self.pool_source.data = {"x": xy[:, 0].astype(np.float32), "y": xy[:, 1].astype(np.float32),
                                      "sigma": self.data.frame["sigma"].to_numpy(float)[rows].astype(np.float32),
@@ -827,7 +782,7 @@ class ActiveLearning(pn.viewable.Viewer):
         """Stop the timer and let the learner (hundreds of MB on the default run) be freed."""
         self._stop_timer()
         self._gen += 1
-        self.learner = self._sent_sigma = self._play = None
+        self._live = self._play = None
 
     def history_frame(self) -> pd.DataFrame:
         """The shown run, cycle by cycle: labels, test MAE, 2σ coverage and the materials picked at that cycle."""
