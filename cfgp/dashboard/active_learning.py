@@ -33,7 +33,7 @@ from panel.io.state import set_curdoc
 from cfgp.al import STRATEGIES
 from cfgp.al_replay import Replay, ReplayPlayback, background_rows, pool_rows, random_bands, replay_of
 from cfgp.dashboard.al_live import STEPS, LiveRun
-from cfgp.dashboard.al_controller import LIMITS, LIVE, LOCKED, SETTINGS, ALController
+from cfgp.dashboard.al_controller import LIMITS, LIVE, LIVE_LOCK, LOCKED, REPLAY_LOCK, SETTINGS, ALController
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import BACKGROUND, FIGURE_MIN_WIDTH, map_figure
 from cfgp.dashboard.shared import ServerData, SessionState, controls, on_session_end, on_session_tick
@@ -291,9 +291,7 @@ class ActiveLearning(pn.viewable.Viewer):
         if locks == self._lock_state:
             return
         self._lock_state = locks
-        self.controls.settings_lock = "" if not locks[0] else (
-            f"a live run is under way. {LOCKED}" if self.mode == "live" else
-            f"a replay shows its own settings; choose “{LIVE}” to change them.")
+        self.controls.settings_lock = "" if not locks[0] else LIVE_LOCK if self.mode == "live" else REPLAY_LOCK
         self.controls.run_lock = f"A live run is under way: {LOCKED}" if locks[1] else ""
         with self._hold():
             for w in self.settings_widgets.values():

@@ -25,6 +25,8 @@ SETTINGS = tuple(LABELS)
 #: the settings a tab starts with and falls back to (the strategy is the core's default)
 DEFAULTS = {"strategy": ALSettings().strategy, "seed": 0, "batch_size": 1, "cycles": 300}
 LOCKED = "Reset to change the settings."
+LIVE_LOCK = f"The {{label}} cannot change during a run: {LOCKED}"
+REPLAY_LOCK = f"A replay shows its own settings; choose “{LIVE}” to change the {{label}}."
 
 
 def check_setting(key: str, value) -> tuple[int | str, str | None]:
@@ -58,7 +60,8 @@ class ALController(param.Parameterized):
     cycles = param.Integer(default=DEFAULTS["cycles"], doc="most cycles a live run takes")
     run = param.Selector(default=LIVE, objects=[LIVE], doc=f"“{LIVE}” or “{REPLAY_PREFIX}<committed run>”")
     replay_cycle = param.Integer(default=0, bounds=(0, None), doc="the cycle a replay shows")
-    #: why a change is refused now ("" while the settings may change); set by the tab as runs start and stop
+    #: why a change is refused now ("" while the settings may change; ``{label}`` names the setting); set by the
+    #: tab as runs start and stop (LIVE_LOCK, REPLAY_LOCK)
     settings_lock = param.String(default="", doc="message shown when a setting is refused")
     run_lock = param.String(default="", doc="message shown when a change of run is refused")
 
@@ -80,7 +83,7 @@ class ALController(param.Parameterized):
             if value == getattr(self, key):
                 continue
             if self.settings_lock:
-                messages.append(f"The {LABELS[key]} cannot change now: {self.settings_lock}")
+                messages.append(self.settings_lock.format(label=LABELS[key]))
                 continue
             v, problem = check_setting(key, value)
             if problem:

@@ -4,7 +4,8 @@ clamping with a message, refusals while a run is under way, a replay's own setti
 import pytest
 
 from cfgp.al import ALSettings
-from cfgp.dashboard.al_controller import DEFAULTS, LIVE, REPLAY_PREFIX, ALController, check_setting
+from cfgp.dashboard.al_controller import (DEFAULTS, LIVE, LIVE_LOCK, REPLAY_LOCK, REPLAY_PREFIX, ALController,
+                                          check_setting)
 
 
 def test_check_setting_clamps_and_refuses():
@@ -42,10 +43,9 @@ def test_a_lock_refuses_changes_and_keeps_the_values():
     c = ALController({"entropy-b1-s0": None})
     seen = []
     c.param.watch(lambda e: seen.append(e.name), ["seed", "run"])
-    c.settings_lock = "a live run is under way. Reset to change the settings."
+    c.settings_lock = LIVE_LOCK
     c.run_lock = "A live run is under way: Reset to change the settings."
-    assert c.set_values({"seed": 9}) == ["The seed cannot change now: a live run is under way. Reset to change "
-                                         "the settings."]
+    assert c.set_values({"seed": 9}) == ["The seed cannot change during a run: Reset to change the settings."]
     assert c.set_values({"seed": 0}) == []  # the value it has: nothing to refuse
     assert c.choose_run(REPLAY_PREFIX + "entropy-b1-s0") == c.run_lock
     assert c.seed == 0 and c.run == LIVE and seen == []
@@ -57,7 +57,9 @@ def test_a_lock_refuses_changes_and_keeps_the_values():
 
 def test_a_replay_shows_its_own_valid_settings_whatever_the_lock():
     c = ALController()
-    c.settings_lock = "a replay shows its own settings"
+    c.settings_lock = REPLAY_LOCK
+    assert c.set_values({"batch_size": 3}) == ["A replay shows its own settings; choose “live run” to change the "
+                                               "batch size."]
     c.show_run_settings({"strategy": "batch-diverse", "seed": 3, "batch_size": 10, "cycles": 400,
                          "pool_size": 7195})
     assert (c.strategy, c.seed, c.batch_size, c.cycles) == ("batch-diverse", 3, 10, 400)
