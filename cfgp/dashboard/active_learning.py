@@ -17,7 +17,6 @@ import contextlib
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -31,23 +30,16 @@ from bokeh.palettes import Plasma256
 from bokeh.plotting import figure
 from panel.io.state import set_curdoc
 
-from cfgp.al import STRATEGIES, ALSettings, curves
+from cfgp.al import STRATEGIES
+from cfgp.al_replay import Replay, ReplayPlayback, background_rows, pool_rows, random_bands, replay_of
+from cfgp.dashboard.al_live import STEPS, LiveRun
+from cfgp.dashboard.al_controller import LIMITS, LIVE, LIVE_LOCK, LOCKED, REPLAY_LOCK, SETTINGS, ALController
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import BACKGROUND, FIGURE_MIN_WIDTH, map_figure
 from cfgp.dashboard.shared import ServerData, SessionState, controls, on_session_end, on_session_tick
 from cfgp.dashboard import untrusted
 
-LIVE = "live run"
-REPLAY_PREFIX = "replay "
-#: bounds of the settings, checked on the server whatever the browser sends
-LIMITS = {"seed": (0, 2**32 - 1), "batch_size": (1, 100), "cycles": (1, 5000)}
-LABELS = {"strategy": "strategy", "seed": "seed", "batch_size": "batch size", "cycles": "cycles"}
 MAX_STEPS_PER_S = 30
-#: a GP step shorter than this runs on the event loop (a thread hand-off costs more on a busy CPU); longer ones
-#: run on the worker pool so that they never stall other sessions
-INLINE_STEP_S = 0.005
-#: most steps one tick may run when ticks come late (tornado skips ticks on a busy CPU)
-MAX_CATCH_UP = 3
 #: most map repaints per second while playing: each repaints ~20k points (the curve and label follow every step)
 MAP_HZ = 4
 #: most grey background points drawn on the AL map (a seeded subsample of the shared map source, by index)
@@ -57,7 +49,6 @@ REPLAY_FPS = 20
 MAX_REPLAY_SPEED = 300
 #: a pool point's colour is re-sent when its σ moved by more than this fraction of the colour range
 SIGMA_PATCH_FRACTION = 0.005
-LOCKED = "Reset to change the settings."
 CURVE_COLOUR = "#d62728"
 BAND_COLOUR = "#7f7f7f"
 #: the pool map's title and colour bar: a live run shows σ after each update, a replay the starting σ (no GP work)
@@ -67,8 +58,6 @@ MAP_TITLES = {"live": "Pool by σ now; ★ labelled", "replay": "Pool by σ at t
 COLOUR_BAR_TITLES = {"live": "pool σ now (eV/atom)", "replay": "pool σ at the start (eV/atom)"}
 LATEST_COLOUR = "#00e5ff"
 
-#: GP steps of every session run here (numpy releases the GIL in the heavy parts); one step per session at a time
-_STEPS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="al-step")
 
 
 def note(text: str) -> pn.pane.Markdown:
@@ -76,49 +65,6 @@ def note(text: str) -> pn.pane.Markdown:
 
 
 # ------------------------------------------------------------------ per-server precomputation
-@dataclass(frozen=True)
-class Replay:
-    """A committed run as arrays: record c's metrics at index c; picks of cycles 1..c are ``[:ends[c]]``."""
-
-    stem: str
-    settings: dict
-    n_train: np.ndarray
-    labels: np.ndarray
-    mae: np.ndarray
-    coverage: np.ndarray
-    seconds: np.ndarray
-    ends: np.ndarray
-    pick_rows: np.ndarray
-    pick_ids: np.ndarray
-    pick_formula: np.ndarray
-    pick_cycle: np.ndarray
-
-    @property
-    def n_cycles(self) -> int:
-        return len(self.mae) - 1
-
-
-def _replay(data: ServerData, stem: str, header: dict, records: list[dict]) -> Replay:
-    rows, ids, cyc, ends = [], [], [], []
-    for c, rec in enumerate(records):
-        for pid in rec.get("picked", []) if c else []:
-            r = data.row_of_id.get(pid)
-            if r is not None:  # a pick that is not in this run's materials cannot be drawn
-                rows.append(r)
-                ids.append(pid)
-                cyc.append(c)
-        ends.append(len(rows))
-    n_train = np.array([r["n_train"] for r in records])
-    rows_a = np.asarray(rows, dtype=int)
-    return Replay(stem=stem, settings=dict(header.get("settings", {})), n_train=n_train,
-                  labels=n_train - n_train[0], mae=np.array([r["mae"] for r in records], float),
-                  coverage=np.array([r.get("coverage_2sigma", np.nan) for r in records], float),
-                  seconds=np.array([r.get("seconds", 0.0) for r in records], float),
-                  ends=np.asarray(ends, dtype=int), pick_rows=rows_a, pick_ids=np.asarray(ids, dtype=object),
-                  pick_formula=data.frame["formula"].to_numpy(dtype=object)[rows_a],
-                  pick_cycle=np.asarray(cyc, dtype=int))
-
-
 @dataclass(frozen=True)
 class Precomputed:
     """What every session of a server reads: replays, the random band, the pool split."""
@@ -139,21 +85,14 @@ def precomputed(data: ServerData) -> Precomputed:
     with _PRE_LOCK:
         pre = _PRE.get(data)
         if pre is None:
-            replays = {stem: _replay(data, stem, h, recs) for stem, (h, recs) in data.committed.items()}
-            bands = []
-            for label, hists in sorted(data.al_histories.items()):
-                if label.startswith("random"):
-                    c = curves(hists)
-                    bands.append({"label": label, "seeds": len(hists), "labels": c["labels"], "mean": c["mean"],
-                                  "lower": c["mean"] - 2 * c["std"], "upper": c["mean"] + 2 * c["std"]})
             f = data.frame
-            ok = np.isfinite(data.xy).all(axis=1) & np.isfinite(f["sigma"].to_numpy(float))
-            pool_rows = np.flatnonzero((f["split"].to_numpy() == "pool") & ok)
-            shown = np.flatnonzero(np.isfinite(data.xy).all(axis=1))
-            background = None
-            if len(shown) > MAX_BACKGROUND:
-                background = np.sort(np.random.default_rng(0).choice(shown, MAX_BACKGROUND, replace=False))
-            pre = Precomputed(replays, bands, pool_rows, data.colour_limits["sigma"], background)
+            formulas = f["formula"].to_numpy(dtype=object)
+            replays = {stem: replay_of(stem, h, recs, data.row_of_id, formulas)
+                       for stem, (h, recs) in data.committed.items()}
+            bands = random_bands(data.al_histories)
+            pool = pool_rows(f["split"].to_numpy(), data.xy, f["sigma"].to_numpy(float))
+            background = background_rows(data.xy, MAX_BACKGROUND)
+            pre = Precomputed(replays, bands, pool, data.colour_limits["sigma"], background)
             _PRE[data] = pre
         return pre
 
@@ -162,25 +101,6 @@ def label_text(cycle: int, n_train: int, mae: float, coverage: float, seconds: f
     """The status line; tests and the benchmark read 'cycle N · labelled M · test MAE x'."""
     return (f"**cycle {cycle}** · labelled {n_train:,} · test MAE {mae:.4f} eV/atom · 2σ coverage {coverage:.3f} · "
             f"{what} {1000 * seconds:.1f} ms")
-
-
-def check_setting(key: str, value) -> tuple[int | str, str | None]:
-    """(value to use, message or None): out-of-range numbers are clamped, unknown strategies refused."""
-    if key == "strategy":
-        if value not in STRATEGIES:
-            return "entropy", f"Unknown strategy {str(value)[:30]!r}; choose one of {', '.join(sorted(STRATEGIES))}."
-        return value, None
-    lo, hi = LIMITS[key]
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) \
-            or not np.isfinite(value):
-        return lo, f"{LABELS[key]} must be a whole number from {lo:,} to {hi:,}; “{value}” is not, so {lo} is used."
-    if value != int(value):
-        return int(value), f"{LABELS[key]} must be a whole number; {value} was cut to {int(value)}."
-    v = int(value)
-    if v < lo or v > hi:
-        c = min(max(v, lo), hi)
-        return c, f"{LABELS[key]} must be from {lo:,} to {hi:,}; {v:,} was changed to {c:,}."
-    return v, None
 
 
 # ------------------------------------------------------------------ the tab
@@ -200,23 +120,18 @@ class ActiveLearning(pn.viewable.Viewer):
         #: test) everything runs synchronously
         self._served = self._doc is not None and self._doc.session_context is not None
         # session state (small): the learner, the σ last sent per pool point, the replay position
-        self.learner = None
+        self._live: LiveRun | None = None  # the live run, once its learner is built
         self._gen = 0  # bumps on reset: results of older work are dropped
         self._building = False
         self._busy = False  # a GP step is in flight
         self._missed = False  # a tick found the step still in flight
-        self._step_seconds = float("inf")  # the last step's duration: unknown, so the first one goes to a thread
         self._intent = None  # "play" or "step" once the learner is built
-        self._sent_sigma = None
         self._timer = None
         self._syncing = False  # the server itself is setting widget values
-        self._replay: Replay | None = None
-        self._replay_cycle = 0
-        self._clock = (0.0, 0)  # (time, cycle) the current Play is anchored at, to honour its speed
-        self._map_pending = None  # live map deltas not yet sent
+        #: the settings and run choice; the widgets, the URL and the lesson set these parameters
+        self.controls = ALController(self.pre.replays)
+        self._play: ReplayPlayback | None = None  # the replay shown (replay mode only)
         self._map_sent_at = 0.0
-        self._map_cycle = 0  # the replay cycle whose picks the map shows
-        self._n0 = 0  # labelled materials at cycle 0
         self._lock_state = None
         self._build_widgets()
         self._build_figures()
@@ -226,20 +141,19 @@ class ActiveLearning(pn.viewable.Viewer):
 
     # ------------------------------------------------------------ construction
     def _build_widgets(self) -> None:
-        d = ALSettings()
-        options = [LIVE] + [REPLAY_PREFIX + s for s in self.pre.replays]
-        self.run_select = pn.widgets.Select(label="run", options=options, value=LIVE, width=320,
+        c = self.controls
+        self.run_select = pn.widgets.Select(label="run", options=c.param.run.objects, value=c.run, width=320,
                                             css_classes=["al-run"])
-        self.strategy = pn.widgets.Select(label="strategy", options=sorted(STRATEGIES), value=d.strategy, width=150,
+        self.strategy = pn.widgets.Select(label="strategy", options=sorted(STRATEGIES), value=c.strategy, width=150,
                                           css_classes=["al-strategy"])
-        self.seed = pn.widgets.IntInput(label="seed", value=0, start=0, width=90, css_classes=["al-seed"])
-        self.batch = pn.widgets.IntInput(label="batch size", value=1, start=1, end=100, width=90,
-                                         css_classes=["al-batch"])
-        self.cycles = pn.widgets.IntInput(label="cycles", value=300, start=1, end=5000, width=90,
-                                          css_classes=["al-cycles"])
+        self.seed = pn.widgets.IntInput(label="seed", value=c.seed, start=LIMITS["seed"][0], width=90,
+                                        css_classes=["al-seed"])
+        self.batch = pn.widgets.IntInput(label="batch size", value=c.batch_size, start=LIMITS["batch_size"][0],
+                                         end=LIMITS["batch_size"][1], width=90, css_classes=["al-batch"])
+        self.cycles = pn.widgets.IntInput(label="cycles", value=c.cycles, start=LIMITS["cycles"][0],
+                                          end=LIMITS["cycles"][1], width=90, css_classes=["al-cycles"])
         self.settings_widgets = {"strategy": self.strategy, "seed": self.seed, "batch_size": self.batch,
                                  "cycles": self.cycles}
-        self._valid = {k: w.value for k, w in self.settings_widgets.items()}
         self.play_button = pn.widgets.Button(label="▶ Play", color="success", width=90)
         self.pause_button = pn.widgets.Button(label="❚❚ Pause", color="warning", width=90)
         self.step_button = pn.widgets.Button(label="Step", color="primary", width=80)
@@ -260,10 +174,14 @@ class ActiveLearning(pn.viewable.Viewer):
         self.reset_button.on_click(self._on_reset)
         self.speed.param.watch(self._on_speed, "value")
         self.replay_speed.param.watch(self._on_replay_speed, "value")
-        self.scrub.param.watch(self._on_scrub, "value")
-        self.run_select.param.watch(self._on_run_select, "value")
+        # widgets -> parameters (checked there), parameters -> widgets and the tab
+        self.scrub.param.watch(self._on_scrub_widget, "value")
+        self.run_select.param.watch(self._on_run_widget, "value")
         for key, w in self.settings_widgets.items():
-            w.param.watch(partial(self._on_setting, key), "value")
+            w.param.watch(partial(self._on_setting_widget, key), "value")
+        c.param.watch(self._on_settings, list(SETTINGS))
+        c.param.watch(self._on_run, "run")
+        c.param.watch(self._on_scrub, "replay_cycle")
 
     def _build_figures(self) -> None:
         # MAE vs labels: the committed random band drawn once, this run's curve streamed point by point
@@ -346,11 +264,17 @@ class ActiveLearning(pn.viewable.Viewer):
                 pass
 
     def _set_widget(self, widget, value) -> None:
-        self._syncing = True
+        """Show a value the server chose (the widget's own watcher ignores it)."""
+        syncing, self._syncing = self._syncing, True
         try:
             widget.value = value
         finally:
-            self._syncing = False
+            self._syncing = syncing
+
+    @property
+    def learner(self):
+        """The live run's learner (None before Step or Play, and in a replay)."""
+        return self._live.learner if self._live is not None else None
 
     def _steps_taken(self) -> int:
         return self.learner.cycle if self.learner is not None else 0
@@ -367,23 +291,16 @@ class ActiveLearning(pn.viewable.Viewer):
         if locks == self._lock_state:
             return
         self._lock_state = locks
+        self.controls.settings_lock = "" if not locks[0] else LIVE_LOCK if self.mode == "live" else REPLAY_LOCK
+        self.controls.run_lock = f"A live run is under way: {LOCKED}" if locks[1] else ""
         with self._hold():
             for w in self.settings_widgets.values():
                 w.disabled = locks[0]
             self.run_select.disabled = locks[1]
 
-    def _settings(self) -> ALSettings:
-        """The validated settings of the widgets (checked again here: a value is never used unchecked)."""
-        values = {}
-        for key, w in self.settings_widgets.items():
-            v, problem = check_setting(key, w.value)
-            if problem:
-                self._warn(problem)
-                self._set_widget(w, v)
-            values[key] = v
-        self._valid = dict(values)
-        return ALSettings(strategy=values["strategy"], cycles=values["cycles"], batch_size=values["batch_size"],
-                          seed=values["seed"])
+    def _sync_widget(self, widget, value) -> None:
+        if widget.value != value:
+            self._set_widget(widget, value)
 
     # ------------------------------------------------------------ timer
     def _start_timer(self, period_ms: int) -> None:
@@ -425,14 +342,8 @@ class ActiveLearning(pn.viewable.Viewer):
             self._replay_frame()
             return
         n = 1
-        lr = self.learner
-        if lr is not None and not self._busy:  # a late tick (busy CPU) catches up a few steps, never a backlog
-            t0, c0 = self._clock
-            now = time.perf_counter()
-            behind = int((now - t0) * self.speed.value) - (lr.cycle - c0)
-            if behind > self.speed.value:  # more than a second behind: forgiven, not replayed in a burst
-                self._clock, behind = (now, lr.cycle), 1
-            n = min(max(behind, 1), MAX_CATCH_UP)
+        if self._live is not None and not self._busy:  # a late tick (busy CPU) catches up a few steps
+            n = self._live.steps_due(self.speed.value, time.perf_counter())
         for _ in range(n):
             self._live_step()
 
@@ -441,9 +352,9 @@ class ActiveLearning(pn.viewable.Viewer):
     def _on_play(self, _=None) -> None:
         self.message.visible = False
         if self.mode == "replay":
-            if self._replay_cycle >= self._replay.n_cycles:
+            if self._play.finished:
                 self._show_replay_cycle(0)
-            self._clock = (time.perf_counter(), self._replay_cycle)
+            self._play.start_clock(time.perf_counter())
             self._start_timer(int(1000 / REPLAY_FPS))
             return
         if self.learner is None:
@@ -457,7 +368,7 @@ class ActiveLearning(pn.viewable.Viewer):
 
     def _start_live_timer(self) -> None:
         """One step per tick at the chosen speed; the clock lets a late tick catch up."""
-        self._clock = (time.perf_counter(), self._steps_taken())
+        self._live.start_clock(time.perf_counter())
         self._start_timer(int(round(1000 / max(1, min(MAX_STEPS_PER_S, self.speed.value)))))
 
     def _on_pause(self, _=None) -> None:
@@ -471,8 +382,8 @@ class ActiveLearning(pn.viewable.Viewer):
         self._stop_timer()
         self.message.visible = False
         if self.mode == "replay":
-            if self._replay_cycle < self._replay.n_cycles:
-                self._advance_replay(self._replay_cycle + 1)
+            if not self._play.finished:
+                self._advance_replay(self._play.cycle + 1)
             return
         if self.learner is None:
             self._intent = "step"
@@ -496,59 +407,58 @@ class ActiveLearning(pn.viewable.Viewer):
             self._start_live_timer()
 
     def _on_replay_speed(self, _event) -> None:
-        self._clock = (time.perf_counter(), self._replay_cycle)  # the new speed counts from now
+        if self._play is not None:
+            self._play.start_clock(time.perf_counter())  # the new speed counts from now
 
     # ------------------------------------------------------------ settings and run selection
-    def _on_setting(self, key: str, event) -> None:
+    def _on_setting_widget(self, key: str, event) -> None:
+        """A widget's value goes to its parameter (clamped or refused there); the widget then shows the result."""
         if self._syncing:
             return
-        widget = self.settings_widgets[key]
-        if self._locked():  # a value sent despite the disabled widget: refuse it, keep the run
-            self._set_widget(widget, event.old if event.old is not None else self._valid[key])
-            self._warn(f"The {LABELS[key]} cannot change during a run: {LOCKED}" if self.mode == "live" else
-                       f"A replay shows its own settings; choose “{LIVE}” to change the {LABELS[key]}.")
-            return
-        value, problem = check_setting(key, event.new)
-        if problem:
-            self._warn(problem)
-            self._set_widget(widget, value)
+        messages = self.controls.set_values({key: event.new})
+        if messages:
+            self._warn(" ".join(messages))
         else:
             self.message.visible = False
-        self._valid[key] = value
+        self._sync_widget(self.settings_widgets[key], getattr(self.controls, key))
+
+    def _on_settings(self, *events) -> None:
+        for e in events:
+            self._sync_widget(self.settings_widgets[e.name], e.new)
         if self.learner is not None:  # a learner at cycle 0 has taken no step: rebuild it with the new settings
             self._drop_learner()
             self._show_start()
 
-    def _on_run_select(self, event) -> None:
+    def _on_run_widget(self, event) -> None:
         if self._syncing:
             return
-        if self._live_under_way():
-            self._set_widget(self.run_select, event.old)
-            self._warn(f"A live run is under way: {LOCKED}")
-            return
+        problem = self.controls.choose_run(event.new)
+        if problem:
+            self._warn(problem)
+        self._sync_widget(self.run_select, self.controls.run)
+
+    def _on_run(self, event) -> None:
+        self._sync_widget(self.run_select, event.new)
         self._stop_timer()
         self._drop_learner()
         self.message.visible = False
-        value = event.new
-        if value.startswith(REPLAY_PREFIX) and value[len(REPLAY_PREFIX):] in self.pre.replays:
-            self._enter_replay(self.pre.replays[value[len(REPLAY_PREFIX):]])
+        stem = self.controls.replay_stem
+        if stem is not None and stem in self.pre.replays:
+            self._enter_replay(self.pre.replays[stem])
         else:
             self._enter_live()
 
     def _enter_replay(self, replay: Replay) -> None:
-        self.mode, self._replay = "replay", replay
+        self.mode, self._play = "replay", ReplayPlayback(replay)
         s = replay.settings
-        for key, w in self.settings_widgets.items():  # the widgets show the replayed run's settings
-            if key in s:
-                value, problem = check_setting(key, s[key])
-                if problem is None:
-                    self._set_widget(w, value)
+        self.controls.show_run_settings(s)  # the widgets follow: they show the replayed run's settings
         with self._hold():
             self.speed.visible = False
             self.replay_speed.visible = self.scrub.visible = True
             self._syncing = True
             try:
                 self.scrub.param.update(start=0, end=max(1, replay.n_cycles), value=0)
+                self.controls.replay_cycle = 0
             finally:
                 self._syncing = False
             self.curve_item.label = {"value": f"replay of {replay.stem}"}
@@ -564,7 +474,7 @@ class ActiveLearning(pn.viewable.Viewer):
         self._update_locks()
 
     def _enter_live(self) -> None:
-        self.mode, self._replay = "live", None
+        self.mode, self._play = "live", None
         with self._hold():
             self.speed.visible = True
             self.replay_speed.visible = self.scrub.visible = False
@@ -579,7 +489,7 @@ class ActiveLearning(pn.viewable.Viewer):
         """Build the learner off the event loop (conditioning the GP takes seconds on the default run)."""
         if self._building:
             return
-        settings = self._settings()
+        settings = self.controls.settings()
         self._building = True
         self._update_locks()
         self.status.object = (f"Preparing a live run ({settings.strategy}, batch {settings.batch_size}, seed "
@@ -614,8 +524,7 @@ class ActiveLearning(pn.viewable.Viewer):
             self._warn(f"Could not start the live run: {error}")
             self.status.object = "Press Step or Play to start a live run."
             return
-        self.learner, self._sent_sigma = learner, sigma.copy()
-        self._map_pending = None
+        self._live = LiveRun(learner, sigma, self._sigma_step, rec0["n_train"])
         rows = np.asarray(learner.pool_index)
         xy = self.data.xy[rows]
         with self._hold():
@@ -625,7 +534,6 @@ class ActiveLearning(pn.viewable.Viewer):
                                       "coverage": [rec0["coverage_2sigma"]]}
             self.picked_source.data = {"x": [], "y": [], "material_id": [], "formula": [], "cycle": []}
             self.latest_source.data = {"x": [], "y": []}
-            self._n0 = rec0["n_train"]
             self._show_record(rec0)
             self.status.object = self._live_status("Ready")
         intent, self._intent = self._intent, None
@@ -637,8 +545,7 @@ class ActiveLearning(pn.viewable.Viewer):
         self._update_locks()
 
     def _finished(self) -> bool:
-        lr = self.learner
-        return lr is None or lr.cycle >= lr.settings.cycles or not lr.available.any()
+        return self._live is None or self._live.finished
 
     def _live_step(self) -> None:
         """One GP step: inline when steps are fast (a thread hand-off would cost more than the step), else on the
@@ -655,14 +562,15 @@ class ActiveLearning(pn.viewable.Viewer):
         self._busy, self._missed = True, False
         self._update_locks()
         gen, doc = self._gen, (self._doc if self._served else None)
-        if not self._served or self._step_seconds < INLINE_STEP_S:
+        live = self._live
+        if not self._served or live.inline:
             try:
-                payload, error = self._step_work(self.learner, self._sent_sigma, self._sigma_step), None
+                payload, error = live.step_work(), None
             except Exception as exc:  # a failed step becomes a message
                 payload, error = None, exc
             self._apply_step(gen, payload, error)
             return
-        fut = _STEPS.submit(self._step_work, self.learner, self._sent_sigma, self._sigma_step)
+        fut = STEPS.submit(live.step_work)
 
         def done(f):
             try:
@@ -672,21 +580,6 @@ class ActiveLearning(pn.viewable.Viewer):
             on_session_tick(doc, partial(self._apply_step, gen, payload, error))
 
         fut.add_done_callback(done)
-
-    @staticmethod
-    def _step_work(learner, sent: np.ndarray, threshold: float) -> dict:
-        """On the worker: one real step, then what the browser must be told (picks, σ that moved visibly)."""
-        rec = learner.step()
-        n_new = len(rec["picked"])
-        picks = np.asarray(learner.picked[len(learner.picked) - n_new:], dtype=int)
-        std = learner.posterior.std[: learner.n_pool]
-        moved = np.flatnonzero(learner.available & (np.abs(std - sent) > threshold))
-        sent[moved] = std[moved]
-        out = {"rec": rec, "picks": picks, "rows": np.asarray(learner.pool_index)[picks],
-               "moved": moved, "values": std[moved].astype(np.float32)}
-        if len(moved) > max(256, len(sent) // 8):  # many points: one binary column beats a long JSON patch
-            out["column"] = sent.astype(np.float32)
-        return out
 
     def _apply_step(self, gen, payload, error) -> None:
         if gen != self._gen:
@@ -698,13 +591,11 @@ class ActiveLearning(pn.viewable.Viewer):
             self.status.object = self._live_status("Stopped")
             self._update_locks()
             return
-        rec, picks, rows = payload["rec"], payload["picks"], payload["rows"]
-        last = self._step_seconds  # smoothed, so that one slow step on a busy CPU does not flip the path
-        self._step_seconds = rec["seconds"] if last == float("inf") else 0.7 * last + 0.3 * rec["seconds"]
+        rec = payload["rec"]
         ids = [str(i) for i in rec["picked"]]
-        self._queue_map(payload, picks, rows, rec["cycle"])
+        self._live.landed(payload)
         with self._hold():
-            self.curve_source.stream({"labels": [rec["n_train"] - self._n0], "mae": [rec["mae"]],
+            self.curve_source.stream({"labels": [rec["n_train"] - self._live.n0], "mae": [rec["mae"]],
                                       "cycle": [rec["cycle"]], "coverage": [rec["coverage_2sigma"]]})
             self._show_record(rec)
             if self._finished():
@@ -720,19 +611,6 @@ class ActiveLearning(pn.viewable.Viewer):
             self._live_step()
 
     # ------------------------------------------------------------ map deltas, sent at most MAP_HZ times a second
-    def _queue_map(self, payload: dict, picks: np.ndarray, rows: np.ndarray, cycle: int) -> None:
-        """Merge one step's map deltas into those not yet sent (σ patches by point, picks in order)."""
-        p = self._map_pending or {"column": None, "sigma": {}, "hide": [], "rows": [], "cycles": []}
-        if "column" in payload:  # a whole column supersedes the patches queued before it
-            p["column"], p["sigma"] = payload["column"], {}
-        else:
-            p["sigma"].update(zip(payload["moved"].tolist(), payload["values"].tolist()))
-        p["hide"] += [int(i) for i in picks]
-        p["rows"] += [int(r) for r in rows]
-        p["cycles"] += [cycle] * len(rows)
-        p["latest"] = [int(r) for r in rows]
-        self._map_pending = p
-
     def _flush_map(self, force: bool = False) -> None:
         """Send the queued map deltas: every step when stepping, at most MAP_HZ times a second when playing
         (a repaint of ~20k points costs the browser far more than a step costs the server)."""
@@ -743,7 +621,7 @@ class ActiveLearning(pn.viewable.Viewer):
         if self.mode == "replay":
             self._flush_replay_map()
             return
-        p, self._map_pending = self._map_pending, None
+        p = self._live.take() if self._live is not None else None
         if p is None:
             return
         with self._hold():
@@ -766,19 +644,18 @@ class ActiveLearning(pn.viewable.Viewer):
 
     def _flush_replay_map(self) -> None:
         """Stream the replay's picks from the cycle the map shows up to the current one."""
-        rp, a, c = self._replay, self._map_cycle, self._replay_cycle
-        if rp is None or c <= a:
+        delta = self._play.map_picks() if self._play is not None else None
+        if delta is None:
             return
-        k_a, k_c, k_last = rp.ends[a], rp.ends[c], rp.ends[c - 1]
+        new, last = delta
+        rp = self._play.replay
         with self._hold():
-            if k_c > k_a:
-                xy = self.data.xy[rp.pick_rows[k_a:k_c]]
-                self.picked_source.stream({"x": xy[:, 0], "y": xy[:, 1], "material_id": rp.pick_ids[k_a:k_c].tolist(),
-                                           "formula": rp.pick_formula[k_a:k_c].tolist(),
-                                           "cycle": rp.pick_cycle[k_a:k_c]})
-            latest = self.data.xy[rp.pick_rows[k_last:k_c]]
+            if new.stop > new.start:
+                xy = self.data.xy[rp.pick_rows[new]]
+                self.picked_source.stream({"x": xy[:, 0], "y": xy[:, 1], "material_id": rp.pick_ids[new].tolist(),
+                                           "formula": rp.pick_formula[new].tolist(), "cycle": rp.pick_cycle[new]})
+            latest = self.data.xy[rp.pick_rows[last]]
             self.latest_source.data = {"x": latest[:, 0], "y": latest[:, 1]}
-        self._map_cycle = c
 
     def _live_status(self, what: str) -> str:
         lr = self.learner
@@ -799,9 +676,8 @@ class ActiveLearning(pn.viewable.Viewer):
     def _drop_learner(self) -> None:
         """Forget the live run (its in-flight work is ignored when it lands)."""
         self._gen += 1
-        self.learner, self._sent_sigma, self._map_pending = None, None, None
+        self._live = None
         self._building = self._busy = self._missed = False
-        self._step_seconds = float("inf")
         self._intent = None
         if self.state.picked:
             self.state.picked = []
@@ -811,7 +687,8 @@ class ActiveLearning(pn.viewable.Viewer):
         """The pool split coloured by the starting GP's σ (one data replacement)."""
         rows = self.pre.pool_rows
         xy = self.data.xy[rows]
-        self._map_pending, self._map_cycle = None, 0
+        if self._live is not None:
+            self._live.pending = None
         with self._hold():
             self.pool_source.data = {"x": xy[:, 0].astype(np.float32), "y": xy[:, 1].astype(np.float32),
                                      "sigma": self.data.frame["sigma"].to_numpy(float)[rows].astype(np.float32),
@@ -828,65 +705,69 @@ class ActiveLearning(pn.viewable.Viewer):
     # ------------------------------------------------------------ replay
     def _show_replay_cycle(self, c: int) -> None:
         """Jump to cycle c: one data replacement of the curve and the picks."""
-        rp = self._replay
-        c = int(min(max(c, 0), rp.n_cycles))
+        rp = self._play.replay
+        c = rp.clamp(c)
         k = rp.ends[c]
-        k0 = rp.ends[c - 1] if c > 0 else 0
+        k0 = rp.pick_slice(c - 1, c).start if c > 0 else 0
         xy = self.data.xy[rp.pick_rows[:k]]
         with self._hold():
-            self.curve_source.data = {"labels": rp.labels[: c + 1], "mae": rp.mae[: c + 1],
-                                      "cycle": np.arange(c + 1), "coverage": rp.coverage[: c + 1]}
+            self.curve_source.data = rp.curve(0, c + 1)
             self.picked_source.data = {"x": xy[:, 0], "y": xy[:, 1], "material_id": rp.pick_ids[:k].tolist(),
                                        "formula": rp.pick_formula[:k].tolist(), "cycle": rp.pick_cycle[:k]}
             self.latest_source.data = {"x": xy[k0:, 0], "y": xy[k0:, 1]}  # the picks of cycle c
-            self._map_cycle = c
+            self._play.map_cycle = c
             self._replay_shown(c)
 
     def _advance_replay(self, c: int) -> None:
         """Move forward to cycle c by streaming only the new curve points (and the new picks, see _flush_map)."""
-        rp = self._replay
+        rp = self._play.replay
         c = int(min(c, rp.n_cycles))
-        a = self._replay_cycle
+        a = self._play.cycle
         if c <= a:
             return
         with self._hold():
-            self.curve_source.stream({"labels": rp.labels[a + 1: c + 1], "mae": rp.mae[a + 1: c + 1],
-                                      "cycle": np.arange(a + 1, c + 1), "coverage": rp.coverage[a + 1: c + 1]})
+            self.curve_source.stream(rp.curve(a + 1, c + 1))
             self._replay_shown(c)
             self._flush_map(force=not self.playing)
 
     def _replay_shown(self, c: int) -> None:
-        rp = self._replay
-        self._replay_cycle = c
+        rp = self._play.replay
+        self._play.cycle = c
         self.cycle_label.object = label_text(c, int(rp.n_train[c]), float(rp.mae[c]), float(rp.coverage[c]),
                                              float(rp.seconds[c]), "recorded step")
-        if self.scrub.value != c:
-            self._set_widget(self.scrub, c)
-        ids = rp.pick_ids[: rp.ends[c]].tolist()
+        if self.controls.replay_cycle != c:
+            self._syncing = True
+            try:
+                self.controls.replay_cycle = c
+            finally:
+                self._syncing = False
+        ids = rp.picked_ids(c)
         if ids != self.state.picked:
             self.state.picked = ids
 
     def _replay_frame(self) -> None:
         """Advance by as many cycles as the replay speed asks for since the play started (dropped frames catch up)."""
-        rp = self._replay
-        if rp is None:
+        play = self._play
+        if play is None:
             self._stop_timer()
             return
-        t0, c0 = self._clock
-        target = c0 + int(self.replay_speed.value * (time.perf_counter() - t0))
-        target = max(target, self._replay_cycle + 1)
-        self._advance_replay(min(target, rp.n_cycles))
-        if self._replay_cycle >= rp.n_cycles:
+        self._advance_replay(play.target(self.replay_speed.value, time.perf_counter()))
+        if play.finished:
             self._stop_timer()
             self._flush_map(force=True)
             self.status.object = self.status.object.split(" Replay finished")[0] + " Replay finished."
 
+    def _on_scrub_widget(self, event) -> None:
+        if not self._syncing:
+            self.controls.replay_cycle = max(0, int(event.new))
+
     def _on_scrub(self, event) -> None:
-        if self._syncing or self._replay is None:
+        self._sync_widget(self.scrub, event.new)
+        if self._syncing or self._play is None:
             return
         self._stop_timer()  # a drag takes over from Play
         self._show_replay_cycle(int(event.new))
-        if int(event.new) < self._replay.n_cycles:  # back from the end: the replay is not finished any more
+        if not self._play.finished:  # back from the end: the replay is not finished any more
             self.status.object = self.status.object.split(" Replay finished")[0]
 
     def _title_map(self, mode: str) -> None:
@@ -899,17 +780,18 @@ class ActiveLearning(pn.viewable.Viewer):
         """Stop the timer and let the learner (hundreds of MB on the default run) be freed."""
         self._stop_timer()
         self._gen += 1
-        self.learner = self._sent_sigma = self._replay = None
+        self._live = self._play = None
 
     def history_frame(self) -> pd.DataFrame:
         """The shown run, cycle by cycle: labels, test MAE, 2σ coverage and the materials picked at that cycle."""
         d = self.curve_source.data
         cycles = [int(c) for c in d["cycle"]]
-        if self.mode == "replay" and self._replay is not None:
-            rp = self._replay
+        if self.mode == "replay" and self._play is not None:
+            rp = self._play.replay
             picks = {c: ";".join(rp.pick_ids[rp.ends[c - 1]:rp.ends[c]]) for c in cycles if c > 0}
         else:
-            lr, b = self.learner, max(1, int(self.batch.value))
+            lr = self.learner
+            b = lr.settings.batch_size if lr is not None else 1
             ids = [str(lr.pool_ids[p]) for p in lr.picked] if lr is not None else []
             picks = {c: ";".join(ids[(c - 1) * b:c * b]) for c in cycles if c > 0}
         return pd.DataFrame({"cycle": cycles, "new labels": [int(x) for x in d["labels"]],

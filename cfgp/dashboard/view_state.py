@@ -24,6 +24,7 @@ import panel as pn
 import param
 
 from cfgp.dashboard import untrusted
+from cfgp.dashboard.al_controller import DEFAULTS, LIVE, REPLAY_PREFIX, check_setting
 from cfgp.dashboard.untrusted import as_text, quoted
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_tick, parse_element
 
@@ -169,7 +170,8 @@ class ViewSync:
         material = str(p.data.frame["material_id"].iloc[sel[0]]) if len(sel) == 1 else ""
         al = p.active
         replay = al.mode == "replay"
-        cycle = as_text(self.view.cycle) if (replay and al.playing) else (str(al.scrub.value) if replay else "")
+        ctrl = al.controls
+        cycle = as_text(self.view.cycle) if (replay and al.playing) else (str(ctrl.replay_cycle) if replay else "")
         return {
             "lesson": self.lesson_step,
             "tab": names[active] if 0 <= active < len(names) else names[0],
@@ -177,8 +179,8 @@ class ViewSync:
             "cal_split": p.calibration.split, "cal_phosphates": as_text(bool(p.calibration.phosphates)),
             "out_split": p.outliers.split, "out_phosphates": as_text(bool(p.outliers.phosphates_only)),
             "out_element": p.outliers.element, "out_compare": as_text(bool(p.outliers.compare_box.value)),
-            "al": "replay" if replay else "live", "strategy": as_text(al.strategy.value),
-            "seed": as_text(al.seed.value), "batch": as_text(al.batch.value), "cycle": cycle,
+            "al": "replay" if replay else "live", "strategy": as_text(ctrl.strategy),
+            "seed": as_text(ctrl.seed), "batch": as_text(ctrl.batch_size), "cycle": cycle,
             "q": p.finder.query if p.finder is not None else "",
         }
 
@@ -192,14 +194,13 @@ class ViewSync:
         p.outliers.compare_box.param.watch(self._changed, "value")
         p.state.param.watch(self._changed, "selected")
         p.active.param.watch(self._changed, ["mode", "playing"])
-        for w in (p.active.run_select, p.active.strategy, p.active.seed, p.active.batch, p.active.scrub):
-            w.param.watch(self._changed, "value")
+        p.active.controls.param.watch(self._changed, ["run", "strategy", "seed", "batch_size", "replay_cycle"])
         if p.finder is not None:
             p.finder.param.watch(self._changed, "query")
 
     def _changed(self, *events) -> None:
         p = self.parts.active
-        if p.playing and all(getattr(e, "obj", None) is p.scrub for e in events):
+        if p.playing and all(getattr(e, "name", None) == "replay_cycle" for e in events):
             return  # a replay plays at up to 300 cycles/s: the URL follows when it stops
         self.write()
 
@@ -409,48 +410,49 @@ class ViewSync:
             return False
 
     def _apply_al(self, view, messages) -> None:
-        from cfgp.al import STRATEGIES
-        from cfgp.dashboard.active_learning import LIVE, REPLAY_PREFIX, check_setting
-
+        """The link's active-learning part sets the tab's controller (checked there, with a message each)."""
         keys = {"al", "strategy", "seed", "batch", "cycle"} & set(view)
         if not keys:
             return
         al = self.parts.active
+        ctrl = al.controls
         mode = as_text(view.get("al", al.mode)).strip().lower()
         if mode not in ("live", "replay"):
             messages.append(f"Link parameter al: {quoted(view['al'])} is neither live nor replay; a live run is "
                             f"shown.")
             mode = "live"
-        strategy = as_text(view.get("strategy", al.strategy.value)).strip()
-        if strategy not in STRATEGIES:
-            messages.append(f"Link parameter strategy: {quoted(view['strategy'])} is not a strategy (one of "
-                            f"{', '.join(sorted(STRATEGIES))}); entropy is used.")
-            strategy = "entropy"
-        numbers = {}
-        for key, widget, default in (("seed", al.seed, 0), ("batch", al.batch, 1)):
-            if key not in view or not as_text(view[key]).strip():
-                numbers[key] = widget.value if key not in view else default
+        values = {"strategy": ctrl.strategy, "seed": ctrl.seed, "batch_size": ctrl.batch_size}
+        if "strategy" in view:
+            values["strategy"], problem = check_setting("strategy", as_text(view["strategy"]).strip())
+            if problem:
+                messages.append(f"Link parameter strategy: {problem}")
+        for key, name in (("seed", "seed"), ("batch", "batch_size")):
+            if key not in view:
+                continue
+            if not as_text(view[key]).strip():
+                values[name] = DEFAULTS[name]
                 continue
             try:
-                value, problem = check_setting("batch_size" if key == "batch" else key, parse_int(view[key]))
+                value, problem = check_setting(name, parse_int(view[key]))
             except ValueError:
-                value, problem = default, f"{key} must be a whole number; {quoted(view[key])} is not"
+                value, problem = DEFAULTS[name], f"{key} must be a whole number; {quoted(view[key])} is not"
             if problem:
                 messages.append(f"Link parameter {key}: {problem.rstrip('.')}; {value} is used." if "used" not in
                                 problem else f"Link parameter {key}: {problem}")
-            numbers[key] = value
+            values[name] = value
         if mode == "replay":
-            batch = numbers["batch"] if "batch" in view else None
-            stem = self._find_replay(strategy, numbers["seed"], batch)
+            batch = values["batch_size"] if "batch" in view else None
+            stem = self._find_replay(values["strategy"], values["seed"], batch)
             if stem is None:
-                messages.append(f"Link parameters al/strategy/seed: there is no committed {strategy} run with seed "
-                                f"{numbers['seed']}{'' if batch is None else f' and batch {batch}'} "
+                messages.append(f"Link parameters al/strategy/seed: there is no committed {values['strategy']} run "
+                                f"with seed {values['seed']}{'' if batch is None else f' and batch {batch}'} "
                                 f"(committed: {self._committed_summary()}); a live run is shown instead.")
-                mode, strategy, numbers = "live", "entropy", {"seed": 0, "batch": 1}
+                mode, values = "live", {k: DEFAULTS[k] for k in values}
             else:
-                target = REPLAY_PREFIX + stem
-                if al.run_select.value != target:
-                    al.run_select.value = target
+                problem = ctrl.choose_run(REPLAY_PREFIX + stem)
+                if problem:
+                    messages.append(problem)
+                    return
                 rp = al.pre.replays[stem]
                 cycle = 0
                 if "cycle" in view and as_text(view["cycle"]).strip():
@@ -462,14 +464,13 @@ class ViewSync:
                         messages.append(f"Link parameter cycle: {quoted(view['cycle'])} is not a cycle of {stem} "
                                         f"(0 to {rp.n_cycles:,}); cycle 0 is shown.")
                         cycle = 0
-                if al.scrub.value != cycle:
-                    al.scrub.value = cycle
+                ctrl.replay_cycle = cycle
                 return
-        if al.run_select.value != LIVE:
-            al.run_select.value = LIVE
-        for widget, value in ((al.strategy, strategy), (al.seed, numbers["seed"]), (al.batch, numbers["batch"])):
-            if widget.value != value:
-                widget.value = value
+        problem = ctrl.choose_run(LIVE)
+        if problem:
+            messages.append(problem)
+            return
+        messages.extend(ctrl.set_values(values))
 
     def _find_replay(self, strategy: str, seed: int, batch: int | None) -> str | None:
         """The committed run with this strategy and seed (and batch size, if given; else the smallest)."""

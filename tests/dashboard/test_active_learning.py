@@ -1,6 +1,7 @@
 """Active-learning tab in Chromium: Step streams one curve point, Play runs at the top speed and Pause freezes at
 once, a committed run replays with its own settings and a scrub slider, settings cannot wipe a live run.
-Plus fast checks of the server-side validation and the replay arrays (no browser)."""
+Plus the tab driven in Python without a browser (its controller: tests/dashboard/test_al_controller.py; the replay
+arrays: tests/test_al_replay.py)."""
 
 from __future__ import annotations
 
@@ -17,22 +18,6 @@ ENTROPY = "entropy-b1-poolall-s2"  # the committed-style entropy run of app_run 
 
 
 # ------------------------------------------------------------------ fast, no browser
-def test_check_setting_clamps_and_refuses():
-    from cfgp.dashboard.active_learning import check_setting
-
-    assert check_setting("batch_size", 10) == (10, None)
-    v, msg = check_setting("batch_size", 1000)
-    assert v == 100 and "batch size must be from 1 to 100" in msg
-    v, msg = check_setting("cycles", 0)
-    assert v == 1 and "cycles" in msg
-    v, msg = check_setting("seed", -5)
-    assert v == 0 and "seed" in msg
-    v, msg = check_setting("seed", None)
-    assert v == 0 and "whole number" in msg
-    v, msg = check_setting("strategy", "nonsense")
-    assert v == "entropy" and "Unknown strategy" in msg
-
-
 def test_tab_without_a_server_steps_replays_and_locks(app_run):
     """The same object a session gets, driven synchronously: deltas, replay arrays, locks, picks."""
     from cfgp.dashboard.active_learning import ActiveLearning
@@ -47,16 +32,20 @@ def test_tab_without_a_server_steps_replays_and_locks(app_run):
     assert len(al.curve_source.data["mae"]) == 2 and len(state.picked) == 1
     assert al.seed.disabled and "Reset to change the settings" in al.status.object
     al.seed.value = 9  # as if sent through the Bokeh model despite the disabled widget
-    assert al.seed.value == 0 and "cannot change" in al.message.object
+    assert al.seed.value == 0 and al.controls.seed == 0 and "cannot change" in al.message.object
     assert al.learner.cycle == 1  # the run survived
     picked_pos = al.learner.picked[0]
     assert np.isnan(al.pool_source.data["x"][picked_pos])  # the labelled point left the pool
     al._on_reset()
     assert not al.seed.disabled and state.picked == [] and al.learner is None
     al.batch.value = 1000
-    assert al.batch.value == 100 and "1,000" in al.message.object
+    assert al.batch.value == al.controls.batch_size == 100 and "1,000" in al.message.object
+    al.controls.set_values({"batch_size": 2, "seed": 4})  # the URL and the lesson set parameters: widgets follow
+    assert (al.batch.value, al.seed.value) == (2, 4)
+    al.controls.set_values({"batch_size": 1, "seed": 0})
     al.run_select.value = f"replay {ENTROPY}"
     assert (al.strategy.value, al.seed.value, al.batch.value, al.cycles.value) == ("entropy", 2, 1, 40)
+    assert al.controls.settings_lock and al.controls.set_values({"seed": 5}) and al.seed.value == 2
     al.scrub.value = 40
     header, records = data.committed[ENTROPY]
     assert len(al.curve_source.data["mae"]) == 41 and al.curve_source.data["mae"][-1] == records[-1]["mae"]
@@ -67,11 +56,13 @@ def test_tab_without_a_server_steps_replays_and_locks(app_run):
     assert "at the start" in al.map_fig.title.text and "at the start" in al.sigma_bar.title
     # played to the end, then scrubbed back: the status no longer says the replay is finished
     al.playing = True
-    al._clock = (0.0, al._replay_cycle)  # a clock long past: the next frame reaches the end
+    al._play.clock = (0.0, al._play.cycle)  # a clock long past: the next frame reaches the end
     al._replay_frame()
-    assert al._replay_cycle == 40 and al.status.object.endswith("Replay finished.")
+    assert al._play.cycle == 40 and al.status.object.endswith("Replay finished.")
     al.scrub.value = 12
     assert "Replay finished" not in al.status.object and len(al.curve_source.data["mae"]) == 13
+    al.controls.replay_cycle = 3  # as the URL does: the slider and the curve follow
+    assert al.scrub.value == 3 and len(al.curve_source.data["mae"]) == 4
     al.run_select.value = al.run_select.options[0]  # back to a live run
     assert "σ now" in al.map_fig.title.text and al.sigma_bar.title == "pool σ now (eV/atom)"
 

@@ -1,0 +1,97 @@
+"""Replays of committed AL runs as arrays per cycle, on the shipped default run's histories (no UI, no GP)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cfgp.al import History
+from cfgp.al_replay import background_rows, pool_rows, random_bands, replay_of, replay_target
+
+AL = Path(__file__).parents[1] / "data" / "default" / "al"
+
+
+@pytest.fixture(scope="module")
+def entropy10():
+    header, records = History(AL / "entropy-b10-pool7195-s0.jsonl").read()
+    return header, records[:41]  # 40 cycles of 10 picks: enough for every slice, fast to build
+
+
+def _rows(records, drop: str | None = None) -> tuple[dict, np.ndarray]:
+    ids = [pid for rec in records for pid in rec.get("picked", [])]
+    row_of_id = {pid: 1000 + i for i, pid in enumerate(ids) if pid != drop}
+    formulas = np.array([f"F{r}" for r in range(1000 + len(ids))], dtype=object)
+    return row_of_id, formulas
+
+
+def test_replay_arrays_follow_the_records(entropy10):
+    header, records = entropy10
+    row_of_id, formulas = _rows(records)
+    rp = replay_of("entropy-b10-pool7195-s0", header, records, row_of_id, formulas)
+    assert rp.n_cycles == 40 and rp.settings["strategy"] == "entropy" and rp.settings["batch_size"] == 10
+    assert rp.mae[7] == records[7]["mae"] and rp.coverage[3] == records[3]["coverage_2sigma"]
+    assert rp.labels[0] == 0 and rp.labels[5] == records[5]["n_train"] - records[0]["n_train"]
+    assert rp.ends[0] == 0 and list(np.diff(rp.ends)) == [len(r["picked"]) for r in records[1:]]
+    assert rp.picked_ids(2) == records[1]["picked"] + records[2]["picked"]
+    s = rp.pick_slice(2, 3)
+    assert rp.pick_ids[s].tolist() == records[3]["picked"] and set(rp.pick_cycle[s]) == {3}
+    assert rp.pick_formula[0] == formulas[row_of_id[records[1]["picked"][0]]]
+    curve = rp.curve(3, 6)
+    assert list(curve["cycle"]) == [3, 4, 5] and list(curve["mae"]) == [r["mae"] for r in records[3:6]]
+    assert rp.clamp(-4) == 0 and rp.clamp(10**6) == 40 and rp.clamp(12) == 12
+
+
+def test_a_pick_outside_the_runs_materials_is_left_out(entropy10):
+    header, records = entropy10
+    gone = records[2]["picked"][1]
+    row_of_id, formulas = _rows(records, drop=gone)
+    rp = replay_of("x", header, records, row_of_id, formulas)
+    assert gone not in rp.pick_ids.tolist()
+    assert rp.ends[1] == 10 and rp.ends[2] == 19 and len(rp.pick_rows) == len(rp.pick_ids) == rp.ends[-1]
+
+
+def test_random_band_is_mean_plus_minus_two_std_over_seeds():
+    hists = [History(AL / f"random-b1-pool7195-s{s}.jsonl").read()[1][:30] for s in range(3)]
+    (band,) = random_bands({"random-b1-pool7195": hists, "entropy-b1-pool7195": hists})
+    mae = np.array([[r["mae"] for r in h] for h in hists])
+    assert band["seeds"] == 3 and band["label"] == "random-b1-pool7195"
+    np.testing.assert_allclose(band["mean"], mae.mean(axis=0))
+    np.testing.assert_allclose(band["upper"] - band["mean"], 2 * mae.std(axis=0, ddof=1))
+    np.testing.assert_allclose(band["mean"] - band["lower"], 2 * mae.std(axis=0, ddof=1))
+
+
+def test_pool_rows_keep_drawable_pool_points_and_background_is_a_seeded_subsample():
+    split = np.array(["pool", "train", "pool", "pool", "test", "pool"])
+    xy = np.array([[0, 0], [1, 1], [np.nan, 2], [3, 3], [4, 4], [5, 5]], float)
+    sigma = np.array([0.1, 0.1, 0.1, np.inf, 0.1, 0.2])
+    assert pool_rows(split, xy, sigma).tolist() == [0, 5]
+    assert background_rows(xy, 5) is None
+    sub = background_rows(xy, 3)
+    assert len(sub) == 3 and list(sub) == sorted(sub) and 2 not in sub
+    assert np.array_equal(sub, background_rows(xy, 3))
+
+
+def test_replay_target_runs_at_its_speed_and_stops_at_the_end():
+    assert replay_target(0, 300, 0.1, 0, 1500) == 30
+    assert replay_target(10, 1, 0.01, 10, 1500) == 11  # a frame always moves at least one cycle
+    assert replay_target(0, 300, 100.0, 40, 1500) == 1500
+
+
+def test_playback_advances_at_its_speed_and_sends_only_new_picks(entropy10):
+    from cfgp.al_replay import ReplayPlayback
+
+    header, records = entropy10
+    rp = replay_of("x", header, records, *_rows(records))
+    play = ReplayPlayback(rp)
+    assert play.map_picks() is None and not play.finished
+    play.start_clock(100.0)
+    play.cycle = play.target(20, 100.25)  # 20 cycles/s for 0.25 s
+    assert play.cycle == 5
+    new, last = play.map_picks()
+    assert rp.pick_ids[new].tolist() == rp.picked_ids(5) and rp.pick_ids[last].tolist() == records[5]["picked"]
+    assert play.map_picks() is None  # the map is up to date: nothing is sent twice
+    play.cycle = 7
+    new, _ = play.map_picks()
+    assert rp.pick_ids[new].tolist() == records[6]["picked"] + records[7]["picked"]
+    play.cycle = play.target(20, 1e6)
+    assert play.cycle == 40 and play.finished
