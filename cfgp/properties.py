@@ -205,3 +205,21 @@ def describe_filters(filters: Iterable[Filter]) -> str:
         else:
             parts.append(f"{label} ∈ {{{', '.join(sorted(f[1]))}}}")
     return "; ".join(parts)
+
+
+#: marker sizes (px) of a map sized by a property: the 1st percentile draws at the first, the 99th at the second
+SIZE_RANGE = (2.0, 12.0)
+
+
+def marker_sizes(values: np.ndarray, size_range: tuple[float, float] = SIZE_RANGE) -> np.ndarray:
+    """Marker sizes for a numeric property: linear between its 1st and 99th percentiles (outliers clipped, so one
+    huge cell does not shrink all others), the smallest size for NaN (a material without the property)."""
+    v = np.asarray(values, dtype=float)
+    lo_px, hi_px = size_range
+    out = np.full(len(v), lo_px)
+    ok = np.isfinite(v)
+    if ok.any():
+        lo, hi = np.percentile(v[ok], [1, 99])
+        scaled = np.clip((v[ok] - lo) / (hi - lo), 0, 1) if hi > lo else np.full(ok.sum(), 0.5)
+        out[ok] = lo_px + scaled * (hi_px - lo_px)
+    return out

@@ -78,3 +78,16 @@ def test_bad_link_text_is_refused_with_a_reason(text, reason):
 def test_a_filter_on_a_missing_column_names_it(frame):
     with pytest.raises(ValueError, match="no split"):
         filter_mask(frame, [("split", {"test"})])
+
+
+def test_marker_sizes_follow_the_property_and_clip_its_extremes(frame):
+    from cfgp.properties import SIZE_RANGE, marker_sizes
+
+    v = frame.volume_per_atom.to_numpy(float).copy()
+    v[0] = np.nan
+    s = marker_sizes(v)
+    assert s[0] == SIZE_RANGE[0] and s.min() == SIZE_RANGE[0] and s.max() == SIZE_RANGE[1]
+    order = np.argsort(v[1:])
+    assert (np.diff(s[1:][order]) >= 0).all()  # bigger cells per atom, bigger markers
+    assert s[int(np.nanargmax(v))] == SIZE_RANGE[1]  # Cs7O clipped to the largest size, not off the scale
+    assert (marker_sizes(np.full(5, 3.0)) == np.mean(SIZE_RANGE)).all()

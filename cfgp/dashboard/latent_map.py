@@ -20,12 +20,16 @@ from cfgp.dashboard.figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS,
 from cfgp.dashboard.shared import (PROPERTY_COLOURS, ServerData, SessionState, controls, in_document, on_session_end,
                                    parse_element)
 from cfgp.embedding import TSNESettings, tsne
-from cfgp.properties import CATALOGUE, describe_filters, parse_filters
+from cfgp.properties import CATALOGUE, describe_filters, marker_sizes, numeric_properties, parse_filters
 from cfgp.dashboard import untrusted
 
 COLOURINGS = {"DFT E_f": "dft", "GP E_f": "gp", "σ": "sigma", "residual": "residual", "z-score": "z",
               **{CATALOGUE[c].label: c for c in PROPERTY_COLOURS},
               "space group": "spacegroup_symbol", "split": "split", "phosphates": "phosphate", "element": "element"}
+#: marker size: fixed, or by any numeric property (label → column; "" is the fixed size)
+SIZES = {"fixed": "", **{CATALOGUE[c].label: c for c in numeric_properties()}}
+#: the fixed marker size (px) of the map
+FIXED_SIZE = 4
 #: a space-group colouring names the most common groups; the rest are "other"
 TOP_SPACE_GROUPS = len(CATEGORY_COLOURS)
 NEAREST_ON_TAP = """
@@ -55,6 +59,7 @@ class LatentMap(pn.viewable.Viewer):
     colour = param.Selector(default="dft", objects=list(COLOURINGS.values()))
     element = param.String(default="P")
     filters = param.String(default="", doc="property filters as link text (cfgp.properties.parse_filters)")
+    size = param.Selector(default="", objects=list(SIZES.values()), doc="property the marker size follows")
 
     def __init__(self, data: ServerData, state: SessionState, source: ColumnDataSource, **params):
         params.setdefault("name", "Latent map")
@@ -65,6 +70,9 @@ class LatentMap(pn.viewable.Viewer):
                                                   placeholder="e.g. Li", css_classes=["map-element"])
         self.colour_select.link(self, value="colour")
         self.element_input.link(self, value="element")
+        self.size_select = pn.widgets.Select(label="marker size by", options=SIZES, value=self.size, width=170,
+                                             css_classes=["map-size"])
+        self.size_select.link(self, value="size", bidirectional=True)
         self.filter_input = pn.widgets.TextInput(
             label="filters", value=self.filters, width=330, css_classes=["map-filters"],
             placeholder="band_gap:0.5..3; spacegroup_symbol=Pnma|P2_1/c",
@@ -154,6 +162,22 @@ class LatentMap(pn.viewable.Viewer):
             labels = self.colouring.categorical(groups, [label, "other"],
                                                 {label: CATEGORY_COLOURS[0], "other": BACKGROUND}, "element")
         self.legend_text.object = "Colour: " + " · ".join(f"**{lab}**" for lab in labels)
+
+    # ------------------------------------------------------------ marker size
+    @param.depends("size", watch=True)
+    def _apply_size(self) -> None:
+        in_document(self._size_now)
+
+    def _size_now(self) -> None:
+        """A fixed size, or one ``size`` column (the property's values scaled by cfgp.properties.marker_sizes)."""
+        glyphs = (self.renderer.glyph, self.renderer.nonselection_glyph)
+        if not self.size:
+            for g in glyphs:
+                g.size = FIXED_SIZE
+            return
+        self.source.data["size"] = marker_sizes(self.data.frame[self.size].to_numpy(float)).astype(np.float32)
+        for g in glyphs:
+            g.size = {"field": "size"}
 
     # ------------------------------------------------------------ filters
     @param.depends("filters", watch=True)
@@ -317,7 +341,7 @@ class LatentMap(pn.viewable.Viewer):
                  "to see where the GP is unsure (far from training materials), by split to see what active "
                  "learning picked. Hover for details, click a point for its structure, brush (box or lasso) to "
                  "select the same materials on every plot."),
-            controls(self.colour_select, self.element_input, self.filter_input, self.perplexity, self.live_button,
+            controls(self.colour_select, self.element_input, self.size_select, self.filter_input, self.perplexity, self.live_button,
                      self.progress, self.selection_download),
             self.message, self.filter_status, self.legend_text,
             pn.Row(pn.Column(pn.Column(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),

@@ -193,3 +193,21 @@ def test_any_property_colours_the_map_and_filters_narrow_every_tab(page, server,
     page.keyboard.press("Enter")
     assert wait_for(page, lambda: _visible_points(page) is None, 20)
     server.assert_clean()
+
+
+def test_marker_size_follows_a_property_and_is_in_the_link(page, server, app_run):
+    import numpy as np
+
+    from cfgp.properties import marker_sizes
+
+    frame = app_run.materials.frame
+    server.new_log()
+    page.locator(".map-size select >> visible=true").first.select_option(label="volume per atom (Å³)")
+    assert wait_for(page, lambda: model_js(page, "latent-map-points", "m.glyph.size.field") == "size", 20)
+    sizes = np.array(column(page, "map-source", "size"), dtype=float)
+    np.testing.assert_allclose(sizes, marker_sizes(frame.volume_per_atom.to_numpy(float)), rtol=1e-5)
+    assert sizes.max() > 2 * sizes.min()
+    assert wait_for(page, lambda: "size=volume_per_atom" in page.url, 20), page.url
+    page.locator(".map-size select >> visible=true").first.select_option(label="fixed")
+    assert wait_for(page, lambda: model_js(page, "latent-map-points", "m.glyph.size.value") == 4, 20)
+    server.assert_clean()
