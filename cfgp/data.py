@@ -216,6 +216,23 @@ def record_energy(value: Any) -> float:
     return energy
 
 
+#: Numeric properties a record may carry beside its energy (Materials Project's names); absent or unreadable → NaN,
+#: so data sets and run folders without them load as before.
+OPTIONAL_NUMBERS = ("band_gap", "efermi", "total_magnetization")
+
+
+def record_float(value: Any) -> float:
+    """An optional numeric field of a record as a float; NaN when absent, not a finite number, or not a number at
+    all (an optional property never rejects its record)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return float("nan")
+    try:
+        out = float(value)
+    except (OverflowError, ValueError):  # an integer too large for a float
+        return float("nan")
+    return out if math.isfinite(out) else float("nan")
+
+
 def record_name(raw: Any) -> str:
     """The material id as text ('' if missing); DataError if it cannot serve as one."""
     if raw is None:
@@ -238,7 +255,9 @@ class Materials:
     """A validated table of materials with lazily parsed pymatgen structures.
 
     ``frame`` has one row per material: material_id, formula, formation_energy_per_atom
-    (NaN when unlabelled), cif, elements, nsites, spacegroup_symbol, contains_p (P and O: a candidate phosphate;
+    (NaN when unlabelled), cif, elements, nsites, spacegroup_symbol, spacegroup_number, band_gap (eV), efermi (eV),
+    total_magnetization (μB per cell), volume (Å³ per cell), volume_per_atom (Å³; NaN where the data set lacks
+    them: :data:`OPTIONAL_NUMBERS`), contains_p (P and O: a candidate phosphate;
     whether it holds phosphate units is a structural question, answered by :mod:`cfgp.motifs` for a run).
     """
 
@@ -376,10 +395,14 @@ def validate_records(
                 formula = structure.composition.reduced_formula
             elements = tuple(sorted(el.symbol for el in structure.composition.elements))
             nsites = len(structure)
+            volume = record_float(record.get("volume"))
+            if not math.isfinite(volume):
+                volume = float(structure.volume)
         else:
             formula = record.get("formula", "")
             elements = tuple(record.get("elements", ()))
             nsites = int(record.get("nsites", 0) or 0)
+            volume = record_float(record.get("volume"))
         rows.append(
             {
                 "material_id": name,
@@ -390,6 +413,9 @@ def validate_records(
                 "spacegroup_symbol": record.get("spacegroup_symbol", ""),
                 "spacegroup_number": record.get("spacegroup_number", 0),
                 "contains_p": "P" in elements and "O" in elements,
+                **{name: record_float(record.get(name)) for name in OPTIONAL_NUMBERS},
+                "volume": volume,
+                "volume_per_atom": volume / nsites if nsites > 0 else float("nan"),
                 "cif": cif,
             }
         )

@@ -556,6 +556,29 @@ class CFGP(RegressorMixin, BaseEstimator):
             V = tf.linalg.triangular_solve(self._L, self.kernel_matrix(self._X, tf.constant(Q)), lower=True)
         return V.numpy(), self._z.numpy()[:, 0]
 
+    def smoother_weights(self, X: np.ndarray) -> np.ndarray:
+        """W = K(X, X_train)(K + σ²I)⁻¹, one row per query: the posterior mean is m + W(y − m), a weighted sum of
+        the training labels, so W[i, j] is how much training material j's label moves query i's prediction (a
+        neighbour that is near in latent space can still weigh little when others near it share the load). Exact
+        GP only (ValueError otherwise, as :meth:`whitened_cross_kernel`). Columns follow the conditioning order."""
+        import tensorflow as tf
+
+        V, _ = self.whitened_cross_kernel(X)  # L⁻¹K(X_train, X)
+        with tf.device(tf_device()):
+            W = tf.linalg.triangular_solve(self._L, tf.constant(V), lower=True, adjoint=True)  # L⁻ᵀL⁻¹K
+        return W.numpy().T
+
+    def posterior_covariance(self, X: np.ndarray) -> np.ndarray:
+        """The latent function's posterior covariance K(X, X) − VᵀV between the queries X (unscaled): the
+        correlation it implies says how far two materials' GP errors go together. Exact GP only."""
+        import tensorflow as tf
+
+        V, _ = self.whitened_cross_kernel(X)
+        Q = tf.constant(self.scaler_.transform(np.atleast_2d(X)))
+        with tf.device(tf_device()):
+            prior = self.kernel_matrix(Q, Q).numpy()
+        return prior - V.T @ V
+
     def log_marginal_likelihood(self) -> float:
         """Log marginal likelihood of the data the GP is conditioned on, at the current hyper-parameters."""
         import numpy as _np

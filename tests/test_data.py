@@ -203,3 +203,31 @@ def test_a_folder_hash_follows_names_and_contents_not_order(tmp_path, good):
     (a / f"{good[0]['material_id']}.cif").rename(a / "renamed.cif")
     assert dataset_sha256(a) != dataset_sha256(b)
     assert dataset_sha256(SMALL) == file_sha256(SMALL)  # a file: its own sha256, so existing runs still match
+
+
+def test_optional_properties_are_kept_and_volume_per_atom_derived(small_records):
+    m = load_materials(SMALL, parse_structures=False)
+    by_id = {r["material_id"]: r for r in small_records}
+    f = m.frame
+    for i in (0, 7, 99):
+        r = by_id[f.material_id.iat[i]]
+        assert f.band_gap.iat[i] == pytest.approx(r["band_gap"]) and f.efermi.iat[i] == pytest.approx(r["efermi"])
+        assert f.total_magnetization.iat[i] == pytest.approx(r["total_magnetization"])
+        assert f.volume_per_atom.iat[i] == pytest.approx(r["volume"] / r["nsites"])
+    parsed = load_materials(SMALL).frame  # parsed structures agree with the stored volumes
+    np.testing.assert_allclose(parsed.volume_per_atom, f.volume_per_atom, rtol=1e-3)
+
+
+def test_absent_or_bad_optional_properties_are_nan_not_errors(tmp_path, good):
+    for r in good:
+        for k in ("band_gap", "efermi", "total_magnetization", "volume"):
+            r.pop(k, None)
+    good[0]["band_gap"] = "big"
+    good[1]["efermi"] = 10 ** 400
+    m = load_materials(_write_json(tmp_path / "bare.json", good))
+    assert len(m) == len(good)
+    assert m.frame[["band_gap", "efermi", "total_magnetization"]].isna().all().all()
+    # the volume comes from the parsed structure when the record lacks it
+    assert (m.frame.volume_per_atom > 3).all()
+    trusted = load_materials(tmp_path / "bare.json", parse_structures=False)
+    assert trusted.frame.volume_per_atom.isna().all()

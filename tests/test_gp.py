@@ -310,3 +310,25 @@ def test_cfgp_is_a_scikit_learn_estimator():
     a, b = CFGP(max_iter=30).fit(X, y), clone(CFGP(max_iter=30)).fit(X, y)
     assert a.hyperparameters_ == pytest.approx(b.hyperparameters_)
     assert 0.5 < a.score(X, y) <= 1.0
+
+
+def test_smoother_weights_and_posterior_covariance_equal_a_direct_solve(latents):
+    """W = k_xᵀ(K + σ²I)⁻¹ and K** − k_xᵀ(K + σ²I)⁻¹k_x against numpy's dense solve on the tiny run's latents; the
+    weights reproduce the posterior mean."""
+    Xtr, ytr, Xte, _, _, _ = latents
+    gp = _fixed().fit(Xtr, ytr)
+    S, Q = gp.scaler_.transform(Xtr), gp.scaler_.transform(Xte[:5])
+
+    def k(A, B):
+        d = np.sqrt(np.maximum(((A[:, None, :] - B[None, :, :]) ** 2).sum(-1), 0))
+        return 0.8**2 * np.exp(-d / 3.0)
+
+    K = k(S, S) + (0.01 + JITTER) * np.eye(len(S))
+    Ks = k(Q, S)
+    W = gp.smoother_weights(Xte[:5])
+    np.testing.assert_allclose(W, np.linalg.solve(K, Ks.T).T, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(gp.mean_constant_ + W @ (ytr - gp.mean_constant_), gp.predict(Xte[:5]), atol=1e-9)
+    cov = gp.posterior_covariance(Xte[:5])
+    np.testing.assert_allclose(cov, k(Q, Q) - Ks @ np.linalg.solve(K, Ks.T), rtol=1e-6, atol=1e-10)
+    _, std = gp.predict(Xte[:5], return_std=True, include_noise=False)
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), std, rtol=1e-6)

@@ -26,7 +26,7 @@ from bokeh.plotting import figure
 from cfgp.calibration import METRIC_LABELS, calibration_curve, regression_metrics
 from cfgp.dashboard.figures import FIGURE_MIN_WIDTH
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
-from cfgp.dashboard.shared import ServerData, SessionState, controls, on_session_end
+from cfgp.dashboard.shared import ServerData, SessionState, controls, in_document, on_session_end
 from cfgp.palette import SIGNED
 
 SPLITS = ("test", "pool", "train")
@@ -76,10 +76,12 @@ class SplitView:
     metrics: dict | None  # whole-view metrics (None if fewer than MIN_SCORED)
     excess_limit: float
     sigma_max: float
+    filtered: bool = False  # narrowed by the session's property filters
 
     @property
     def label(self) -> str:
-        return f"{self.split} materials" + (" (phosphates only)" if self.phosphates else "")
+        return (f"{self.split} materials" + (" (phosphates only)" if self.phosphates else "")
+                + (" passing the filters" if self.filtered else ""))
 
     def drawn(self, selected) -> np.ndarray:
         """Local positions (in the sources) of the selected rows that are drawn."""
@@ -135,18 +137,22 @@ def metrics(a: _Arrays, rows: np.ndarray) -> dict | None:
     return regression_metrics(a.gp[rows], a.sigma[rows], a.dft[rows]) if len(rows) >= MIN_SCORED else None
 
 
-def split_view(data: ServerData, split: str, phosphates: bool) -> SplitView:
-    """The view of one split (built once per server, then shared read-only by every session)."""
+def split_view(data: ServerData, split: str, phosphates: bool, keep: np.ndarray | None = None) -> SplitView:
+    """The view of one split (built once per server, then shared read-only by every session); ``keep``, a
+    session's property-filter mask, narrows it to the materials passing the filters (built for that session)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     a = _arrays(data)
     key = (split, bool(phosphates))
-    with _LOCK:
-        if key in a.views:
-            return a.views[key]
+    if keep is None:
+        with _LOCK:
+            if key in a.views:
+                return a.views[key]
     mask = a.ok & (a.split == split)
     if phosphates:
         mask &= a.phosphate
+    if keep is not None:
+        mask &= keep
     rows = np.flatnonzero(mask)
     rng = np.random.default_rng(SEED)
     shown = np.sort(rng.choice(rows, MAX_POINTS, replace=False)) if len(rows) > MAX_POINTS else rows
@@ -162,7 +168,9 @@ def split_view(data: ServerData, split: str, phosphates: bool) -> SplitView:
               "upper": a.gp[bar_rows] + 2 * a.sigma[bar_rows]},
         expected=np.linspace(0, 1, 100), observed=curve(a, rows), metrics=metrics(a, rows),
         excess_limit=float(max(0.05, np.percentile(np.abs(ex), 98))) if len(ex) else 0.05,
-        sigma_max=float(a.sigma[rows].max()) * 1.05 if len(rows) else 1.0)
+        sigma_max=float(a.sigma[rows].max()) * 1.05 if len(rows) else 1.0, filtered=keep is not None)
+    if keep is not None:
+        return view
     with _LOCK:
         return a.views.setdefault(key, view)
 
@@ -281,6 +289,7 @@ class Calibration(pn.viewable.Viewer):
         for src in (self.parity_source, self.residual_source):
             src.selected.on_change("indices", self._on_brush)
         self._watcher = state.param.watch(self._on_selected, "selected")
+        self._filter_watcher = state.param.watch(lambda e: in_document(self._show_view), "filter_mask")
         on_session_end(self._release)
         self._show_view()
 
@@ -359,7 +368,7 @@ class Calibration(pn.viewable.Viewer):
     # ------------------------------------------------------------ split / phosphates: replace small sources
     @param.depends("split", "phosphates", watch=True)
     def _show_view(self) -> None:
-        v = self.view = split_view(self.data, self.split, self.phosphates)
+        v = self.view = split_view(self.data, self.split, self.phosphates, self.state.filter_mask)
         n, drawn = len(v.rows), len(v.shown)
         sub = f" (a seeded random {drawn:,} of {n:,} drawn)" if drawn < n else ""
         self.parity_source.data = dict(v.parity)
@@ -458,6 +467,7 @@ class Calibration(pn.viewable.Viewer):
 
     def _release(self) -> None:
         self.state.param.unwatch(self._watcher)
+        self.state.param.unwatch(self._filter_watcher)
 
     # ------------------------------------------------------------ figure files (PNG / SVG) of what is shown
     def export_parity(self):

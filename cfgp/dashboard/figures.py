@@ -14,7 +14,7 @@ from bokeh.models import (BoxSelectTool, CategoricalColorMapper, ColorBar, Colum
 from bokeh.palettes import Plasma256, Viridis256
 from bokeh.plotting import figure
 
-from cfgp.dashboard.shared import NUMERIC_COLOURS, ServerData
+from cfgp.dashboard.shared import NUMERIC_COLOURS, PROPERTY_COLOURS, ServerData
 from cfgp.palette import SIGNED
 
 PALETTES = {"Viridis256": Viridis256, "Plasma256": Plasma256, "signed": SIGNED}  # SIGNED runs blue → red
@@ -36,6 +36,7 @@ def map_source(data: ServerData) -> ColumnDataSource:
     with the server's cache, not copied), plus the per-session ``group`` column of categorical colourings."""
     cols = {k: data.browser_map_columns[k] for k in BROWSER_COLUMNS}
     cols["group"] = data.map_columns["split"].copy()
+    cols["prop"] = np.full(len(cols["x"]), np.nan, dtype=np.float32)  # a property colouring's values, when chosen
     return ColumnDataSource(cols, name="map-source")
 
 
@@ -73,10 +74,16 @@ class Colouring:
         self.categories: list[str] = []
 
     def numeric(self, field: str) -> str:
-        title, palette, _ = NUMERIC_COLOURS[field]
+        """Colour by a results column the browser holds, or by one of the data set's properties, whose values are
+        sent now as the one ``prop`` column (NaN — a data set without it — drawn light grey)."""
+        title, palette, _ = {**NUMERIC_COLOURS, **PROPERTY_COLOURS}[field]
         lo, hi = self.data.colour_limits[field]
         mapper = LinearColorMapper(palette=PALETTES[palette], low=lo, high=hi, nan_color="#eeeeee")
-        spec = {"field": field, "transform": mapper}
+        column = field
+        if field in PROPERTY_COLOURS:
+            self.source.data["prop"] = self.data.browser_map_columns[field]
+            column = "prop"
+        spec = {"field": column, "transform": mapper}
         self._set_colour(spec)
         self.colorbar.color_mapper, self.colorbar.title, self.colorbar.visible = mapper, title, True
         self.legend.items, self.legend.visible = [], False

@@ -9,7 +9,7 @@ import numpy as np
 import panel as pn
 import param
 from bokeh.events import Tap
-from bokeh.models import ColumnDataSource, CustomJS, LinearColorMapper
+from bokeh.models import BooleanFilter, CDSView, ColumnDataSource, CustomJS, LinearColorMapper
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
@@ -17,12 +17,21 @@ from cfgp.dashboard.details import MaterialDetails
 from cfgp.dashboard.downloads import MATERIAL_COLUMNS, csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS, Colouring, hover, map_figure,
                                     selection_tools)
-from cfgp.dashboard.shared import ServerData, SessionState, controls, in_document, on_session_end, parse_element
+from cfgp.dashboard.shared import (PROPERTY_COLOURS, ServerData, SessionState, controls, in_document, on_session_end,
+                                   parse_element)
 from cfgp.embedding import TSNESettings, tsne
+from cfgp.properties import CATALOGUE, describe_filters, marker_sizes, numeric_properties, parse_filters
 from cfgp.dashboard import untrusted
 
 COLOURINGS = {"DFT E_f": "dft", "GP E_f": "gp", "σ": "sigma", "residual": "residual", "z-score": "z",
-              "split": "split", "phosphates": "phosphate", "element": "element"}
+              **{CATALOGUE[c].label: c for c in PROPERTY_COLOURS},
+              "space group": "spacegroup_symbol", "split": "split", "phosphates": "phosphate", "element": "element"}
+#: marker size: fixed, or by any numeric property (label → column; "" is the fixed size)
+SIZES = {"fixed": "", **{CATALOGUE[c].label: c for c in numeric_properties()}}
+#: the fixed marker size (px) of the map
+FIXED_SIZE = 4
+#: a space-group colouring names the most common groups; the rest are "other"
+TOP_SPACE_GROUPS = len(CATEGORY_COLOURS)
 NEAREST_ON_TAP = """
 const view = Bokeh.index.find_one(fig);
 if (!view) return;
@@ -49,6 +58,8 @@ class LatentMap(pn.viewable.Viewer):
 
     colour = param.Selector(default="dft", objects=list(COLOURINGS.values()))
     element = param.String(default="P")
+    filters = param.String(default="", doc="property filters as link text (cfgp.properties.parse_filters)")
+    size = param.Selector(default="", objects=list(SIZES.values()), doc="property the marker size follows")
 
     def __init__(self, data: ServerData, state: SessionState, source: ColumnDataSource, **params):
         params.setdefault("name", "Latent map")
@@ -59,6 +70,17 @@ class LatentMap(pn.viewable.Viewer):
                                                   placeholder="e.g. Li", css_classes=["map-element"])
         self.colour_select.link(self, value="colour")
         self.element_input.link(self, value="element")
+        self.size_select = pn.widgets.Select(label="marker size by", options=SIZES, value=self.size, width=170,
+                                             css_classes=["map-size"])
+        self.size_select.link(self, value="size", bidirectional=True)
+        self.filter_input = pn.widgets.TextInput(
+            label="filters", value=self.filters, width=330, css_classes=["map-filters"],
+            placeholder="band_gap:0.5..3; spacegroup_symbol=Pnma|P2_1/c",
+            description="Show only materials with these properties: property:min..max (leave a side out for "
+                        "open) or property=value|value, joined by ; — properties: " + ", ".join(CATALOGUE))
+        self.filter_input.link(self, value="filters", bidirectional=True)  # a link sets the parameter
+        self.filter_status = pn.pane.Markdown("", name="map-filter-status", margin=(0, 10),
+                                              css_classes=["map-filter-status"])
         self.legend_text = pn.pane.Markdown("", name="map-legend-text", margin=(0, 10),
                                             css_classes=["map-legend-text"])
         self.message = pn.pane.Alert("", alert_type="warning", visible=False, name="map-message",
@@ -66,6 +88,9 @@ class LatentMap(pn.viewable.Viewer):
         self.fig, self.renderer = map_figure(source, "t-SNE of the MEGNet latent space", "latent-map")
         self.fig.add_tools(hover(renderers=[self.renderer]), *selection_tools())
         self.colouring = Colouring(data, self.fig, self.renderer, source, "latent-map")
+        self.view_filter = BooleanFilter(booleans=None)
+        self.renderer.view = CDSView(filter=self.view_filter)
+        state.param.watch(self._on_filter_mask, "filter_mask")
         self.details = MaterialDetails(data, "Click a point for its details and crystal structure; brush (box or "
                                              "lasso) to select materials on every plot.")
         # a click selects the material drawn nearest to it, in pixels, wherever points overlap; computed in the
@@ -103,13 +128,20 @@ class LatentMap(pn.viewable.Viewer):
     def _colour_now(self) -> None:
         d, key = self.data, self.colour
         self.message.object, self.message.visible = "", False
-        if key in ("dft", "gp", "sigma", "residual", "z"):
+        if key in ("dft", "gp", "sigma", "residual", "z") or key in PROPERTY_COLOURS:
             title = self.colouring.numeric(key)
             self.legend_text.object = f"Colour: **{title}** (colour bar on the right)."
             return
         if key == "split":
             groups = self._split_groups()
             labels = self.colouring.categorical(groups, list(SPLIT_COLOURS), SPLIT_COLOURS, "split")
+        elif key == "spacegroup_symbol":
+            symbols = d.frame["spacegroup_symbol"].fillna("").astype(str).to_numpy(dtype=object)
+            names, counts = np.unique(symbols[symbols != ""], return_counts=True)
+            top = [str(n) for n in names[np.argsort(-counts, kind="stable")][:TOP_SPACE_GROUPS]]
+            groups = np.where(np.isin(symbols, top), symbols, "other").astype(object)
+            colours = {**dict(zip(top, CATEGORY_COLOURS)), "other": BACKGROUND}
+            labels = self.colouring.categorical(groups, top + ["other"], colours, "space group")
         elif key == "phosphate":
             groups = np.where(d.frame["is_phosphate"].to_numpy(bool), "phosphate", "other oxide").astype(object)
             labels = self.colouring.categorical(groups, ["phosphate", "other oxide"],
@@ -130,6 +162,48 @@ class LatentMap(pn.viewable.Viewer):
             labels = self.colouring.categorical(groups, [label, "other"],
                                                 {label: CATEGORY_COLOURS[0], "other": BACKGROUND}, "element")
         self.legend_text.object = "Colour: " + " · ".join(f"**{lab}**" for lab in labels)
+
+    # ------------------------------------------------------------ marker size
+    @param.depends("size", watch=True)
+    def _apply_size(self) -> None:
+        in_document(self._size_now)
+
+    def _size_now(self) -> None:
+        """A fixed size, or one ``size`` column (the property's values scaled by cfgp.properties.marker_sizes)."""
+        glyphs = (self.renderer.glyph, self.renderer.nonselection_glyph)
+        if not self.size:
+            for g in glyphs:
+                g.size = FIXED_SIZE
+            return
+        self.source.data["size"] = marker_sizes(self.data.frame[self.size].to_numpy(float)).astype(np.float32)
+        for g in glyphs:
+            g.size = {"field": "size"}
+
+    # ------------------------------------------------------------ filters
+    @param.depends("filters", watch=True)
+    def _apply_filters(self) -> None:
+        """Read the filter text (untrusted: typed or from a link) into the session's filters, which every tab
+        applies; a text it cannot read keeps the previous filters and says why."""
+        try:
+            filters = parse_filters(self.filters)
+            self.state.set_filters(self.data.frame, filters)
+        except ValueError as exc:
+            self.filter_status.object = untrusted.text(f"Filters not applied: {exc}.")
+            return
+        self._show_filter_status()
+
+    def _show_filter_status(self) -> None:
+        mask, n = self.state.filter_mask, len(self.data.frame)
+        if mask is None:
+            self.filter_status.object = ""
+        else:
+            self.filter_status.object = untrusted.text(
+                f"Filters: {describe_filters(self.state.filters)} — {int(mask.sum()):,} of {n:,} materials shown.")
+
+    def _on_filter_mask(self, event) -> None:
+        mask = event.new
+        in_document(lambda: setattr(self.view_filter, "booleans", None if mask is None else mask.tolist()))
+        self._show_filter_status()
 
     def _split_groups(self) -> np.ndarray:
         groups = self.data.map_columns["split"].copy()
@@ -267,9 +341,9 @@ class LatentMap(pn.viewable.Viewer):
                  "to see where the GP is unsure (far from training materials), by split to see what active "
                  "learning picked. Hover for details, click a point for its structure, brush (box or lasso) to "
                  "select the same materials on every plot."),
-            controls(self.colour_select, self.element_input, self.perplexity, self.live_button, self.progress,
-                     self.selection_download),
-            self.message, self.legend_text,
+            controls(self.colour_select, self.element_input, self.size_select, self.filter_input, self.perplexity, self.live_button,
+                     self.progress, self.selection_download),
+            self.message, self.filter_status, self.legend_text,
             pn.Row(pn.Column(pn.Column(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
                                        sizing_mode="stretch_width", css_classes=["latent-map-figure"]),
                              self.figure_downloads, sizing_mode="stretch_width"),

@@ -19,6 +19,7 @@ from cfgp.dashboard.compare import CompareView
 from cfgp.dashboard.downloads import csv_bytes, download_button
 from cfgp.dashboard.shared import ServerData, SessionState, controls, parse_element
 from cfgp.dashboard import untrusted
+from cfgp.properties import describe_filters
 
 #: the table shows the TOP materials by |residual| − 2σ (the rest are comfortably inside ±2σ)
 TOP = 300
@@ -44,10 +45,14 @@ def note(text: str) -> pn.pane.Markdown:
     return pn.pane.Markdown(text, styles={"font-size": "0.95em"}, margin=(0, 10))
 
 
-def outlier_rows(data: ServerData, split: str, phosphates_only: bool, element: str | None) -> pd.DataFrame:
-    """The filtered materials sorted by |residual| − 2σ, largest first, at most ``TOP``; indexed by frame row."""
+def outlier_rows(data: ServerData, split: str, phosphates_only: bool, element: str | None,
+                 keep: np.ndarray | None = None) -> pd.DataFrame:
+    """The filtered materials sorted by |residual| − 2σ, largest first, at most ``TOP``; indexed by frame row.
+    ``keep`` is the session's property-filter mask (None: every material)."""
     f = data.frame
     mask = np.isfinite(f["excess"].to_numpy(float))
+    if keep is not None:
+        mask &= keep
     if split != "all":
         mask &= f["split"].to_numpy() == split
     if phosphates_only:
@@ -99,6 +104,7 @@ class Outliers(pn.viewable.Viewer):
                                                css_classes=["outliers-compare"])
         self.compare_box.param.watch(lambda e: self._follow_details(), "value")
         self.details.param.watch(lambda e: self._follow_details(), "shown")
+        state.param.watch(lambda e: self._update(), "filter_mask")
         self._update()
 
     @param.depends("split", "phosphates_only", "element", watch=True)
@@ -111,7 +117,7 @@ class Outliers(pn.viewable.Viewer):
                 element = parse_element(self.element)
             except ValueError as exc:
                 self._warn(f"Contains element: {exc}. The table is not filtered by element.")
-        rows = outlier_rows(d, self.split, self.phosphates_only, element)
+        rows = outlier_rows(d, self.split, self.phosphates_only, element, self.state.filter_mask)
         if element and rows.empty:
             where = "" if self.split == "all" else f"{self.split} "
             kind = "phosphate" if self.phosphates_only else "material"
@@ -142,7 +148,10 @@ class Outliers(pn.viewable.Viewer):
         if len(out):
             text += (f"; {100 * out['is_phosphate'].mean():.0f} % of those are phosphates, against "
                      f"{100 * in_split['is_phosphate'].mean():.0f} % of all {where} materials")
-        return text + f". Table: {shown:,} materials after the filters, largest excess first (at most {TOP})."
+        filtered = (f" and the map's property filters ({describe_filters(self.state.filters)})"
+                    if self.state.filter_mask is not None else "")
+        return text + (f". Table: {shown:,} materials after the filters{untrusted.text(filtered)}, largest excess "
+                       f"first (at most {TOP}).")
 
     def _follow_details(self) -> None:
         self.compare.show(self.details.shown if self.compare_box.value else None)

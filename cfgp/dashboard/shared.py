@@ -28,6 +28,7 @@ from cfgp.artefacts import DEFAULT_RUN
 from cfgp.embedding import TSNESettings, run_tsne
 from cfgp.pipeline import AL_DIR, Run, load_al_histories, load_gp, predictions
 from cfgp.plots import predictions_frame
+from cfgp.properties import CATALOGUE, NUMERIC, filter_mask
 from cfgp.search import build_formula_index, search
 
 #: Numeric colourings of a map: frame column → (colour-bar title, palette name, symmetric around 0)
@@ -38,6 +39,12 @@ NUMERIC_COLOURS = {
     "residual": ("residual GP − DFT (eV/atom)", "signed", True),
     "z": ("z = (GP − DFT) / σ", "signed", True),
 }
+#: The data set's own numeric properties a map may be coloured by (cfgp.properties' catalogue): frame column →
+#: (colour-bar title, palette name, symmetric); their values travel to a browser only when chosen
+PROPERTY_COLOURS = {c: (p.label, "Viridis256", False) for c, p in CATALOGUE.items()
+                    if p.kind == NUMERIC and c not in NUMERIC_COLOURS}
+#: Columns of the materials frame added to the results frame (NaN where a data set lacks them)
+MATERIAL_PROPERTIES = ("band_gap", "efermi", "total_magnetization", "volume_per_atom", "spacegroup_number")
 #: Categorical colourings: name → legend title
 CATEGORICAL_COLOURS = {"split": "split", "phosphate": "phosphates", "element": "element"}
 
@@ -83,6 +90,8 @@ class ServerData:
         m = self.run.materials
         frame = predictions_frame(m.frame, pred["mean"], pred["std"], self.run.split.labels(len(m)))
         frame["row"] = np.arange(len(frame))
+        for col in MATERIAL_PROPERTIES:  # the data set's own properties (added columns only)
+            frame[col] = m.frame[col].to_numpy(dtype=float) if col in m.frame else np.nan
         # domain of applicability and the calibrated σ of every material (once per server; added columns only)
         self.applicability = load_applicability(self.run, self.gp, pred)
         self.domain_check = check = run_checks(self.run, self.applicability)
@@ -141,7 +150,7 @@ class ServerData:
     @cached_property
     def colour_limits(self) -> dict[str, tuple[float, float]]:
         out = {}
-        for key, (_, _, symmetric) in NUMERIC_COLOURS.items():
+        for key, (_, _, symmetric) in {**NUMERIC_COLOURS, **PROPERTY_COLOURS}.items():
             v = self.frame[key].to_numpy(dtype=float)
             v = v[np.isfinite(v)]
             if symmetric:
@@ -163,6 +172,7 @@ class ServerData:
             "residual": f["residual"].to_numpy(float), "z": f["z"].to_numpy(float),
             "split": np.where(f["split"].to_numpy() == "", "unused", f["split"].to_numpy()).astype(object),
             "domain": f["domain_label"].to_numpy(dtype=object),
+            **{c: f[c].to_numpy(float) for c in PROPERTY_COLOURS},
         }
 
     @cached_property
@@ -198,6 +208,13 @@ class SessionState(param.Parameterized):
     selected = param.List(default=[], doc="rows of the results frame brushed or clicked on any plot")
     picked = param.List(default=[], doc="material ids labelled by this session's active-learning run")
     focus = param.Integer(default=None, allow_None=True, doc="row of the one material whose details are shown")
+    filters = param.List(default=[], doc="property filters (cfgp.properties tuples) every tab applies")
+    filter_mask = param.Parameter(default=None, doc="boolean mask of the rows passing `filters` (None: all)")
+
+    def set_filters(self, frame: pd.DataFrame, filters: list) -> None:
+        """Set the session's filters and their mask over ``frame`` (ValueError from cfgp.properties when bad)."""
+        mask = filter_mask(frame, filters) if filters else None
+        self.param.update(filters=list(filters), filter_mask=mask)
 
     def select(self, rows) -> None:
         """Set the shared selection (no event when nothing changes: plots echo selections back)."""

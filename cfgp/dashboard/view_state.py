@@ -27,12 +27,13 @@ from cfgp.dashboard import untrusted
 from cfgp.dashboard.al_controller import DEFAULTS, LIVE, REPLAY_PREFIX, check_setting
 from cfgp.dashboard.untrusted import as_text, quoted
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_tick, parse_element
+from cfgp.properties import parse_filters
 
 #: tab name → the short name a link uses (a tab not listed gets its lower-cased, hyphenated name)
 TAB_SLUGS = {"Latent map": "map", "Calibration": "calibration", "Active learning": "al", "Outliers": "outliers",
              "Predict": "predict"}
 #: query parameters, in the order they are applied (the material last: where its details show depends on the tab)
-KEYS = ("lesson", "tab", "colour", "element", "cal_split", "cal_phosphates", "out_split", "out_phosphates",
+KEYS = ("lesson", "tab", "colour", "element", "size", "filters", "cal_split", "cal_phosphates", "out_split", "out_phosphates",
         "out_element", "out_compare", "al", "strategy", "seed", "batch", "cycle", "q", "material")
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -60,6 +61,8 @@ class ViewState(param.Parameterized):
     tab = param.Parameter(default="map", doc="active tab (see TAB_SLUGS)")
     colour = param.Parameter(default="dft", doc="latent map colouring")
     element = param.Parameter(default="P", doc="element of the latent map's 'element' colouring")
+    size = param.Parameter(default="", doc="property the map's marker size follows (empty: fixed)")
+    filters = param.Parameter(default="", doc="property filters of every tab (cfgp.properties link text)")
     material = param.Parameter(default="", doc="material id whose details are shown (one selected material)")
     cal_split = param.Parameter(default="test", doc="split of the Calibration tab")
     cal_phosphates = param.Parameter(default="false", doc="Calibration: phosphates only")
@@ -175,7 +178,9 @@ class ViewSync:
         return {
             "lesson": self.lesson_step,
             "tab": names[active] if 0 <= active < len(names) else names[0],
-            "colour": p.latent.colour, "element": p.latent.element, "material": material,
+            "colour": p.latent.colour, "element": p.latent.element, "size": p.latent.size,
+            "filters": p.latent.filters,
+            "material": material,
             "cal_split": p.calibration.split, "cal_phosphates": as_text(bool(p.calibration.phosphates)),
             "out_split": p.outliers.split, "out_phosphates": as_text(bool(p.outliers.phosphates_only)),
             "out_element": p.outliers.element, "out_compare": as_text(bool(p.outliers.compare_box.value)),
@@ -188,7 +193,7 @@ class ViewSync:
     def _watch_parts(self) -> None:
         p = self.parts
         p.tabs.param.watch(self._changed, "active")
-        p.latent.param.watch(self._changed, ["colour", "element"])
+        p.latent.param.watch(self._changed, ["colour", "element", "size", "filters"])
         p.calibration.param.watch(self._changed, ["split", "phosphates"])
         p.outliers.param.watch(self._changed, ["split", "phosphates_only", "element"])
         p.outliers.compare_box.param.watch(self._changed, "value")
@@ -298,7 +303,8 @@ class ViewSync:
         # an empty value means "as it is" (Panel leaves `colour=` behind when it rewrites a query), except where
         # empty is a value of its own: no material, no element filter, no replay cycle, the lesson closed
         view = {k: view[k] for k in KEYS
-                if k in view and (as_text(view[k]).strip() or k in ("material", "out_element", "cycle", "lesson", "q"))}
+                if k in view and (as_text(view[k]).strip()
+                    or k in ("material", "out_element", "cycle", "lesson", "q", "filters", "size"))}
         messages: list[str] = []
         if "lesson" in view and self.lesson_handler is not None:
             problem = self.lesson_handler(view["lesson"])
@@ -334,7 +340,7 @@ class ViewSync:
             self.parts.tabs.active = index
 
     def _apply_map(self, view, messages) -> None:
-        from cfgp.dashboard.latent_map import COLOURINGS
+        from cfgp.dashboard.latent_map import COLOURINGS, SIZES
 
         lm = self.parts.latent
         if "colour" in view:
@@ -356,6 +362,23 @@ class ViewSync:
                 symbol = "P"
             if lm.element_input.value != symbol:
                 lm.element_input.value = symbol
+        if "size" in view:
+            size = as_text(view["size"]).strip()
+            if size not in SIZES.values():
+                messages.append(f"Link parameter size: {quoted(view['size'])} is not a numeric property (one of "
+                                f"{', '.join(v for v in SIZES.values() if v)}); the markers have a fixed size.")
+                size = ""
+            if lm.size != size:
+                lm.size = size
+        if "filters" in view:
+            text = as_text(view["filters"]).strip()
+            try:
+                parse_filters(text)
+            except ValueError as exc:
+                messages.append(f"Link parameter filters: {exc}; no filter is applied.")
+                text = ""
+            if lm.filters != text:
+                lm.filters = text
 
     def _apply_calibration(self, view, messages) -> None:
         from cfgp.dashboard.calibration import SPLITS

@@ -132,3 +132,82 @@ def test_live_tsne_counts_up_and_converges(page, server):
     assert n and n > 0
     assert model_js(page, "live-tsne", "m.visible")
     server.assert_clean()
+
+
+def _visible_points(page):
+    """How many points the map draws: the renderer's view filter (all when there is none)."""
+    return model_js(page, "latent-map-points",
+                    "(m.view.filter.booleans == null) ? null : m.view.filter.booleans.filter(b => b).length")
+
+
+def test_any_property_colours_the_map_and_filters_narrow_every_tab(page, server, app_run):
+    """Colour by the data set's band gap (colour bar titled with it, its values sent), by space group (a legend),
+    then filter by band gap and space group at once: the map draws exactly the passing materials, the Outliers
+    table keeps only them, and the filter is in the link and survives opening it again."""
+    import numpy as np
+
+    frame = app_run.materials.frame
+    server.new_log()
+    _colour(page, "band gap (eV)")
+    assert wait_for(page, lambda: _colorbar(page) == "band gap (eV)", 20), _colorbar(page)
+    assert model_js(page, "latent-map-points", "m.glyph.fill_color.field") == "prop"
+    sent = np.array(column(page, "map-source", "prop"), dtype=float)
+    np.testing.assert_allclose(sent, frame.band_gap.to_numpy(float), rtol=1e-5)
+
+    _colour(page, "space group")
+    top = frame.spacegroup_symbol.value_counts().index[0]
+    assert wait_for(page, lambda: any(str(e).startswith(f"{top} (") for e in (_legend(page) or [])), 20), \
+        _legend(page)
+    assert _legend(page)[-1].startswith("other (")
+
+    assert _visible_points(page) is None
+    text = f"band_gap:1..; spacegroup_symbol={top}"
+    box = page.locator(".map-filters input >> visible=true").first
+    box.fill(text)
+    page.keyboard.press("Enter")
+    expected = int(((frame.band_gap >= 1) & (frame.spacegroup_symbol == top)).sum())
+    assert 0 < expected < len(frame)
+    assert wait_for(page, lambda: _visible_points(page) == expected, 20), (_visible_points(page), expected)
+    assert f"{expected:,} of {len(frame):,} materials shown" in text_of(page, ".map-filter-status")
+    assert wait_for(page, lambda: "filters=" in page.url, 20), page.url
+    url = page.url
+    server.assert_clean()
+
+    again = page.context.new_page()
+    again.goto(url)
+    assert wait_for(again, lambda: model_js(again, "latent-map-points", "m.view.filter.booleans != null"), 90)
+    assert _visible_points(again) == expected
+    assert wait_for(again, lambda: f"{expected:,} of" in text_of(again, ".map-filter-status"), 30)
+    tab(again, "Outliers")
+    passing = (frame.band_gap >= 1) & (frame.spacegroup_symbol == top)
+    n_test = int((passing & (app_run.split.labels(len(frame)) == "test")).sum())
+    assert wait_for(again, lambda: "property filters" in text_of(again, ".outliers-summary"), 30)
+    assert f"Table: {min(n_test, 300):,} materials after the filters" in text_of(again, ".outliers-summary")
+    again.close()
+
+    box.fill("band_gap:3..1")
+    page.keyboard.press("Enter")
+    assert wait_for(page, lambda: "is above the maximum" in text_of(page, ".map-filter-status"), 20)
+    assert _visible_points(page) == expected  # a bad filter keeps the last good one
+    box.fill("")
+    page.keyboard.press("Enter")
+    assert wait_for(page, lambda: _visible_points(page) is None, 20)
+    server.assert_clean()
+
+
+def test_marker_size_follows_a_property_and_is_in_the_link(page, server, app_run):
+    import numpy as np
+
+    from cfgp.properties import marker_sizes
+
+    frame = app_run.materials.frame
+    server.new_log()
+    page.locator(".map-size select >> visible=true").first.select_option(label="volume per atom (Å³)")
+    assert wait_for(page, lambda: model_js(page, "latent-map-points", "m.glyph.size.field") == "size", 20)
+    sizes = np.array(column(page, "map-source", "size"), dtype=float)
+    np.testing.assert_allclose(sizes, marker_sizes(frame.volume_per_atom.to_numpy(float)), rtol=1e-5)
+    assert sizes.max() > 2 * sizes.min()
+    assert wait_for(page, lambda: "size=volume_per_atom" in page.url, 20), page.url
+    page.locator(".map-size select >> visible=true").first.select_option(label="fixed")
+    assert wait_for(page, lambda: model_js(page, "latent-map-points", "m.glyph.size.value") == 4, 20)
+    server.assert_clean()

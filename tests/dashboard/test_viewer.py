@@ -163,7 +163,20 @@ def test_compare_with_nearest_training_material(page, server, app_run, frame):
     summary = text_of(page, ".compare-summary")
     assert "Why is the GP wrong here?" in summary
     assert f"distance {d.min():.3f}" in summary, summary
-    assert f"exp(−d/l) = {np.exp(-d.min() / gp.length_scale_):.2f}" in summary
+    # what explains the error: the neighbour's smoother weight (cfgp.gp, tested against a direct solve), the
+    # distance's percentile among test materials, the posterior correlation and the neighbour's own residual
+    assert "exp(−d/l)" not in summary
+    cond = np.asarray(app_run.split.train)
+    cond = cond[np.isfinite(X[cond]).all(axis=1)]
+    w = gp.smoother_weights(X[[row]])[0]
+    assert f"has weight {w[int(np.flatnonzero(cond == nb)[0])]:.3f}" in summary, summary
+    cov = gp.posterior_covariance(X[[row, nb]])
+    assert f"between the two is {cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]):.2f}" in summary, summary
+    assert f"({f.gp.iloc[nb] - f.formation_energy_per_atom.iloc[nb]:+.3f} eV/atom)" in summary, summary
+    test = np.asarray(app_run.split.test)
+    test = test[np.isfinite(X[test]).all(axis=1)]
+    nearest = np.array([np.min(np.linalg.norm(Xs[cond] - Xs[t], axis=1)) for t in test])  # every training material
+    assert f"farther than {100 * np.mean(nearest <= d.min()):.0f} % of test materials" in summary, summary
     for r in (row, nb):
         for value in (f"{f.formation_energy_per_atom.iloc[r]:.3f}", f"{f.gp.iloc[r]:.3f} ± {f.sigma.iloc[r]:.3f}",
                       f.formula.iloc[r], f.material_id.iloc[r]):
