@@ -275,6 +275,7 @@ if (!window.__cfgp_tab_keys) {
   };
   const tabAt = (e) => e.composedPath().find(el => el instanceof Element && el.classList.contains('bk-tab'));
   document.addEventListener('keydown', (e) => {
+    if (e.key === 'Tab') keepFocusUntil = 0;  // the user leaves the list: a late re-render must not pull focus back
     const t = tabAt(e);
     if (!t || !t.parentElement) return;
     const tabs = headersOf(t.parentElement);
