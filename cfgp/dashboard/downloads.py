@@ -56,7 +56,8 @@ def csv_bytes(frame: pd.DataFrame, headers: dict[str, str] | None = None) -> io.
     if text:
         frame = frame.copy()
         for c in text:
-            frame[c] = frame[c].map(defuse_formula)
+            # built as object: Series.map would infer float64 for a column of counts and write 60 as "60.0"
+            frame[c] = pd.Series([defuse_formula(v) for v in frame[c]], index=frame.index, dtype=object)
     return io.BytesIO(frame.to_csv(index=False).encode("utf-8"))
 
 
