@@ -294,7 +294,7 @@ def cmd_retrain(args) -> int:
     from cfgp.retrain import retrain
 
     out = retrain(_run(args), args.history, args.out, picks=args.picks, epochs=args.epochs, patience=args.patience,
-                  warm_start=args.warm_start, seed=args.seed, min_rel_improvement=args.min_improvement / 100,
+                  warm_start=not args.from_scratch, seed=args.seed, min_rel_improvement=args.min_improvement / 100,
                   max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     if args.json:
         _print_json(out)
@@ -561,8 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                         "within --patience epochs")
     start = rt.add_mutually_exclusive_group()
     start.add_argument("--warm-start", action="store_true",
-                       help="start from the base run's weights (fine-tuning; default: fresh weights)")
-    start.add_argument("--from-scratch", action="store_true", help="fresh weights (the default; kept for old scripts)")
+                       help="start from the base run's weights (fine-tuning: the default, chosen at convergence on "
+                            "validation MAE and cost)")
+    start.add_argument("--from-scratch", action="store_true", help="fresh weights, seeded by --seed")
     rt.add_argument("--seed", type=int, default=0)
     rt.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
     rt.add_argument("--json", action="store_true")

@@ -52,9 +52,9 @@ def test_retrain_warm_and_from_scratch(tiny_run, history, warm_retrain, tmp_path
         warm["n_pool_scored"] == len(tiny_run.split.pool) - 20
     assert warm["pool_scored_mae"] > 0
 
-    # from scratch (the CLI's default, which ships), same budget: its first epoch is far worse than the warm start's
+    # from scratch (--from-scratch; warm is the default), same budget: its first epoch is far worse than the warm's
     assert main(["retrain", "--run", str(tiny_run.dir), "--history", str(history), "--out", str(tmp_path / "cold"),
-                 "--picks", "20", "--epochs", "3", "--patience", "3", "--json"]) == 0
+                 "--picks", "20", "--epochs", "3", "--patience", "3", "--from-scratch", "--json"]) == 0
     cold = json.loads((tmp_path / "cold" / RESULT_FILE).read_text())
     first = {name: json.loads((folder / "training" / "train_state.json").read_text())["history"][0]["val_mae"]
              for name, folder in (("warm", warm_dir), ("cold", tmp_path / "cold"))}
@@ -64,11 +64,12 @@ def test_retrain_warm_and_from_scratch(tiny_run, history, warm_retrain, tmp_path
     from cfgp.retrain import retrain
 
     stamps = {f: f.stat().st_mtime_ns for f in (tmp_path / "cold").rglob("*") if f.is_file()}
-    assert retrain(tiny_run, history, tmp_path / "cold", picks=20, epochs=3, patience=3, progress=False) == cold
+    assert retrain(tiny_run, history, tmp_path / "cold", picks=20, epochs=3, patience=3, warm_start=False,
+                   progress=False) == cold
     assert stamps == {f: f.stat().st_mtime_ns for f in (tmp_path / "cold").rglob("*") if f.is_file()}
-    # the warm run's folder resumed without --warm-start is refused (no silent switch of start mid-run)
+    # the warm run's folder resumed with --from-scratch is refused (no silent switch of start mid-run)
     assert main(["retrain", "--run", str(tiny_run.dir), "--history", str(history), "--out", str(warm_dir),
-                 "--picks", "20", "--epochs", "3", "--patience", "3"]) == 2
+                 "--picks", "20", "--epochs", "3", "--patience", "3", "--from-scratch"]) == 2
     assert "other settings" in capsys.readouterr().err
 
 
