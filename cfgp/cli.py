@@ -43,20 +43,16 @@ def cmd_train(args) -> int:
     return 0
 
 
-#: the crystal-graph cut-off of new runs: the shipped default's (4 Å; megnet's own default is 5 Å), README
-TRAIN_CUTOFF = 4.0
-
-
 def train_cutoff(run_dir: str | Path) -> float:
     """The cut-off a `cfgp train` without --cutoff uses: the run's own when it resumes a checkpoint (so a 5 Å run
-    resumes as 5 Å), else TRAIN_CUTOFF."""
-    from cfgp.featurize import SETTINGS_FILE
+    resumes as 5 Å), else the one default, cfgp.featurize.DEFAULT_CUTOFF."""
+    from cfgp.featurize import DEFAULT_CUTOFF, SETTINGS_FILE
 
     saved = Path(run_dir) / "training" / SETTINGS_FILE
     try:
         return float(json.loads(saved.read_text())["cutoff"])
     except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: training itself says which
-        return TRAIN_CUTOFF
+        return DEFAULT_CUTOFF
 
 
 def _run(args):

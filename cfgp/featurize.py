@@ -48,11 +48,16 @@ def _quiet_weight_loading():
         absl.removeFilter(drop)
 
 
+#: the crystal-graph cut-off (Å) of new networks: the shipped default's (data/default/megnet.settings.json) and
+#: matgl's formation-energy example's; megnet's own default is 5 Å, with about twice the bonds and time per epoch
+DEFAULT_CUTOFF = 4.0
+
+
 @dataclass(frozen=True)
 class MEGNetSettings:
     """Everything that defines the network; saved beside the weights."""
 
-    cutoff: float = 5.0
+    cutoff: float = DEFAULT_CUTOFF
     n_gaussians: int = 100
     gaussian_width: float = 0.5
     nblocks: int = 3

@@ -210,8 +210,8 @@ def test_train_cutoff_is_a_setting_of_the_run(tmp_path, capsys):
     """`cfgp train --cutoff 4.5` builds 4.5 Å crystal graphs and saves the cut-off with the weights; a resume with
     another cut-off is refused with a clear error instead of mixing two networks, a resume without --cutoff keeps
     the run's own, and a new run without it gets the shipped default's 4 Å (in this process: one epoch of training)."""
-    from cfgp.cli import TRAIN_CUTOFF, main, train_cutoff
-    from cfgp.featurize import SETTINGS_FILE, MEGNetFeaturizer
+    from cfgp.cli import main, train_cutoff
+    from cfgp.featurize import DEFAULT_CUTOFF, SETTINGS_FILE, MEGNetFeaturizer, MEGNetSettings
     from tests.conftest import SMALL
 
     run = tmp_path / "r4"
@@ -230,7 +230,17 @@ def test_train_cutoff_is_a_setting_of_the_run(tmp_path, capsys):
     assert MEGNetFeaturizer.load(run).settings.cutoff == 4.5
     # a new run without --cutoff gets the shipped default's cut-off (what training it would write, without the minute)
     shipped = json.loads((DEFAULT_RUN / SETTINGS_FILE).read_text())["cutoff"]
-    assert train_cutoff(tmp_path / "fresh") == TRAIN_CUTOFF == shipped == 4.0
+    assert train_cutoff(tmp_path / "fresh") == DEFAULT_CUTOFF == MEGNetSettings().cutoff == shipped == 4.0
     with pytest.raises(SystemExit):  # argparse's usage error, before any folder or graph is made
         main([*common[:2], str(tmp_path / "r0"), *common[3:], "--cutoff", "0"])
     assert "a cut-off must be above 0" in capsys.readouterr().err and not (tmp_path / "r0").exists()
+
+
+def test_cutoff_default_is_one_constant_and_the_shipped_runs(tmp_path):
+    """The cut-off of a new network is one constant, and it is the shipped default run's: `cfgp train` without
+    --cutoff on a fresh folder and a bare MEGNetSettings() agree with data/default."""
+    from cfgp.cli import train_cutoff
+    from cfgp.featurize import DEFAULT_CUTOFF, SETTINGS_FILE, MEGNetSettings
+
+    shipped = json.loads((DEFAULT_RUN / SETTINGS_FILE).read_text())["cutoff"]
+    assert train_cutoff(tmp_path / "fresh") == MEGNetSettings().cutoff == DEFAULT_CUTOFF == shipped
