@@ -20,7 +20,7 @@ job() {  # job NAME HISTORY PICKS SEED [--warm-start]
 # warm start against scratch on one pair, at convergence (issue: ship the cheaper at equal accuracy)
 job p1500/entropy-s0-warm "$AL/entropy-b1-pool7195-s0.jsonl" 1500 0 --warm-start
 job p1500/random-s0-warm "$AL/random-b1-pool7195-s0.jsonl" 1500 0 --warm-start
-job p1500/entropy-s0-scratch "$AL/entropy-b1-pool7195-s0.jsonl" 1500 0
+job p1500/entropy-s0-scratch "$AL/entropy-b1-pool7195-s0.jsonl" 1500 0 --from-scratch
 # random-s0-scratch is not run: scratch already took longer than the warm start's whole run at a worse validation
 # MAE, so warm is cheaper whatever scratch converges to unless it ends clearly better (see README.md).
 # seeds 1 and 2 at 1,500 picks, warm start
