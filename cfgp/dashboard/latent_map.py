@@ -18,7 +18,7 @@ from cfgp.dashboard.downloads import MATERIAL_COLUMNS, csv_bytes, download_butto
 from cfgp.dashboard.figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS, Colouring, hover, map_figure,
                                     selection_tools)
 from cfgp.dashboard.shared import (PROPERTY_COLOURS, ServerData, SessionState, controls, in_document, on_session_end,
-                                   parse_element)
+                                   on_session_tick, parse_element)
 from cfgp.embedding import TSNESettings, tsne
 from cfgp.properties import CATALOGUE, describe_filters, marker_sizes, numeric_properties, parse_filters
 from cfgp.dashboard import untrusted
@@ -288,7 +288,7 @@ class LatentMap(pn.viewable.Viewer):
                 self.progress.value = int(100 * done / total)
                 self.status.object = f"t-SNE iteration {done} of {total}, KL divergence {kl:.3f}"
                 self.live_source.data.update(x=emb[:, 0], y=emb[:, 1])
-            doc.add_next_tick_callback(update)
+            on_session_tick(doc, update)
             return None
 
         def work():
@@ -305,7 +305,7 @@ class LatentMap(pn.viewable.Viewer):
                     self.progress.value = 100
                 self.status.object, self.live_button.disabled, self.progress.visible = msg, False, False
             if not cancel.is_set():
-                doc.add_next_tick_callback(finish)
+                on_session_tick(doc, finish)
 
         threading.Thread(target=work, daemon=True, name="live-tsne").start()
 

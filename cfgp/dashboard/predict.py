@@ -5,7 +5,7 @@ on the latent map, and learn whether the crystal is already in the data set.
 The map is drawn from the session's shared map source (the 16k materials are already in the browser);
 the uploaded material is a one-row source (``predict-cross-source``) whose data is replaced on success
 and emptied on failure, so a stale cross never outlives its message. Parsing, featurising and the GP
-run in a worker thread and post their results back with ``add_next_tick_callback``: a 20 s network
+run in a worker thread and post their results back through ``on_session_tick``: a 20 s network
 load or a slow CIF never stalls the other sessions' event loop. ``data.lock`` serialises the TensorFlow
 model use across sessions.
 """
@@ -30,7 +30,7 @@ from bokeh.models import ColumnDataSource, HoverTool
 from cfgp.dashboard.downloads import csv_bytes, download_button
 from cfgp.dashboard.figures import Colouring, hover, map_figure
 from cfgp.dashboard.theme import current_options
-from cfgp.dashboard.shared import ServerData, SessionState, on_session_end
+from cfgp.dashboard.shared import ServerData, SessionState, on_session_end, on_session_tick
 from cfgp.data import MAX_CIF_CHARS, DataError, parse_cif
 from cfgp.embedding import place
 from cfgp.palette import IN_DOMAIN_MARK, OUT_OF_DOMAIN_MARK
@@ -321,10 +321,7 @@ class Predict(pn.viewable.Viewer):
         def guarded():
             if not self._closed and job == self._job:
                 fn()
-        try:
-            doc.add_next_tick_callback(guarded)
-        except Exception:  # the document is gone (session closed meanwhile)
-            pass
+        on_session_tick(doc, guarded)
 
     def _fail(self, reason: str) -> None:
         self.result.object = f"**Could not use this file.** {untrusted.text(reason)}"

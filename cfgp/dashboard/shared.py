@@ -289,21 +289,44 @@ def in_document(fn) -> None:
     doc.add_next_tick_callback(fn)
 
 
+def _session_loop(doc):
+    """The event loop serving ``doc`` (None outside a Bokeh server)."""
+    try:
+        return doc.session_context.server_context.application_context.io_loop
+    except AttributeError:
+        return None
+
+
 def on_session_tick(doc, fn) -> None:
     """Run ``fn`` on ``doc``'s next tick with ``doc`` current: safe from a worker thread, and a no-op once the
-    session has closed (nothing is left to show the result to); at once when there is no document."""
+    session has closed (nothing is left to show the result to); at once when there is no document.
+
+    A worker thread never calls ``doc.add_next_tick_callback`` itself: while the event loop holds the document
+    (Panel does so around every event) the callback is parked in the hold's event list, and a worker appending
+    to that list while the loop drains it (``events = list(held); held = []``) loses the callback for good --
+    a live active-learning step then never lands. The worker hands the call to the loop (tornado's
+    ``add_callback`` is thread-safe), so the hold only ever changes on its own thread."""
     if doc is None:
         fn()
         return
     from panel.io.state import set_curdoc
+    from tornado.ioloop import IOLoop
 
     def run():
         with set_curdoc(doc):
             fn()
-    try:
-        doc.add_next_tick_callback(run)
-    except Exception:  # the session closed meanwhile
-        pass
+
+    def post():
+        try:
+            doc.add_next_tick_callback(run)
+        except RuntimeError:  # "Attempting to add session callback to already-destroyed Document"
+            pass
+
+    loop = _session_loop(doc)
+    if loop is None or IOLoop.current(instance=False) is loop:
+        post()
+    else:
+        loop.add_callback(post)
 
 
 def controls(*widgets, css_classes: list[str] | None = None):
