@@ -286,6 +286,25 @@ def _print_fair(fair: dict) -> None:
                   f"diff {a['difference']['mean']:+.4f} ± {a['difference']['std']:.4f}")
 
 
+def cmd_al_finetune(args) -> int:
+    from cfgp.al import ALSettings
+    from cfgp.al_finetune import FinetuneSettings, finetune_active_learning
+
+    settings = ALSettings(strategy=args.strategy, cycles=args.picks, batch_size=1, seed=args.seed,
+                          pool_size=args.pool_size or None)
+    state = finetune_active_learning(_run(args), settings, args.out, FinetuneSettings(args.every, args.epochs),
+                                     progress=not args.json, log=lambda msg: print(msg, file=sys.stderr),
+                                     max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+    if args.json:
+        _print_json(state)
+    else:
+        last = state["rounds"][-1]
+        done = "finished" if state["finished"] else "stopped (run the same command to resume)"
+        print(f"{args.strategy} seed {args.seed}: {last['picks']} picks, {len(state['rounds']) - 1} network updates, "
+              f"test MAE {last['mae']:.4f} eV/atom, 2σ coverage {last['coverage_2sigma']:.3f}; {done} ({args.out})")
+    return 0
+
+
 def cmd_retrain(args) -> int:
     from cfgp.retrain import retrain
 
@@ -564,6 +583,20 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
     rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_retrain)
+
+    ft = sub.add_parser("al-finetune", help="active learning with MEGNet fine-tuned every N picks and every material "
+                                             "re-featurised, so that σ depends on the labels (resumable)")
+    run_arg(ft)
+    ft.add_argument("--strategy", default="entropy", help="an AL strategy (as `cfgp al`)")
+    ft.add_argument("--seed", type=int, default=0, help="seed: the candidate pool and the random picks")
+    ft.add_argument("--picks", type=int, default=1500, help="materials to label")
+    ft.add_argument("--pool-size", type=int, default=7195, help="pool drawn per seed (paper: 7,195; 0 = all)")
+    ft.add_argument("--every", type=int, default=150, help="picks between network updates")
+    ft.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs per update")
+    ft.add_argument("--out", type=Path, required=True, help="the run's folder (created; resumed if it exists)")
+    ft.add_argument("--max-minutes", type=float, default=None, help="stop after the update that crosses this time")
+    ft.add_argument("--json", action="store_true")
+    ft.set_defaults(func=cmd_al_finetune)
 
     lc = sub.add_parser("learning-curve", help="test MAE vs labels: frozen-latent CFGP (train → whole pool), MEGNet "
                                              "readout, re-trained runs; resumable JSON")

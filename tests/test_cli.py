@@ -244,3 +244,9 @@ def test_cutoff_default_is_one_constant_and_the_shipped_runs(tmp_path):
 
     shipped = json.loads((DEFAULT_RUN / SETTINGS_FILE).read_text())["cutoff"]
     assert train_cutoff(tmp_path / "fresh") == MEGNetSettings().cutoff == DEFAULT_CUTOFF == shipped
+
+
+def test_al_finetune_refuses_bad_settings_before_any_work(tmp_path):
+    out = cfgp("al-finetune", "--strategy", "<nonsense>", "--out", tmp_path / "x")
+    assert out.returncode == 2 and "unknown strategy '<nonsense>'" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "x").exists()  # nothing written
