@@ -392,6 +392,7 @@ class ActiveLearner:
         te = self.test_slice
         err = mean[te] - self.y_query[te]
         pool_std = std[: self.n_pool][self.available]
+        left = np.flatnonzero(self.available)
         return {
             "cycle": self.cycle,
             "picked": [str(self.pool_ids[p]) for p in picks],
@@ -399,6 +400,9 @@ class ActiveLearner:
             "mae": float(np.mean(np.abs(err))),
             "rmse": float(np.sqrt(np.mean(err**2))),
             "coverage_2sigma": float(np.mean(np.abs(err) <= 2 * std[te])),
+            # the paper's score: MAE over the candidates still unlabelled (falls as the worst ones are picked,
+            # whether or not the model improved; not comparable with the fixed test's ``mae``)
+            "pool_mae": float(np.mean(np.abs(mean[left] - self.y_query[left]))) if len(left) else float("nan"),
             "pool_sigma_mean": float(pool_std.mean()) if len(pool_std) else float("nan"),
             "pool_sigma_max": float(pool_std.max()) if len(pool_std) else float("nan"),
             "best_found": self.best_found,
@@ -606,10 +610,11 @@ def run_history(learner: ActiveLearner, path: str | Path, header: dict, cycles: 
 
 
 # ------------------------------------------------------------ comparisons
-def curves(histories: list[list[dict]]) -> dict[str, np.ndarray]:
-    """Stack MAE-vs-labels curves of several seeds (truncated to the shortest)."""
+def curves(histories: list[list[dict]], key: str = "mae") -> dict[str, np.ndarray]:
+    """Stack MAE-vs-labels curves of several seeds (truncated to the shortest); ``key`` names the score
+    (``"pool_mae"``: the paper's pool scoring; NaN where a record lacks it)."""
     n = min(len(h) for h in histories)
-    mae = np.array([[r["mae"] for r in h[:n]] for h in histories])
+    mae = np.array([[r.get(key, np.nan) for r in h[:n]] for h in histories], dtype=float)
     labels = np.array([r["n_train"] for r in histories[0][:n]]) - histories[0][0]["n_train"]
     return {"labels": labels, "mae": mae, "mean": mae.mean(axis=0),
             "std": mae.std(axis=0, ddof=1) if len(mae) > 1 else np.zeros(n)}

@@ -2,10 +2,14 @@
 
 With the network frozen (the paper's protocol and :mod:`cfgp.al`), the GP's σ depends only on where the latents
 lie, never on the labels, so every strategy is a fixed design chosen before the first label is seen. Here the
-network is fine-tuned on the labels every ``every`` picks (warm start from its current weights, a few epochs,
-early-stopping on the base network's own validation materials, as :mod:`cfgp.retrain` does), every material is
-re-featurised, the GP's hyper-parameters are refitted on the new latents, and the strategy continues from the
-new posterior. So σ — and what entropy picks next — depends on what has been labelled.
+network is fine-tuned on the labels every ``every`` picks (warm start from its current weights, a few epochs at
+a fine-tuning learning rate, scored on the base network's own validation materials as :mod:`cfgp.retrain` does),
+every material is re-featurised, the GP's hyper-parameters are refitted on the new latents, and the strategy
+continues from the new posterior. So σ — and what entropy picks next — depends on what has been labelled.
+
+An update is kept only if it lowers the validation MAE of the network it replaces (chosen on validation: at the
+base training's learning rate, 1e-3, five epochs of fine-tuning raised the validation MAE from 0.074 to 0.091 on
+the default, so a fixed budget can make the representation worse; the rule keeps it from doing so).
 
 A run is a folder::
 
@@ -46,12 +50,15 @@ class FinetuneSettings:
 
     every: int = 150  # picks between network updates
     epochs: int = 5  # fine-tuning epochs per update (the best of them on the early-stopping set is kept)
+    lr: float = 1e-4  # fine-tuning learning rate (a tenth of the base training's)
 
     def __post_init__(self):
         for name in ("every", "epochs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"fine-tuned active learning: {name} must be an integer ≥ 1, got {v!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
+            raise ValueError(f"fine-tuned active learning: lr must be a number in (0, 1), got {self.lr!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +82,11 @@ class _Graphs:
         X = np.full((n, feat.settings.n2), np.nan)
         X[self.rows] = feat.transform_graphs(self.graphs)
         return X
+
+
+def _val_mae(feat: MEGNetFeaturizer, graphs: list[dict], y: np.ndarray) -> float:
+    """MAE of the network's own prediction on the early-stopping materials (what fine-tuning is scored on)."""
+    return float(np.mean(np.abs(np.asarray(feat.model.predict_graphs(graphs)).ravel() - y)))
 
 
 def _rewrite(path: Path, header: dict, records: list[dict]) -> None:
@@ -151,7 +163,8 @@ def finetune_active_learning(base: Run, settings: ALSettings, out: str | Path,
                                 pool_ids=m.ids[left])
         learner.cycle = len(picked)  # global cycle numbers (records, and each cycle's seeded draw)
         rec0 = learner.record()
-        entry = {"round": r, "picks": len(picked), **(state["pending"] or {"val_mae": None, "epochs": 0}),
+        entry = {"round": r, "picks": len(picked), **(state["pending"] or {"val_mae": None, "kept": None,
+                                                                           "epochs": 0}),
                  "mae": rec0["mae"], "rmse": rec0["rmse"], "coverage_2sigma": rec0["coverage_2sigma"],
                  "length_scale": float(gp.length_scale_), "pool_sigma_mean": rec0["pool_sigma_mean"]}
         if not records:
@@ -169,11 +182,19 @@ def finetune_active_learning(base: Run, settings: ALSettings, out: str | Path,
             History(hist_path).append(rec)
             picked += [id_row[i] for i in rec["picked"]]
         log(f"round {r}: {len(picked)} picks, test MAE {records[-1]['mae']:.4f}; fine-tuning MEGNet")
-        # fine-tune on base train (less its early-stopping set) + every pick so far, warm from the current weights
+        # fine-tune on base train (less its early-stopping set) + every pick so far, warm from the current weights;
+        # kept only if the validation MAE improves on the current network's
         tf.keras.utils.set_random_seed(int(settings.seed) * 1000 + r)
         fit = np.concatenate([fit0, np.asarray(picked, dtype=int)])
+        before, val_before = feat.model.model.get_weights(), _val_mae(feat, graphs.take(val), y[val])
+        tf.keras.backend.set_value(feat.model.model.optimizer.learning_rate, ft.lr)
         feat.fit_graphs(graphs.take(fit), y[fit], graphs.take(val), y[val], epochs=ft.epochs,
                         patience=ft.epochs + 1, progress=False)
+        val_after = float(feat.train_state_.best_val_mae)
+        kept = val_after < val_before
+        if not kept:
+            feat.model.model.set_weights(before)
+            feat._latent_model = None
         tmp = out / (NETWORK_DIR + ".tmp")
         feat.save(tmp)
         if net_dir.exists():
@@ -183,8 +204,9 @@ def finetune_active_learning(base: Run, settings: ALSettings, out: str | Path,
         tmp.rename(net_dir)
         entry["seconds"] = round(time.time() - started, 1)
         state["rounds"].append(entry)
-        state.update(picks=len(picked),
-                     pending={"val_mae": float(feat.train_state_.best_val_mae), "epochs": ft.epochs})
+        state.update(picks=len(picked), pending={"val_mae": val_after if kept else val_before,
+                                                 "val_mae_before": val_before, "val_mae_tuned": val_after,
+                                                 "kept": kept, "epochs": ft.epochs})
         state["seconds"] = round(state.get("seconds", 0.0) + time.time() - t0, 1)
         t0 = time.time()
         write_json(state_path, state)

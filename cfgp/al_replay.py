@@ -25,6 +25,7 @@ class Replay:
     n_train: np.ndarray
     labels: np.ndarray
     mae: np.ndarray
+    pool_mae: np.ndarray  # the paper's scoring: MAE on the candidates still unlabelled (NaN if not recorded)
     coverage: np.ndarray
     seconds: np.ndarray
     ends: np.ndarray
@@ -44,7 +45,7 @@ class Replay:
     def curve(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """The learning-curve points of cycles ``start..stop-1`` (the columns the curve draws)."""
         return {"labels": self.labels[start:stop], "mae": self.mae[start:stop], "cycle": np.arange(start, stop),
-                "coverage": self.coverage[start:stop]}
+                "coverage": self.coverage[start:stop], "pool_mae": self.pool_mae[start:stop]}
 
     def pick_slice(self, cycle_from: int, cycle_to: int) -> slice:
         """The picks made after cycle ``cycle_from`` up to and including cycle ``cycle_to``."""
@@ -72,6 +73,7 @@ def replay_of(stem: str, header: dict, records: list[dict], row_of_id: Mapping[s
     rows_a = np.asarray(rows, dtype=int)
     return Replay(stem=stem, settings=dict(header.get("settings", {})), n_train=n_train,
                   labels=n_train - n_train[0], mae=np.array([r["mae"] for r in records], float),
+                  pool_mae=np.array([r.get("pool_mae", np.nan) for r in records], float),
                   coverage=np.array([r.get("coverage_2sigma", np.nan) for r in records], float),
                   seconds=np.array([r.get("seconds", 0.0) for r in records], float),
                   ends=np.asarray(ends, dtype=int), pick_rows=rows_a, pick_ids=np.asarray(ids, dtype=object),
@@ -79,13 +81,16 @@ def replay_of(stem: str, header: dict, records: list[dict], row_of_id: Mapping[s
 
 
 def random_bands(histories: Mapping[str, list[list[dict]]]) -> list[dict]:
-    """Mean ± 2 std over seeds of every random-strategy run group (the baseline band behind a replay's curve)."""
+    """Mean ± 2 std over seeds of every random-strategy run group (the baseline band behind a replay's curve), and
+    the mean of the same runs scored on their unlabelled pool (``pool_mean``, the paper's scoring; NaN if not
+    recorded)."""
     bands = []
     for label, hists in sorted(histories.items()):
         if label.startswith("random"):
-            c = curves(hists)
+            c, p = curves(hists), curves(hists, key="pool_mae")
             bands.append({"label": label, "seeds": len(hists), "labels": c["labels"], "mean": c["mean"],
-                          "lower": c["mean"] - 2 * c["std"], "upper": c["mean"] + 2 * c["std"]})
+                          "lower": c["mean"] - 2 * c["std"], "upper": c["mean"] + 2 * c["std"],
+                          "pool_mean": p["mean"]})
     return bands
 
 

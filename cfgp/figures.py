@@ -173,9 +173,10 @@ def calibration_curve_figure(lines: Sequence[dict], title: str = "Calibration cu
     return fig
 
 
-def al_curves_figure(series: Sequence[dict], title: str = "Active learning: test MAE vs labels added"):
-    """Test MAE against labels added. ``series``: dicts with ``label``, ``labels``, ``mae``, optional
-    ``lower``/``upper`` (a shaded band, e.g. mean ± 2σ over seeds), ``colour``, ``dashed``, ``markers``.
+def al_curves_figure(series: Sequence[dict], title: str = "Active learning: test MAE vs labels added",
+                     ylabel: str = "test MAE (eV/atom)"):
+    """MAE against labels added. ``series``: dicts with ``label``, ``labels``, ``mae``, optional
+    ``lower``/``upper`` (a shaded band, e.g. mean ± 2σ over seeds), ``colour``, ``dashed``, ``dotted``, ``markers``.
     Series k is the SVG group ``series-k`` (its band ``band-k``), so a reader of the file can find each curve."""
     fig, ax = new_figure()
     for k, s in enumerate(series):
@@ -183,10 +184,11 @@ def al_curves_figure(series: Sequence[dict], title: str = "Active learning: test
         colour = s.get("colour")
         if s.get("lower") is not None:
             ax.fill_between(x, s["lower"], s["upper"], color=colour, alpha=0.2, lw=0, gid=f"band-{k}")
-        ax.plot(x, y, color=colour, lw=1.5 if s.get("dashed") else 2, ls="--" if s.get("dashed") else "-",
+        ls = ":" if s.get("dotted") else "--" if s.get("dashed") else "-"
+        ax.plot(x, y, color=colour, lw=1.5 if s.get("dashed") else 2, ls=ls,
                 marker="o" if s.get("markers") else None, ms=2.5, label=s["label"], gid=f"series-{k}")
     ax.set_xlabel("labels added (materials labelled by active learning)")
-    ax.set_ylabel("test MAE (eV/atom)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if series:

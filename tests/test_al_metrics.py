@@ -81,6 +81,9 @@ def test_pool_scored_mae_replays_a_real_history(tiny_run):
                  np.concatenate([y[tiny_run.split.train], y[[ids.index(i) for i in picked]]]))
     assert len(left) == 60 - 24
     assert scored[-1] == pytest.approx(np.mean(np.abs(gp.predict(X[left]) - y[left])), rel=1e-5)
+    # every record carries the same score as it is made (the AL tab draws it beside the fixed-test MAE)
+    assert [r["pool_mae"] for r in records] == pytest.approx(list(scored), rel=1e-12)
+    assert records[-1]["pool_mae"] != pytest.approx(records[-1]["mae"], rel=1e-3)  # another set than the test
     other = active_learner(tiny_run, ALSettings(strategy="entropy", cycles=12, batch_size=2, seed=2, pool_size=60))
     with pytest.raises(ValueError, match="not in this learner's pool|differs from the stored"):
         pool_scored_mae(other, records)

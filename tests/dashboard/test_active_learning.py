@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cfgp.dashboard.active_learning import MAX_STEPS_PER_S
-from tests.dashboard.conftest import SHOTS, column, tab, wait_for
+from tests.dashboard.conftest import SHOTS, column, model_js, tab, wait_for
 
 ENTROPY = "entropy-b1-poolall-s2"  # the committed-style entropy run of app_run (40 cycles)
 
@@ -219,6 +219,12 @@ def test_replay_shows_its_settings_and_scrubs_at_once(page, server, app_run):
     _drag(page, "al-scrub", 1.0)
     assert wait_for(page, lambda: _cycle(page) == 40 and _curve_len(page) == 41, 20), _label(page)
     assert f"test MAE {records[-1]['mae']:.4f}" in _label(page)
+    # both scorings side by side: the fixed test set and, dotted, the paper's unlabelled pool
+    assert f"unlabelled pool {records[-1]['pool_mae']:.4f}" in _label(page)
+    assert column(page, "al-curve-source", "pool_mae") == pytest.approx([r["pool_mae"] for r in records])
+    legend = model_js(page, "al-curve-legend", "m.items.map(i => (i.label.value ?? i.label))")
+    assert legend[-2:] == [f"replay of {ENTROPY}", f"replay of {ENTROPY} on its unlabelled pool (paper's scoring)"]
+    assert any(x.endswith("on its unlabelled pool (paper's scoring)") and x.startswith("random") for x in legend)
     assert len(column(page, "al-picked-source", "x")) == 40
     _drag(page, "al-scrub", 0.0)
     assert wait_for(page, lambda: _cycle(page) == 0 and _curve_len(page) == 1, 20)

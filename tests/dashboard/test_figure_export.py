@@ -127,12 +127,16 @@ def test_active_learning_curves_save_the_replayed_run(page, server, app_run):
     _, records = History(app_run.dir / "al" / f"{stem}.jsonl").read()
     replay_committed(page, stem, len(records) - 1, timeout=60)
     root, texts = _svg(page, "al-figure", "al-curves")
-    assert {"test MAE (eV/atom)", "Test MAE vs labels added", f"replay of {stem}"} <= set(texts)
+    assert {"MAE (eV/atom)", "MAE vs labels added", f"replay of {stem}"} <= set(texts)
     assert "committed random-b1-poolall: mean ± 2σ (2 seeds)" in texts
-    # the replayed curve is the last series: one marker per committed record, cycle 0 to the last
+    # both scorings: the random runs and the replayed run also on their unlabelled pool (the paper's protocol)
+    assert {"random-b1-poolall on its unlabelled pool (paper's scoring)",
+            f"replay of {stem} on its unlabelled pool (paper's scoring)"} <= set(texts)
+    # series: the random band, its pool scoring, the replayed run (one marker per committed record), its pool
     groups = {g.get("id"): g for g in root.iter(f"{SVG}g") if g.get("id")}
-    run = groups["series-1"]
+    run = groups["series-2"]
     assert len(list(run.iter(f"{SVG}use"))) == len(records)
+    assert "series-3" in groups and not list(groups["series-3"].iter(f"{SVG}use"))  # a dotted line, no markers
     assert "band-0" in groups  # the random band is drawn
     px = _png(page, "al-figure", "al-curves")
     assert _near(px, RED) > 300
