@@ -8,6 +8,10 @@ Runs in one process on a run folder (default: the shipped data/default) with the
 ``strategies_ms_per_cycle`` times every strategy (selection + update + scoring) over the first
 ``--strategy-cycles`` cycles of a fresh run each, in the same process, and gives each as a ratio to entropy's,
 so that the figures compare on a shared machine.
+
+``--finetune`` adds active learning with the representation updated (:mod:`cfgp.al_finetune`): one round of
+``--finetune-every`` entropy picks, one network update (fine-tuning, re-featurising every material, refitting the
+GP) and the next round's start, timed per stage and amortised per cycle (minutes of CPU; off by default).
 """
 
 from __future__ import annotations
@@ -54,12 +58,32 @@ def strategy_ms(run, gp, cycles: int) -> dict[str, float]:
     return out
 
 
+def finetune_ms(run, every: int, epochs: int) -> dict:
+    """Seconds of one fine-tuned AL round and update, amortised per cycle (entropy, seed 0, batch 1)."""
+    import tempfile
+
+    from cfgp.al_finetune import FinetuneSettings, finetune_active_learning
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        state = finetune_active_learning(run, ALSettings(strategy="entropy", cycles=every, seed=0, pool_size=7195),
+                                         tmp, FinetuneSettings(every=every, epochs=epochs))
+        total = time.perf_counter() - t0
+    first, second = state["rounds"]
+    return {"every": every, "epochs": epochs, "total_s": round(total, 1),
+            "round_with_update_s": first["seconds"], "next_round_start_s": second["seconds"],
+            "ms_per_cycle": round(1000 * (first["seconds"] + second["seconds"]) / every, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=None)
     ap.add_argument("--cycles", type=int, default=1500)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--strategy-cycles", type=int, default=200, help="cycles per strategy for the per-strategy cost")
+    ap.add_argument("--finetune", action="store_true", help="also time active learning with network updates")
+    ap.add_argument("--finetune-every", type=int, default=150)
+    ap.add_argument("--finetune-epochs", type=int, default=5)
     args = ap.parse_args()
     run = Run(args.run) if args.run else Run()
     gp = load_gp(run, conditioned=False)
@@ -91,8 +115,13 @@ def main() -> None:
     base = per_strategy["entropy"]
     for name, v in per_strategy.items():
         print(f"  {name:20s} {v:8.2f} ms/cycle ({v / base:.2f}× entropy)")
+    finetune = finetune_ms(run, args.finetune_every, args.finetune_epochs) if args.finetune else None
+    if finetune:
+        print(f"  entropy + network update every {finetune['every']}: {finetune['ms_per_cycle']:.0f} ms/cycle "
+              f"({finetune['ms_per_cycle'] / base:.0f}× entropy)")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
+        "finetune": finetune and {**finetune, "vs_entropy": round(finetune["ms_per_cycle"] / base, 1)},
         "strategies_ms_per_cycle": {k: round(v, 3) for k, v in per_strategy.items()},
         "strategies_vs_entropy": {k: round(v / base, 2) for k, v in per_strategy.items()},
         "ms_per_cycle": round(ms, 3),
