@@ -59,9 +59,9 @@ def main() -> None:
     from sklearn.isotonic import IsotonicRegression
     from sklearn.metrics import roc_auc_score
 
-    from cfgp.applicability import fit_applicability, holdout_ids
+    from cfgp.applicability import fit_applicability
     from cfgp.checkset import check_set
-    from cfgp.pipeline import Run, load_gp, predict_rows, predictions
+    from cfgp.pipeline import Run, held_out_positions, load_gp, predict_rows, predictions
     from cfgp.recalibration import P2, predictive_metrics
 
     run = Run(args.run) if args.run else Run()
@@ -77,7 +77,7 @@ def main() -> None:
 
     # ---------------------------------------------------------------- latent detectors
     tr, po, te = sp.train, sp.pool, sp.test
-    held = np.isin(m.ids[tr], holdout_ids(run))
+    held = np.isin(tr, held_out_positions(run))
     mu, sd = X[tr].mean(axis=0), X[tr].std(axis=0)
     S = lambda A: (A - mu) / sd  # noqa: E731
     Xf, Xv = S(X[tr][~held]), S(X[tr][held])
