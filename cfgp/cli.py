@@ -292,7 +292,7 @@ def cmd_al_finetune(args) -> int:
 
     settings = ALSettings(strategy=args.strategy, cycles=args.picks, batch_size=1, seed=args.seed,
                           pool_size=args.pool_size or None)
-    state = finetune_active_learning(_run(args), settings, args.out, FinetuneSettings(args.every, args.epochs, args.lr),
+    state = finetune_active_learning(_run(args), settings, args.out, FinetuneSettings(args.every, args.epochs, args.lr, args.keep),
                                      progress=not args.json, log=lambda msg: print(msg, file=sys.stderr),
                                      max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     if args.json:
@@ -594,6 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--every", type=int, default=150, help="picks between network updates")
     ft.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs per update")
     ft.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (base training: 1e-3)")
+    ft.add_argument("--keep", choices=("always", "if-better"), default="always",
+                    help="keep every update, or only one that lowers the validation MAE")
     ft.add_argument("--out", type=Path, required=True, help="the run's folder (created; resumed if it exists)")
     ft.add_argument("--max-minutes", type=float, default=None, help="stop after the update that crosses this time")
     ft.add_argument("--json", action="store_true")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Active learning with the representation updated: MEGNet fine-tuned every 150 picks (5 epochs at learning rate 1e-4, warm; kept only if the validation MAE falls), every
+# Active learning with the representation updated: MEGNet fine-tuned every 150 picks (5 epochs at learning rate 1e-4, warm; every update kept), every
 # material re-featurised, the GP refitted; entropy and random, seeds 0 and 1, 1,500 picks from the seed's 7,195
 # candidates (the frozen runs' pools). Each job resumes from its last saved network.
 # Run from the repository root:  nohup nice -n 19 experiments/paper-scale/finetune.sh >> experiments/paper-scale/finetune.log 2>&1 &
@@ -14,7 +14,7 @@ for seed in 0 1; do
     name="$strategy-s$seed"
     echo "$(date -u +%FT%TZ) start $name"
     .venv/bin/cfgp al-finetune --run data/default --strategy "$strategy" --seed "$seed" --picks 1500 --every 150 \
-      --epochs 5 --lr 1e-4 --out "$OUT/$name" --json > "$OUT/logs/$name.json" 2>> "$OUT/logs/$name.err"
+      --epochs 5 --lr 1e-4 --keep always --out "$OUT/$name" --json > "$OUT/logs/$name.json" 2>> "$OUT/logs/$name.err"
     echo "$(date -u +%FT%TZ) end $name rc=$?"
   done
 done
