@@ -84,6 +84,19 @@ def group_metrics(y_pred, y_true, scale, df, sigma_raw, flagged=None) -> dict:
 #: O-poor oxides: fewer than this fraction of the atoms are O (metal-rich suboxides such as Ti6O)
 O_POOR = 0.2
 
+#: a group whose share among the outliers exceeds its share of all materials by more than this factor is
+#: over-represented there; below the second factor, under-represented (the Calibration tab and the lesson say so)
+OVER_REPRESENTED, UNDER_REPRESENTED = 1.25, 0.8
+
+
+def representation(share_outliers: float, share_all: float) -> str:
+    """"over", "under" or "about": how a group's share among the outliers compares with its share of all."""
+    if share_outliers > OVER_REPRESENTED * share_all:
+        return "over"
+    if share_outliers < UNDER_REPRESENTED * share_all:
+        return "under"
+    return "about"
+
 
 def oxygen_fraction(formulas) -> np.ndarray:
     """Atomic fraction of O per formula (pymatgen Composition)."""

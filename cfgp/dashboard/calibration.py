@@ -27,6 +27,7 @@ from cfgp.calibration import METRIC_LABELS, calibration_curve, regression_metric
 from cfgp.dashboard.figures import FIGURE_MIN_WIDTH
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.shared import ServerData, SessionState, controls, in_document, on_session_end
+from cfgp.groups import representation
 from cfgp.palette import SIGNED
 
 SPLITS = ("test", "pool", "train")
@@ -242,12 +243,9 @@ def outlier_text(s: dict, split: str) -> str:
                 f"outliers; tick “phosphates only” to look at the {s['phosphates']:,} phosphates here.")
     share_out = s["phosphates_outside"] / s["outside"]
     share_all = s["phosphates"] / s["n"]
-    if share_out > 1.25 * share_all:
-        verdict = "more than their share"
-    elif share_out < 0.8 * share_all:
-        verdict = "fewer than their share: here phosphates are not over-represented among the outliers"
-    else:
-        verdict = "about their share"
+    verdict = {"over": "more than their share",
+               "under": "fewer than their share: here phosphates are not over-represented among the outliers",
+               "about": "about their share"}[representation(share_out, share_all)]
     return (f"The paper found phosphates among its outliers. Here {s['outside']:,} of the {s['n']:,} {split} "
             f"materials lie outside ±2σ and {s['phosphates_outside']:,} of those ({100 * share_out:.0f} %) are "
             f"phosphates, against {100 * share_all:.0f} % of all {split} materials — {verdict}. Tick "

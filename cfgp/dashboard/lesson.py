@@ -22,6 +22,7 @@ import panel as pn
 import param
 
 from cfgp.dashboard.shared import ServerData
+from cfgp.groups import representation
 from cfgp.dashboard.view_state import DashboardParts, ViewSync, as_text, parse_int, soon
 
 
@@ -127,9 +128,9 @@ def _outlier_step(data: ServerData) -> Step:
             f"(here a phosphate is a material with such a unit by its bonds, not any oxide containing P). ")
     if s["outside"]:
         share_out = s["phosphates_outside"] / s["outside"]
-        verdict = ("more than their share" if share_out > 1.25 * share_all else
-                   "fewer than their share: here they are not over-represented" if share_out < 0.8 * share_all
-                   else "about their share")
+        verdict = {"over": "more than their share",
+                   "under": "fewer than their share: here they are not over-represented",
+                   "about": "about their share"}[representation(share_out, share_all)]
         text += (f"Here {s['phosphates_outside']:,} of them are phosphates ({100 * share_out:.0f} %), against "
                  f"{100 * share_all:.0f} % of all test oxides — {verdict}. ")
     ok = np.isfinite(f["excess"].to_numpy(float))
