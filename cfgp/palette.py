@@ -17,4 +17,5 @@ SIGNED = ("#2166ac", "#3b72aa", "#557ea8", "#6f8ba7", "#8997a5", "#a3a3a3", "#a9
 #: the Predict tab's cross on the map: a material in the model's domain, and one outside it (the red of the
 #: out-of-domain warning box, #dc3545, so that map and text say the same)
 IN_DOMAIN_MARK = "#000000"
+IN_DOMAIN_MARK_DARK = "#ffffff"  # the same cross on the dark theme
 OUT_OF_DOMAIN_MARK = "#dc3545"

@@ -36,7 +36,7 @@ from cfgp.dashboard.al_live import STEPS, LiveRun
 from cfgp.dashboard.al_controller import LIMITS, LIVE, LIVE_LOCK, LOCKED, REPLAY_LOCK, SETTINGS, ALController
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import BACKGROUND, FIGURE_MIN_WIDTH, map_figure
-from cfgp.dashboard.shared import ServerData, SessionState, controls, on_session_end, on_session_tick
+from cfgp.dashboard.shared import ServerData, SessionState, controls, note, on_session_end, on_session_tick
 from cfgp.dashboard import untrusted
 
 MAX_STEPS_PER_S = 30
@@ -58,10 +58,6 @@ MAP_TITLES = {"live": "Pool by σ now; ★ labelled", "replay": "Pool by σ at t
 COLOUR_BAR_TITLES = {"live": "pool σ now (eV/atom)", "replay": "pool σ at the start (eV/atom)"}
 LATEST_COLOUR = "#00e5ff"
 
-
-
-def note(text: str) -> pn.pane.Markdown:
-    return pn.pane.Markdown(text, styles={"font-size": "0.95em"}, margin=(0, 10))
 
 
 # ------------------------------------------------------------------ per-server precomputation
@@ -847,9 +843,10 @@ class ActiveLearning(pn.viewable.Viewer):
         return pn.Column(
             note("**Which material should DFT compute next?** Each step labels pool oxides chosen by the strategy "
                  "(entropy: largest σ; random; batch-diverse; UCB/EI: hunt for the lowest formation energy), reveals "
-                 "their DFT energy and updates the GP by a Cholesky update, without refitting. Watch the test MAE fall "
-                 "against the grey band of committed random runs (solid: the fixed test set; dotted: the same runs scored the "
-                 "paper's way, on the pool materials still unlabelled), and σ shrink around the picks (stars; the latest "
+                 "their DFT energy and updates the GP by a Cholesky update, without refitting. Watch the test MAE "
+                 "fall against the grey band of committed random runs (solid: the fixed test set; dotted: the same "
+                 "runs scored the paper's way, on the pool materials still unlabelled), and σ shrink around the "
+                 "picks (stars; the latest "
                  "are ringed). Committed runs replay without any GP work, at up to 300 cycles per second, and the "
                  "“replay cycle” slider jumps to any cycle at once. The settings are locked while a live run is "
                  "under way: Reset to change them."),

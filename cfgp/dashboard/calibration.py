@@ -26,7 +26,7 @@ from bokeh.plotting import figure
 from cfgp.calibration import METRIC_LABELS, calibration_curve, regression_metrics
 from cfgp.dashboard.figures import FIGURE_MIN_WIDTH
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
-from cfgp.dashboard.shared import ServerData, SessionState, controls, in_document, on_session_end
+from cfgp.dashboard.shared import ServerData, SessionState, controls, in_document, note, on_session_end
 from cfgp.groups import representation
 from cfgp.palette import SIGNED
 
@@ -43,10 +43,6 @@ SELECTED_RED = "#d62728"
 ALL_GREY = "#7f7f7f"
 HOVER = [("material", "@material_id"), ("formula", "@formula"), ("DFT E_f", "@dft{0.000} eV/atom"),
          ("GP E_f", "@gp{0.000} ± @sigma{0.000} eV/atom"), ("|residual| − 2σ", "@excess{0.000} eV/atom")]
-
-
-def note(text: str) -> pn.pane.Markdown:
-    return pn.pane.Markdown(text, styles={"font-size": "0.95em"}, margin=(0, 10))
 
 
 def format_metric(key: str, value) -> str:

@@ -17,8 +17,8 @@ from cfgp.dashboard.details import MaterialDetails
 from cfgp.dashboard.downloads import MATERIAL_COLUMNS, csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS, Colouring, hover, map_figure,
                                     selection_tools)
-from cfgp.dashboard.shared import (PROPERTY_COLOURS, ServerData, SessionState, controls, in_document, on_session_end,
-                                   on_session_tick, parse_element)
+from cfgp.dashboard.shared import (PROPERTY_COLOURS, ServerData, SessionState, controls, in_document, note,
+                                   on_session_end, on_session_tick, parse_element)
 from cfgp.embedding import TSNESettings, tsne
 from cfgp.properties import CATALOGUE, describe_filters, marker_sizes, numeric_properties, parse_filters
 from cfgp.dashboard import untrusted
@@ -47,10 +47,6 @@ if (best >= 0) source.selected.indices = [best];
 """
 #: the live t-SNE runs on a seeded subsample so that it visibly converges within seconds on 2 cores
 LIVE_TSNE_POINTS = 2500
-
-
-def note(text: str) -> pn.pane.Markdown:
-    return pn.pane.Markdown(text, styles={"font-size": "0.95em"}, margin=(0, 10))
 
 
 class LatentMap(pn.viewable.Viewer):

@@ -17,7 +17,7 @@ import param
 from cfgp.dashboard.details import MaterialDetails
 from cfgp.dashboard.compare import CompareView
 from cfgp.dashboard.downloads import csv_bytes, download_button
-from cfgp.dashboard.shared import ServerData, SessionState, controls, parse_element
+from cfgp.dashboard.shared import ServerData, SessionState, controls, note, parse_element
 from cfgp.dashboard import untrusted
 from cfgp.properties import describe_filters
 
@@ -39,10 +39,6 @@ COLUMNS = {
 ROUND = {"dft": 3, "gp": 3, "sigma": 3, "z": 2, "excess": 3}
 #: fixed decimals in the browser (Tabulator's number formatter), so columns line up
 FORMATTERS = {k: {"type": "money", "decimal": ".", "thousand": "", "precision": n} for k, n in ROUND.items()}
-
-
-def note(text: str) -> pn.pane.Markdown:
-    return pn.pane.Markdown(text, styles={"font-size": "0.95em"}, margin=(0, 10))
 
 
 def outlier_rows(data: ServerData, split: str, phosphates_only: bool, element: str | None,

@@ -30,10 +30,10 @@ from bokeh.models import ColumnDataSource, HoverTool
 from cfgp.dashboard.downloads import csv_bytes, download_button
 from cfgp.dashboard.figures import Colouring, hover, map_figure
 from cfgp.dashboard.theme import current_options
-from cfgp.dashboard.shared import ServerData, SessionState, on_session_end, on_session_tick
+from cfgp.dashboard.shared import ServerData, SessionState, note, on_session_end, on_session_tick
 from cfgp.data import MAX_CIF_CHARS, DataError, parse_cif
 from cfgp.embedding import place
-from cfgp.palette import IN_DOMAIN_MARK, OUT_OF_DOMAIN_MARK
+from cfgp.palette import IN_DOMAIN_MARK, IN_DOMAIN_MARK_DARK, OUT_OF_DOMAIN_MARK
 from cfgp.dashboard import untrusted
 
 MAX_UPLOAD_BYTES = MAX_CIF_CHARS  # 2 MB, as for any CIF cfgp reads
@@ -54,10 +54,6 @@ def safe_stem(name: str) -> str:
     """A file name's stem reduced to letters, digits, '-' and '_' (it goes into the download's name)."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem)[:60].strip("_")
     return stem or "upload"
-
-
-def note(text: str) -> pn.pane.Markdown:
-    return pn.pane.Markdown(text, styles={"font-size": "0.95em"}, margin=(0, 10))
 
 
 # ---------------------------------------------------------------- per-server lookups (built on first use)
@@ -212,7 +208,8 @@ def domain_text(reason: str, inside: bool) -> str:
     if inside:
         return ("<small>In the model's domain: composition, elements and latent vector like the training "
                 "materials'.</small>")
-    return ('<div class="domain-warning" style="background:#f8d7da;border:2px solid #dc3545;color:#842029;'
+    return (f'<div class="domain-warning" style="background:#f8d7da;border:2px solid {OUT_OF_DOMAIN_MARK};'
+            'color:#842029;'
             'padding:8px 12px;border-radius:4px;font-size:1.05em">⚠ <b>Out of domain: do not trust this value.</b> '
             f"{untrusted.text(reason)}. σ has been widened for it, but a material this unlike the training set can "
             "be predicted wrong by more.</div>")
@@ -271,7 +268,7 @@ class Predict(pn.viewable.Viewer):
         self.colouring.numeric("dft")
         # red when the material is out of the model's domain, as the warning beside E_f ± σ; in the domain black
         # (white on the dark theme's plot)
-        self._in_domain_mark = "#ffffff" if current_options().dark else IN_DOMAIN_MARK
+        self._in_domain_mark = IN_DOMAIN_MARK_DARK if current_options().dark else IN_DOMAIN_MARK
         cross = self.fig.scatter("x", "y", source=self.cross, marker="x", size=22, line_width=4,
                                  line_color="colour", name="predict-cross")
         self.fig.add_tools(hover(renderers=[self.renderer]),

@@ -329,6 +329,11 @@ def on_session_tick(doc, fn) -> None:
         loop.add_callback(post)
 
 
+def note(text: str) -> pn.pane.Markdown:
+    """A tab's explanatory paragraph (one size and margin on every tab)."""
+    return pn.pane.Markdown(text, styles={"font-size": "0.95em"}, margin=(0, 10))
+
+
 def controls(*widgets, css_classes: list[str] | None = None):
     """A tab's row of widgets that wraps onto a second line when the window (or the space beside the lesson
     panel) is narrower than the row: a plain Row's minimum width is the sum of its widgets' and pushed the whole
