@@ -91,17 +91,22 @@ def latent_map_figure(xy: np.ndarray, *, values: np.ndarray | None = None, palet
                       groups: np.ndarray | None = None, order: Sequence[str] = (),
                       colours: dict[str, str] | None = None, legend_title: str = "",
                       background: Sequence[str] = (), selected=None,
-                      title: str = "t-SNE of the MEGNet latent space"):
+                      title: str = "t-SNE of the MEGNet latent space", axis_labels: tuple[str, str] | None = None):
     """The 2-D map coloured by a number (``values`` with a colour bar titled ``colour_label``; ``palette`` a
     matplotlib colormap name or a list of colours, as the dashboard's mapper holds them) or by a category
     (``groups``, one label per point; legend 'label (count)' in ``order``; groups in ``background`` are drawn
-    first so the others stay visible). t-SNE axes have no meaning, so none are drawn."""
+    first so the others stay visible). t-SNE axes have no meaning, so none are drawn; ``axis_labels`` (x, y) draws
+    labelled axes, for a map of two properties."""
     from matplotlib.colors import ListedColormap
 
     xy = np.asarray(xy, dtype=float)
     size = map_point_size(len(xy))
     fig, ax = new_figure()
-    ax.set_axis_off()
+    if axis_labels is None:
+        ax.set_axis_off()
+    else:
+        ax.set_xlabel(axis_labels[0])
+        ax.set_ylabel(axis_labels[1])
     ax.set_title(title)
     if values is not None:
         cmap = ListedColormap(list(palette)) if not isinstance(palette, str) else palette

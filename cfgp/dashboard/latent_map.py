@@ -28,6 +28,11 @@ COLOURINGS = {"DFT E_f": "dft", "GP E_f": "gp", "σ": "sigma", "residual": "resi
               "space group": "spacegroup_symbol", "split": "split", "phosphates": "phosphate", "element": "element"}
 #: marker size: fixed, or by any numeric property (label → column; "" is the fixed size)
 SIZES = {"fixed": "", **{CATALOGUE[c].label: c for c in numeric_properties()}}
+#: the map's axes: the t-SNE (no meaningful units, axes hidden) or any two numeric properties (chemiscope's map);
+#: label → column, "" is the t-SNE coordinate
+AXES = {"t-SNE": "", **{CATALOGUE[c].label: c for c in numeric_properties()}}
+#: the map's title when it shows the t-SNE
+TSNE_TITLE = "t-SNE of the MEGNet latent space"
 #: the fixed marker size (px) of the map
 FIXED_SIZE = 4
 #: a space-group colouring names the most common groups; the rest are "other"
@@ -35,7 +40,8 @@ TOP_SPACE_GROUPS = len(CATEGORY_COLOURS)
 NEAREST_ON_TAP = """
 const view = Bokeh.index.find_one(fig);
 if (!view) return;
-const xs = source.data.x ?? source.data.get('x'), ys = source.data.y ?? source.data.get('y');
+const col = (k) => (source.data instanceof Map ? source.data.get(k) : source.data[k]);
+const xs = col(renderer.glyph.x.field), ys = col(renderer.glyph.y.field);  // the axes shown: t-SNE or properties
 const fx = view.frame.x_scale, fy = view.frame.y_scale;
 const sx = fx.compute(cb_obj.x), sy = fy.compute(cb_obj.y);
 let best = -1, bestd = 15 * 15;  // within 15 px
@@ -56,6 +62,8 @@ class LatentMap(pn.viewable.Viewer):
     element = param.String(default="P")
     filters = param.String(default="", doc="property filters as link text (cfgp.properties.parse_filters)")
     size = param.Selector(default="", objects=list(SIZES.values()), doc="property the marker size follows")
+    x_axis = param.Selector(default="", objects=list(AXES.values()), doc="property on the x axis ('' = t-SNE)")
+    y_axis = param.Selector(default="", objects=list(AXES.values()), doc="property on the y axis ('' = t-SNE)")
 
     def __init__(self, data: ServerData, state: SessionState, source: ColumnDataSource, **params):
         params.setdefault("name", "Latent map")
@@ -81,7 +89,13 @@ class LatentMap(pn.viewable.Viewer):
                                             css_classes=["map-legend-text"])
         self.message = pn.pane.Alert("", alert_type="warning", visible=False, name="map-message",
                                      css_classes=["map-message"])
-        self.fig, self.renderer = map_figure(source, "t-SNE of the MEGNet latent space", "latent-map")
+        self.x_select = pn.widgets.Select(label="x axis", options=AXES, value=self.x_axis, width=170,
+                                          css_classes=["map-x-axis"])
+        self.y_select = pn.widgets.Select(label="y axis", options=AXES, value=self.y_axis, width=170,
+                                          css_classes=["map-y-axis"])
+        self.x_select.link(self, value="x_axis", bidirectional=True)
+        self.y_select.link(self, value="y_axis", bidirectional=True)
+        self.fig, self.renderer = map_figure(source, TSNE_TITLE, "latent-map")
         self.fig.add_tools(hover(renderers=[self.renderer]), *selection_tools())
         self.colouring = Colouring(data, self.fig, self.renderer, source, "latent-map")
         self.view_filter = BooleanFilter(booleans=None)
@@ -91,7 +105,8 @@ class LatentMap(pn.viewable.Viewer):
                                              "lasso) to select materials on every plot.")
         # a click selects the material drawn nearest to it, in pixels, wherever points overlap; computed in the
         # browser, which knows the exact screen mapping, and sent as a one-index selection
-        self.fig.js_on_event(Tap, CustomJS(args={"source": source, "fig": self.fig}, code=NEAREST_ON_TAP))
+        self.fig.js_on_event(Tap, CustomJS(args={"source": source, "fig": self.fig, "renderer": self.renderer},
+                                           code=NEAREST_ON_TAP))
         source.selected.on_change("indices", self._on_brush)
         state.param.watch(self._on_selected, "selected")
         self.selection_download = download_button("Download selection (CSV)", "selection.csv", self._selection_csv,
@@ -174,6 +189,37 @@ class LatentMap(pn.viewable.Viewer):
         self.source.data["size"] = marker_sizes(self.data.frame[self.size].to_numpy(float)).astype(np.float32)
         for g in glyphs:
             g.size = {"field": "size"}
+
+    # ------------------------------------------------------------ axes
+    @param.depends("x_axis", "y_axis", watch=True)
+    def _apply_axes(self) -> None:
+        in_document(self._axes_now)
+
+    def axis_values(self, key: str, which: int) -> np.ndarray:
+        """The map's coordinate on one axis: a property's values, or the t-SNE coordinate ``which`` (0 or 1)."""
+        return self.data.frame[key].to_numpy(float) if key else self.data.xy[:, which].astype(float)
+
+    def axis_label(self, key: str, which: int) -> str:
+        return CATALOGUE[key].label if key else f"t-SNE {which + 1}"
+
+    def _axes_now(self) -> None:
+        """The t-SNE (fields x, y; no axes drawn), or two properties sent once as the ``ax``/``ay`` columns and drawn
+        with labelled axes; the points, colours, selection and filters stay as they are."""
+        glyphs = (self.renderer.glyph, self.renderer.selection_glyph, self.renderer.nonselection_glyph)
+        tsne = not self.x_axis and not self.y_axis
+        if tsne:
+            fields = ("x", "y")
+        else:
+            self.source.data.update(ax=self.axis_values(self.x_axis, 0).astype(np.float32),
+                                    ay=self.axis_values(self.y_axis, 1).astype(np.float32))
+            fields = ("ax", "ay")
+        for g in glyphs:
+            g.x, g.y = {"field": fields[0]}, {"field": fields[1]}
+        self.fig.axis.visible = not tsne
+        self.fig.xaxis.axis_label = self.axis_label(self.x_axis, 0)
+        self.fig.yaxis.axis_label = self.axis_label(self.y_axis, 1)
+        self.fig.title.text = TSNE_TITLE if tsne else \
+            f"{self.axis_label(self.y_axis, 1)} against {self.axis_label(self.x_axis, 0)}"
 
     # ------------------------------------------------------------ filters
     @param.depends("filters", watch=True)
@@ -319,14 +365,18 @@ class LatentMap(pn.viewable.Viewer):
         spec = self.renderer.glyph.fill_color
         mapper = spec["transform"] if isinstance(spec, dict) else getattr(spec, "transform", None)
         common = {"title": self.fig.title.text, "selected": self.state.selected}
+        xy = self.data.xy
+        if self.x_axis or self.y_axis:  # the two properties shown, with their axes
+            xy = np.column_stack([self.axis_values(self.x_axis, 0), self.axis_values(self.y_axis, 1)])
+            common["axis_labels"] = (self.axis_label(self.x_axis, 0), self.axis_label(self.y_axis, 1))
         if self.colouring.field == "group" and mapper is not None:
             colours = dict(zip(mapper.factors, mapper.palette))
-            return latent_map_figure(self.data.xy, groups=np.asarray(self.source.data["group"], dtype=object),
+            return latent_map_figure(xy, groups=np.asarray(self.source.data["group"], dtype=object),
                                      order=list(mapper.factors), colours=colours,
                                      legend_title=self.colouring.legend.title,
                                      background=[g for g, c in colours.items() if c == BACKGROUND], **common)
         field = self.colouring.field or "dft"
-        return latent_map_figure(self.data.xy, values=self.data.map_columns[field], palette=list(mapper.palette),
+        return latent_map_figure(xy, values=self.data.map_columns[field], palette=list(mapper.palette),
                                  clim=(mapper.low, mapper.high), colour_label=self.colouring.colorbar.title,
                                  **common)
 
@@ -337,8 +387,8 @@ class LatentMap(pn.viewable.Viewer):
                  "to see where the GP is unsure (far from training materials), by split to see what active "
                  "learning picked. Hover for details, click a point for its structure, brush (box or lasso) to "
                  "select the same materials on every plot."),
-            controls(self.colour_select, self.element_input, self.size_select, self.filter_input, self.perplexity, self.live_button,
-                     self.progress, self.selection_download),
+            controls(self.colour_select, self.element_input, self.size_select, self.x_select, self.y_select,
+                     self.filter_input, self.perplexity, self.live_button, self.progress, self.selection_download),
             self.message, self.filter_status, self.legend_text,
             pn.Row(pn.Column(pn.Column(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
                                        sizing_mode="stretch_width", css_classes=["latent-map-figure"]),

@@ -33,7 +33,7 @@ from cfgp.properties import parse_filters
 TAB_SLUGS = {"Latent map": "map", "Calibration": "calibration", "Active learning": "al", "Outliers": "outliers",
              "Predict": "predict"}
 #: query parameters, in the order they are applied (the material last: where its details show depends on the tab)
-KEYS = ("lesson", "tab", "colour", "element", "size", "filters", "cal_split", "cal_phosphates", "out_split", "out_phosphates",
+KEYS = ("lesson", "tab", "colour", "element", "size", "x", "y", "filters", "cal_split", "cal_phosphates", "out_split", "out_phosphates",
         "out_element", "out_compare", "al", "strategy", "seed", "batch", "cycle", "q", "material")
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -62,6 +62,8 @@ class ViewState(param.Parameterized):
     colour = param.Parameter(default="dft", doc="latent map colouring")
     element = param.Parameter(default="P", doc="element of the latent map's 'element' colouring")
     size = param.Parameter(default="", doc="property the map's marker size follows (empty: fixed)")
+    x = param.Parameter(default="", doc="property on the map's x axis (empty: the t-SNE)")
+    y = param.Parameter(default="", doc="property on the map's y axis (empty: the t-SNE)")
     filters = param.Parameter(default="", doc="property filters of every tab (cfgp.properties link text)")
     material = param.Parameter(default="", doc="material id whose details are shown (one selected material)")
     cal_split = param.Parameter(default="test", doc="split of the Calibration tab")
@@ -179,6 +181,7 @@ class ViewSync:
             "lesson": self.lesson_step,
             "tab": names[active] if 0 <= active < len(names) else names[0],
             "colour": p.latent.colour, "element": p.latent.element, "size": p.latent.size,
+            "x": p.latent.x_axis, "y": p.latent.y_axis,
             "filters": p.latent.filters,
             "material": material,
             "cal_split": p.calibration.split, "cal_phosphates": as_text(bool(p.calibration.phosphates)),
@@ -193,7 +196,7 @@ class ViewSync:
     def _watch_parts(self) -> None:
         p = self.parts
         p.tabs.param.watch(self._changed, "active")
-        p.latent.param.watch(self._changed, ["colour", "element", "size", "filters"])
+        p.latent.param.watch(self._changed, ["colour", "element", "size", "x_axis", "y_axis", "filters"])
         p.calibration.param.watch(self._changed, ["split", "phosphates"])
         p.outliers.param.watch(self._changed, ["split", "phosphates_only", "element"])
         p.outliers.compare_box.param.watch(self._changed, "value")
@@ -304,7 +307,7 @@ class ViewSync:
         # empty is a value of its own: no material, no element filter, no replay cycle, the lesson closed
         view = {k: view[k] for k in KEYS
                 if k in view and (as_text(view[k]).strip()
-                    or k in ("material", "out_element", "cycle", "lesson", "q", "filters", "size"))}
+                    or k in ("material", "out_element", "cycle", "lesson", "q", "filters", "size", "x", "y"))}
         messages: list[str] = []
         if "lesson" in view and self.lesson_handler is not None:
             problem = self.lesson_handler(view["lesson"])
@@ -340,7 +343,7 @@ class ViewSync:
             self.parts.tabs.active = index
 
     def _apply_map(self, view, messages) -> None:
-        from cfgp.dashboard.latent_map import COLOURINGS, SIZES
+        from cfgp.dashboard.latent_map import AXES, COLOURINGS, SIZES
 
         lm = self.parts.latent
         if "colour" in view:
@@ -370,6 +373,15 @@ class ViewSync:
                 size = ""
             if lm.size != size:
                 lm.size = size
+        for k, which in (("x", "x_axis"), ("y", "y_axis")):
+            if k in view:
+                key = as_text(view[k]).strip()
+                if key not in AXES.values():
+                    messages.append(f"Link parameter {k}: {quoted(view[k])} is not a numeric property (one of "
+                                    f"{', '.join(v for v in AXES.values() if v)}); the map's {k} axis is the t-SNE.")
+                    key = ""
+                if getattr(lm, which) != key:
+                    setattr(lm, which, key)
         if "filters" in view:
             text = as_text(view["filters"]).strip()
             try:

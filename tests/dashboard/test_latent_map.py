@@ -211,3 +211,43 @@ def test_marker_size_follows_a_property_and_is_in_the_link(page, server, app_run
     page.locator(".map-size select >> visible=true").first.select_option(label="fixed")
     assert wait_for(page, lambda: model_js(page, "latent-map-points", "m.glyph.size.value") == 4, 20)
     server.assert_clean()
+
+
+def test_any_two_properties_as_the_maps_axes_and_back_to_the_tsne(page, server, app_run):
+    """chemiscope's map: x and y by any numeric property, with labelled axes and the values the data hold; a tap
+    still picks the material drawn nearest; the axes are in the link; t-SNE again hides them."""
+    import numpy as np
+
+    frame = app_run.materials.frame
+    server.new_log()
+    page.locator(".map-x-axis select >> visible=true").first.select_option(label="band gap (eV)")
+    page.locator(".map-y-axis select >> visible=true").first.select_option(label="DFT E_f (eV/atom)")
+    assert wait_for(page, lambda: model_js(page, "latent-map-points", "m.glyph.y.field") == "ay", 20)
+    assert model_js(page, "latent-map-points", "m.glyph.x.field") == "ax"
+    np.testing.assert_allclose(np.array(column(page, "map-source", "ax"), dtype=float),
+                               frame.band_gap.to_numpy(float), rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(np.array(column(page, "map-source", "ay"), dtype=float), app_run.materials.y,
+                               rtol=1e-6)
+    labels = model_js(page, "latent-map", "[m.below[0].axis_label, m.left[0].axis_label, m.below[0].visible, "
+                                          "m.title.text]")
+    assert labels == ["band gap (eV)", "DFT E_f (eV/atom)", True, "DFT E_f (eV/atom) against band gap (eV)"]
+    assert wait_for(page, lambda: "x=band_gap" in page.url and "y=dft" in page.url, 20), page.url
+    # a click on a drawn point selects that material: the nearest by the axes shown, not by the t-SNE
+    page.wait_for_timeout(1000)  # the ranges follow the new axes: let the layout settle
+    ax, ay = column(page, "map-source", "ax"), column(page, "map-source", "ay")
+    ids = column(page, "map-source", "material_id")
+    pix = np.array(screen_xy(page, "latent-map", ax, ay), dtype=float)
+    row = int(np.nanargmax(np.array(ax, dtype=float)))  # the widest gap, at the right edge
+    click = pix[row] + [1.0, -1.0]
+    nearest = int(np.nanargmin(np.hypot(*(pix - click).T)))
+    page.mouse.move(5, 5)
+    page.mouse.click(*click)
+    assert wait_for(page, lambda: ids[nearest] in text_of(page, ".details"), 20), (ids[nearest],
+                                                                                  text_of(page, ".details"))
+    assert model_js(page, "map-source", "m.selected.indices") == [nearest]
+    page.locator(".map-x-axis select >> visible=true").first.select_option(label="t-SNE")
+    page.locator(".map-y-axis select >> visible=true").first.select_option(label="t-SNE")
+    assert wait_for(page, lambda: model_js(page, "latent-map-points", "m.glyph.x.field") == "x", 20)
+    assert model_js(page, "latent-map", "[m.below[0].visible, m.title.text]") == [
+        False, "t-SNE of the MEGNet latent space"]
+    server.assert_clean()
