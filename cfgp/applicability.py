@@ -193,11 +193,13 @@ def run_checks(run, app: Applicability) -> DomainCheck:
     return app.check(run.latents(), list(m.frame["elements"]), in_reference=in_reference)
 
 
-def evaluation_groups(run, app: Applicability, pred: dict, check_set=None, gp=None) -> dict:
+def evaluation_groups(run, app: Applicability, pred: dict, check_set=None, gp=None,
+                      check: DomainCheck | None = None) -> dict:
     """Per-group calibration of the test split (and of a check set, e.g. non-oxides) with the shipped and the
     raw σ: what ``cfgp evaluate --json`` reports under ``groups``.
 
-    pred : GP mean and σ of every material of the run; check_set : a :class:`cfgp.checkset.CheckSet`.
+    pred : GP mean and σ of every material of the run; check_set : a :class:`cfgp.checkset.CheckSet`;
+    check : :func:`run_checks` of the run when the caller has it already (else it is run here).
     """
     from cfgp.artefacts import write_json
     from cfgp.groups import group_metrics, group_report
@@ -206,7 +208,7 @@ def evaluation_groups(run, app: Applicability, pred: dict, check_set=None, gp=No
     m = run.materials
     te = run.split.test
     te = te[np.isfinite(pred["mean"][te]) & np.isfinite(m.y[te])]
-    check = run_checks(run, app).take(te)
+    check = (check if check is not None else run_checks(run, app)).take(te)
     _, scale = app.calibrated(pred["std"][te], check)
     groups = group_report(pred["mean"][te], m.y[te], scale, app.sigma.df, pred["std"][te], check,
                           list(m.frame["elements"].iloc[te]), m.frame["is_phosphate"].to_numpy()[te], label="test",

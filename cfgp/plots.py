@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 
 from cfgp.al import curves
-from cfgp.calibration import METRIC_LABELS, calibration_curve, excess_over_2sigma
+from cfgp.calibration import METRIC_LABELS, calibration_curve
 from cfgp.palette import OTHER_STRATEGY, SIGNED, STRATEGY_COLOURS
+from cfgp.results import predictions_frame  # noqa: F401  (the notebooks build their frame as plots.predictions_frame)
 
 
 def _hv():
@@ -16,20 +17,6 @@ def _hv():
     if not hv.Store.renderers:
         hv.extension("bokeh", logo=False)
     return hv
-
-
-def predictions_frame(materials_frame: pd.DataFrame, y_pred, y_std, split_labels=None) -> pd.DataFrame:
-    """One row per material with everything the plots and tables show."""
-    f = materials_frame[["material_id", "formula", "spacegroup_symbol", "nsites", "is_phosphate"]].copy()
-    f["dft"] = materials_frame["formation_energy_per_atom"].to_numpy()
-    f["gp"] = np.asarray(y_pred)
-    f["sigma"] = np.asarray(y_std)
-    f["residual"] = f["gp"] - f["dft"]
-    f["z"] = f["residual"] / f["sigma"]
-    f["excess"] = excess_over_2sigma(f["gp"], f["sigma"], f["dft"])
-    if split_labels is not None:
-        f["split"] = np.asarray(split_labels)
-    return f
 
 
 def parity(frame: pd.DataFrame, n_bars: int = 100, seed: int = 0, title: str = "GP vs DFT formation energy"):

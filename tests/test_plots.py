@@ -15,12 +15,6 @@ def frame(tiny_run):
     return plots.predictions_frame(m.frame, pred["mean"], pred["std"], tiny_run.split.labels(len(m)))
 
 
-def test_predictions_frame(frame, tiny_run):
-    assert len(frame) == len(tiny_run.materials)
-    assert set(frame.split) == {"train", "pool", "test"}
-    np.testing.assert_allclose(frame.excess, np.abs(frame.gp - frame.dft) - 2 * frame.sigma)
-
-
 def test_parity_has_points_bars_and_diagonal(frame):
     p = plots.parity(frame, n_bars=25)
     kinds = [type(e).__name__ for e in p]

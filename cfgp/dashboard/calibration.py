@@ -23,11 +23,11 @@ from bokeh.models import (BoxSelectTool, ColorBar, ColumnDataSource, HoverTool, 
 from bokeh.core.properties import value
 from bokeh.plotting import figure
 
+from cfgp import results
 from cfgp.calibration import METRIC_LABELS, calibration_curve, regression_metrics
 from cfgp.dashboard.figures import FIGURE_MIN_WIDTH
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.shared import ServerData, SessionState, controls, in_document, note, on_session_end
-from cfgp.groups import representation
 from cfgp.palette import SIGNED
 
 SPLITS = ("test", "pool", "train")
@@ -178,25 +178,16 @@ GROUP_COLUMNS = (("n", "n (count)"), ("mae", "MAE (eV/atom)"), ("coverage_2sigma
 
 
 def groups_html(data: ServerData) -> str:
-    """Per-group calibration of the test split (cfgp.groups) as an HTML table, built once per server; the
-    check-set row (e.g. non-oxides) appears once ``cfgp evaluate --check-set FILE`` has scored this model."""
-    from cfgp.applicability import cached_check_set_group
-    from cfgp.groups import group_report
-
+    """Per-group calibration of the test split (:func:`cfgp.results.calibration_groups`) as an HTML table, built
+    once per server; the check-set row (e.g. non-oxides) appears once ``cfgp evaluate --check-set FILE`` has scored
+    this model."""
     a = _arrays(data)
     with _LOCK:
         if a.groups_html is not None:
             return a.groups_html
-    rows = np.flatnonzero(a.ok & (a.split == "test"))
     app = data.applicability
-    check = data.domain_check.take(rows)
-    _, scale = app.calibrated(a.sigma[rows], check)
-    groups = group_report(a.gp[rows], a.dft[rows], scale, app.sigma.df, a.sigma[rows], check,
-                          list(data.run.materials.frame["elements"].iloc[rows]), a.phosphate[rows],
-                          formulas=a.formula[rows]) if len(rows) else {}
-    extra = cached_check_set_group(app)
-    if extra:
-        groups["check_set"] = extra
+    groups = results.calibration_groups(data.results)
+    extra = groups.get("check_set")
     head = "".join(f'<th style="text-align:right;padding:2px 10px">{html.escape(t)}</th>' for _, t in GROUP_COLUMNS)
     body = "".join(
         f'<tr><td style="padding:2px 10px 2px 0">{html.escape(g["label"])}</td>'
@@ -217,17 +208,20 @@ def groups_html(data: ServerData) -> str:
 
 
 def outlier_summary(data: ServerData, split: str) -> dict:
-    """How many materials of a split lie outside ±2σ and how many of those are phosphates (per server)."""
+    """:func:`cfgp.results.outlier_summary` of a split, computed once per server."""
     a = _arrays(data)
     with _LOCK:
         if split in a.outliers:
             return a.outliers[split]
-    rows = np.flatnonzero(a.ok & (a.split == split))
-    out = rows[a.excess[rows] > 0]
-    summary = {"n": len(rows), "outside": len(out), "phosphates_outside": int(a.phosphate[out].sum()),
-               "phosphates": int(a.phosphate[rows].sum())}
+    summary = results.outlier_summary(data.frame, split)
     with _LOCK:
         return a.outliers.setdefault(split, summary)
+
+
+#: the sentence's ending for each :func:`cfgp.results.phosphate_verdict`
+VERDICTS = {"over": "more than their share",
+            "under": "fewer than their share: here phosphates are not over-represented among the outliers",
+            "about": "about their share"}
 
 
 def outlier_text(s: dict, split: str) -> str:
@@ -239,13 +233,10 @@ def outlier_text(s: dict, split: str) -> str:
                 f"outliers; tick “phosphates only” to look at the {s['phosphates']:,} phosphates here.")
     share_out = s["phosphates_outside"] / s["outside"]
     share_all = s["phosphates"] / s["n"]
-    verdict = {"over": "more than their share",
-               "under": "fewer than their share: here phosphates are not over-represented among the outliers",
-               "about": "about their share"}[representation(share_out, share_all)]
     return (f"The paper found phosphates among its outliers. Here {s['outside']:,} of the {s['n']:,} {split} "
             f"materials lie outside ±2σ and {s['phosphates_outside']:,} of those ({100 * share_out:.0f} %) are "
-            f"phosphates, against {100 * share_all:.0f} % of all {split} materials — {verdict}. Tick "
-            f"“phosphates only” to check them on the plots.")
+            f"phosphates, against {100 * share_all:.0f} % of all {split} materials — "
+            f"{VERDICTS[results.phosphate_verdict(s)]}. Tick “phosphates only” to check them on the plots.")
 
 
 # ---------------------------------------------------------------- the tab

@@ -22,7 +22,7 @@ import panel as pn
 import param
 
 from cfgp.dashboard.shared import ServerData
-from cfgp.groups import representation
+from cfgp.results import phosphate_verdict
 from cfgp.dashboard.view_state import DashboardParts, ViewSync, as_text, parse_int, soon
 
 
@@ -111,6 +111,11 @@ def _calibration_step(data: ServerData) -> Step:
                 {"tab": "Calibration", "metrics": f"Metrics for {len(v.rows):,} {v.label}"}, ("calibration-figures",))
 
 
+#: the outlier step's words for each :func:`cfgp.results.phosphate_verdict`
+VERDICTS = {"over": "more than their share", "under": "fewer than their share: here they are not over-represented",
+            "about": "about their share"}
+
+
 def _outlier_step(data: ServerData) -> Step:
     from cfgp.dashboard.calibration import outlier_summary
 
@@ -128,9 +133,7 @@ def _outlier_step(data: ServerData) -> Step:
             f"(here a phosphate is a material with such a unit by its bonds, not any oxide containing P). ")
     if s["outside"]:
         share_out = s["phosphates_outside"] / s["outside"]
-        verdict = {"over": "more than their share",
-                   "under": "fewer than their share: here they are not over-represented",
-                   "about": "about their share"}[representation(share_out, share_all)]
+        verdict = VERDICTS[phosphate_verdict(s)]
         text += (f"Here {s['phosphates_outside']:,} of them are phosphates ({100 * share_out:.0f} %), against "
                  f"{100 * share_all:.0f} % of all test oxides — {verdict}. ")
     ok = np.isfinite(f["excess"].to_numpy(float))

@@ -23,12 +23,11 @@ import panel as pn
 import param
 
 from cfgp.al import History
-from cfgp.applicability import load_applicability, run_checks
 from cfgp.artefacts import DEFAULT_RUN
 from cfgp.embedding import TSNESettings, run_tsne
-from cfgp.pipeline import AL_DIR, Run, load_al_histories, load_gp, predictions
-from cfgp.plots import predictions_frame
+from cfgp.pipeline import AL_DIR, Run, load_al_histories
 from cfgp.properties import CATALOGUE, NUMERIC, filter_mask
+from cfgp.results import load_results
 from cfgp.search import build_formula_index, search
 
 #: Numeric colourings of a map: frame column → (colour-bar title, palette name, symmetric around 0)
@@ -43,8 +42,6 @@ NUMERIC_COLOURS = {
 #: (colour-bar title, palette name, symmetric); their values travel to a browser only when chosen
 PROPERTY_COLOURS = {c: (p.label, "Viridis256", False) for c, p in CATALOGUE.items()
                     if p.kind == NUMERIC and c not in NUMERIC_COLOURS}
-#: Columns of the materials frame added to the results frame (NaN where a data set lacks them)
-MATERIAL_PROPERTIES = ("band_gap", "efermi", "total_magnetization", "volume_per_atom", "spacegroup_number")
 #: Categorical colourings: name → legend title
 CATEGORICAL_COLOURS = {"split": "split", "phosphate": "phosphates", "element": "element"}
 
@@ -85,22 +82,13 @@ class ServerData:
 
     def __init__(self, run_dir: str | Path):
         self.run = Run(run_dir)
-        self.gp = load_gp(self.run)
-        pred = predictions(self.run, self.gp)
-        m = self.run.materials
-        frame = predictions_frame(m.frame, pred["mean"], pred["std"], self.run.split.labels(len(m)))
-        frame["row"] = np.arange(len(frame))
-        for col in MATERIAL_PROPERTIES:  # the data set's own properties (added columns only)
-            frame[col] = m.frame[col].to_numpy(dtype=float) if col in m.frame else np.nan
-        # domain of applicability and the calibrated σ of every material (once per server; added columns only)
-        self.applicability = load_applicability(self.run, self.gp, pred)
-        self.domain_check = check = run_checks(self.run, self.applicability)
-        frame["in_domain"] = check.in_domain
-        frame["domain"] = check.reason
-        frame["domain_label"] = np.where(check.in_domain, "yes",  # short: 16k of them travel to every browser
-                                         np.array(["NO: " + s for s in check.short], dtype=object))
-        frame["sigma_cal"] = self.applicability.calibrated(pred["std"], check)[0]
-        self.frame: pd.DataFrame = frame
+        #: the run's results (cfgp.results): GP, predictions, domain model and σ calibration, the results frame
+        self.results = load_results(self.run)
+        self.gp = self.results.gp
+        self.applicability = self.results.applicability
+        self.domain_check = self.results.check
+        self.frame: pd.DataFrame = self.results.frame
+        frame = self.frame
         self.X = self.run.latents()
         self.Xs = self.gp.scaler_.transform(np.nan_to_num(self.X))
         self.xy = np.asarray(run_tsne(self.run, TSNESettings()), dtype=float)
