@@ -214,3 +214,24 @@ def test_per_group_table(page, server, app_run):
     assert "in domain" in rows and any(k.startswith("contains ") for k in rows)
     assert all(0 <= float(r[2]) <= 1 for r in rows.values())  # coverage 2σ
     server.assert_clean()
+
+
+@pytest.mark.parametrize(("summary", "verdict"), [
+    ({"n": 100, "outside": 10, "phosphates_outside": 5, "phosphates": 20}, "over"),
+    ({"n": 100, "outside": 10, "phosphates_outside": 1, "phosphates": 20}, "under"),
+    ({"n": 100, "outside": 10, "phosphates_outside": 2, "phosphates": 20}, "about"),
+])
+def test_outlier_sentence_states_the_core_verdict(summary, verdict):
+    """Both views word the core's verdict (cfgp.results.phosphate_verdict) and nothing else: no view keeps
+    thresholds of its own (Python, no browser)."""
+    from typing import get_args
+
+    from cfgp.dashboard import lesson
+    from cfgp.dashboard.calibration import VERDICTS, outlier_text
+    from cfgp.results import Verdict
+
+    assert set(VERDICTS) == set(lesson.VERDICTS) == set(get_args(Verdict))
+    text = outlier_text(summary, "test")
+    assert VERDICTS[verdict] in text
+    assert all(VERDICTS[v] not in text for v in VERDICTS if v != verdict)
+    assert "— about their share" not in outlier_text({**summary, "phosphates_outside": 3}, "test")  # 30 % > 25 %
