@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cfgp.al import History
+from cfgp.al import ALSettings, History
 from cfgp.al_replay import background_rows, pool_rows, random_bands, replay_of, replay_target
+from cfgp.pipeline import ALGroup
 
 AL = Path(__file__).parents[1] / "data" / "default" / "al"
 
@@ -52,7 +53,8 @@ def test_a_pick_outside_the_runs_materials_is_left_out(entropy10):
 
 def test_random_band_is_mean_plus_minus_two_std_over_seeds():
     hists = [History(AL / f"random-b1-pool7195-s{s}.jsonl").read()[1][:30] for s in range(3)]
-    (band,) = random_bands({"random-b1-pool7195": hists, "entropy-b1-pool7195": hists})
+    (band,) = random_bands({"random-b1-pool7195": ALGroup(ALSettings(strategy="random"), hists),
+                            "entropy-b1-pool7195": ALGroup(ALSettings(strategy="entropy"), hists)})
     mae = np.array([[r["mae"] for r in h] for h in hists])
     assert band["seeds"] == 3 and band["label"] == "random-b1-pool7195"
     np.testing.assert_allclose(band["mean"], mae.mean(axis=0))
