@@ -8,6 +8,8 @@ A run folder (the shipped one is ``data/default``) holds::
     training/              checkpoints and history for resuming training
     latents.npz            32-d latents for every material, keyed by the MEGNet hash
     gp.json                GP hyper-parameters and settings
+    al/*.jsonl             active-learning histories (a header with the settings, then a record per cycle),
+                           named by Run.al_history_path, listed by Run.al_histories from their headers
     manifest.json          package versions and file hashes
 
 The shipped run is read-only: a ``Run`` of it writes whatever it makes (histories, maps, refits) to a
