@@ -448,6 +448,24 @@ class ActiveLearner:
         rec["seconds"] = round(time.perf_counter() - t0, 5)
         return rec
 
+    def replay(self, records: list[dict], source: str | Path = "the history") -> Iterator[dict]:
+        """Put a saved run back into this fresh learner: yields each record of ``records`` once the learner is in
+        the state it describes (cycle 0 first, then the saved picks applied cycle by cycle, no selection). The one
+        way a saved run re-enters a learner: resuming it (:func:`run_history`) and re-scoring it
+        (:func:`cfgp.al_metrics.pool_scored_mae`)."""
+        if self.cycle != 0:
+            raise ValueError("a replay needs a fresh learner (cycle 0)")
+        lookup = {str(pid): i for i, pid in enumerate(self.pool_ids)}
+        for n, rec in enumerate(records):
+            if n:
+                picked = rec.get("picked", [])
+                unknown = [p for p in picked if p not in lookup]
+                if unknown:
+                    raise HistoryError(f"{source}: record of cycle {rec.get('cycle', n)} picks {unknown[:3]}, which "
+                                       "are not in this learner's pool; the file belongs to another run")
+                self.apply(np.array([lookup[p] for p in picked], dtype=int))
+            yield rec
+
     def steps(self, cycles: int | None = None) -> Iterator[dict]:
         """Generator of cycle records; stops early if the pool runs out."""
         cycles = self.settings.cycles if cycles is None else cycles
@@ -460,6 +478,11 @@ class ActiveLearner:
 # ------------------------------------------------------------- persistence
 class HistoryError(ValueError):
     """A history file that cannot be read as written by :class:`History`; the message names file and line."""
+
+
+#: the most bytes a history's header line may take: a header is ~400 bytes, and the bound keeps a listing of a
+#: folder cheap (headers only) whatever else lies in it
+HEADER_MAX_BYTES = 64 * 1024
 
 
 class History:
@@ -505,6 +528,35 @@ class History:
         header, records, _, _ = self._parse()
         return header, records
 
+    def read_header(self) -> dict | None:
+        """The header alone, from at most :data:`HEADER_MAX_BYTES` bytes (for listings); None for an empty file
+        or a header still being written, as :meth:`read` says."""
+        with open(self.path, "rb") as fh:
+            first = fh.readline(HEADER_MAX_BYTES + 1)
+            while first.endswith(b"\n") and not first.strip() and fh.tell() <= HEADER_MAX_BYTES:
+                first = fh.readline(HEADER_MAX_BYTES + 1)  # blank lines before the header, skipped as read() does
+            last = not fh.read(1)
+        if not first.endswith(b"\n"):
+            if len(first) > HEADER_MAX_BYTES:
+                raise HistoryError(f"{self.path}, line 1: over {HEADER_MAX_BYTES:,} bytes, not a history header")
+            return None  # empty, or the header's write is in flight or was torn by a kill
+        try:
+            header = json.loads(first)
+        except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
+            if last:
+                return None  # a lone torn line, as read() treats it
+            raise HistoryError(f"{self.path}, line 1: not a JSON record ({str(exc)[:80]}); the file was edited or "
+                               "corrupted, remove it") from None
+        if not isinstance(header, dict):
+            raise HistoryError(f"{self.path}, line 1: expected a JSON object, got {type(header).__name__}")
+        return header
+
+    def settings(self) -> "ALSettings | None":
+        """The settings the header records (never the file name), checked by :class:`ALSettings`; None while
+        the file has no complete header."""
+        header = self.read_header()
+        return None if header is None else header_settings(header, self.path)
+
     def repair(self) -> str | None:
         """Cut a torn last line (for the writer that owns the file); returns what was dropped, or None."""
         _, records, good, tail = self._parse()
@@ -541,6 +593,17 @@ class History:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def header_settings(header: dict, path: str | Path) -> ALSettings:
+    """The :class:`ALSettings` of a history header; a :class:`HistoryError` naming ``path`` if they are not valid."""
+    saved = header.get("settings")
+    if not isinstance(saved, dict):
+        raise HistoryError(f"{path}, line 1: the header holds no settings; not an active-learning history")
+    try:
+        return ALSettings(**saved)
+    except (TypeError, ValueError) as exc:
+        raise HistoryError(f"{path}, line 1: the header's settings are not valid ({str(exc)[:160]})") from None
 
 
 def same_run(header: dict, other: dict) -> bool:
@@ -581,14 +644,8 @@ def run_history(learner: ActiveLearner, path: str | Path, header: dict, cycles: 
             hist.append(rec0)
             records = [rec0]
         else:
-            # replay the saved picks through the same updates (no selection needed)
-            lookup = {pid: i for i, pid in enumerate(learner.pool_ids)}
-            for n, rec in enumerate(records[1:], start=1):
-                unknown = [p for p in rec.get("picked", []) if p not in lookup]
-                if unknown:
-                    raise HistoryError(f"{path}: record of cycle {rec.get('cycle', n)} picks {unknown[:3]}, which are "
-                                       "not in this run's pool; the file belongs to another run")
-                learner.apply(np.array([lookup[p] for p in rec["picked"]], dtype=int))
+            for _ in learner.replay(records, path):  # the saved picks through the same updates
+                pass
         remaining = total - learner.cycle
         bar = None
         if progress and remaining > 0:

@@ -166,7 +166,7 @@ def finetune_active_learning(base: Run, settings: ALSettings, out: str | Path,
         left = candidates[~np.isin(candidates, picked)]
         gp = CFGP(seed=gp_seed).fit(X[train], y[train])
         learner = ActiveLearner(gp, X[train], y[train], X[left], y[left], X[test], y[test],
-                                ALSettings(**{**settings.to_dict(), "cycles": settings.cycles, "pool_size": None}),
+                                ALSettings(**{**settings.to_dict(), "pool_size": None}),
                                 pool_ids=m.ids[left])
         learner.cycle = len(picked)  # global cycle numbers (records, and each cycle's seeded draw)
         rec0 = learner.record()

@@ -18,9 +18,12 @@ Histories are the records written by :func:`cfgp.al.run_history` (cycle 0 is the
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cfgp.al import ALSettings
 
 #: label counts at which paired differences are reported (those a run has not reached are left out)
 DEFAULT_AT = (100, 250, 500, 1000, 1500, 3000, 6000)
@@ -136,44 +139,25 @@ def pool_scored_mae(learner, records: Sequence[dict]) -> np.ndarray:
     picks are replayed onto it (each a real GP update, no selection). The test MAE it recomputes must
     match the stored one, which guards against replaying a history onto the wrong model.
     """
-    if learner.cycle != 0:
-        raise ValueError("pool_scored_mae needs a fresh learner (cycle 0)")
-    position = {str(pid): p for p, pid in enumerate(learner.pool_ids)}
     out = np.empty(len(records))
-
-    def score(i: int, rec: dict) -> None:
-        mean = learner.posterior.mean
-        left = np.flatnonzero(learner.available)
-        out[i] = float(np.mean(np.abs(mean[left] - learner.y_query[left]))) if len(left) else float("nan")
-        te = learner.test_slice
-        mae = float(np.mean(np.abs(mean[te] - learner.y_query[te])))
+    for i, rec in enumerate(learner.replay(list(records))):
+        now = learner.record()  # the scores a live run records, so both are defined in one place
+        out[i], mae = now["pool_mae"], now["mae"]
         if abs(mae - rec["mae"]) > 1e-6 * max(1.0, abs(rec["mae"])):
             raise ValueError(f"cycle {rec['cycle']}: replayed test MAE {mae:.6f} differs from the stored "
                              f"{rec['mae']:.6f}; the history was made with another model or split")
-
-    for i, rec in enumerate(records):
-        if i > 0:
-            missing = [pid for pid in rec["picked"] if pid not in position]
-            if missing:
-                raise ValueError(f"cycle {rec['cycle']}: picks {missing} are not in this learner's pool")
-            learner.apply(np.array([position[pid] for pid in rec["picked"]], dtype=int))
-        score(i, rec)
     return out
 
 
-def runs_by_seed(run) -> dict[str, dict[int, tuple[dict, list[dict]]]]:
-    """A run's saved histories (shipped and the user's, as :func:`cfgp.pipeline.load_al_histories` finds
-    them): label → seed → (header, records). Read only."""
-    from cfgp.al import History
-    from cfgp.pipeline import al_history_files
-
-    out: dict[str, dict[int, tuple[dict, list[dict]]]] = {}
-    for path in al_history_files(run).values():
-        header, records = History(path).read()
+def runs_by_seed(run) -> dict[str, dict[int, tuple[ALSettings, list[dict]]]]:
+    """A run's saved histories (shipped and the user's, as :meth:`cfgp.pipeline.Run.al_histories` lists
+    them): label → seed → (settings, records), label and settings from each header. Read only."""
+    out: dict[str, dict[int, tuple[ALSettings, list[dict]]]] = {}
+    for saved in run.al_histories():
+        header, records = saved.read()
         if header is None or len(records) < 2:
             continue
-        label = path.stem.rsplit("-s", 1)[0]
-        out.setdefault(label, {})[int(header["settings"]["seed"])] = (header, records)
+        out.setdefault(saved.label, {})[saved.settings.seed] = (saved.settings, records)
     return out
 
 
@@ -182,13 +166,13 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
     """Paired scores of every saved strategy against ``baseline`` (default: the first random one), the
     phosphate share of the picks and, with ``pool_scored``, the paper's pool-scored MAE (replays each
     history: ~20 s per 1,500 cycles on 2 cores)."""
-    from cfgp.al import ALSettings
     from cfgp.pipeline import active_learner, al_pool_ids, load_gp
 
     groups = runs_by_seed(run)
     if not groups:
         raise FileNotFoundError(f"{run.dir / 'al'}: no active-learning histories; run `cfgp al` first")
-    baseline = baseline or next((k for k in groups if k.startswith("random")), next(iter(groups)))
+    strategy = {label: next(iter(by_seed.values()))[0].strategy for label, by_seed in groups.items()}
+    baseline = baseline or next((k for k in groups if strategy[k] == "random"), next(iter(groups)))
     if baseline not in groups:
         raise KeyError(f"no histories labelled {baseline!r}; saved: {sorted(groups)}")
     frame = run.materials.frame
@@ -197,20 +181,20 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
     report: dict = {"baseline": baseline, "strategies": {}}
     records_of = {label: {s: r for s, (_, r) in by_seed.items()} for label, by_seed in groups.items()}
     for label, by_seed in groups.items():
-        header = next(iter(by_seed.values()))[0]
+        settings = next(iter(by_seed.values()))[0]
         entry: dict = {"seeds": sorted(by_seed)}
         if label != baseline:
             entry["paired"] = paired_comparison(records_of[label], records_of[baseline], at)
             entry["reach_baseline"] = reach_baseline(records_of[label], records_of[baseline])
         if pool_scored:
-            for seed, (h, recs) in sorted(by_seed.items()):
+            for seed, (seed_settings, recs) in sorted(by_seed.items()):
                 if progress:
                     progress(f"replaying {label} seed {seed} ({len(recs) - 1} cycles) for the pool-scored MAE")
-                pm = pool_scored_mae(active_learner(run, ALSettings(**h["settings"]), gp), recs)
+                pm = pool_scored_mae(active_learner(run, seed_settings, gp), recs)
                 for rec, v in zip(recs, pm):
                     rec["pool_mae"] = float(v)
         entry["phosphates"] = phosphate_share(records_of[label].values(), is_phosphate,
-                                              al_pool_ids(run, ALSettings(**header["settings"])))
+                                              al_pool_ids(run, settings))
         report["strategies"][label] = entry
     if pool_scored:
         for label, entry in report["strategies"].items():

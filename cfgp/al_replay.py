@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cfgp.al import curves
+from cfgp.pipeline import ALGroup
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,13 @@ def replay_of(stem: str, header: dict, records: list[dict], row_of_id: Mapping[s
                   pick_formula=np.asarray(formulas, dtype=object)[rows_a], pick_cycle=np.asarray(cyc, dtype=int))
 
 
-def random_bands(histories: Mapping[str, list[list[dict]]]) -> list[dict]:
-    """Mean ± 2 std over seeds of every random-strategy run group (the baseline band behind a replay's curve), and
-    the mean of the same runs scored on their unlabelled pool (``pool_mean``, the paper's scoring; NaN if not
-    recorded)."""
+def random_bands(histories: Mapping[str, ALGroup]) -> list[dict]:
+    """Mean ± 2 std over seeds of every random-strategy run group (the baseline band behind a replay's curve),
+    ``histories`` as :func:`cfgp.pipeline.load_al_histories` groups them; ``pool_mean`` is the mean of the same runs
+    scored on their unlabelled pool (the paper's scoring; NaN if not recorded)."""
     bands = []
     for label, hists in sorted(histories.items()):
-        if label.startswith("random"):
+        if hists.settings.strategy == "random":
             c, p = curves(hists), curves(hists, key="pool_mae")
             bands.append({"label": label, "seeds": len(hists), "labels": c["labels"], "mean": c["mean"],
                           "lower": c["mean"] - 2 * c["std"], "upper": c["mean"] + 2 * c["std"],

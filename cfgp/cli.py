@@ -353,7 +353,7 @@ def cmd_al_compare(args) -> int:
     groups = load_al_histories(run)
     if not groups:
         raise FileNotFoundError(f"{run.dir / 'al'}: no active-learning histories; run `cfgp al` first")
-    baseline = next((k for k in groups if k.startswith("random")), None)
+    baseline = next((k for k, g in groups.items() if g.settings.strategy == "random"), None)
     result = compare(groups, baseline=baseline or next(iter(groups)))
     if args.plot:
         from cfgp.figures import al_curves_png

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from cfgp.al import curves
 from cfgp.learning_curve import PAPER_RETRAINED, summarise
 from cfgp.palette import OTHER_STRATEGY, STRATEGY_COLOURS
+from cfgp.pipeline import ALGroup
 
 #: size of every figure (inches) and the PNG resolution: a PNG is FIGSIZE × DPI pixels
 FIGSIZE = (7.2, 5.0)
@@ -201,19 +202,20 @@ def al_curves_figure(series: Sequence[dict], title: str = "Active learning: test
     return fig
 
 
-def strategy_series(groups: dict[str, list[list[dict]]]) -> list[dict]:
-    """AL histories grouped by strategy → mean ± 2σ series over seeds (batches dashed)."""
+def strategy_series(groups: Mapping[str, ALGroup]) -> list[dict]:
+    """AL histories grouped by strategy (:func:`cfgp.pipeline.load_al_histories`) → mean ± 2σ series over seeds,
+    coloured by the group's strategy, batches dashed."""
     out = []
     for name, hists in groups.items():
         c = curves(hists)
         out.append({"label": f"{name} ({len(hists)} seeds)", "labels": c["labels"], "mae": c["mean"],
                     "lower": c["mean"] - 2 * c["std"], "upper": c["mean"] + 2 * c["std"],
-                    "colour": STRATEGY_COLOURS.get(name.split("-b")[0], OTHER_STRATEGY),
-                    "dashed": not ("-b1-" in name or name.endswith("-b1"))})
+                    "colour": STRATEGY_COLOURS.get(hists.settings.strategy, OTHER_STRATEGY),
+                    "dashed": hists.settings.batch_size != 1})
     return out
 
 
-def al_curves_png(groups: dict[str, list[list[dict]]], path: str | Path, title: str = "") -> Path:
+def al_curves_png(groups: Mapping[str, ALGroup], path: str | Path, title: str = "") -> Path:
     """MAE vs number of labels added, mean ± 2σ over seeds, one band per strategy (``cfgp al-compare --plot``;
     the suffix of ``path`` picks PNG or SVG)."""
     fig = al_curves_figure(strategy_series(groups),

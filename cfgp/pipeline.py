@@ -8,6 +8,8 @@ A run folder (the shipped one is ``data/default``) holds::
     training/              checkpoints and history for resuming training
     latents.npz            32-d latents for every material, keyed by the MEGNet hash
     gp.json                GP hyper-parameters and settings
+    al/*.jsonl             active-learning histories (a header with the settings, then a record per cycle),
+                           named by Run.al_history_path, listed by Run.al_histories from their headers
     manifest.json          package versions and file hashes
 
 The shipped run is read-only: a ``Run`` of it writes whatever it makes (histories, maps, refits) to a
@@ -18,7 +20,9 @@ there if present, else from ``data/default``.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +30,9 @@ from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, default_overlay, is_s
                             read_json, save_npz, write_json)
 from cfgp.data import DEFAULT_DATASET, Materials, dataset_sha256, load_materials
 from cfgp.splits import Split, SplitSettings, make_split
+
+if TYPE_CHECKING:
+    from cfgp.al import ALSettings
 
 RUN_FILE = "run.json"
 SPLIT_FILE = "split.json"
@@ -70,6 +77,34 @@ class Run:
         """Where artefact ``name`` is read from: the user's version in ``write_dir`` if any, else ``dir``."""
         mine = self.write_dir / name
         return mine if mine.exists() else self.dir / name
+
+    def al_history_path(self, settings: "ALSettings") -> Path:
+        """Where a run of these AL settings writes its history (the user's folder for the shipped default)."""
+        return self.write_dir / AL_DIR / al_history_name(settings)
+
+    def al_histories(self, pattern: str = "*.jsonl", committed_only: bool = False) -> list[SavedHistory]:
+        """The saved AL histories, sorted by file name, each with the settings its header records (read from
+        the first line alone; never from the file name). For the shipped default a history of the same file name
+        in the user's folder (new, or a shipped one extended) takes the place of the shipped one; with
+        ``committed_only``, only the run's own folder (``dir``) is listed. Files without a complete header yet
+        are left out; a header that is not a history's, or two files holding the same run, raise a
+        :class:`cfgp.al.HistoryError` naming the files."""
+        from cfgp.al import History, HistoryError
+
+        folders = (self.dir,) if committed_only else (self.dir, self.write_dir)
+        paths = {p.name: p for folder in folders for p in sorted((folder / AL_DIR).glob(pattern))}
+        out, seen = [], {}
+        for name in sorted(paths):
+            settings = History(paths[name]).settings()
+            if settings is None:
+                continue
+            saved = SavedHistory(paths[name], settings)
+            if saved.stem in seen:
+                raise HistoryError(f"{seen[saved.stem]} and {saved.path} hold the same run ({saved.stem}); "
+                                   "remove one")
+            seen[saved.stem] = saved.path
+            out.append(saved)
+        return out
 
     @property
     def data_path(self) -> Path:
@@ -376,16 +411,54 @@ def evaluate(run: Run, gp=None) -> dict:
 AL_DIR = "al"
 
 
-def al_history_name(settings) -> str:
+def al_label(settings) -> str:
+    """What the histories of one AL run across seeds share (strategy, batch size, pool, refit), e.g.
+    ``entropy-b1-pool7195``: the group a report or a band averages over. Built from settings, never parsed."""
     s = settings
     refit = f"-refit{s.refit_every}" if s.refit_every else ""
     pool = f"-pool{s.pool_size}" if s.pool_size else "-poolall"
-    return f"{s.strategy}-b{s.batch_size}{pool}{refit}-s{s.seed}.jsonl"
+    return f"{s.strategy}-b{s.batch_size}{pool}{refit}"
 
 
-def al_history_path(run: Run, settings) -> Path:
-    """Where a run of these settings writes its history (the user's folder for the shipped default)."""
-    return run.write_dir / AL_DIR / al_history_name(settings)
+def al_history_stem(settings) -> str:
+    """The name of one seed's history without its suffix, e.g. ``entropy-b1-pool7195-s0`` (a run's id in the app)."""
+    return f"{al_label(settings)}-s{settings.seed}"
+
+
+def al_history_name(settings) -> str:
+    """The file name a history of ``settings`` is written under (:meth:`Run.al_history_path`); listings read
+    the settings back from each file's header (:meth:`Run.al_histories`), never from this name."""
+    return al_history_stem(settings) + ".jsonl"
+
+
+@dataclass(frozen=True)
+class SavedHistory:
+    """One saved AL history of a run: its file and the settings its header records."""
+
+    path: Path
+    settings: "ALSettings"
+
+    @property
+    def label(self) -> str:
+        return al_label(self.settings)
+
+    @property
+    def stem(self) -> str:
+        return al_history_stem(self.settings)
+
+    def read(self) -> tuple[dict | None, list[dict]]:
+        from cfgp.al import History
+
+        return History(self.path).read()
+
+
+class ALGroup(list):
+    """The histories (record lists, one per seed) of one :func:`al_label`, with the settings they share (of the
+    first seed, as read from its header): what :func:`cfgp.al.compare` and the figures take."""
+
+    def __init__(self, settings: "ALSettings", histories=()):
+        super().__init__(histories)
+        self.settings = settings
 
 
 def active_learner(run: Run, settings, gp=None, backend: str = "auto"):
@@ -437,47 +510,39 @@ def run_active_learning(run: Run, settings, progress: bool = True, path: Path | 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     gp = load_gp(run, conditioned=False)
     header = al_header(run, settings, gp.to_dict())
-    target = Path(path) if path is not None else al_history_path(run, settings)
+    target = Path(path) if path is not None else run.al_history_path(settings)
     shipped = run.dir / AL_DIR / target.name if path is None and run.write_dir != run.dir else None
     for source in (target, shipped):
         if source is None or not source.exists():
             continue
         saved, records = History(source).read()
-        if saved is not None and same_run(saved, header) and len(records) > settings.cycles:
-            return records[: settings.cycles + 1]
-    if shipped is not None and shipped.exists() and not target.exists() and \
-            same_run(History(shipped).read()[0] or {}, header):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        shutil.copyfile(shipped, tmp)
-        try:
-            os.link(tmp, target)  # never replaces a history another run has started meanwhile
-            log(f"extending the shipped {shipped} in {target}")
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        if saved is None or not same_run(saved, header):
+            continue
+        if len(records) > settings.cycles:
+            return records[: settings.cycles + 1]  # looked up: nothing computed or written
+        if source == shipped and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+            shutil.copyfile(shipped, tmp)
+            try:
+                os.link(tmp, target)  # never replaces a history another run has started meanwhile
+                log(f"extending the shipped {shipped} in {target}")
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+    # the one resume path: run_history replays the saved picks (ActiveLearner.replay) and extends the file
     learner = active_learner(run, settings, gp)
     return run_history(learner, target, header, progress=progress, log=log)
 
 
-def al_history_files(run: Run, pattern: str = "*.jsonl") -> dict[str, Path]:
-    """A run's saved AL history files by name, sorted; for the shipped default a history of the same name in the
-    user's folder (new, or a shipped one extended) takes the place of the shipped one."""
-    paths = {p.name: p for folder in (run.dir, run.write_dir) for p in sorted((folder / AL_DIR).glob(pattern))}
-    return {name: paths[name] for name in sorted(paths)}
-
-
-def load_al_histories(run: Run, pattern: str = "*.jsonl") -> dict[str, list[list[dict]]]:
-    """Saved AL histories grouped by strategy label (strategy, batch size, pool, refit); for the shipped
-    default, the user's histories (new ones, or shipped ones extended) take the place of shipped ones."""
-    from cfgp.al import History
-
-    groups: dict[str, list[list[dict]]] = {}
-    for path in al_history_files(run, pattern).values():
-        header, records = History(path).read()
+def load_al_histories(run: Run, pattern: str = "*.jsonl") -> dict[str, ALGroup]:
+    """Saved AL histories with at least one cycle (:meth:`Run.al_histories`), grouped by :func:`al_label` of their
+    headers' settings, seeds in file-name order."""
+    groups: dict[str, ALGroup] = {}
+    for saved in run.al_histories(pattern):
+        header, records = saved.read()
         if header is None or len(records) < 2:
             continue
-        label = path.stem.rsplit("-s", 1)[0]
-        groups.setdefault(label, []).append(records)
+        groups.setdefault(saved.label, ALGroup(saved.settings)).append(records)
     return groups

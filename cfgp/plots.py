@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
 from cfgp.al import curves
 from cfgp.calibration import METRIC_LABELS, calibration_curve
 from cfgp.palette import OTHER_STRATEGY, SIGNED, STRATEGY_COLOURS
+from cfgp.pipeline import ALGroup
 from cfgp.results import predictions_frame  # noqa: F401  (the notebooks build their frame as plots.predictions_frame)
 
 
@@ -72,13 +75,14 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "value"])
 
 
-def al_curves(groups: dict[str, list[list[dict]]], title: str = "Active learning: test MAE vs labels"):
-    """MAE-vs-labels curves, mean ± 2σ over seeds, one colour per strategy."""
+def al_curves(groups: Mapping[str, ALGroup], title: str = "Active learning: test MAE vs labels"):
+    """MAE-vs-labels curves, mean ± 2σ over seeds, one colour per strategy (``groups`` as
+    :func:`cfgp.pipeline.load_al_histories` returns them)."""
     hv = _hv()
     layers = []
     for name, hists in groups.items():
         c = curves(hists)
-        colour = STRATEGY_COLOURS.get(name.split("-b")[0], OTHER_STRATEGY)
+        colour = STRATEGY_COLOURS.get(hists.settings.strategy, OTHER_STRATEGY)
         label = f"{name} ({len(hists)} seeds)"
         band = hv.Area((c["labels"], c["mean"] - 2 * c["std"], c["mean"] + 2 * c["std"]), "labels added",
                        ["MAE (eV/atom)", "upper"]).opts(color=colour, alpha=0.2, line_alpha=0)

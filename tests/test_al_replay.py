@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cfgp.al import History
+from cfgp.al import ALSettings, History
 from cfgp.al_replay import background_rows, pool_rows, random_bands, replay_of, replay_target
+from cfgp.pipeline import ALGroup
 
 AL = Path(__file__).parents[1] / "data" / "default" / "al"
 
@@ -52,7 +53,8 @@ def test_a_pick_outside_the_runs_materials_is_left_out(entropy10):
 
 def test_random_band_is_mean_plus_minus_two_std_over_seeds():
     hists = [History(AL / f"random-b1-pool7195-s{s}.jsonl").read()[1][:30] for s in range(3)]
-    (band,) = random_bands({"random-b1-pool7195": hists, "entropy-b1-pool7195": hists})
+    (band,) = random_bands({"random-b1-pool7195": ALGroup(ALSettings(strategy="random"), hists),
+                            "entropy-b1-pool7195": ALGroup(ALSettings(strategy="entropy"), hists)})
     mae = np.array([[r["mae"] for r in h] for h in hists])
     assert band["seeds"] == 3 and band["label"] == "random-b1-pool7195"
     np.testing.assert_allclose(band["mean"], mae.mean(axis=0))
@@ -111,8 +113,10 @@ def test_both_scorings_reach_the_replay_and_the_random_band():
     assert rp.pool_mae[0] != rp.mae[0]  # another set of materials
     drop_pool, drop_test = 1 - rp.pool_mae[-1] / rp.pool_mae[0], 1 - rp.mae[-1] / rp.mae[0]
     assert drop_pool > 2 * drop_test, (drop_pool, drop_test)
-    band = random_bands({"random-b1-pool7195": [hists[s][1] for s in stems[1:]]})[0]
+    band = random_bands({"random-b1-pool7195": ALGroup(ALSettings(strategy="random"),
+                                                       [hists[s][1] for s in stems[1:]])})[0]
     assert band["pool_mean"][-1] == pytest.approx(np.mean([hists[s][1][-1]["pool_mae"] for s in stems[1:]]))
     # a history made before the pool score was recorded: NaN, which the tab leaves undrawn
-    old = random_bands({"random-x": [[{"n_train": 1, "mae": 0.1}, {"n_train": 2, "mae": 0.09}]] * 2})[0]
+    old = random_bands({"random-x": ALGroup(ALSettings(strategy="random"),
+                                            [[{"n_train": 1, "mae": 0.1}, {"n_train": 2, "mae": 0.09}]] * 2)})[0]
     assert np.isnan(old["pool_mean"]).all() and old["mean"].tolist() == pytest.approx([0.1, 0.09])

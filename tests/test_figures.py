@@ -78,3 +78,21 @@ def test_al_curves_from_the_committed_histories(tmp_path):
     png = figures.al_curves_png(groups, tmp_path / "al.png")
     Image.open(png).load()
     assert figures.al_curves_png(groups, tmp_path / "al.svg").read_bytes().startswith(b"<?xml")
+
+
+def test_al_series_take_strategy_and_batch_from_the_headers(tmp_path):
+    """A committed history copied under a misleading name is drawn as what its header says it is."""
+    import shutil
+
+    from cfgp.palette import STRATEGY_COLOURS
+    from cfgp.pipeline import AL_DIR, RUN_FILE, Run, load_al_histories
+
+    run_dir = tmp_path / "run"
+    (run_dir / AL_DIR).mkdir(parents=True)
+    (run_dir / RUN_FILE).write_text("{}")
+    for seed in (0, 1):  # entropy batch-10 runs named as random batch-1 ones
+        shutil.copy(DEFAULT_RUN / AL_DIR / f"entropy-b10-pool7195-s{seed}.jsonl",
+                    run_dir / AL_DIR / f"random-b1-pool7195-s{seed}.jsonl")
+    (series,) = figures.strategy_series(load_al_histories(Run(run_dir)))
+    assert series["label"] == "entropy-b10-pool7195 (2 seeds)"
+    assert series["colour"] == STRATEGY_COLOURS["entropy"] and series["dashed"]

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from cfgp import plots
-from cfgp.pipeline import predictions
+from cfgp.al import ALSettings
+from cfgp.pipeline import ALGroup, predictions
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +37,11 @@ def test_calibration_and_al_curves(frame):
     cal = plots.calibration_plot(frame)
     curve = cal.get(2).dframe()
     assert curve["expected proportion"].iloc[0] == 0 and curve["observed proportion"].iloc[-1] == 1
-    groups = {"entropy-b1": [[{"n_train": 10 + i, "mae": 1 / (i + 1)} for i in range(5)]] * 2,
-              "random-b1": [[{"n_train": 10 + i, "mae": 1 - i / 10} for i in range(5)],
-                            [{"n_train": 10 + i, "mae": 1 - i / 20} for i in range(5)]]}
+    groups = {"entropy-b1": ALGroup(ALSettings(strategy="entropy"),
+                                    [[{"n_train": 10 + i, "mae": 1 / (i + 1)} for i in range(5)]] * 2),
+              "random-b1": ALGroup(ALSettings(strategy="random"),
+                                   [[{"n_train": 10 + i, "mae": 1 - i / 10} for i in range(5)],
+                                    [{"n_train": 10 + i, "mae": 1 - i / 20} for i in range(5)]])}
     al = plots.al_curves(groups)
     assert len(al) == 4
     hv.render(al)

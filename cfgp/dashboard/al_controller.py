@@ -32,7 +32,9 @@ REPLAY_LOCK = f"A replay shows its own settings; choose “{LIVE}” to change t
 def check_setting(key: str, value) -> tuple[int | str, str | None]:
     """(value to use, message or None): out-of-range numbers are clamped, unknown strategies refused."""
     if key == "strategy":
-        if value not in STRATEGIES:
+        try:
+            ALSettings(strategy=value)  # the one check of a strategy name
+        except (TypeError, ValueError):
             fallback = DEFAULTS["strategy"]
             return fallback, (f"“{str(value)[:30]}” is not a strategy (one of {', '.join(sorted(STRATEGIES))}); "
                               f"{fallback} is used.")

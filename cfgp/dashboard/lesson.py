@@ -12,6 +12,7 @@ screen.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import param
 from cfgp.dashboard.shared import ServerData
 from cfgp.results import phosphate_verdict
 from cfgp.dashboard.view_state import DashboardParts, ViewSync, as_text, parse_int, soon
+from cfgp.pipeline import al_label
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def _outlier_step(data: ServerData) -> Step:
 
 
 def _al_step(data: ServerData) -> Step:
-    from cfgp.al import labels_to_reach
+    from cfgp.al import ALSettings, labels_to_reach
     from cfgp.dashboard.active_learning import precomputed
 
     pre = precomputed(data)
@@ -169,7 +171,9 @@ def _al_step(data: ServerData) -> Step:
                     shows, ("al-controls", "al-figures"))
     batch, seed, stem = entropy[0]
     rp = pre.replays[stem]
-    bands = [b for b in pre.bands if b["label"] == stem.rsplit("-s", 1)[0].replace("entropy", "random", 1)]
+    # the random runs of the same batch size, pool and refit, from the replay's recorded settings
+    twin = al_label(dataclasses.replace(ALSettings(**rp.settings), strategy="random"))
+    bands = [b for b in pre.bands if b["label"] == twin]
     band = bands[0] if bands else (pre.bands[0] if pre.bands else None)
     cycle = rp.n_cycles
     text = (f"Which material should the next (expensive) DFT calculation be spent on? **Entropy** sampling asks for "

@@ -22,10 +22,9 @@ import pandas as pd
 import panel as pn
 import param
 
-from cfgp.al import History
 from cfgp.artefacts import DEFAULT_RUN
 from cfgp.embedding import TSNESettings, run_tsne
-from cfgp.pipeline import AL_DIR, Run, load_al_histories
+from cfgp.pipeline import Run, load_al_histories
 from cfgp.properties import CATALOGUE, NUMERIC, filter_mask
 from cfgp.results import load_results
 from cfgp.search import build_formula_index, search
@@ -93,12 +92,13 @@ class ServerData:
         self.Xs = self.gp.scaler_.transform(np.nan_to_num(self.X))
         self.xy = np.asarray(run_tsne(self.run, TSNESettings()), dtype=float)
         self.al_histories = load_al_histories(self.run)
-        #: committed AL runs: label → (header, records)
+        #: committed AL runs (the run folder's own, not the user's): name built from the header's settings →
+        #: (header, records)
         self.committed: dict[str, tuple[dict, list[dict]]] = {}
-        for path in sorted((self.run.dir / AL_DIR).glob("*.jsonl")):
-            header, records = History(path).read()
+        for saved in self.run.al_histories(committed_only=True):
+            header, records = saved.read()
             if header is not None and len(records) > 1:
-                self.committed[path.stem] = (header, records)
+                self.committed[saved.stem] = (header, records)
         self.row_of_id: dict[str, int] = dict(zip(frame.material_id, frame.row))
         self.lock = threading.Lock()  # TensorFlow model building / featurising: one at a time
 

@@ -1,0 +1,106 @@
+"""Run folders' AL histories: names are built from settings, listings read the settings back from each header."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cfgp.al import HEADER_MAX_BYTES, ALSettings, History, HistoryError
+from cfgp.al_metrics import runs_by_seed
+from cfgp.pipeline import AL_DIR, RUN_FILE, Run, al_history_name, load_al_histories
+
+
+def _run(folder: Path, write_dir: Path | None = None) -> Run:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RUN_FILE).write_text("{}")
+    return Run(folder, write_dir)
+
+
+def _history(path: Path, settings: ALSettings, cycles: int = 3) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h = History(path)
+    h.append({"settings": settings.to_dict(), "gp": {}, "latents_hash": "x", "split": {}})
+    for c in range(cycles + 1):
+        h.append({"cycle": c, "picked": [f"m{c}"] if c else [], "n_train": 10 + c, "mae": 1.0 / (c + 1)})
+    return path
+
+
+def test_the_name_is_built_from_the_settings():
+    assert al_history_name(ALSettings(strategy="entropy", seed=0)) == "entropy-b1-pool7195-s0.jsonl"
+    assert al_history_name(ALSettings(strategy="random", batch_size=10, seed=3, pool_size=None, refit_every=50)) \
+        == "random-b10-poolall-refit50-s3.jsonl"
+
+
+def test_a_renamed_history_is_listed_with_its_headers_settings(tmp_path):
+    """A file name that says something else (strategy, batch, seed) changes nothing: the header decides."""
+    run = _run(tmp_path / "run")
+    entropy = ALSettings(strategy="entropy", batch_size=10, seed=7)
+    _history(run.dir / AL_DIR / "random-b1-pool7195-s0.jsonl", entropy)
+    _history(run.dir / AL_DIR / "anything.jsonl", ALSettings(strategy="random", seed=2))
+    saved_entropy, saved_random = sorted(run.al_histories(), key=lambda s: s.settings.strategy)
+    assert saved_entropy.settings == entropy and saved_entropy.path.name == "random-b1-pool7195-s0.jsonl"
+    assert saved_entropy.label == "entropy-b10-pool7195" and saved_entropy.stem == "entropy-b10-pool7195-s7"
+    assert saved_random.path.name == "anything.jsonl" and saved_random.stem == "random-b1-pool7195-s2"
+    groups = load_al_histories(run)
+    assert sorted(groups) == ["entropy-b10-pool7195", "random-b1-pool7195"]
+    assert groups["entropy-b10-pool7195"].settings.batch_size == 10 and len(groups["entropy-b10-pool7195"]) == 1
+    assert list(runs_by_seed(run)["entropy-b10-pool7195"]) == [7]
+    assert list(runs_by_seed(run)["random-b1-pool7195"]) == [2]
+
+
+def test_a_corrupt_or_foreign_header_is_an_error_naming_the_file(tmp_path):
+    run = _run(tmp_path / "run")
+    good = _history(run.dir / AL_DIR / "a.jsonl", ALSettings(seed=0))
+    bad = run.dir / AL_DIR / "entropy-b1-pool7195-s1.jsonl"
+    bad.write_text('{"settings": {"strategy": "entropy", "seed": 1\n{"cycle": 0}\n')
+    with pytest.raises(HistoryError, match=f"{bad}, line 1: not a JSON record"):
+        run.al_histories()
+    bad.write_text(json.dumps({"settings": {"strategy": "entrop", "seed": 1}}) + "\n")
+    with pytest.raises(HistoryError, match=f"{bad}, line 1: the header's settings are not valid.*unknown strategy"):
+        run.al_histories()
+    bad.write_text(json.dumps({"settings": {"strategy": "entropy", "colour": "red"}}) + "\n")
+    with pytest.raises(HistoryError, match=f"{bad}, line 1: the header's settings are not valid.*colour"):
+        run.al_histories()
+    bad.write_text(json.dumps({"cycle": 0, "mae": 0.1}) + "\n")
+    with pytest.raises(HistoryError, match=f"{bad}, line 1: the header holds no settings"):
+        run.al_histories()
+    bad.unlink()
+    assert [s.path for s in run.al_histories()] == [good]
+
+
+def test_two_files_of_the_same_run_are_refused_naming_both(tmp_path):
+    run = _run(tmp_path / "run")
+    a = _history(run.dir / AL_DIR / "entropy-b1-pool7195-s0.jsonl", ALSettings(seed=0, cycles=10))
+    b = _history(run.dir / AL_DIR / "backup.jsonl", ALSettings(seed=0, cycles=20))
+    with pytest.raises(HistoryError, match=f"{b} and {a} hold the same run \\(entropy-b1-pool7195-s0\\)"):
+        run.al_histories()
+
+
+def test_the_listing_reads_headers_alone_and_skips_an_unfinished_one(tmp_path):
+    """Only the first line is read: a garbled record further down (read() reports it) does not stop a listing;
+    a header still being written is left out; a first line past the bound is refused unread."""
+    run = _run(tmp_path / "run")
+    ok = _history(run.dir / AL_DIR / "x.jsonl", ALSettings(seed=4))
+    with open(ok, "ab") as fh:
+        fh.write(b"garbled\n{}\n")
+    with pytest.raises(HistoryError, match="line 6"):
+        History(ok).read()
+    (run.dir / AL_DIR / "torn.jsonl").write_bytes(b'{"settings": {"strat')
+    (run.dir / AL_DIR / "empty.jsonl").write_bytes(b"")
+    assert [(s.path.name, s.settings.seed) for s in run.al_histories()] == [("x.jsonl", 4)]
+    big = run.dir / AL_DIR / "big.jsonl"
+    big.write_bytes(b"[" * (HEADER_MAX_BYTES + 10))
+    with pytest.raises(HistoryError, match=f"{big}, line 1: over"):
+        run.al_histories()
+
+
+def test_the_users_history_of_a_name_takes_the_place_of_the_committed_one(tmp_path):
+    """As for the shipped default: the user's folder overlays the run's own; committed_only lists the run's own."""
+    run = _run(tmp_path / "run", write_dir=tmp_path / "mine")
+    name = al_history_name(ALSettings(strategy="random", seed=1))
+    committed = _history(run.dir / AL_DIR / name, ALSettings(strategy="random", seed=1, cycles=3), cycles=3)
+    extended = _history(run.write_dir / AL_DIR / name, ALSettings(strategy="random", seed=1, cycles=5), cycles=5)
+    assert run.al_history_path(ALSettings(strategy="random", seed=1)) == extended
+    assert [s.path for s in run.al_histories()] == [extended]
+    assert [s.path for s in run.al_histories(committed_only=True)] == [committed]
+    assert [len(h) for h in load_al_histories(run)["random-b1-pool7195"]] == [6]
