@@ -1,4 +1,4 @@
-"""Measure the choices behind cfgp.domain and cfgp.recalibration on the embedded default (README, "Domain of
+"""Measure the choices behind cfgp.uncertainty.domain_model and cfgp.uncertainty.sigma_calibration on the embedded default (README, "Domain of
 applicability"): which latent detector, at which percentile, and which σ treatment.
 
     python benchmarks/domain_options.py --check-set /work/shared/data/mp_nonoxides.json.gz
@@ -59,10 +59,10 @@ def main() -> None:
     from sklearn.isotonic import IsotonicRegression
     from sklearn.metrics import roc_auc_score
 
-    from cfgp.applicability import fit_applicability
-    from cfgp.checkset import check_set
+    from cfgp.uncertainty.applicability import fit_applicability
+    from cfgp.uncertainty.check_sets import check_set
     from cfgp.pipeline import Run, held_out_positions, load_gp, predict_rows, predictions
-    from cfgp.recalibration import P2, predictive_metrics
+    from cfgp.uncertainty.sigma_calibration import P2, predictive_metrics
 
     run = Run(args.run) if args.run else Run()
     gp = load_gp(run)

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from cfgp.calibration import regression_metrics
+from cfgp.uncertainty.metrics import regression_metrics
 from cfgp.gp import CFGP
 from cfgp.pipeline import Run, load_gp
 

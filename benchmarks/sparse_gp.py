@@ -12,7 +12,7 @@ nearest training points).
 
 prints one JSON line. ``--all-labelled`` also fits the sparse and the local GP on every labelled material
 shipped (the 16,388 oxides and the 19,143 Materials Project non-oxides, whose latents under the default MEGNet
-are cached by :func:`cfgp.checkset.check_set` in the user folder) and records fit time and peak memory.
+are cached by :func:`cfgp.uncertainty.check_sets.check_set` in the user folder) and records fit time and peak memory.
 Wall-clock seconds: say what else ran on the machine.
 """
 
@@ -189,8 +189,8 @@ def sparse_vs_exact(sizes=(1800, 7000, 14928), n_inducing: int = N_INDUCING, ind
 def all_labelled(n_inducing: int = N_INDUCING, inducing: str = "kmeans", run: Run | None = None,
                  nonoxides: Path = NONOXIDES, seed: int = 0) -> dict:
     """Fit the sparse GP on every labelled oxide and non-oxide shipped (latents of the non-oxides under the
-    run's MEGNet from :func:`cfgp.checkset.check_set`, featurised once and cached in the user folder)."""
-    from cfgp.checkset import check_set
+    run's MEGNet from :func:`cfgp.uncertainty.check_sets.check_set`, featurised once and cached in the user folder)."""
+    from cfgp.uncertainty.check_sets import check_set
 
     run = run if run is not None else Run()
     t0 = time.perf_counter()

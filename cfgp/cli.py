@@ -91,8 +91,8 @@ def cmd_fit(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from cfgp.applicability import evaluate_domain
-    from cfgp.calibration import METRIC_LABELS
+    from cfgp.uncertainty.applicability import evaluate_domain
+    from cfgp.uncertainty.metrics import METRIC_LABELS
     from cfgp.pipeline import evaluate, load_gp
 
     t0 = time.time()
@@ -101,12 +101,12 @@ def cmd_evaluate(args) -> int:
     out = evaluate(run, gp)
     check = None
     if args.check_set:
-        from cfgp.checkset import check_set
+        from cfgp.uncertainty.check_sets import check_set
 
         check = check_set(run, args.check_set, n=args.check_set_n or None, progress=True)
     out.update(evaluate_domain(run, gp, check))
     if args.families:
-        from cfgp.family_holdout import families_summary
+        from cfgp.uncertainty.family_holdout import families_summary
 
         out["families"] = families_summary(run)
     out["seconds_total"] = round(time.time() - t0, 2)
@@ -128,13 +128,13 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_domain(args) -> int:
-    from cfgp.applicability import fit_applicability, save_applicability
+    from cfgp.uncertainty.applicability import fit_applicability, save_applicability
 
     run = _run(args)
     t0 = time.time()
     tau_new = None
     if args.families:
-        from cfgp.family_holdout import family_report
+        from cfgp.uncertainty.family_holdout import family_report
 
         tau_new = family_report(run)["tau_new"]
     app = fit_applicability(run, tau_new=tau_new)
@@ -187,7 +187,7 @@ def cmd_predict(args) -> int:
                       f"{dft}{warn}", flush=True)
 
     if args.scheduler or args.workers:
-        from cfgp.applicability import load_applicability
+        from cfgp.uncertainty.applicability import load_applicability
         from cfgp.pipeline import load_gp
 
         load_applicability(run, load_gp(run))  # fitted and cached once here, not by every worker at once
@@ -329,7 +329,7 @@ def cmd_learning_curve(args) -> int:
     out = learning_curve(run, args.out, sizes=args.sizes, seeds=args.seeds, retrain_folders=args.retrain,
                          progress=not args.quiet)
     if args.plot:
-        from cfgp.figures import learning_curve_png
+        from cfgp.mpl_figures import learning_curve_png
 
         learning_curve_png(out, args.plot)
     if args.json:
@@ -356,7 +356,7 @@ def cmd_al_compare(args) -> int:
     baseline = next((k for k, g in groups.items() if g.settings.strategy == "random"), None)
     result = compare(groups, baseline=baseline or next(iter(groups)))
     if args.plot:
-        from cfgp.figures import al_curves_png
+        from cfgp.mpl_figures import al_curves_png
 
         al_curves_png(groups, args.plot)
     fair = None

@@ -16,7 +16,7 @@ neighbours are found on the unit cell once; a supercell only repeats them.
 Colours are VESTA's element colours as pymatgen ships them (``pymatgen/vis/ElementColorSchemes.yaml``, the
 "VESTA" scheme, taken from VESTA's ``elements.ini``); radii are pymatgen's ``Element.atomic_radius`` (Slater's
 empirical atomic radii, J. C. Slater, J. Chem. Phys. 41, 3199 (1964)), which is what VESTA's default "atomic
-radius" setting also draws. Arrays out, no web framework: ``cfgp/plots.py`` turns a ``CrystalView`` into a
+radius" setting also draws. Arrays out, no web framework: ``cfgp/hv_plots.py`` turns a ``CrystalView`` into a
 Plotly figure.
 """
 

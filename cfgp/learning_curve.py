@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from cfgp.calibration import coverage
+from cfgp.uncertainty.metrics import coverage
 from cfgp.pipeline import Run, repo_path
 
 #: the paper's headline: test MAE after re-training MEGNet and the GP on 1,800 + 6,000 entropy picks

@@ -393,7 +393,7 @@ def predictions(run: Run, gp=None) -> dict[str, np.ndarray]:
 
 def evaluate(run: Run, gp=None) -> dict:
     """Test-split metrics of the GP conditioned on the train split."""
-    from cfgp.calibration import regression_metrics
+    from cfgp.uncertainty.metrics import regression_metrics
     from cfgp.gp import device_label
 
     t0 = time.time()

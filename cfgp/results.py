@@ -15,15 +15,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from cfgp.applicability import Applicability, cached_check_set_group, evaluation_groups, load_applicability, run_checks
-from cfgp.calibration import excess_over_2sigma
-from cfgp.domain import DomainCheck
-from cfgp.groups import representation
+from cfgp.uncertainty.applicability import Applicability, cached_check_set_group, evaluation_groups, load_applicability, run_checks
+from cfgp.uncertainty.metrics import excess_over_2sigma
+from cfgp.uncertainty.domain_model import DomainCheck
+from cfgp.uncertainty.groups import representation
 from cfgp.pipeline import Run, load_gp, predictions
 
 #: Columns of the materials frame copied into the results frame (NaN where a data set lacks them)
 MATERIAL_PROPERTIES = ("band_gap", "efermi", "total_magnetization", "volume_per_atom", "spacegroup_number")
-#: How a group's share among the outliers compares with its share of all materials (cfgp.groups.representation)
+#: How a group's share among the outliers compares with its share of all materials (cfgp.uncertainty.groups.representation)
 Verdict = Literal["over", "under", "about"]
 
 
@@ -48,7 +48,7 @@ def results_frame(run: Run, pred: dict, applicability: Applicability, check: Dom
     ``domain_label`` ('yes' or 'NO: ' and the short reason) and ``sigma_cal`` (the calibrated σ users are shown).
 
     pred : GP mean and σ of every material (:func:`cfgp.pipeline.predictions`); check : the domain check of every
-    material (:func:`cfgp.applicability.run_checks`).
+    material (:func:`cfgp.uncertainty.applicability.run_checks`).
     """
     m = run.materials
     frame = predictions_frame(m.frame, pred["mean"], pred["std"], run.split.labels(len(m)))
@@ -105,7 +105,7 @@ def outlier_summary(frame: pd.DataFrame, split: str) -> dict:
 
 def phosphate_verdict(summary: dict) -> Verdict | None:
     """Are phosphates over-, under- or about evenly represented among the outliers of an :func:`outlier_summary`
-    (:func:`cfgp.groups.representation`)? None without outliers."""
+    (:func:`cfgp.uncertainty.groups.representation`)? None without outliers."""
     if not summary["n"] or not summary["outside"]:
         return None
     return representation(summary["phosphates_outside"] / summary["outside"], summary["phosphates"] / summary["n"])
@@ -114,7 +114,7 @@ def phosphate_verdict(summary: dict) -> Verdict | None:
 # ------------------------------------------------------------------ groups
 def calibration_groups(results: Results) -> dict[str, dict]:
     """Per-group calibration of the test split with the shipped and the raw σ
-    (:func:`cfgp.applicability.evaluation_groups`), plus the check-set group (``check_set``, e.g. non-oxides) once
+    (:func:`cfgp.uncertainty.applicability.evaluation_groups`), plus the check-set group (``check_set``, e.g. non-oxides) once
     ``cfgp evaluate --check-set FILE`` has scored this model."""
     groups = evaluation_groups(results.run, results.applicability, results.pred, check=results.check)
     extra = cached_check_set_group(results.applicability)

@@ -137,7 +137,7 @@ class ScreeningModel:
 
     @classmethod
     def load(cls, run_dir: str | Path, cif_reader: str = "auto") -> "ScreeningModel":
-        from cfgp.applicability import load_applicability
+        from cfgp.uncertainty.applicability import load_applicability
         from cfgp.pipeline import Run, load_gp
 
         run = Run(run_dir)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cfgp import plots
+from cfgp import plotly_crystal
 from cfgp.crystal_view import CRYSTALNN_MAX_SITES, crystal_view, element_colour, hull_triangles
 from cfgp.pipeline import Run
 
@@ -150,7 +150,7 @@ def test_vesta_colours_and_radii(materials):
 
 def test_figure_has_spheres_bonds_polyhedra_cell_and_a_legend(materials):
     s = structure(materials, IN3PO42)
-    fig = plots.structure_figure(s, title="x")
+    fig = plotly_crystal.structure_figure(s, title="x")
     names = [t.name for t in fig.data]
     legend = [t.name for t in fig.data if t.showlegend is not False]
     assert {"O", "P", "In", "bonds", "P polyhedra"} <= set(legend), legend
@@ -161,6 +161,6 @@ def test_figure_has_spheres_bonds_polyhedra_cell_and_a_legend(materials):
     assert mesh.type == "mesh3d" and 0 < mesh.opacity < 1
     assert list(mesh.meta["sizes"]) == [4] * 8 and list(mesh.text) == ["O"] * 32
     assert sum(v is None for v in fig.data[names.index("cell")].x) == 12
-    big = plots.structure_figure(s, supercell=(2, 2, 2))
+    big = plotly_crystal.structure_figure(s, supercell=(2, 2, 2))
     own2 = [t for t in big.data if t.type == "scatter3d" and t.mode == "markers" and t.showlegend is not False]
     assert sum(len(t.x) for t in own2) == 8 * len(s)

@@ -79,9 +79,9 @@ def test_learning_curve_resumes_adds_retrained_runs_and_draws(tiny_run, warm_ret
 
     import holoviews as hv
 
-    from cfgp import plots
+    from cfgp import hv_plots
 
-    fig = plots.learning_curve(first)
+    fig = hv_plots.learning_curve(first)
     labels = [el.label for el in fig if el.label]
     assert labels == ["frozen-latent CFGP, random labels (2 seeds)", "MEGNet readout", "re-trained CFGP, entropy picks",
                       "re-trained MEGNet readout, entropy picks", "paper, re-trained (1,800 + 6,000 entropy)"]

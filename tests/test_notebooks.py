@@ -280,7 +280,7 @@ def test_dashboard_notebook_is_live_in_jupyterlab(tiny_run, tmp_path):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
-    from cfgp.figures import DPI, FIGSIZE
+    from cfgp.mpl_figures import DPI, FIGSIZE
 
     lab = tmp_path / "lab"
     lab.mkdir()

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from cfgp import results
-from cfgp.applicability import evaluation_groups, run_checks
-from cfgp.groups import group_report
+from cfgp.uncertainty.applicability import evaluation_groups, run_checks
+from cfgp.uncertainty.groups import group_report
 from cfgp.results import outlier_summary, phosphate_verdict
 
 #: the columns of the results frame, in order: the dashboard's tabs, its downloads and its tests read them by name
@@ -20,7 +20,7 @@ def res(tiny_run):
     return results.load_results(tiny_run)
 
 
-# ------------------------------------------------------------------ outliers (the rule itself: tests/test_groups.py)
+# ------------------------------------------------------------------ outliers (the rule itself: tests/uncertainty/test_groups.py)
 def _frame(rows):
     return pd.DataFrame(rows, columns=["split", "is_phosphate", "dft", "gp", "sigma"]).assign(
         excess=lambda f: np.abs(f.gp - f.dft) - 2 * f.sigma)

@@ -26,7 +26,7 @@ def create_app(run_dir=None, theme: str | None = None, projector: bool | None = 
     classroom.use_design(options)  # before any component is built: they take the design when created
     from cfgp.dashboard.active_learning import ActiveLearning
     from cfgp.dashboard.calibration import Calibration
-    from cfgp.dashboard.figures import map_source
+    from cfgp.dashboard.bokeh_figures import map_source
     from cfgp.dashboard.latent_map import LatentMap
     from cfgp.dashboard.outliers import Outliers
     from cfgp.dashboard.predict import Predict, warm_up_in_background

@@ -35,7 +35,7 @@ from cfgp.al_replay import Replay, ReplayPlayback, background_rows, pool_rows, r
 from cfgp.dashboard.al_live import STEPS, LiveRun
 from cfgp.dashboard.al_controller import LIMITS, LIVE, LIVE_LOCK, LOCKED, REPLAY_LOCK, SETTINGS, ALController
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
-from cfgp.dashboard.figures import BACKGROUND, FIGURE_MIN_WIDTH, map_figure
+from cfgp.dashboard.bokeh_figures import BACKGROUND, FIGURE_MIN_WIDTH, map_figure
 from cfgp.dashboard.shared import ServerData, SessionState, controls, note, on_session_end, on_session_tick
 from cfgp.dashboard import untrusted
 
@@ -817,7 +817,7 @@ class ActiveLearning(pn.viewable.Viewer):
 
     def export_curves(self):
         """The MAE curves as shown: the committed random band(s) and the run on screen, up to its current cycle."""
-        from cfgp.figures import al_curves_figure
+        from cfgp.mpl_figures import al_curves_figure
 
         series = [{"label": f"committed {b['label']}: mean ± 2σ ({b['seeds']} seeds)", "labels": b["labels"],
                    "mae": b["mean"], "lower": b["lower"], "upper": b["upper"], "colour": BAND_COLOUR, "dashed": True}

@@ -24,8 +24,8 @@ from bokeh.core.properties import value
 from bokeh.plotting import figure
 
 from cfgp import results
-from cfgp.calibration import METRIC_LABELS, calibration_curve, regression_metrics
-from cfgp.dashboard.figures import FIGURE_MIN_WIDTH
+from cfgp.uncertainty.metrics import METRIC_LABELS, calibration_curve, regression_metrics
+from cfgp.dashboard.bokeh_figures import FIGURE_MIN_WIDTH
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.shared import ServerData, SessionState, controls, in_document, note, on_session_end
 from cfgp.palette import SIGNED
@@ -457,7 +457,7 @@ class Calibration(pn.viewable.Viewer):
     # ------------------------------------------------------------ figure files (PNG / SVG) of what is shown
     def export_parity(self):
         """The parity plot as shown: the drawn materials of the split, the same ±2σ bars, the selection ringed."""
-        from cfgp.figures import parity_figure
+        from cfgp.mpl_figures import parity_figure
 
         v = self.view
         p = v.parity
@@ -466,7 +466,7 @@ class Calibration(pn.viewable.Viewer):
 
     def export_curve(self):
         """The calibration curve as shown: the whole view, and the selection's curve when something is selected."""
-        from cfgp.figures import calibration_curve_figure
+        from cfgp.mpl_figures import calibration_curve_figure
 
         v, selected = self.view, self.state.selected
         if selected:

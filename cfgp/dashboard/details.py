@@ -27,7 +27,7 @@ import param
 from cfgp.dashboard.crystal_frame import CrystalFrame
 from cfgp.dashboard.downloads import download_button
 
-from cfgp import plots
+from cfgp import plotly_crystal
 from cfgp.crystal_view import crystal_view
 from cfgp.data import DataError
 from cfgp.dashboard.shared import ServerData, in_document, reduced_formula
@@ -104,7 +104,7 @@ def structure_figure(data: ServerData, row: int, supercell: tuple[int, int, int]
         view = crystal_view_of(data, int(row), tuple(supercell))
     except (DataError, ValueError) as exc:
         return None, None, f"Structure unavailable: {exc}"
-    return plots.crystal_figure(view, height=height), view, ""
+    return plotly_crystal.crystal_figure(view, height=height), view, ""
 
 
 def coordination_markdown(view) -> str:

@@ -80,7 +80,7 @@ def figure_file(make_figure: Callable[[], object], fmt: str) -> Callable[[], Awa
     import matplotlib.backends.backend_agg  # noqa: F401  (matplotlib's first import, 1-3 s, once per process when
     import matplotlib.figure  # noqa: F401                   a session builds its tabs, not at a user's click)
 
-    from cfgp.figures import figure_bytes
+    from cfgp.mpl_figures import figure_bytes
 
     async def make() -> io.BytesIO:
         fig = make_figure()
@@ -93,7 +93,7 @@ def figure_downloads(what: str, stem: str, make_figure: Callable[[], object], cs
     """'Save <what>: PNG · SVG' — two buttons that render the view's figure on the server when clicked.
 
     The Bokeh toolbar's own save button copies the canvas at screen resolution, without the vector text a paper
-    or a slide needs; these files are drawn by the core's matplotlib figures (:mod:`cfgp.figures`) from the
+    or a slide needs; these files are drawn by the core's matplotlib figures (:mod:`cfgp.mpl_figures`) from the
     data the view holds at the moment of the click (colouring, split, selection, run shown). The buttons carry
     the CSS classes ``<css>-png`` and ``<css>-svg``."""
     buttons = [download_button(fmt.upper(), f"{stem}.{fmt}", figure_file(make_figure, fmt), f"{css}-{fmt}",

@@ -15,7 +15,7 @@ from bokeh.plotting import figure
 
 from cfgp.dashboard.details import MaterialDetails
 from cfgp.dashboard.downloads import MATERIAL_COLUMNS, csv_bytes, download_button, figure_downloads
-from cfgp.dashboard.figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS, Colouring, hover, map_figure,
+from cfgp.dashboard.bokeh_figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS, Colouring, hover, map_figure,
                                     selection_tools)
 from cfgp.dashboard.shared import (PROPERTY_COLOURS, ServerData, SessionState, controls, in_document, note,
                                    on_session_end, on_session_tick, parse_element)
@@ -360,7 +360,7 @@ class LatentMap(pn.viewable.Viewer):
     def export_figure(self):
         """The map as shown now, drawn by the core's matplotlib: same colouring (the mapper's own palette and
         limits, or the categories with their colours and counts), same selection."""
-        from cfgp.figures import latent_map_figure
+        from cfgp.mpl_figures import latent_map_figure
 
         spec = self.renderer.glyph.fill_color
         mapper = spec["transform"] if isinstance(spec, dict) else getattr(spec, "transform", None)

@@ -65,7 +65,7 @@ def tab(name: str, run_dir: str | Path | None = None, state: SessionState | None
         raise ValueError(f"unknown tab {name!r}: choose one of {', '.join(TABS)}")
     from cfgp.dashboard.active_learning import ActiveLearning
     from cfgp.dashboard.calibration import Calibration
-    from cfgp.dashboard.figures import map_source
+    from cfgp.dashboard.bokeh_figures import map_source
     from cfgp.dashboard.latent_map import LatentMap
     from cfgp.dashboard.outliers import Outliers
     from cfgp.dashboard.predict import Predict

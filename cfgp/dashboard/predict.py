@@ -1,5 +1,5 @@
 """Predict tab: upload a CIF, get the GP's formation energy ± σ, whether the material is inside the model's
-domain of applicability (a prominent warning with the reason when not; cfgp.applicability), see where it falls
+domain of applicability (a prominent warning with the reason when not; cfgp.uncertainty.applicability), see where it falls
 on the latent map, and learn whether the crystal is already in the data set.
 
 The map is drawn from the session's shared map source (the 16k materials are already in the browser);
@@ -28,7 +28,7 @@ import param
 from bokeh.models import ColumnDataSource, HoverTool
 
 from cfgp.dashboard.downloads import csv_bytes, download_button
-from cfgp.dashboard.figures import Colouring, hover, map_figure
+from cfgp.dashboard.bokeh_figures import Colouring, hover, map_figure
 from cfgp.dashboard.theme import current_options
 from cfgp.dashboard.shared import ServerData, SessionState, note, on_session_end, on_session_tick
 from cfgp.data import MAX_CIF_CHARS, DataError, parse_cif

@@ -21,7 +21,7 @@ ENTROPY = "entropy-b1-poolall-s2"  # the committed-style entropy run of app_run 
 def test_tab_without_a_server_steps_replays_and_locks(app_run):
     """The same object a session gets, driven synchronously: deltas, replay arrays, locks, picks."""
     from cfgp.dashboard.active_learning import ActiveLearning
-    from cfgp.dashboard.figures import map_source
+    from cfgp.dashboard.bokeh_figures import map_source
     from cfgp.dashboard.shared import SessionState, server_data
 
     data = server_data(app_run.dir)

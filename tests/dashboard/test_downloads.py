@@ -76,7 +76,7 @@ def test_selection_csv_holds_the_selected_materials(page, server):
 def test_metrics_csv_matches_the_metric_table(page, server, app_run):
     import numpy as np
 
-    from cfgp.calibration import METRIC_LABELS, regression_metrics
+    from cfgp.uncertainty.metrics import METRIC_LABELS, regression_metrics
     from cfgp.dashboard.calibration import LABELS
 
     tab(page, "Calibration")

@@ -1,6 +1,6 @@
 """Figures as PNG and SVG, in Chromium: each "Save …: PNG · SVG" button downloads a file drawn on the server by the
 core's matplotlib figures from what the view shows now (colouring, split, selection, the run on screen). The PNG
-decodes at the size cfgp.figures promises with the view's colours in it; the SVG parses as XML and its text —
+decodes at the size cfgp.mpl_figures promises with the view's colours in it; the SVG parses as XML and its text —
 title, axis labels with units, legend entries with counts — is the view's."""
 
 import io
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cfgp.figures import DPI, FIGSIZE
+from cfgp.mpl_figures import DPI, FIGSIZE
 from tests.dashboard.conftest import model_js, replay_committed, tab, text_of, wait_for
 
 SVG = "{http://www.w3.org/2000/svg}"

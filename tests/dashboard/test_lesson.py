@@ -26,7 +26,7 @@ def steps(app_run):
 
 def test_steps_quote_this_runs_numbers(steps, app_run):
     """The texts are computed from the run: check a few of their claims against the run's data directly."""
-    from cfgp.calibration import regression_metrics
+    from cfgp.uncertainty.metrics import regression_metrics
 
     data, s = steps
     assert len(s) == 6

@@ -229,7 +229,7 @@ def test_metals_and_a_noble_gas_get_an_out_of_domain_warning(page, server, app_r
     upload(page, good)
     assert wait_for(page, lambda: "oxide.cif" in result(page) and "Predicted formation energy" in result(page), 60)
     inside = app_run.materials.ids.tolist().index(record["material_id"])
-    from cfgp.applicability import load_applicability, run_checks
+    from cfgp.uncertainty.applicability import load_applicability, run_checks
 
     expected = bool(run_checks(app_run, load_applicability(app_run)).in_domain[inside])
     assert ("Out of domain" in result(page)) != expected, result(page)

@@ -13,7 +13,7 @@ Gaussian recalibration; ``benchmarks/sigma_model.py``) — and flagged materials
 
 with ν and τ_in fitted by maximum likelihood on the in-domain calibration materials, τ_out on the far ones and
 τ_rare on the rare-chemistry ones (ν fixed). New chemistry has no calibration material by definition, so τ_new is
-fitted on chemical families held out of training *and* calibration (:mod:`cfgp.family_holdout`); without that
+fitted on chemical families held out of training *and* calibration (:mod:`cfgp.uncertainty.family_holdout`); without that
 fit, the scale is max(τ_out · σ_GP, s₀) with s₀ the spread of the training energies (safe, but so wide that
 held-out families were covered 100 % of the time with a poor NLL). The σ reported to users is the
 "2σ-equivalent" ``sigma = scale · t_ν⁻¹(0.97725) / 2``, so that E_f ± 2σ is the central 95.45 % interval of
@@ -148,9 +148,9 @@ class SigmaCalibrator:
 def predictive_metrics(y_pred, scale, y_true, df: float | None = None, num_bins: int = 100) -> dict:
     """Calibration of a Student-t (``df``; None = Gaussian) predictive distribution with per-material ``scale``:
     coverage of its central 68.27 % and 95.45 % intervals (for a Gaussian, ±1σ and ±2σ), miscalibration area
-    of its interval calibration curve (uncertainty-toolbox definition, as :mod:`cfgp.calibration`), mean NLL
+    of its interval calibration curve (uncertainty-toolbox definition, as :mod:`cfgp.uncertainty.metrics`), mean NLL
     and MAE."""
-    from cfgp.calibration import area_from_diagonal
+    from cfgp.uncertainty.metrics import area_from_diagonal
 
     y_pred, scale, y_true = (np.asarray(a, float).ravel() for a in (y_pred, scale, y_true))
     if not len(y_pred) == len(scale) == len(y_true):

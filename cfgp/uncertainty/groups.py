@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from cfgp.recalibration import predictive_metrics
+from cfgp.uncertainty.sigma_calibration import predictive_metrics
 
 #: element families (pymatgen's classification); a material is in a family if any of its elements is,
 #: O excepted (every oxide has it)

@@ -5,7 +5,7 @@ new-chemistry scale for one family never uses that family's residuals."""
 import numpy as np
 import pytest
 
-from cfgp.family_holdout import family_report, hold_out_family, members
+from cfgp.uncertainty.family_holdout import family_report, hold_out_family, members
 
 
 def test_p_oxides_held_out(tiny_run):

@@ -4,7 +4,7 @@ import holoviews as hv
 import numpy as np
 import pytest
 
-from cfgp import plots
+from cfgp import hv_plots
 from cfgp.al import ALSettings
 from cfgp.pipeline import ALGroup, predictions
 
@@ -13,11 +13,11 @@ from cfgp.pipeline import ALGroup, predictions
 def frame(tiny_run):
     pred = predictions(tiny_run)
     m = tiny_run.materials
-    return plots.predictions_frame(m.frame, pred["mean"], pred["std"], tiny_run.split.labels(len(m)))
+    return hv_plots.predictions_frame(m.frame, pred["mean"], pred["std"], tiny_run.split.labels(len(m)))
 
 
 def test_parity_has_points_bars_and_diagonal(frame):
-    p = plots.parity(frame, n_bars=25)
+    p = hv_plots.parity(frame, n_bars=25)
     kinds = [type(e).__name__ for e in p]
     assert kinds == ["Curve", "Points", "ErrorBars"]
     assert len(p.get(1)) == len(frame) and len(p.get(2)) == 25
@@ -26,7 +26,7 @@ def test_parity_has_points_bars_and_diagonal(frame):
 
 
 def test_residual_vs_sigma_colours_by_excess(frame):
-    p = plots.residual_vs_sigma(frame)
+    p = hv_plots.residual_vs_sigma(frame)
     pts = p.get(0)
     assert "excess" in [d.name for d in pts.vdims]
     np.testing.assert_allclose(pts.dframe()["abs_residual"], frame.residual.abs())
@@ -34,7 +34,7 @@ def test_residual_vs_sigma_colours_by_excess(frame):
 
 
 def test_calibration_and_al_curves(frame):
-    cal = plots.calibration_plot(frame)
+    cal = hv_plots.calibration_plot(frame)
     curve = cal.get(2).dframe()
     assert curve["expected proportion"].iloc[0] == 0 and curve["observed proportion"].iloc[-1] == 1
     groups = {"entropy-b1": ALGroup(ALSettings(strategy="entropy"),
@@ -42,17 +42,17 @@ def test_calibration_and_al_curves(frame):
               "random-b1": ALGroup(ALSettings(strategy="random"),
                                    [[{"n_train": 10 + i, "mae": 1 - i / 10} for i in range(5)],
                                     [{"n_train": 10 + i, "mae": 1 - i / 20} for i in range(5)]])}
-    al = plots.al_curves(groups)
+    al = hv_plots.al_curves(groups)
     assert len(al) == 4
     hv.render(al)
-    table = plots.metrics_table({"mae": 0.1, "nll": -1.0, "unknown": 3})
+    table = hv_plots.metrics_table({"mae": 0.1, "nll": -1.0, "unknown": 3})
     assert table.metric.tolist() == ["MAE (eV/atom)", "mean NLL"]
 
 
 @pytest.mark.parametrize("colour", ["dft", "sigma", "residual", "split", "phosphate", "element"])
 def test_latent_map_colourings(frame, colour):
     xy = np.random.default_rng(0).normal(size=(len(frame), 2))
-    m = plots.latent_map(frame, xy, color_by=colour, element="Li")
+    m = hv_plots.latent_map(frame, xy, color_by=colour, element="Li")
     hv.render(m)
     shown = m.dframe()
     np.testing.assert_allclose(shown["x"], xy[:, 0])
@@ -73,19 +73,10 @@ def test_latent_map_colourings(frame, colour):
         assert (groups == "phosphate").sum() == frame.is_phosphate.sum() > 0
 
 
-def test_structure_figure_has_every_atom_and_the_cell(tiny_run):
-    s = tiny_run.materials.structure(0)
-    fig = plots.structure_figure(s, title="x")
-    atoms = [t for t in fig.data if t.type == "scatter3d" and t.mode == "markers" and t.showlegend is not False]
-    assert sum(len(t.x) for t in atoms) == len(s)
-    assert {t.name for t in atoms} == {sp.symbol for sp in s.composition.elements}
-    cell = [t for t in fig.data if t.name == "cell"][0]
-    assert sum(v is None for v in cell.x) == 12  # twelve edges
-
 
 def test_split_colouring_marks_active_learning_picks(frame):
     xy = np.zeros((len(frame), 2))
     picks = frame[frame.split == "pool"].material_id.iloc[:5].tolist()
-    groups = plots.latent_map(frame, xy, color_by="split", picked=picks).dframe()["group"]
+    groups = hv_plots.latent_map(frame, xy, color_by="split", picked=picks).dframe()["group"]
     assert (groups == "picked by AL").sum() == 5
     assert (groups == "test").sum() == (frame.split == "test").sum()

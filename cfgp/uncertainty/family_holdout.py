@@ -41,7 +41,7 @@ def members(elements, symbols) -> np.ndarray:
 
 
 def _score(mean, y, scale, df, sigma_raw, check, large: float) -> dict:
-    from cfgp.recalibration import predictive_metrics
+    from cfgp.uncertainty.sigma_calibration import predictive_metrics
 
     if len(y) == 0:
         return {"n": 0}
@@ -59,9 +59,9 @@ def _score(mean, y, scale, df, sigma_raw, check, large: float) -> dict:
 def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None) -> dict:
     """Re-fit GP, domain model and σ calibration on the run's train/pool without the materials containing any of
     ``symbols``; score those materials of the pool (``selection``) and of the test split (``test``)."""
-    from cfgp.domain import DomainModel, DomainSettings
+    from cfgp.uncertainty.domain_model import DomainModel, DomainSettings
     from cfgp.gp import CFGP
-    from cfgp.recalibration import SigmaCalibrator
+    from cfgp.uncertainty.sigma_calibration import SigmaCalibrator
 
     settings = settings or DomainSettings()
     m, sp = run.materials, run.split
@@ -102,7 +102,7 @@ def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None) 
 
 def new_chemistry_tau(z: np.ndarray, df: float | None) -> float:
     """Maximum-likelihood scale (in units of the GP's σ) of standardised residuals of new chemistry."""
-    from cfgp.recalibration import scale_mle
+    from cfgp.uncertainty.sigma_calibration import scale_mle
 
     return scale_mle(z[np.isfinite(z)], df)
 

@@ -1,9 +1,9 @@
 """Where a run's predictions hold: its domain model and σ calibration, fitted for the run and saved with the
 settings that made them.
 
-``domain.json`` holds the :class:`~cfgp.domain.DomainModel` (fitted on the train split: reference latents
+``domain.json`` holds the :class:`~cfgp.uncertainty.domain_model.DomainModel` (fitted on the train split: reference latents
 are the MEGNet-fit part, the threshold comes from the early-stopping part) and the
-:class:`~cfgp.recalibration.SigmaCalibrator` (fitted on the *pool* split, the run's calibration split: the
+:class:`~cfgp.uncertainty.sigma_calibration.SigmaCalibrator` (fitted on the *pool* split, the run's calibration split: the
 GP conditioned on train predicts it, and nothing of the test split is used). A saved file is reused only
 when its key — latents hash, split, GP hyper-parameters, domain settings — matches.
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cfgp.domain import DomainCheck, DomainModel, DomainSettings
-from cfgp.recalibration import SigmaCalibrator
+from cfgp.uncertainty.domain_model import DomainCheck, DomainModel, DomainSettings
+from cfgp.uncertainty.sigma_calibration import SigmaCalibrator
 
 DOMAIN_FILE = "domain.json"
 FORMAT = 2  # 2: rare-element flag, k-fold threshold over train, τ_rare and τ_new
@@ -198,11 +198,11 @@ def evaluation_groups(run, app: Applicability, pred: dict, check_set=None, gp=No
     """Per-group calibration of the test split (and of a check set, e.g. non-oxides) with the shipped and the
     raw σ: what ``cfgp evaluate --json`` reports under ``groups``.
 
-    pred : GP mean and σ of every material of the run; check_set : a :class:`cfgp.checkset.CheckSet`;
+    pred : GP mean and σ of every material of the run; check_set : a :class:`cfgp.uncertainty.check_sets.CheckSet`;
     check : :func:`run_checks` of the run when the caller has it already (else it is run here).
     """
     from cfgp.artefacts import write_json
-    from cfgp.groups import group_metrics, group_report
+    from cfgp.uncertainty.groups import group_metrics, group_report
     from cfgp.pipeline import load_gp, predict_rows
 
     m = run.materials

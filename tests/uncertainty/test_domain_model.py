@@ -1,5 +1,5 @@
-"""Domain of applicability, σ calibration and per-group reports (cfgp.domain, cfgp.recalibration,
-cfgp.applicability, cfgp.groups), on real records with the real MEGNet and GP of the embedded default, and
+"""Domain of applicability, σ calibration and per-group reports (cfgp.uncertainty.domain_model, cfgp.uncertainty.sigma_calibration,
+cfgp.uncertainty.applicability, cfgp.uncertainty.groups), on real records with the real MEGNet and GP of the embedded default, and
 on the tiny run for what must hold for any run."""
 
 import gzip
@@ -24,7 +24,7 @@ def records() -> dict:
 @pytest.fixture(scope="module")
 def default():
     """The embedded default: run, GP, domain model + σ calibration (fitted in the test's own user folder), MEGNet."""
-    from cfgp.applicability import load_applicability
+    from cfgp.uncertainty.applicability import load_applicability
     from cfgp.pipeline import Run, load_gp
 
     run = Run()
@@ -83,8 +83,8 @@ def test_each_flag_reason_on_real_records(default, records):
 @needs_default
 def test_shipped_targets_on_the_default(default, records, tmp_path):
     """≥ 95 % of non-oxides flagged, ≤ 5 % of test oxides flagged, in-domain 2σ coverage 0.93–0.97."""
-    from cfgp.applicability import evaluate_domain
-    from cfgp.checkset import check_set
+    from cfgp.uncertainty.applicability import evaluate_domain
+    from cfgp.uncertainty.check_sets import check_set
 
     run, gp, app, _ = default
     path = tmp_path / "nonoxides.json.gz"
@@ -108,7 +108,7 @@ def test_shipped_targets_on_the_default(default, records, tmp_path):
 
 @needs_default
 def test_default_domain_uses_train_only_and_never_writes_the_shipped_run(default):
-    from cfgp.applicability import save_applicability
+    from cfgp.uncertainty.applicability import save_applicability
     from cfgp.artefacts import user_dir
 
     run, _, app, _ = default
@@ -126,8 +126,8 @@ def test_default_domain_uses_train_only_and_never_writes_the_shipped_run(default
 # ---------------------------------------------------------------- any run: fitted without test ids, saved, reloaded
 def test_domain_model_is_fitted_without_test_ids(tiny_run):
     """Corrupting every test latent and test energy leaves the fitted domain model and σ calibration unchanged."""
-    from cfgp.applicability import _to_json, fit_applicability
-    from cfgp.domain import DomainSettings
+    from cfgp.uncertainty.applicability import _to_json, fit_applicability
+    from cfgp.uncertainty.domain_model import DomainSettings
     from cfgp.pipeline import Run
 
     # rare_count=0: in the tiny run's 150 training materials most elements are rare, which would leave too few
@@ -148,8 +148,8 @@ def test_domain_model_is_fitted_without_test_ids(tiny_run):
 
 
 def test_saved_when_asked_reloaded_when_settings_match(tiny_run, tmp_path):
-    from cfgp.applicability import DOMAIN_FILE, load_applicability, save_applicability
-    from cfgp.domain import DomainSettings
+    from cfgp.uncertainty.applicability import DOMAIN_FILE, load_applicability, save_applicability
+    from cfgp.uncertainty.domain_model import DomainSettings
     from cfgp.pipeline import Run
 
     folder = tmp_path / "run"
@@ -171,7 +171,7 @@ def test_saved_when_asked_reloaded_when_settings_match(tiny_run, tmp_path):
 
 
 def test_cross_fitted_threshold_and_missing_latent(tiny_run):
-    from cfgp.domain import DomainModel
+    from cfgp.uncertainty.domain_model import DomainModel
 
     X = tiny_run.latents()[tiny_run.split.train]
     els = list(tiny_run.materials.frame["elements"].iloc[tiny_run.split.train])
@@ -194,7 +194,7 @@ def test_cross_fitted_threshold_and_missing_latent(tiny_run):
 def test_sigma_calibrator_recovers_tails_and_scales():
     from scipy import stats
 
-    from cfgp.recalibration import SigmaCalibrator
+    from cfgp.uncertainty.sigma_calibration import SigmaCalibrator
 
     rng = np.random.default_rng(0)
     n_in, n_out = 6000, 600
@@ -213,8 +213,8 @@ def test_sigma_calibrator_recovers_tails_and_scales():
 
 
 def test_gaussian_predictive_metrics_match_the_calibration_module(small_records):
-    from cfgp.calibration import regression_metrics
-    from cfgp.recalibration import predictive_metrics
+    from cfgp.uncertainty.metrics import regression_metrics
+    from cfgp.uncertainty.sigma_calibration import predictive_metrics
 
     y = np.array([r["formation_energy_per_atom"] for r in small_records])[:200]
     rng = np.random.default_rng(1)
@@ -225,7 +225,7 @@ def test_gaussian_predictive_metrics_match_the_calibration_module(small_records)
 
 
 def test_element_families():
-    from cfgp.groups import element_family, family_masks
+    from cfgp.uncertainty.groups import element_family, family_masks
 
     expected = {"Fe": "transition_metal", "Ac": "actinoid", "Pm": "lanthanoid", "Xe": "noble_gas", "P": "other_nonmetal",
                 "Cl": "halogen", "Te": "chalcogen", "Li": "alkali", "Ba": "alkaline_earth", "Bi": "post_transition_metal",
@@ -240,7 +240,7 @@ def test_rare_elements_are_flagged_with_their_training_count(tiny_run):
     an element in more is not rare, an element in none is 'unseen', not 'rare'."""
     from collections import Counter
 
-    from cfgp.domain import DomainModel
+    from cfgp.uncertainty.domain_model import DomainModel
 
     X = tiny_run.latents()[tiny_run.split.train]
     els = list(tiny_run.materials.frame["elements"].iloc[tiny_run.split.train])
@@ -262,7 +262,7 @@ def test_sigma_calibrator_rare_and_new_chemistry_scales():
     training-energy floor for new chemistry."""
     from scipy import stats
 
-    from cfgp.recalibration import SigmaCalibrator
+    from cfgp.uncertainty.sigma_calibration import SigmaCalibrator
 
     rng = np.random.default_rng(1)
     n_in, n_out, n_rare = 5000, 400, 400

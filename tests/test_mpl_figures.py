@@ -1,4 +1,4 @@
-"""cfgp.figures: the matplotlib figures behind the CLI's plot and the dashboard's PNG / SVG downloads, on the shipped
+"""cfgp.mpl_figures: the matplotlib figures behind the CLI's plot and the dashboard's PNG / SVG downloads, on the shipped
 run's real data (read only)."""
 
 import io
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cfgp import figures
+from cfgp import mpl_figures
 from cfgp.artefacts import DEFAULT_RUN
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -31,29 +31,29 @@ def test_png_has_the_promised_size_and_svg_keeps_its_text(default):
     run, xy = default
     y = run.materials.y
     def fig():
-        return figures.latent_map_figure(xy, values=y, palette="viridis", clim=(-4, 0), colour_label="DFT E_f (eV/atom)")
+        return mpl_figures.latent_map_figure(xy, values=y, palette="viridis", clim=(-4, 0), colour_label="DFT E_f (eV/atom)")
 
-    png = figures.figure_bytes(fig(), "png")
+    png = mpl_figures.figure_bytes(fig(), "png")
     im = Image.open(io.BytesIO(png))
     im.load()
-    assert im.size == (round(figures.FIGSIZE[0] * figures.DPI), round(figures.FIGSIZE[1] * figures.DPI))
-    svg = figures.figure_bytes(fig(), "SVG")
+    assert im.size == (round(mpl_figures.FIGSIZE[0] * mpl_figures.DPI), round(mpl_figures.FIGSIZE[1] * mpl_figures.DPI))
+    svg = mpl_figures.figure_bytes(fig(), "SVG")
     root = ET.fromstring(svg)
     assert root.find(f"{SVG}title").text == "t-SNE of the MEGNet latent space"
     assert {"t-SNE of the MEGNet latent space", "DFT E_f (eV/atom)"} <= set(_texts(svg))
     # 16k points are one embedded image inside the SVG, not 16k paths: the file stays small, the text stays text
-    assert len(xy) > figures.RASTER_POINTS and len(list(root.iter(f"{SVG}image"))) >= 1
+    assert len(xy) > mpl_figures.RASTER_POINTS and len(list(root.iter(f"{SVG}image"))) >= 1
     assert len(svg) < 2_000_000
-    assert figures.figure_bytes(fig(), "svg") == svg  # the same view gives the same file (no date, fixed ids)
+    assert mpl_figures.figure_bytes(fig(), "svg") == svg  # the same view gives the same file (no date, fixed ids)
     with pytest.raises(ValueError, match="unknown figure format 'jpg'"):
-        figures.figure_bytes(fig(), "jpg")
+        mpl_figures.figure_bytes(fig(), "jpg")
 
 
 def test_categorical_map_legend_counts_and_background_drawn_first(default):
     run, xy = default
     phos = run.materials.frame["is_phosphate"].to_numpy(bool)
     groups = np.where(phos, "phosphate", "other oxide").astype(object)
-    fig = figures.latent_map_figure(xy, groups=groups, order=["phosphate", "other oxide"],
+    fig = mpl_figures.latent_map_figure(xy, groups=groups, order=["phosphate", "other oxide"],
                                     colours={"phosphate": "#d62728", "other oxide": "#c7c7c7"},
                                     legend_title="phosphates", background=["other oxide"], selected=[0, 5, 9])
     ax = fig.axes[0]
@@ -68,16 +68,16 @@ def test_al_curves_from_the_committed_histories(tmp_path):
     from cfgp.pipeline import Run, load_al_histories
 
     groups = load_al_histories(Run(DEFAULT_RUN))
-    series = figures.strategy_series(groups)
+    series = mpl_figures.strategy_series(groups)
     assert {s["label"] for s in series} >= {"entropy-b1-pool7195 (4 seeds)", "random-b1-pool7195 (4 seeds)"}
-    svg = figures.figure_bytes(figures.al_curves_figure(series), "svg")
+    svg = mpl_figures.figure_bytes(mpl_figures.al_curves_figure(series), "svg")
     root = ET.fromstring(svg)
     ids = {g.get("id") for g in root.iter(f"{SVG}g")}
     assert {f"series-{k}" for k in range(len(series))} <= ids and {f"band-{k}" for k in range(len(series))} <= ids
     assert "test MAE (eV/atom)" in _texts(svg)
-    png = figures.al_curves_png(groups, tmp_path / "al.png")
+    png = mpl_figures.al_curves_png(groups, tmp_path / "al.png")
     Image.open(png).load()
-    assert figures.al_curves_png(groups, tmp_path / "al.svg").read_bytes().startswith(b"<?xml")
+    assert mpl_figures.al_curves_png(groups, tmp_path / "al.svg").read_bytes().startswith(b"<?xml")
 
 
 def test_al_series_take_strategy_and_batch_from_the_headers(tmp_path):
@@ -93,6 +93,6 @@ def test_al_series_take_strategy_and_batch_from_the_headers(tmp_path):
     for seed in (0, 1):  # entropy batch-10 runs named as random batch-1 ones
         shutil.copy(DEFAULT_RUN / AL_DIR / f"entropy-b10-pool7195-s{seed}.jsonl",
                     run_dir / AL_DIR / f"random-b1-pool7195-s{seed}.jsonl")
-    (series,) = figures.strategy_series(load_al_histories(Run(run_dir)))
+    (series,) = mpl_figures.strategy_series(load_al_histories(Run(run_dir)))
     assert series["label"] == "entropy-b10-pool7195 (2 seeds)"
     assert series["colour"] == STRATEGY_COLOURS["entropy"] and series["dashed"]

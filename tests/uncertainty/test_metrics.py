@@ -5,7 +5,7 @@ import pytest
 import uncertainty_toolbox as uct
 from scipy import stats
 
-from cfgp import calibration as cal
+from cfgp.uncertainty import metrics as cal
 
 
 def _arrays(kind, n=700, seed=0):

@@ -1,8 +1,8 @@
-"""cfgp.groups: the one rule for whether a group is over-represented among the outliers."""
+"""cfgp.uncertainty.groups: the one rule for whether a group is over-represented among the outliers."""
 
 import pytest
 
-from cfgp.groups import OVER_REPRESENTED, UNDER_REPRESENTED, representation
+from cfgp.uncertainty.groups import OVER_REPRESENTED, UNDER_REPRESENTED, representation
 
 
 @pytest.mark.parametrize("share_out, share_all, expected", [
