@@ -18,12 +18,12 @@ Histories are the records written by :func:`cfgp.al.run_history` (cycle 0 is the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from cfgp.al import ALSettings
+from cfgp.al import ALSettings
+from cfgp.pipeline import active_learner, al_pool_ids, load_gp
 
 #: label counts at which paired differences are reported (those a run has not reached are left out)
 DEFAULT_AT = (100, 250, 500, 1000, 1500, 3000, 6000)
@@ -166,8 +166,6 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
     """Paired scores of every saved strategy against ``baseline`` (default: the first random one), the
     phosphate share of the picks and, with ``pool_scored``, the paper's pool-scored MAE (replays each
     history: ~20 s per 1,500 cycles on 2 cores)."""
-    from cfgp.pipeline import active_learner, al_pool_ids, load_gp
-
     groups = runs_by_seed(run)
     if not groups:
         raise FileNotFoundError(f"{run.dir / 'al'}: no active-learning histories; run `cfgp al` first")

@@ -8,8 +8,26 @@ import sys
 import time
 from pathlib import Path
 
-from cfgp.artefacts import DEFAULT_RUN
+from cfgp.al import STRATEGIES, ALSettings, compare
+from cfgp.al_finetune import FinetuneSettings, finetune_active_learning
+from cfgp.al_metrics import fair_report
+from cfgp.artefacts import DEFAULT_RUN, ReadOnlyRunError, check_manifest, is_shipped_default, write_manifest
 from cfgp.data import CIF_READERS, DEFAULT_DATASET, DataError
+from cfgp.embedding import TSNESettings, run_tsne
+from cfgp.featurize import DEFAULT_CUTOFF, SETTINGS_FILE, MEGNetSettings
+from cfgp.gp import CFGP
+from cfgp.learning_curve import learning_curve
+from cfgp.mpl_figures import al_curves_png, learning_curve_png
+from cfgp.pipeline import (Run, evaluate, featurize, fit_gp, init_run, load_al_histories, load_gp,
+                           run_active_learning, train_megnet)
+from cfgp.retrain import retrain
+from cfgp.screening import (DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink, ScreeningModel,
+                            parquet_journal, resume_state, screen)
+from cfgp.splits import PAPER_SUBSAMPLE, SplitSettings
+from cfgp.uncertainty.applicability import evaluate_domain, fit_applicability, load_applicability, save_applicability
+from cfgp.uncertainty.check_sets import check_set
+from cfgp.uncertainty.family_holdout import families_summary, family_report
+from cfgp.uncertainty.metrics import METRIC_LABELS
 
 
 def _print_json(obj) -> None:
@@ -17,11 +35,6 @@ def _print_json(obj) -> None:
 
 
 def cmd_train(args) -> int:
-    from cfgp.featurize import MEGNetSettings
-    from cfgp.pipeline import init_run, train_megnet
-    from cfgp.artefacts import ReadOnlyRunError, is_shipped_default
-    from cfgp.splits import PAPER_SUBSAMPLE, SplitSettings
-
     if is_shipped_default(args.run):
         raise ReadOnlyRunError(f"{args.run} is the shipped default and is not retrained (a new model would "
                                "replace every shipped result); give --run FOLDER for a run of your own")
@@ -46,8 +59,6 @@ def cmd_train(args) -> int:
 def train_cutoff(run_dir: str | Path) -> float:
     """The cut-off a `cfgp train` without --cutoff uses: the run's own when it resumes a checkpoint (so a 5 Å run
     resumes as 5 Å), else the one default, cfgp.featurize.DEFAULT_CUTOFF."""
-    from cfgp.featurize import DEFAULT_CUTOFF, SETTINGS_FILE
-
     saved = Path(run_dir) / "training" / SETTINGS_FILE
     try:
         return float(json.loads(saved.read_text())["cutoff"])
@@ -56,14 +67,10 @@ def train_cutoff(run_dir: str | Path) -> float:
 
 
 def _run(args):
-    from cfgp.pipeline import Run
-
     return Run(args.run)
 
 
 def cmd_featurize(args) -> int:
-    from cfgp.pipeline import featurize
-
     run = _run(args)
     t0 = time.time()
     X = featurize(run, progress=not args.quiet)
@@ -75,9 +82,6 @@ def cmd_featurize(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from cfgp.gp import CFGP
-    from cfgp.pipeline import fit_gp
-
     run = _run(args)
     seed = run.settings["split"]["seed"] if args.seed is None else args.seed
     scaling = dict(method=args.method, n_inducing=args.n_inducing, inducing=args.inducing,
@@ -91,23 +95,15 @@ def cmd_fit(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from cfgp.uncertainty.applicability import evaluate_domain
-    from cfgp.uncertainty.metrics import METRIC_LABELS
-    from cfgp.pipeline import evaluate, load_gp
-
     t0 = time.time()
     run = _run(args)
     gp = load_gp(run)
     out = evaluate(run, gp)
     check = None
     if args.check_set:
-        from cfgp.uncertainty.check_sets import check_set
-
         check = check_set(run, args.check_set, n=args.check_set_n or None, progress=True)
     out.update(evaluate_domain(run, gp, check))
     if args.families:
-        from cfgp.uncertainty.family_holdout import families_summary
-
         out["families"] = families_summary(run)
     out["seconds_total"] = round(time.time() - t0, 2)
     if args.json:
@@ -128,14 +124,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_domain(args) -> int:
-    from cfgp.uncertainty.applicability import fit_applicability, save_applicability
-
     run = _run(args)
     t0 = time.time()
     tau_new = None
     if args.families:
-        from cfgp.uncertainty.family_holdout import family_report
-
         tau_new = family_report(run)["tau_new"]
     app = fit_applicability(run, tau_new=tau_new)
     path = save_applicability(run, app)
@@ -147,9 +139,6 @@ def cmd_domain(args) -> int:
 def cmd_predict(args) -> int:
     """Streams the inputs through :func:`cfgp.screening.screen` in chunks (bounded memory, resumable, on this
     process or a Dask cluster); this function only wires arguments, output and exit code."""
-    from cfgp.screening import (DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink, ScreeningModel,
-                                parquet_journal, resume_state, screen)
-
     if args.resume and args.out is None:
         raise ValueError("--resume continues an output file: give it with --out FILE")
     if args.scheduler and args.workers:
@@ -187,9 +176,6 @@ def cmd_predict(args) -> int:
                       f"{dft}{warn}", flush=True)
 
     if args.scheduler or args.workers:
-        from cfgp.uncertainty.applicability import load_applicability
-        from cfgp.pipeline import load_gp
-
         load_applicability(run, load_gp(run))  # fitted and cached once here, not by every worker at once
         predictor = DaskPredictor.start(run.dir, scheduler=args.scheduler, workers=args.workers,
                                         threads_per_worker=args.threads_per_worker, cif_reader=args.cif_reader)
@@ -232,8 +218,6 @@ PREDICT_EXIT_CODES = """exit codes:
 def cmd_al(args) -> int:
     import numpy as np
 
-    from cfgp.al import ALSettings
-    from cfgp.pipeline import run_active_learning
 
     run = _run(args)
     t0 = time.time()
@@ -287,9 +271,6 @@ def _print_fair(fair: dict) -> None:
 
 
 def cmd_al_finetune(args) -> int:
-    from cfgp.al import ALSettings
-    from cfgp.al_finetune import FinetuneSettings, finetune_active_learning
-
     settings = ALSettings(strategy=args.strategy, cycles=args.picks, batch_size=1, seed=args.seed,
                           pool_size=args.pool_size or None)
     state = finetune_active_learning(_run(args), settings, args.out, FinetuneSettings(args.every, args.epochs, args.lr, args.keep),
@@ -306,8 +287,6 @@ def cmd_al_finetune(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from cfgp.retrain import retrain
-
     out = retrain(_run(args), args.history, args.out, picks=args.picks, epochs=args.epochs, patience=args.patience,
                   warm_start=not args.from_scratch, seed=args.seed, min_rel_improvement=args.min_improvement / 100,
                   max_seconds=args.max_minutes * 60 if args.max_minutes else None)
@@ -323,14 +302,10 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_learning_curve(args) -> int:
-    from cfgp.learning_curve import learning_curve
-
     run = _run(args)
     out = learning_curve(run, args.out, sizes=args.sizes, seeds=args.seeds, retrain_folders=args.retrain,
                          progress=not args.quiet)
     if args.plot:
-        from cfgp.mpl_figures import learning_curve_png
-
         learning_curve_png(out, args.plot)
     if args.json:
         _print_json(out)
@@ -346,9 +321,6 @@ def cmd_learning_curve(args) -> int:
 
 
 def cmd_al_compare(args) -> int:
-    from cfgp.al import compare
-    from cfgp.pipeline import load_al_histories
-
     run = _run(args)
     groups = load_al_histories(run)
     if not groups:
@@ -356,13 +328,9 @@ def cmd_al_compare(args) -> int:
     baseline = next((k for k, g in groups.items() if g.settings.strategy == "random"), None)
     result = compare(groups, baseline=baseline or next(iter(groups)))
     if args.plot:
-        from cfgp.mpl_figures import al_curves_png
-
         al_curves_png(groups, args.plot)
     fair = None
     if args.fair or args.pool_scored:
-        from cfgp.al_metrics import fair_report
-
         fair = fair_report(run, baseline, pool_scored=args.pool_scored,
                            progress=lambda msg: print(msg, file=sys.stderr))
     if args.json:
@@ -385,8 +353,6 @@ def cmd_al_compare(args) -> int:
 
 
 def cmd_manifest(args) -> int:
-    from cfgp.artefacts import ReadOnlyRunError, check_manifest, write_manifest
-
     run = _run(args)
     if args.check:
         diff = check_manifest(run.dir)
@@ -401,8 +367,6 @@ def cmd_manifest(args) -> int:
 
 
 def cmd_tsne(args) -> int:
-    from cfgp.embedding import TSNESettings, run_tsne
-
     run = _run(args)
     settings = TSNESettings(perplexity=args.perplexity, seed=args.seed, n_iter=args.n_iter)
     t0 = time.time()
@@ -549,7 +513,6 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
     pr.set_defaults(func=cmd_predict)
 
-    from cfgp.al import STRATEGIES
 
     a = sub.add_parser("al", help="active learning: label the pool material chosen by a strategy, cycle by cycle")
     run_arg(a)

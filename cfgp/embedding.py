@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from cfgp.artefacts import save_npz
+from cfgp.pipeline import LATENTS_FILE, load_gp
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,6 @@ def tsne(
 def run_tsne(run, settings: TSNESettings = TSNESettings(), recompute: bool = False, **kw) -> np.ndarray:
     """t-SNE of every material of a run (GP-scaled latents), aligned with ``run.materials``;
     saved as tsne-*.npz with the latent hash and reloaded when the settings match."""
-    from cfgp.pipeline import LATENTS_FILE, load_gp
-
     path = run.path(settings.filename())  # the user's map if any, else the run's (shipped) one
     latent_hash = str(np.load(run.path(LATENTS_FILE))["model_hash"])
     ids = run.materials.ids.astype(str)

@@ -12,18 +12,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from cfgp.local_gp import N_NEIGHBOURS  # training points each query of the local GP conditions on
+from cfgp.local_gp import N_NEIGHBOURS, LocalGP  # N_NEIGHBOURS: training points each local query conditions on
 from cfgp.predictive import predictive_output, std_from_variance
+from cfgp.sparse_gp import SparseGP
 from sklearn.base import BaseEstimator, RegressorMixin
-
-if TYPE_CHECKING:
-    from cfgp.local_gp import LocalGP
-    from cfgp.sparse_gp import SparseGP
 
 JITTER = 1e-8
 METHODS = ("auto", "exact", "sparse", "local")
@@ -460,15 +457,11 @@ class CFGP(RegressorMixin, BaseEstimator):
 
         self.sparse_ = self.local_ = None
         if self.resolved_method(len(y)) == "local":
-            from cfgp.local_gp import LocalGP
-
             self.local_ = LocalGP(self.amplitude_, self.length_scale_, self.noise_variance_, self.mean_constant_,
                                   n_neighbours=self.n_neighbours).fit(Xs, y)
             self._X = self._L = self._z = self._y = None  # no n×n factor is kept (nor built)
             return
         if self.resolved_method(len(y)) == "sparse":
-            from cfgp.sparse_gp import SparseGP
-
             self.sparse_ = SparseGP(self.amplitude_, self.length_scale_, self.noise_variance_, self.mean_constant_,
                                     n_inducing=self.n_inducing, inducing=self.inducing, seed=self.seed).fit(Xs, y)
             self._X = self._L = self._z = self._y = None  # no n×n factor is kept (nor built)

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from cfgp.al import curves
-from cfgp.uncertainty.metrics import METRIC_LABELS, calibration_curve
-from cfgp.palette import OTHER_STRATEGY, SIGNED, STRATEGY_COLOURS
+from cfgp.learning_curve import PAPER_RETRAINED, summarise
+from cfgp.palette import BACKGROUND, BASE_NETWORK, CATEGORY_COLOURS, HIGHLIGHT, OTHER_STRATEGY, POINT, SIGNED, STRATEGY_COLOURS
 from cfgp.pipeline import ALGroup
+from cfgp.uncertainty.metrics import METRIC_LABELS, calibration_curve
 from cfgp.results import predictions_frame  # noqa: F401  (the notebooks build their frame as plots.predictions_frame)
 
 
@@ -28,11 +29,11 @@ def parity(frame: pd.DataFrame, n_bars: int = 100, seed: int = 0, title: str = "
     lo = float(np.nanmin([frame.dft.min(), frame.gp.min()])) - 0.1
     hi = float(np.nanmax([frame.dft.max(), frame.gp.max()])) + 0.1
     pts = hv.Points(frame, ["dft", "gp"], ["material_id", "formula", "sigma", "z"]).opts(
-        size=3, alpha=0.35, color="#1f77b4", tools=["hover"])
+        size=3, alpha=0.35, color=POINT, tools=["hover"])
     pick = np.random.default_rng(seed).choice(len(frame), min(n_bars, len(frame)), replace=False)
     sub = frame.iloc[np.sort(pick)]
     bars = hv.ErrorBars((sub.dft, sub.gp, 2 * sub.sigma), "dft", ["gp", "yerr"]).opts(
-        color="#d62728", line_width=1, alpha=0.8)
+        color=HIGHLIGHT, line_width=1, alpha=0.8)
     diag = hv.Curve([(lo, lo), (hi, hi)], "dft", "gp").opts(color="black", line_width=1)
     return (diag * pts * bars).opts(
         hv.opts.Overlay(title=title, xlabel="DFT E_f (eV/atom)", ylabel="GP E_f (eV/atom)",
@@ -62,9 +63,9 @@ def calibration_plot(frame: pd.DataFrame, title: str = "Calibration curve"):
     ideal = hv.Curve([(0, 0), (1, 1)], "expected proportion", "observed proportion", label="ideal").opts(
         color="black", line_dash="dashed")
     curve = hv.Curve((expected, observed), "expected proportion", "observed proportion", label="CFGP").opts(
-        color="#d62728", line_width=2)
+        color=HIGHLIGHT, line_width=2)
     area = hv.Area((expected, expected, observed), "expected proportion",
-                   ["observed proportion", "y2"]).opts(alpha=0.2, color="#d62728")
+                   ["observed proportion", "y2"]).opts(alpha=0.2, color=HIGHLIGHT)
     return (ideal * area * curve).opts(hv.opts.Overlay(title=title, responsive=True, min_height=300,
                                                        legend_position="top_left", shared_axes=False))
 
@@ -97,25 +98,23 @@ def learning_curve(result: dict, title: str = "Learning curve: test MAE vs label
     """Test MAE vs labelled materials (``result`` as ``cfgp.learning_curve.learning_curve`` returns or saves it):
     the frozen-latent CFGP (mean over seeds, min–max band), MEGNet's readout, each re-trained run (hover: run,
     seed, picks, epochs, coverage) and the paper's headline after re-training, so a reader sees where it sits."""
-    from cfgp.learning_curve import PAPER_RETRAINED, summarise
-
     hv = _hv()
     x, y = "labelled materials", "test MAE (eV/atom)"
     rows = pd.DataFrame(summarise(result))
     frozen = rows[rows.model == "frozen-latent CFGP"].rename(columns={"n_labels": x, "mae": y})
     label = f"frozen-latent CFGP, random labels ({int(frozen.runs.max())} seeds)"
-    layers = [hv.Area((frozen[x], frozen.mae_min, frozen.mae_max), x, [y, "max"]).opts(color="#1f77b4", alpha=0.2,
+    layers = [hv.Area((frozen[x], frozen.mae_min, frozen.mae_max), x, [y, "max"]).opts(color=POINT, alpha=0.2,
                                                                                       line_alpha=0),
-              hv.Curve(frozen, x, y, label=label).opts(color="#1f77b4", line_width=2),
+              hv.Curve(frozen, x, y, label=label).opts(color=POINT, line_width=2),
               hv.Scatter(frozen, x, [y, "mae_min", "mae_max", "runs", "coverage_2sigma"]).opts(
-                  color="#1f77b4", size=6, tools=["hover"])]
+                  color=POINT, size=6, tools=["hover"])]
     base = {**result["base_readout"], "strategy": "base", "seed": None, "picks": 0, "epochs": None,
             "coverage_2sigma": None}
     points = pd.DataFrame([base] + list(result.get("retrained", []))).rename(columns={"n_labels": x, "mae": y})
     hover = ["model", "run", "strategy", "seed", "picks", "epochs", "coverage_2sigma"]
     for (model, strategy), group in points.groupby(["model", "strategy"], sort=False):
         readout = "readout" in model
-        colour = "#555555" if strategy == "base" else STRATEGY_COLOURS.get(strategy, OTHER_STRATEGY)
+        colour = BASE_NETWORK if strategy == "base" else STRATEGY_COLOURS.get(strategy, OTHER_STRATEGY)
         layers.append(hv.Scatter(group, x, [y] + hover, label=model if strategy == "base" else
                                  f"{model}, {strategy} picks").opts(
             color=colour, marker="square" if readout else "diamond", size=10 if readout else 12,
@@ -168,9 +167,8 @@ def latent_map(frame: pd.DataFrame, xy: np.ndarray, color_by: str = "dft", eleme
     else:
         raise ValueError(f"unknown colouring {color_by!r}")
     f = f.assign(group=group)
-    palette = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd"]
     cats = sorted(f.group.unique(), key=lambda g: (g.startswith("other") or g == "unused", g))
-    cmap = {g: ("#c7c7c7" if g.startswith("other") or g == "unused" else palette[i % len(palette)])
+    cmap = {g: (BACKGROUND if g.startswith("other") or g == "unused" else CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)])
             for i, g in enumerate(cats)}
     return hv.Points(f, ["x", "y"], ["group"] + hover).opts(color="group", cmap=cmap, legend_position="top_right",
                                                            **opts)

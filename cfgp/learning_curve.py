@@ -19,8 +19,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from cfgp.uncertainty.metrics import coverage
+from cfgp.artefacts import read_json, write_json
+from cfgp.gp import CFGP
 from cfgp.pipeline import Run, repo_path
+from cfgp.retrain import RESULT_FILE
+from cfgp.uncertainty.metrics import coverage
 
 #: the paper's headline: test MAE after re-training MEGNet and the GP on 1,800 + 6,000 entropy picks
 PAPER_RETRAINED = (7800, 0.0277)
@@ -46,8 +49,6 @@ def frozen_cfgp_curve(run: Run, sizes: Iterable[int], seeds: Iterable[int] = (0,
     The hyper-parameters are fitted as ``cfgp fit`` fits them (on at most ``max_fit_points`` of the labelled
     set), then the GP is conditioned on every labelled material (exact, O(n³)).
     """
-    from cfgp.gp import CFGP
-
     X, y = run.latents(), run.materials.y
     ok = np.isfinite(X).all(axis=1)
     train, pool, test = (p[ok[p]] for p in (run.split.train, run.split.pool, run.split.test))
@@ -82,9 +83,6 @@ def readout_point(run: Run, n_labels: int | None = None, model: str = "MEGNet re
 
 def retrained_points(folders: Iterable[str | Path], readout: bool = True) -> list[dict]:
     """The finished ``cfgp retrain`` runs: their CFGP test metrics (and MEGNet readout) at 1,800 + picks labels."""
-    from cfgp.artefacts import read_json
-    from cfgp.retrain import RESULT_FILE
-
     out = []
     for folder in folders:
         path = Path(folder) / RESULT_FILE
@@ -112,8 +110,6 @@ def learning_curve(run: Run, out: str | Path, sizes: Sequence[int] | None = None
     point at the whole pool costs a minute or two on 2 cores); re-trained points are re-read every time, since
     those runs finish over several sessions.
     """
-    from cfgp.artefacts import read_json, write_json
-
     sizes = list(sizes) if sizes else sizes_up_to_pool(run)
     settings = {"run": repo_path(run.dir), "sizes": [int(s) for s in sizes], "seeds": [int(s) for s in seeds],
                 "n_test": int(len(run.split.test))}

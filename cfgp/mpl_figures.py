@@ -18,7 +18,7 @@ import numpy as np
 
 from cfgp.al import curves
 from cfgp.learning_curve import PAPER_RETRAINED, summarise
-from cfgp.palette import OTHER_STRATEGY, STRATEGY_COLOURS
+from cfgp.palette import HIGHLIGHT, NAN_COLOUR, NEUTRAL, OTHER_STRATEGY, POINT, STRATEGY_COLOURS
 from cfgp.pipeline import ALGroup
 
 #: size of every figure (inches) and the PNG resolution: a PNG is FIGSIZE × DPI pixels
@@ -27,10 +27,7 @@ DPI = 150
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 #: scatters with more points than this are rasterised inside an SVG (text and axes stay vector)
 RASTER_POINTS = 5000
-POINT_BLUE = "#1f77b4"
-BAR_RED = "#d62728"
-GREY = "#7f7f7f"
-NAN_COLOUR = "#eeeeee"
+POINT_BLUE, BAR_RED, GREY = POINT, HIGHLIGHT, NEUTRAL
 
 
 def new_figure(figsize: tuple[float, float] = FIGSIZE):

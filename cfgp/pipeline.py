@@ -22,17 +22,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, default_overlay, is_shipped_default,
-                            read_json, save_npz, write_json)
+from cfgp.al import ActiveLearner, ALSettings, History, HistoryError, pool_positions, run_history, same_run
+from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, default_overlay, is_shipped_default, read_json, save_npz,
+                            write_json)
 from cfgp.data import DEFAULT_DATASET, Materials, dataset_sha256, load_materials
+from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings
+from cfgp.gp import CFGP, device_label
+from cfgp.motifs import MOTIFS_FILE, is_phosphate, material_motifs
 from cfgp.splits import Split, SplitSettings, make_split
-
-if TYPE_CHECKING:
-    from cfgp.al import ALSettings
+from cfgp.uncertainty.metrics import regression_metrics
 
 RUN_FILE = "run.json"
 SPLIT_FILE = "split.json"
@@ -89,8 +89,6 @@ class Run:
         ``committed_only``, only the run's own folder (``dir``) is listed. Files without a complete header yet
         are left out; a header that is not a history's, or two files holding the same run, raise a
         :class:`cfgp.al.HistoryError` naming the files."""
-        from cfgp.al import History, HistoryError
-
         folders = (self.dir,) if committed_only else (self.dir, self.write_dir)
         paths = {p.name: p for folder in folders for p in sorted((folder / AL_DIR).glob(pattern))}
         out, seen = [], {}
@@ -127,8 +125,6 @@ class Run:
     def motifs(self, materials: Materials | None = None) -> dict[str, dict]:
         """P-site motifs per material id (:mod:`cfgp.motifs`): from the run's motifs.json when it was made from
         this data file, else computed here in memory (a reader never writes; ``init_run`` stores them)."""
-        from cfgp.motifs import MOTIFS_FILE, material_motifs
-
         path = self.path(MOTIFS_FILE)
         if path.exists():
             saved = read_json(path)
@@ -147,8 +143,6 @@ class Run:
         return self._split
 
     def featurizer(self):
-        from cfgp.featurize import MEGNetFeaturizer
-
         return MEGNetFeaturizer.load(self.dir)
 
     def latents(self) -> np.ndarray:
@@ -169,8 +163,6 @@ class Run:
 
 def attach_motifs(materials: Materials, motifs: dict[str, dict]) -> None:
     """Add ``p_motif`` ('PO4', 'HPO3', 'PO3F', 'other P' or '') and ``is_phosphate`` (a phosphate unit) columns."""
-    from cfgp.motifs import is_phosphate
-
     f = materials.frame
     f["p_motif"] = [motifs.get(str(i), {}).get("motif", "") for i in f["material_id"]]
     f["is_phosphate"] = f["p_motif"].map(is_phosphate).astype(bool)
@@ -178,8 +170,6 @@ def attach_motifs(materials: Materials, motifs: dict[str, dict]) -> None:
 
 def write_motifs(run: Run, progress: bool = False) -> Path:
     """Compute the run's P-site motifs once and store them (``motifs.json``, keyed by the data file's hash)."""
-    from cfgp.motifs import MOTIFS_FILE, material_motifs
-
     m = run.materials
     motifs = material_motifs(m.structure, m.ids, m.frame["contains_p"].to_numpy(bool), progress=progress)
     path = run.write_dir / MOTIFS_FILE
@@ -256,8 +246,6 @@ def train_megnet(
     fitted, so that a warm start is not stopped on materials it has memorised); ``init_from`` is a folder
     whose weights start the training (a warm start) when there is no checkpoint to resume yet.
     """
-    from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings
-
     if run.shipped:
         raise ReadOnlyRunError(f"{run.dir} is the shipped default and is not retrained: a new model would "
                                "silently replace every shipped result; train into a folder of your own with "
@@ -345,8 +333,6 @@ def fit_gp(run: Run, gp=None, refit: bool = False, held_out: bool = False):
     split (:meth:`CFGP.fit_held_out`), so that σ is tuned on latents the network did not train on; the test
     split is never used.
     """
-    from cfgp.gp import CFGP
-
     gp = gp if gp is not None else CFGP(seed=run.settings["split"]["seed"])
     key = _gp_key(run, gp.settings())
     if held_out:
@@ -373,8 +359,6 @@ def fit_gp(run: Run, gp=None, refit: bool = False, held_out: bool = False):
 
 def load_gp(run: Run, conditioned: bool = True):
     """The saved GP, conditioned on the train split (no hyper-parameter fitting)."""
-    from cfgp.gp import CFGP
-
     path = run.path(GP_FILE)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no fitted GP; run `cfgp fit`")
@@ -393,9 +377,6 @@ def predictions(run: Run, gp=None) -> dict[str, np.ndarray]:
 
 def evaluate(run: Run, gp=None) -> dict:
     """Test-split metrics of the GP conditioned on the train split."""
-    from cfgp.uncertainty.metrics import regression_metrics
-    from cfgp.gp import device_label
-
     t0 = time.time()
     gp = gp if gp is not None else load_gp(run)
     X, y = run.latents(), run.materials.y
@@ -447,8 +428,6 @@ class SavedHistory:
         return al_history_stem(self.settings)
 
     def read(self) -> tuple[dict | None, list[dict]]:
-        from cfgp.al import History
-
         return History(self.path).read()
 
 
@@ -463,8 +442,6 @@ class ALGroup(list):
 
 def active_learner(run: Run, settings, gp=None, backend: str = "auto"):
     """An ActiveLearner on the run's split: GP hyper-parameters from gp.json, fixed during the run."""
-    from cfgp.al import ActiveLearner
-
     gp = gp if gp is not None else load_gp(run, conditioned=False)
     X, y = run.latents(), run.materials.y
     sp = run.split
@@ -477,8 +454,6 @@ def active_learner(run: Run, settings, gp=None, backend: str = "auto"):
 
 def al_pool_ids(run: Run, settings) -> np.ndarray:
     """Material ids of the candidate pool an AL run of ``settings`` draws from (as :func:`active_learner`)."""
-    from cfgp.al import pool_positions
-
     X = run.latents()
     pool = run.split.pool
     pool = pool[np.isfinite(X[pool]).all(axis=1)]
@@ -505,7 +480,6 @@ def run_active_learning(run: Run, settings, progress: bool = True, path: Path | 
     import shutil
     import sys
 
-    from cfgp.al import History, run_history, same_run
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     gp = load_gp(run, conditioned=False)

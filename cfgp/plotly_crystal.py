@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from cfgp.crystal_view import crystal_view
+from cfgp.palette import ATOM_OUTLINE, BOND, CELL_EDGE
 
 
 def structure_figure(structure, title: str = "", supercell: tuple[int, int, int] = (1, 1, 1)):
@@ -34,7 +35,7 @@ def crystal_figure(view, title: str = "", height: int = 380):
                 x=cart[idx, 0], y=cart[idx, 1], z=cart[idx, 2], mode="markers",
                 name=f"{el} (repeat)" if image else el, legendgroup=el, showlegend=not image,
                 marker=dict(size=(4 + 8 * view.radius[idx]).tolist(), color=view.colour[idx[0]], opacity=1.0,
-                            line=dict(width=0.5, color="#333")),
+                            line=dict(width=0.5, color=ATOM_OUTLINE)),
                 hovertext=[f"{el} · site {view.site[k]}" + (f" · cell {tuple(view.cell[k])}" if view.cell[k].any()
                                                              else "") for k in idx], hoverinfo="text"))
     if len(view.bonds):
@@ -42,7 +43,7 @@ def crystal_figure(view, title: str = "", height: int = 380):
         seg[0::3], seg[1::3] = cart[view.bonds[:, 0]], cart[view.bonds[:, 1]]
         xs, ys, zs = ([None if np.isnan(v) else float(v) for v in seg[:, c]] for c in range(3))
         fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", name="bonds", hoverinfo="skip",
-                                   line=dict(color="#777", width=3)))
+                                   line=dict(color=BOND, width=3)))
     for el in elements:
         polys = [p for p in view.polyhedra if view.symbols[p[0]] == el and len(p[2])]
         if not polys:
@@ -59,7 +60,7 @@ def crystal_figure(view, title: str = "", height: int = 380):
     for a, b in view.cell_edges:
         for arr, c in ((xs, 0), (ys, 1), (zs, 2)):
             arr += [float(a[c]), float(b[c]), None]
-    fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", line=dict(color="#444", width=2), name="cell",
+    fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", line=dict(color=CELL_EDGE, width=2), name="cell",
                                hoverinfo="skip", showlegend=False))
     fig.update_layout(title=title, margin=dict(l=0, r=0, t=30 if title else 0, b=0), height=height,
                       scene=dict(aspectmode="data", xaxis_title="x (Å)", yaxis_title="y (Å)", zaxis_title="z (Å)"),

@@ -24,17 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
+from cfgp.al import ALSettings, History
 from cfgp.artefacts import read_json, write_json
-from cfgp.pipeline import RUN_FILE, SPLIT_FILE, Run, al_pool_ids, held_out_positions, repo_path
+from cfgp.featurize import SETTINGS_FILE, MEGNetSettings
+from cfgp.pipeline import (LATENTS_FILE, RUN_FILE, SPLIT_FILE, Run, al_pool_ids, evaluate, featurize, fit_gp,
+                           held_out_positions, repo_path, train_megnet)
 
 RESULT_FILE = "retrain.json"
 
 
 def picked_ids(history: str | Path, base: Run, picks: int | None = None) -> tuple[dict, list[str]]:
     """The header and the first ``picks`` picked material ids of a history made on ``base``."""
-    from cfgp.al import History
-    from cfgp.pipeline import LATENTS_FILE
-
     if not Path(history).is_file():
         raise FileNotFoundError(f"{history}: no such history file (give a .jsonl written by `cfgp al`)")
     header, records = History(history).read()
@@ -114,9 +114,6 @@ def retrain(base: Run, history: str | Path, out: str | Path, picks: int | None =
     Interrupted (``max_seconds`` or a kill), it resumes from its checkpoint when called again; the result
     says ``finished: false`` until the training stops by itself.
     """
-    from cfgp.featurize import SETTINGS_FILE, MEGNetSettings
-    from cfgp.pipeline import evaluate, featurize, fit_gp, train_megnet
-
     t0 = time.time()
     header, ids = picked_ids(history, base, picks)
     run = _retrain_folder(base, history, Path(out), header, ids, warm_start, seed)
@@ -155,7 +152,6 @@ def retrain(base: Run, history: str | Path, out: str | Path, picks: int | None =
                                                "n_train")})
         result["hyperparameters"] = metrics["hyperparameters"]
         # the paper's protocol: MAE on the AL run's candidates left unlabelled (not comparable with the fixed test)
-        from cfgp.al import ALSettings
 
         left = np.setdiff1d(al_pool_ids(base, ALSettings(**header["settings"])), np.asarray(ids, dtype=object))
         rows = run.materials.index_of(left.tolist())

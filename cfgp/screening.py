@@ -36,8 +36,10 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from cfgp.data import (MAX_DATASET_BYTES, DataError, RecordError, StageLaps,  # validate_records' checks
-                       check_record, parse_cif)
+from cfgp.data import MAX_DATASET_BYTES, DataError, RecordError, StageLaps, check_record, parse_cif
+from cfgp.pipeline import Run, load_gp
+from cfgp.record_streams import iter_records
+from cfgp.uncertainty.applicability import load_applicability
 
 DEFAULT_CHUNK_SIZE = 256
 #: Neighbour pairs (bonds) per MEGNet forward pass within a chunk. A pass expands each bond distance into 100
@@ -72,8 +74,6 @@ def _key(line: dict) -> tuple[str, str | None]:
 def plan(paths: Iterable[str | Path], max_bytes: int = MAX_DATASET_BYTES) -> Iterator[dict]:
     """Every record of the inputs in order: an error line already decided, or ``{source, id, cif, dft}``
     to predict. Ids are checked per file as :func:`cfgp.data.validate_records` does (no energy needed)."""
-    from cfgp.record_streams import iter_records
-
     for path in paths:
         source, seen, n = str(path), set(), 0
         try:
@@ -113,8 +113,7 @@ def configure_tf_threads(n: int | None) -> None:
     worker with one thread on a 2-core machine would otherwise start TF pools of 2 and oversubscribe."""
     if not n:
         return
-    import cfgp  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-    import tensorflow as tf
+    import tensorflow as tf  # the package (imported above) set TF_USE_LEGACY_KERAS before this
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(int(n))
@@ -137,9 +136,6 @@ class ScreeningModel:
 
     @classmethod
     def load(cls, run_dir: str | Path, cif_reader: str = "auto") -> "ScreeningModel":
-        from cfgp.uncertainty.applicability import load_applicability
-        from cfgp.pipeline import Run, load_gp
-
         run = Run(run_dir)
         gp = load_gp(run)
         model = cls(run.featurizer(), gp, load_applicability(run, gp), cif_reader=cif_reader)

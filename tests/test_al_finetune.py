@@ -3,7 +3,6 @@ real GP): the picks, the rounds, the representation moving, the resume after an 
 
 import json
 
-import numpy as np
 import pytest
 
 from cfgp.al import ALSettings, History

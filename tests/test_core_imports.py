@@ -31,3 +31,23 @@ def test_layer_contracts_hold():
     exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
     out = subprocess.run([exe], capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
     assert out.returncode == 0 and "0 broken" in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]
+
+
+def test_no_function_level_imports_of_cfgp():
+    """Every ``from cfgp… import`` sits at a module's top, where the layer contracts and a reader see it: an import
+    inside a function can hide a lower layer reaching up (or an import cycle) until that function runs. The core's
+    heavy libraries (TensorFlow, MEGNet, matplotlib, HoloViews) stay lazy inside the functions that use them;
+    cfgp's own modules import in about a second, so none of them needs to be lazy (``cfgp --help``: 1.1 s)."""
+    import ast
+    from pathlib import Path
+
+    hidden = []
+    for path in sorted(Path(cfgp.__file__).parent.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.Try)):
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.ImportFrom) and (sub.module or "").split(".")[0] == "cfgp" \
+                            or isinstance(sub, ast.Import) and any(a.name.split(".")[0] == "cfgp" for a in sub.names):
+                        hidden.append(f"{path.relative_to(Path(cfgp.__file__).parents[1])}:{sub.lineno}")
+    assert not hidden, sorted(set(hidden))

@@ -40,3 +40,26 @@ def test_signed_runs_blue_to_red_through_a_neutral_centre():
     assert rgb(first)[2] > rgb(first)[0] and rgb(last)[0] > rgb(last)[2]  # blue end, red end
     assert max(rgb(middle)) - min(rgb(middle)) < 10  # grey in the middle: 0 is no colour
     assert len(SIGNED) % 2 == 1
+
+
+def test_no_module_but_the_palette_writes_a_colour():
+    """One palette: a colour literal anywhere else in cfgp would let two figures drift apart. Allowed: the crystal
+    viewer's per-element table (VESTA's colours, data rather than meaning) and the dark theme's swaps (they name
+    the colours they replace)."""
+    import re
+    from pathlib import Path
+
+    import cfgp
+
+    root = Path(cfgp.__file__).parent
+    allowed = {"palette.py", "crystal_view.py", "dashboard/theme.py"}
+    literal = re.compile(r"[\"']#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?[\"']")
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel in allowed:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if literal.search(line.split("  #")[0]):
+                found.append(f"{rel}:{n}: {line.strip()}")
+    assert not found, found

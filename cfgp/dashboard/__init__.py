@@ -9,28 +9,28 @@ import cfgp  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import panel as pn
 
-from cfgp.dashboard import panel_fixes
-from cfgp.dashboard.shared import ServerData, SessionState, freeze_server_heap, server_data
+from cfgp.dashboard import panel_fixes, theme as classroom
+from cfgp.dashboard.active_learning import ActiveLearning
+from cfgp.dashboard.bokeh_figures import map_source
+from cfgp.dashboard.calibration import Calibration
+from cfgp.dashboard.finder import Finder
+from cfgp.dashboard.latent_map import LatentMap
+from cfgp.dashboard.lesson import Lesson
+from cfgp.dashboard.outliers import Outliers
+from cfgp.dashboard.predict import Predict, warm_up_in_background
+from cfgp.dashboard.shared import EXTENSIONS, ServerData, SessionState, freeze_server_heap, server_data
+from cfgp.dashboard.view_state import DashboardParts, ViewSync
+from cfgp.gp import device_label
 
 panel_fixes.install()  # a click right after another change must not run outside the document lock
 
-EXTENSIONS = ("tabulator",)  # plotly.js loads on demand, see details.py
 
 
 def create_app(run_dir=None, theme: str | None = None, projector: bool | None = None) -> pn.viewable.Viewable:
     """The whole dashboard for one browser session (or one notebook cell). ``theme`` ('default' or 'dark')
     and ``projector`` default to the page's query (``?theme=dark``, ``?projector=1``), see theme.py."""
-    from cfgp.dashboard import theme as classroom
-
     options = classroom.ViewOptions.from_request(theme, projector)
     classroom.use_design(options)  # before any component is built: they take the design when created
-    from cfgp.dashboard.active_learning import ActiveLearning
-    from cfgp.dashboard.calibration import Calibration
-    from cfgp.dashboard.bokeh_figures import map_source
-    from cfgp.dashboard.latent_map import LatentMap
-    from cfgp.dashboard.outliers import Outliers
-    from cfgp.dashboard.predict import Predict, warm_up_in_background
-    from cfgp.gp import device_label
 
     data = server_data(run_dir)
     freeze_server_heap()  # the first page of a server: later full collections skip the libraries and the data
@@ -48,10 +48,7 @@ def create_app(run_dir=None, theme: str | None = None, projector: bool | None = 
     active, outliers, predict = ActiveLearning(data, state, source), Outliers(data, state), Predict(data, state, source)
     tabs = pn.Tabs(latent, calibration, active, outliers, predict, dynamic=True)
     # shareable views (the view in the URL, a copy-link button) and the guided lesson, which sets views the same way
-    from cfgp.dashboard.lesson import Lesson
-    from cfgp.dashboard.view_state import DashboardParts, ViewSync
 
-    from cfgp.dashboard.finder import Finder
 
     finder = Finder(data)  # the search box above the tabs: by id, formula or elements, from every tab
     parts = DashboardParts(data, state, tabs, latent, calibration, active, outliers, predict, finder)
@@ -66,4 +63,4 @@ def create_app(run_dir=None, theme: str | None = None, projector: bool | None = 
 
 from cfgp.dashboard.notebook import notebook_extension, tab  # noqa: E402  (one tab in a notebook cell)
 
-__all__ = ["create_app", "tab", "notebook_extension", "server_data", "ServerData", "SessionState"]
+__all__ = ["EXTENSIONS", "create_app", "tab", "notebook_extension", "server_data", "ServerData", "SessionState"]

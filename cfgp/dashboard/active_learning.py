@@ -32,12 +32,16 @@ from panel.io.state import set_curdoc
 
 from cfgp.al import STRATEGIES
 from cfgp.al_replay import Replay, ReplayPlayback, background_rows, pool_rows, random_bands, replay_of
-from cfgp.dashboard.al_live import STEPS, LiveRun
-from cfgp.dashboard.al_controller import LIMITS, LIVE, LIVE_LOCK, LOCKED, REPLAY_LOCK, SETTINGS, ALController
-from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
-from cfgp.dashboard.bokeh_figures import BACKGROUND, FIGURE_MIN_WIDTH, map_figure
-from cfgp.dashboard.shared import ServerData, SessionState, controls, note, on_session_end, on_session_tick
 from cfgp.dashboard import untrusted
+from cfgp.dashboard.al_controller import LIMITS, LIVE, LIVE_LOCK, LOCKED, REPLAY_LOCK, SETTINGS, ALController
+from cfgp.dashboard.al_live import STEPS, LiveRun
+from cfgp.dashboard.bokeh_figures import FIGURE_MIN_WIDTH, map_figure
+from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
+from cfgp.dashboard.shared import ServerData, SessionState, controls, note, on_session_end, on_session_tick
+from cfgp.gp import device_label
+from cfgp.mpl_figures import al_curves_figure
+from cfgp.pipeline import active_learner
+from cfgp.palette import BACKGROUND, HIGHLIGHT, LATEST, NEUTRAL
 
 MAX_STEPS_PER_S = 30
 #: most map repaints per second while playing: each repaints ~20k points (the curve and label follow every step)
@@ -49,14 +53,14 @@ REPLAY_FPS = 20
 MAX_REPLAY_SPEED = 300
 #: a pool point's colour is re-sent when its σ moved by more than this fraction of the colour range
 SIGMA_PATCH_FRACTION = 0.005
-CURVE_COLOUR = "#d62728"
-BAND_COLOUR = "#7f7f7f"
+CURVE_COLOUR = HIGHLIGHT
+BAND_COLOUR = NEUTRAL
 #: the pool map's title and colour bar: a live run shows σ after each update, a replay the starting σ (no GP work)
 #: short enough for the map's width beside the curve (a 1366-px window with the lesson open, projector type); the
 #: status line says why a replay shows the starting σ (it does no GP work)
 MAP_TITLES = {"live": "Pool by σ now; ★ labelled", "replay": "Pool by σ at the start; ★ labelled"}
 COLOUR_BAR_TITLES = {"live": "pool σ now (eV/atom)", "replay": "pool σ at the start (eV/atom)"}
-LATEST_COLOUR = "#00e5ff"
+LATEST_COLOUR = LATEST
 
 
 
@@ -512,8 +516,6 @@ class ActiveLearning(pn.viewable.Viewer):
         gen, doc, data = self._gen, (self._doc if self._served else None), self.data
 
         def work():
-            from cfgp.pipeline import active_learner
-
             try:
                 # no lock: the learner conditions its own copy of the GP, so other sessions never wait on it
                 learner = active_learner(data.run, settings, data.gp)
@@ -678,7 +680,6 @@ class ActiveLearning(pn.viewable.Viewer):
         if lr is None:
             return "Press Step or Play to start a live run."
         s = lr.settings
-        from cfgp.gp import device_label
 
         locked = f" {LOCKED}" if lr.cycle > 0 else ""
         return (f"{what}: live run, {s.strategy}, batch {s.batch_size}, seed {s.seed}, up to {s.cycles:,} cycles, "
@@ -817,8 +818,6 @@ class ActiveLearning(pn.viewable.Viewer):
 
     def export_curves(self):
         """The MAE curves as shown: the committed random band(s) and the run on screen, up to its current cycle."""
-        from cfgp.mpl_figures import al_curves_figure
-
         series = [{"label": f"committed {b['label']}: mean ± 2σ ({b['seeds']} seeds)", "labels": b["labels"],
                    "mae": b["mean"], "lower": b["lower"], "upper": b["upper"], "colour": BAND_COLOUR, "dashed": True}
                   for b in self.pre.bands]

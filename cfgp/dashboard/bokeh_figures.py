@@ -15,13 +15,9 @@ from bokeh.palettes import Plasma256, Viridis256
 from bokeh.plotting import figure
 
 from cfgp.dashboard.shared import NUMERIC_COLOURS, PROPERTY_COLOURS, ServerData
-from cfgp.palette import SIGNED
+from cfgp.palette import NAN_COLOUR, SIGNED
 
 PALETTES = {"Viridis256": Viridis256, "Plasma256": Plasma256, "signed": SIGNED}  # SIGNED runs blue → red
-CATEGORY_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
-BACKGROUND = "#c7c7c7"
-SPLIT_COLOURS = {"train": "#1f77b4", "test": "#ff7f0e", "pool": "#2ca02c", "picked by AL": "#d62728",
-                 "unused": BACKGROUND}
 
 MAP_HOVER = [("material", "@material_id"), ("formula", "@formula"), ("DFT E_f", "@dft{0.000} eV/atom"),
              ("GP E_f", "@gp{0.000} ± @sigma{0.000} eV/atom"), ("z", "@z{0.00} σ"), ("in domain", "@domain")]
@@ -78,7 +74,7 @@ class Colouring:
         sent now as the one ``prop`` column (NaN — a data set without it — drawn light grey)."""
         title, palette, _ = {**NUMERIC_COLOURS, **PROPERTY_COLOURS}[field]
         lo, hi = self.data.colour_limits[field]
-        mapper = LinearColorMapper(palette=PALETTES[palette], low=lo, high=hi, nan_color="#eeeeee")
+        mapper = LinearColorMapper(palette=PALETTES[palette], low=lo, high=hi, nan_color=NAN_COLOUR)
         column = field
         if field in PROPERTY_COLOURS:
             self.source.data["prop"] = self.data.browser_map_columns[field]
@@ -96,7 +92,7 @@ class Colouring:
         Every category of ``order`` is in the mapper, so later patches of the column keep their colour;
         ``send_column=False`` when the caller already patched the ``group`` column in place."""
         present = [g for g in order if (groups == g).any()]
-        mapper = CategoricalColorMapper(factors=list(order), palette=[colours[g] for g in order], nan_color="#eeeeee")
+        mapper = CategoricalColorMapper(factors=list(order), palette=[colours[g] for g in order], nan_color=NAN_COLOUR)
         if send_column:
             self.source.data["group"] = groups  # one column; the rest of the map stays in the browser
         self._set_colour({"field": "group", "transform": mapper})

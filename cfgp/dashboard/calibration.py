@@ -24,11 +24,12 @@ from bokeh.core.properties import value
 from bokeh.plotting import figure
 
 from cfgp import results
-from cfgp.uncertainty.metrics import METRIC_LABELS, calibration_curve, regression_metrics
 from cfgp.dashboard.bokeh_figures import FIGURE_MIN_WIDTH
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.shared import ServerData, SessionState, controls, in_document, note, on_session_end
-from cfgp.palette import SIGNED
+from cfgp.mpl_figures import calibration_curve_figure, parity_figure
+from cfgp.palette import HIGHLIGHT, NEUTRAL, POINT, SIGNED
+from cfgp.uncertainty.metrics import METRIC_LABELS, calibration_curve, regression_metrics
 
 SPLITS = ("test", "pool", "train")
 #: the most points a scatter source holds; a bigger split (the 13k pool) is drawn as a seeded subsample
@@ -39,8 +40,8 @@ SEED = 0
 MIN_SCORED = 3
 #: the core's labels, with the count and the NLL made explicit (units where a metric has one)
 LABELS = {**METRIC_LABELS, "n": "materials (count)", "nll": "mean NLL (nats; E_f in eV/atom)"}
-SELECTED_RED = "#d62728"
-ALL_GREY = "#7f7f7f"
+SELECTED_RED = HIGHLIGHT
+ALL_GREY = NEUTRAL
 HOVER = [("material", "@material_id"), ("formula", "@formula"), ("DFT E_f", "@dft{0.000} eV/atom"),
          ("GP E_f", "@gp{0.000} ± @sigma{0.000} eV/atom"), ("|residual| − 2σ", "@excess{0.000} eV/atom")]
 
@@ -254,8 +255,8 @@ class Calibration(pn.viewable.Viewer):
         self.split_select = pn.widgets.RadioButtonGroup(label="materials", options=list(SPLITS), value=self.split,
                                                         width=220)
         self.phosphate_box = pn.widgets.Checkbox(label="phosphates only", value=self.phosphates, width=160)
-        self.split_select.link(self, value="split")
-        self.phosphate_box.link(self, value="phosphates")
+        self.split_select.link(self, value="split", bidirectional=True)
+        self.phosphate_box.link(self, value="phosphates", bidirectional=True)
         self.clear_button = pn.widgets.Button(label="Clear selection", width=140)
         self.clear_button.on_click(lambda _: self.state.select([]))
         self.metrics_download = download_button("Download metrics (CSV)", "metrics.csv",
@@ -300,7 +301,7 @@ class Calibration(pn.viewable.Viewer):
         self.bars_source = ColumnDataSource({"dft": [], "lower": [], "upper": []}, name="parity-bars-source")
         fig = self._scatter_figure("parity", "GP vs DFT", "DFT E_f (eV/atom)", "GP E_f (eV/atom)")
         fig.add_layout(Slope(gradient=1, y_intercept=0, line_color="black", line_width=1))
-        r = fig.scatter("dft", "gp", source=self.parity_source, size=4, fill_color="#1f77b4", line_color=None,
+        r = fig.scatter("dft", "gp", source=self.parity_source, size=4, fill_color=POINT, line_color=None,
                         fill_alpha=0.45, name="parity-points")
         fig.segment("dft", "lower", "dft", "upper", source=self.bars_source, line_color=SELECTED_RED,
                     line_width=1, line_alpha=0.8, name="parity-bars")
@@ -457,8 +458,6 @@ class Calibration(pn.viewable.Viewer):
     # ------------------------------------------------------------ figure files (PNG / SVG) of what is shown
     def export_parity(self):
         """The parity plot as shown: the drawn materials of the split, the same ±2σ bars, the selection ringed."""
-        from cfgp.mpl_figures import parity_figure
-
         v = self.view
         p = v.parity
         return parity_figure(p["dft"], p["gp"], bars=(v.bars["dft"], v.bars["lower"], v.bars["upper"]),
@@ -466,8 +465,6 @@ class Calibration(pn.viewable.Viewer):
 
     def export_curve(self):
         """The calibration curve as shown: the whole view, and the selection's curve when something is selected."""
-        from cfgp.mpl_figures import calibration_curve_figure
-
         v, selected = self.view, self.state.selected
         if selected:
             rows = v.scored(selected)

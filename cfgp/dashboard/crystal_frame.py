@@ -15,13 +15,15 @@ from __future__ import annotations
 import param
 from panel.custom import JSComponent
 
+from cfgp.palette import LIGHT_PAGE
+
 
 class CrystalFrame(JSComponent):
     """An iframe with plotly.js that draws ``figure`` (Plotly JSON) and redraws it in place when it changes."""
 
     figure = param.String(default="", doc="JSON {label, data, layout}: what it shows, the Plotly figure ('': none)")
     plotly_src = param.String(default="", doc="plotly.js as the Panel server serves it (relative to the page)")
-    page_colour = param.String(default="#ffffff", doc="the frame's page colour (the session's theme)")
+    page_colour = param.String(default=LIGHT_PAGE, doc="the frame's page colour (the session's theme)")
     frame_class = param.String(default="", doc="CSS classes of the iframe (tests and benchmarks find it by them)")
     frame_height = param.Integer(default=360, doc="height of the drawing, px")
 

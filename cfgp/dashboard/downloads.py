@@ -15,6 +15,7 @@ from typing import Awaitable, Callable
 
 import pandas as pd
 import panel as pn
+from cfgp.mpl_figures import figure_bytes
 
 #: frame column → CSV header (units in the header, as in the app's tables)
 MATERIAL_COLUMNS = {
@@ -80,7 +81,6 @@ def figure_file(make_figure: Callable[[], object], fmt: str) -> Callable[[], Awa
     import matplotlib.backends.backend_agg  # noqa: F401  (matplotlib's first import, 1-3 s, once per process when
     import matplotlib.figure  # noqa: F401                   a session builds its tabs, not at a user's click)
 
-    from cfgp.mpl_figures import figure_bytes
 
     async def make() -> io.BytesIO:
         fig = make_figure()

@@ -13,15 +13,16 @@ from bokeh.models import BooleanFilter, CDSView, ColumnDataSource, CustomJS, Lin
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
+from cfgp.dashboard import untrusted
+from cfgp.dashboard.bokeh_figures import Colouring, hover, map_figure, selection_tools
 from cfgp.dashboard.details import MaterialDetails
 from cfgp.dashboard.downloads import MATERIAL_COLUMNS, csv_bytes, download_button, figure_downloads
-from cfgp.dashboard.bokeh_figures import (BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS, Colouring, hover, map_figure,
-                                    selection_tools)
 from cfgp.dashboard.shared import (PROPERTY_COLOURS, ServerData, SessionState, controls, in_document, note,
                                    on_session_end, on_session_tick, parse_element)
 from cfgp.embedding import TSNESettings, tsne
+from cfgp.mpl_figures import latent_map_figure
+from cfgp.palette import BACKGROUND, CATEGORY_COLOURS, SPLIT_COLOURS
 from cfgp.properties import CATALOGUE, describe_filters, marker_sizes, numeric_properties, parse_filters
-from cfgp.dashboard import untrusted
 
 COLOURINGS = {"DFT E_f": "dft", "GP E_f": "gp", "σ": "sigma", "residual": "residual", "z-score": "z",
               **{CATALOGUE[c].label: c for c in PROPERTY_COLOURS},
@@ -72,8 +73,8 @@ class LatentMap(pn.viewable.Viewer):
         self.colour_select = pn.widgets.Select(label="colour by", options=COLOURINGS, value=self.colour, width=160)
         self.element_input = pn.widgets.TextInput(label="element", value=self.element, width=90,
                                                   placeholder="e.g. Li", css_classes=["map-element"])
-        self.colour_select.link(self, value="colour")
-        self.element_input.link(self, value="element")
+        self.colour_select.link(self, value="colour", bidirectional=True)
+        self.element_input.link(self, value="element", bidirectional=True)
         self.size_select = pn.widgets.Select(label="marker size by", options=SIZES, value=self.size, width=170,
                                              css_classes=["map-size"])
         self.size_select.link(self, value="size", bidirectional=True)
@@ -360,8 +361,6 @@ class LatentMap(pn.viewable.Viewer):
     def export_figure(self):
         """The map as shown now, drawn by the core's matplotlib: same colouring (the mapper's own palette and
         limits, or the categories with their colours and counts), same selection."""
-        from cfgp.mpl_figures import latent_map_figure
-
         spec = self.renderer.glyph.fill_color
         mapper = spec["transform"] if isinstance(spec, dict) else getattr(spec, "transform", None)
         common = {"title": self.fig.title.text, "selected": self.state.selected}

@@ -22,10 +22,13 @@ import numpy as np
 import panel as pn
 import param
 
+from cfgp.al import ALSettings, labels_to_reach
+from cfgp.dashboard.active_learning import precomputed
+from cfgp.dashboard.calibration import outlier_summary, split_view
 from cfgp.dashboard.shared import ServerData
-from cfgp.results import phosphate_verdict
 from cfgp.dashboard.view_state import DashboardParts, ViewSync, as_text, parse_int, soon
 from cfgp.pipeline import al_label
+from cfgp.results import phosphate_verdict
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,6 @@ def _sigma_step(data: ServerData) -> Step:
 
 
 def _calibration_step(data: ServerData) -> Step:
-    from cfgp.dashboard.calibration import split_view
-
     v = split_view(data, "test", False)
     m = v.metrics
     if m is None:
@@ -119,8 +120,6 @@ VERDICTS = {"over": "more than their share", "under": "fewer than their share: h
 
 
 def _outlier_step(data: ServerData) -> Step:
-    from cfgp.dashboard.calibration import outlier_summary
-
     f = data.frame
     s = outlier_summary(data, "test")
     view = {"tab": "outliers", "out_split": "test", "out_phosphates": "true", "out_element": "", "material": ""}
@@ -155,9 +154,6 @@ def _outlier_step(data: ServerData) -> Step:
 
 
 def _al_step(data: ServerData) -> Step:
-    from cfgp.al import ALSettings, labels_to_reach
-    from cfgp.dashboard.active_learning import precomputed
-
     pre = precomputed(data)
     entropy = sorted(((rp.settings.get("batch_size") or 1, rp.settings.get("seed", 0), stem)
                       for stem, rp in pre.replays.items() if rp.settings.get("strategy") == "entropy"))

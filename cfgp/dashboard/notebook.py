@@ -19,7 +19,13 @@ from pathlib import Path
 import panel as pn
 import panel.reactive
 
-from cfgp.dashboard.shared import SessionState, server_data
+from cfgp.dashboard.active_learning import ActiveLearning
+from cfgp.dashboard.bokeh_figures import map_source
+from cfgp.dashboard.calibration import Calibration
+from cfgp.dashboard.latent_map import LatentMap
+from cfgp.dashboard.outliers import Outliers
+from cfgp.dashboard.predict import Predict
+from cfgp.dashboard.shared import EXTENSIONS, SessionState, server_data
 
 #: tab title → what its constructor needs besides (data, state): whether it shares the map source
 TABS = {"Latent map": True, "Calibration": False, "Active learning": True, "Outliers": False, "Predict": True}
@@ -37,8 +43,6 @@ def notebook_extension(comms: str = "default", dist_url: str | None = None, **kw
     with another ``--ServerApp.base_url``. Front ends without that server (VS Code, Colab: ``comms="ipywidgets"``
     or ``"vscode"``/``"colab"``) keep Panel's CDN unless ``dist_url`` is given.
     """
-    from cfgp.dashboard import EXTENSIONS
-
     kwargs.setdefault("sizing_mode", "stretch_width")
     kwargs.setdefault("inline", True)
     if dist_url is not None:
@@ -63,12 +67,6 @@ def tab(name: str, run_dir: str | Path | None = None, state: SessionState | None
     """
     if name not in TABS:
         raise ValueError(f"unknown tab {name!r}: choose one of {', '.join(TABS)}")
-    from cfgp.dashboard.active_learning import ActiveLearning
-    from cfgp.dashboard.calibration import Calibration
-    from cfgp.dashboard.bokeh_figures import map_source
-    from cfgp.dashboard.latent_map import LatentMap
-    from cfgp.dashboard.outliers import Outliers
-    from cfgp.dashboard.predict import Predict
 
     cls = {"Latent map": LatentMap, "Calibration": Calibration, "Active learning": ActiveLearning,
            "Outliers": Outliers, "Predict": Predict}[name]

@@ -67,6 +67,7 @@ class Outliers(pn.viewable.Viewer):
     split = param.Selector(default="test", objects=list(SPLITS.values()))
     phosphates_only = param.Boolean(default=False)
     element = param.String(default="")
+    compare_nearest = param.Boolean(default=False, doc="show the nearest training material beside the one shown")
 
     def __init__(self, data: ServerData, state: SessionState, **params):
         params.setdefault("name", "Outliers")
@@ -76,9 +77,9 @@ class Outliers(pn.viewable.Viewer):
         self.phos_box = pn.widgets.Checkbox(label="phosphates only", value=self.phosphates_only, width=160)
         self.element_input = pn.widgets.TextInput(label="contains element", value=self.element,
                                                   placeholder="e.g. Li", width=140, css_classes=["outliers-element"])
-        self.split_select.link(self, value="split")
-        self.phos_box.link(self, value="phosphates_only")
-        self.element_input.link(self, value="element")
+        self.split_select.link(self, value="split", bidirectional=True)
+        self.phos_box.link(self, value="phosphates_only", bidirectional=True)
+        self.element_input.link(self, value="element", bidirectional=True)
         self.message = pn.pane.Alert("", alert_type="warning", visible=False, name="outliers-message",
                                      css_classes=["outliers-message"])
         self.summary = pn.pane.Markdown("", name="outliers-summary", css_classes=["outliers-summary"],
@@ -98,7 +99,8 @@ class Outliers(pn.viewable.Viewer):
         self.compare = CompareView(data, css_class="compare")
         self.compare_box = pn.widgets.Checkbox(label="compare with nearest training material", value=False,
                                                css_classes=["outliers-compare"])
-        self.compare_box.param.watch(lambda e: self._follow_details(), "value")
+        self.compare_box.link(self, value="compare_nearest", bidirectional=True)
+        self.param.watch(lambda e: self._follow_details(), "compare_nearest")
         self.details.param.watch(lambda e: self._follow_details(), "shown")
         state.param.watch(lambda e: self._update(), "filter_mask")
         self._update()
@@ -150,7 +152,7 @@ class Outliers(pn.viewable.Viewer):
                        f"first (at most {TOP}).")
 
     def _follow_details(self) -> None:
-        self.compare.show(self.details.shown if self.compare_box.value else None)
+        self.compare.show(self.details.shown if self.compare_nearest else None)
 
     def _on_click(self, event) -> None:
         try:

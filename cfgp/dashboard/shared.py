@@ -24,6 +24,7 @@ import param
 
 from cfgp.artefacts import DEFAULT_RUN
 from cfgp.embedding import TSNESettings, run_tsne
+from cfgp.neighbours import LatentNeighbours
 from cfgp.pipeline import Run, load_al_histories
 from cfgp.properties import CATALOGUE, NUMERIC, filter_mask
 from cfgp.results import load_results
@@ -76,6 +77,10 @@ def reduced_formula(formula: str) -> str:
         return str(formula)
 
 
+#: the Panel extensions every page (server or notebook) loads
+EXTENSIONS = ("tabulator",)  # plotly.js loads on demand, see details.py
+
+
 class ServerData:
     """Read-only results of one run folder, shared by all sessions of a server."""
 
@@ -103,6 +108,12 @@ class ServerData:
         self.lock = threading.Lock()  # TensorFlow model building / featurising: one at a time
 
     # ------------------------------------------------------------ lookups
+    @cached_property
+    def neighbours(self) -> LatentNeighbours:
+        """Nearest training materials in the GP's latent space (the compare view's numbers; built on first use)."""
+        return LatentNeighbours(self.gp, self.X, self.run.split.train, self.run.split.test,
+                                self.frame["material_id"].to_numpy())
+
     @cached_property
     def element_rows(self) -> dict[str, np.ndarray]:
         """Element symbol → sorted rows of the materials that contain it."""

@@ -27,6 +27,8 @@ from panel.theme import Inherit
 from panel.theme.native import Native, NativeDarkTheme, NativeDefaultTheme
 from panel.viewable import Viewable
 
+from cfgp.palette import LIGHT_PAGE
+
 HERE = Path(__file__).parent
 THEMES = ("default", "dark")
 TRUE = ("1", "true", "yes", "on")
@@ -219,7 +221,7 @@ def plotly_layout(options: ViewOptions | None = None) -> dict:
 def iframe_background(options: ViewOptions | None = None) -> str:
     """The background of the structure viewer's page (dark in the dark theme, so no white flash or border)."""
     options = options or current_options()
-    return PLOTLY_DARK["paper_bgcolor"] if options.dark else "#ffffff"
+    return PLOTLY_DARK["paper_bgcolor"] if options.dark else LIGHT_PAGE
 
 
 # ------------------------------------------------------------------ keyboard and the header toggles

@@ -25,8 +25,11 @@ import param
 
 from cfgp.dashboard import untrusted
 from cfgp.dashboard.al_controller import DEFAULTS, LIVE, REPLAY_PREFIX, check_setting
-from cfgp.dashboard.untrusted import as_text, quoted
+from cfgp.dashboard.calibration import SPLITS as CALIBRATION_SPLITS
+from cfgp.dashboard.latent_map import AXES, COLOURINGS, SIZES
+from cfgp.dashboard.outliers import SPLITS as OUTLIER_SPLITS
 from cfgp.dashboard.shared import ServerData, SessionState, on_session_tick, parse_element
+from cfgp.dashboard.untrusted import as_text, quoted
 from cfgp.properties import parse_filters
 
 #: tab name → the short name a link uses (a tab not listed gets its lower-cased, hyphenated name)
@@ -186,7 +189,7 @@ class ViewSync:
             "material": material,
             "cal_split": p.calibration.split, "cal_phosphates": as_text(bool(p.calibration.phosphates)),
             "out_split": p.outliers.split, "out_phosphates": as_text(bool(p.outliers.phosphates_only)),
-            "out_element": p.outliers.element, "out_compare": as_text(bool(p.outliers.compare_box.value)),
+            "out_element": p.outliers.element, "out_compare": as_text(bool(p.outliers.compare_nearest)),
             "al": "replay" if replay else "live", "strategy": as_text(ctrl.strategy),
             "seed": as_text(ctrl.seed), "batch": as_text(ctrl.batch_size), "cycle": cycle,
             "q": p.finder.query if p.finder is not None else "",
@@ -198,8 +201,7 @@ class ViewSync:
         p.tabs.param.watch(self._changed, "active")
         p.latent.param.watch(self._changed, ["colour", "element", "size", "x_axis", "y_axis", "filters"])
         p.calibration.param.watch(self._changed, ["split", "phosphates"])
-        p.outliers.param.watch(self._changed, ["split", "phosphates_only", "element"])
-        p.outliers.compare_box.param.watch(self._changed, "value")
+        p.outliers.param.watch(self._changed, ["split", "phosphates_only", "element", "compare_nearest"])
         p.state.param.watch(self._changed, "selected")
         p.active.param.watch(self._changed, ["mode", "playing"])
         p.active.controls.param.watch(self._changed, ["run", "strategy", "seed", "batch_size", "replay_cycle"])
@@ -343,8 +345,6 @@ class ViewSync:
             self.parts.tabs.active = index
 
     def _apply_map(self, view, messages) -> None:
-        from cfgp.dashboard.latent_map import AXES, COLOURINGS, SIZES
-
         lm = self.parts.latent
         if "colour" in view:
             key = as_text(view["colour"]).strip()
@@ -355,16 +355,16 @@ class ViewSync:
                 messages.append(f"Link parameter colour: {quoted(view['colour'])} is not a colouring (one of "
                                 f"{', '.join(COLOURINGS.values())}); the map is coloured by DFT E_f.")
                 key = "dft"
-            if lm.colour_select.value != key:
-                lm.colour_select.value = key
+            if lm.colour != key:
+                lm.colour = key
         if "element" in view:
             try:
                 symbol = parse_element(as_text(view["element"]))
             except ValueError as exc:
                 messages.append(f"Link parameter element: {exc}; the map's element colouring uses P.")
                 symbol = "P"
-            if lm.element_input.value != symbol:
-                lm.element_input.value = symbol
+            if lm.element != symbol:
+                lm.element = symbol
         if "size" in view:
             size = as_text(view["size"]).strip()
             if size not in SIZES.values():
@@ -393,16 +393,12 @@ class ViewSync:
                 lm.filters = text
 
     def _apply_calibration(self, view, messages) -> None:
-        from cfgp.dashboard.calibration import SPLITS
-
         cal = self.parts.calibration
-        self._apply_filters(view, messages, "cal", SPLITS, cal.split_select, cal.phosphate_box, "Calibration")
+        self._apply_filters(view, messages, "cal", CALIBRATION_SPLITS, cal, "phosphates", "Calibration")
 
     def _apply_outliers(self, view, messages) -> None:
-        from cfgp.dashboard.outliers import SPLITS
-
         out = self.parts.outliers
-        self._apply_filters(view, messages, "out", list(SPLITS.values()), out.split_select, out.phos_box, "Outliers")
+        self._apply_filters(view, messages, "out", list(OUTLIER_SPLITS.values()), out, "phosphates_only", "Outliers")
         if "out_element" in view:
             text = as_text(view["out_element"]).strip()
             symbol = ""
@@ -411,16 +407,17 @@ class ViewSync:
                     symbol = parse_element(text)
                 except ValueError as exc:
                     messages.append(f"Link parameter out_element: {exc}; the outliers are not filtered by element.")
-            if out.element_input.value != symbol:
-                out.element_input.value = symbol
+            if out.element != symbol:
+                out.element = symbol
         if "out_compare" in view:
             value = self._bool(view, "out_compare", messages)
-            if out.compare_box.value != value:
-                out.compare_box.value = value
+            if out.compare_nearest != value:
+                out.compare_nearest = value
 
-    def _apply_filters(self, view, messages, prefix: str, splits, split_select, phosphate_box, tab: str) -> None:
-        """``<prefix>_split`` and ``<prefix>_phosphates`` of a link onto one tab's split selector and phosphate
-        checkbox (Calibration and Outliers share the pair); a bad value is named and the default used."""
+    def _apply_filters(self, view, messages, prefix: str, splits, view_obj, phosphates: str, tab: str) -> None:
+        """``<prefix>_split`` and ``<prefix>_phosphates`` of a link onto one tab's ``split`` and phosphate
+        parameters (Calibration and Outliers share the pair; their widgets follow); a bad value is named and the
+        default used."""
         key = f"{prefix}_split"
         if key in view:
             split = as_text(view[key]).strip().lower()
@@ -428,13 +425,13 @@ class ViewSync:
                 messages.append(f"Link parameter {key}: {quoted(view[key])} is not a split (one of "
                                 f"{', '.join(splits)}); the {tab} tab shows the test split.")
                 split = "test"
-            if split_select.value != split:
-                split_select.value = split
+            if view_obj.split != split:
+                view_obj.split = split
         key = f"{prefix}_phosphates"
         if key in view:
             value = self._bool(view, key, messages)
-            if phosphate_box.value != value:
-                phosphate_box.value = value
+            if getattr(view_obj, phosphates) != value:
+                setattr(view_obj, phosphates, value)
 
     @staticmethod
     def _bool(view, key, messages) -> bool:

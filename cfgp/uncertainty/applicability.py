@@ -23,7 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cfgp.artefacts import read_json, user_dir, write_json
+from cfgp.pipeline import GP_FILE, LATENTS_FILE, load_gp, predict_rows
 from cfgp.uncertainty.domain_model import DomainCheck, DomainModel, DomainSettings
+from cfgp.uncertainty.groups import group_metrics, group_report
 from cfgp.uncertainty.sigma_calibration import SigmaCalibrator
 
 DOMAIN_FILE = "domain.json"
@@ -53,8 +56,6 @@ class Applicability:
     def predict(self, gp, X: np.ndarray, elements) -> dict:
         """GP mean, calibrated σ, raw GP σ, Student-t scale, domain flag and reason for each row of X
         (NaN mean and σ where a latent is missing)."""
-        from cfgp.pipeline import predict_rows
-
         mean, sigma_raw = predict_rows(gp, X)
         check = self.check(X, elements)
         sigma, scale = self.calibrated(sigma_raw, check)
@@ -64,15 +65,10 @@ class Applicability:
 
 # ------------------------------------------------------------------ keys and files
 def _latents_hash(run) -> str:
-    from cfgp.pipeline import LATENTS_FILE
-
     return str(np.load(run.path(LATENTS_FILE), allow_pickle=False)["model_hash"])
 
 
 def _gp_hyperparameters(run) -> dict:
-    from cfgp.artefacts import read_json
-    from cfgp.pipeline import GP_FILE
-
     path = run.path(GP_FILE)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no fitted GP; run `cfgp fit`")
@@ -87,8 +83,6 @@ def applicability_key(run, settings: DomainSettings = DomainSettings()) -> dict:
 
 
 def _cache_path(key: dict) -> Path:
-    from cfgp.artefacts import user_dir
-
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return user_dir() / "cache" / f"domain-{digest}.json"
 
@@ -101,8 +95,6 @@ def fit_applicability(run, gp=None, pred: dict | None = None,
     ``pred`` (GP mean and σ of every material, as :func:`cfgp.pipeline.predictions`) saves predicting the pool;
     ``tau_new`` is the new-chemistry scale fitted on held-out families (``cfgp domain --families`` fits it).
     """
-    from cfgp.pipeline import load_gp, predict_rows
-
     m, sp = run.materials, run.split
     X, y = run.latents(), m.y
     elements = list(m.frame["elements"])
@@ -150,8 +142,6 @@ def _from_json(run, d: dict, source: str) -> Applicability:
 
 def save_applicability(run, app: Applicability, path: str | Path | None = None) -> Path:
     """Write domain.json into the run's write folder (the user's folder for the shipped default)."""
-    from cfgp.artefacts import write_json
-
     path = Path(path) if path is not None else run.write_dir / DOMAIN_FILE
     write_json(path, _to_json(app))
     return path
@@ -161,8 +151,6 @@ def load_applicability(run, gp=None, pred: dict | None = None, settings: DomainS
                        cache: bool = True) -> Applicability:
     """The run's domain model and σ calibration: its domain.json if the key matches, else the user cache,
     else fitted now (and cached for next time when ``cache``; an unwritable cache is not an error)."""
-    from cfgp.artefacts import read_json, write_json
-
     key = applicability_key(run, settings)
     cached = _cache_path(key)
     for path in (run.path(DOMAIN_FILE), cached):
@@ -201,10 +189,6 @@ def evaluation_groups(run, app: Applicability, pred: dict, check_set=None, gp=No
     pred : GP mean and σ of every material of the run; check_set : a :class:`cfgp.uncertainty.check_sets.CheckSet`;
     check : :func:`run_checks` of the run when the caller has it already (else it is run here).
     """
-    from cfgp.artefacts import write_json
-    from cfgp.uncertainty.groups import group_metrics, group_report
-    from cfgp.pipeline import load_gp, predict_rows
-
     m = run.materials
     te = run.split.test
     te = te[np.isfinite(pred["mean"][te]) & np.isfinite(m.y[te])]
@@ -237,8 +221,6 @@ def _check_set_report_path(key: dict) -> Path:
 
 def cached_check_set_group(app: Applicability) -> dict | None:
     """The check-set group last computed by ``cfgp evaluate --check-set`` for this model, if any."""
-    from cfgp.artefacts import read_json
-
     path = _check_set_report_path(app.key)
     try:
         return read_json(path) if path.exists() else None
@@ -249,8 +231,6 @@ def cached_check_set_group(app: Applicability) -> dict | None:
 def evaluate_domain(run, gp=None, check_set=None) -> dict:
     """Domain model, σ calibration and per-group calibration of a run's test split (and of a check set):
     the part of ``cfgp evaluate --json`` this module owns."""
-    from cfgp.pipeline import load_gp, predict_rows
-
     gp = gp if gp is not None else load_gp(run)
     app = load_applicability(run, gp)
     X = run.latents()

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from cfgp.artefacts import file_sha256, save_npz, user_dir
+from cfgp.data import read_records, validate_records
+from cfgp.pipeline import LATENTS_FILE
 
 
 def cache_dir() -> Path:
@@ -52,9 +54,6 @@ def check_set(run, path: str | Path, n: int | None = None, seed: int = 0, progre
     Bad records are skipped as everywhere in cfgp (the load report names them). The result is cached in
     :func:`cache_dir` and reloaded when the file, the MEGNet and the sample match.
     """
-    from cfgp.data import read_records, validate_records
-    from cfgp.pipeline import LATENTS_FILE
-
     path = Path(path)
     data_hash = file_sha256(path)[:16]
     model_hash = str(np.load(run.path(LATENTS_FILE), allow_pickle=False)["model_hash"])

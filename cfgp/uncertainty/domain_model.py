@@ -87,6 +87,14 @@ def _join(symbols: Iterable[str]) -> str:
     return ", ".join(sorted(symbols))
 
 
+def k_nearest(Q: np.ndarray, R: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distances and indices of each row of ``Q``'s ``k`` nearest rows of ``R`` (at most ``len(R)``),
+    nearest first: the one neighbour search of cfgp (the domain model, and the compare view's nearest training
+    material)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    return NearestNeighbors(n_neighbors=max(1, min(int(k), len(R)))).fit(R).kneighbors(Q)
+
 class DomainModel:
     """Flags materials unlike the training set, scikit-learn style: ``fit`` on training latents and
     element sets, ``predict`` → in-domain booleans, ``check`` → booleans, reasons and distances.
@@ -173,11 +181,9 @@ class DomainModel:
     def _knn(self, Q: np.ndarray, R: np.ndarray, skip_self: np.ndarray | None = None) -> np.ndarray:
         """Mean distance of each row of Q to its k nearest rows of R (both standardised); rows of Q flagged in
         ``skip_self`` are themselves in R, so their nearest (zero) distance is dropped."""
-        from sklearn.neighbors import NearestNeighbors
-
         k = min(self.k, len(R))
         extra = 1 if skip_self is not None and skip_self.any() else 0
-        dist = NearestNeighbors(n_neighbors=min(k + extra, len(R))).fit(R).kneighbors(Q)[0]
+        dist = k_nearest(Q, R, k + extra)[0]
         if not extra:
             return dist[:, :k].mean(axis=1)
         return np.where(skip_self, dist[:, 1:k + 1].mean(axis=1), dist[:, :k].mean(axis=1))

@@ -18,6 +18,9 @@ threshold are chosen on) and its test materials (``test``: read once for the rep
 from __future__ import annotations
 
 import numpy as np
+from cfgp.gp import CFGP
+from cfgp.uncertainty.domain_model import DomainModel, DomainSettings
+from cfgp.uncertainty.sigma_calibration import SigmaCalibrator, predictive_metrics, scale_mle
 
 #: held-out families: name → (label, element symbols)
 LANTHANIDES = ("La", "Ce", "Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu")
@@ -41,8 +44,6 @@ def members(elements, symbols) -> np.ndarray:
 
 
 def _score(mean, y, scale, df, sigma_raw, check, large: float) -> dict:
-    from cfgp.uncertainty.sigma_calibration import predictive_metrics
-
     if len(y) == 0:
         return {"n": 0}
     m = predictive_metrics(mean, scale, y, df)
@@ -59,10 +60,6 @@ def _score(mean, y, scale, df, sigma_raw, check, large: float) -> dict:
 def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None) -> dict:
     """Re-fit GP, domain model and σ calibration on the run's train/pool without the materials containing any of
     ``symbols``; score those materials of the pool (``selection``) and of the test split (``test``)."""
-    from cfgp.uncertainty.domain_model import DomainModel, DomainSettings
-    from cfgp.gp import CFGP
-    from cfgp.uncertainty.sigma_calibration import SigmaCalibrator
-
     settings = settings or DomainSettings()
     m, sp = run.materials, run.split
     X, y = run.latents(), m.y
@@ -102,8 +99,6 @@ def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None) 
 
 def new_chemistry_tau(z: np.ndarray, df: float | None) -> float:
     """Maximum-likelihood scale (in units of the GP's σ) of standardised residuals of new chemistry."""
-    from cfgp.uncertainty.sigma_calibration import scale_mle
-
     return scale_mle(z[np.isfinite(z)], df)
 
 

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 from scipy import optimize, stats
+from cfgp.uncertainty.metrics import area_from_diagonal
 
 #: central probabilities of the ±1σ and ±2σ intervals of a Gaussian
 P1, P2 = 0.682689492137086, 0.954499736103642
@@ -150,8 +151,6 @@ def predictive_metrics(y_pred, scale, y_true, df: float | None = None, num_bins:
     coverage of its central 68.27 % and 95.45 % intervals (for a Gaussian, ±1σ and ±2σ), miscalibration area
     of its interval calibration curve (uncertainty-toolbox definition, as :mod:`cfgp.uncertainty.metrics`), mean NLL
     and MAE."""
-    from cfgp.uncertainty.metrics import area_from_diagonal
-
     y_pred, scale, y_true = (np.asarray(a, float).ravel() for a in (y_pred, scale, y_true))
     if not len(y_pred) == len(scale) == len(y_true):
         raise ValueError("y_pred, scale and y_true must have the same length")

@@ -7,7 +7,6 @@ import statistics
 import time
 
 import numpy as np
-import pytest
 
 from tests.dashboard.conftest import tab, text_of, wait_for
 
