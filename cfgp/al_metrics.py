@@ -52,7 +52,7 @@ def value_at(records: Sequence[dict], n_labels: int, key: str = "mae") -> float 
     return float(values[hit[0]]) if len(hit) else None
 
 
-def _summary(diffs: list[float]) -> dict:
+def paired_summary(diffs: list[float]) -> dict:
     """Mean, spread and a 95 % Student-t interval of the mean of paired differences (None with one pair)."""
     from scipy import stats
 
@@ -109,14 +109,15 @@ def paired_comparison(strategy: Mapping[int, Sequence[dict]], baseline: Mapping[
             continue
         out["at"][int(n)] = {"strategy": float(np.mean([a for a, _ in pairs])),
                              "baseline": float(np.mean([b for _, b in pairs])),
-                             "difference": _summary([a - b for a, b in pairs]),
-                             "relative": _summary([a / b - 1 for a, b in pairs])}
+                             "difference": paired_summary([a - b for a, b in pairs]),
+                             "relative": paired_summary([a / b - 1 for a, b in pairs])}
     areas = []
     for s in seeds:
         upto = int(min(_curve(strategy[s], key)[0][-1], _curve(baseline[s], key)[0][-1]))
         areas.append((area_under_curve(strategy[s], key, upto), area_under_curve(baseline[s], key, upto)))
     out["area"] = {"strategy": float(np.mean([a for a, _ in areas])), "baseline": float(np.mean([b for _, b in areas])),
-                   "difference": _summary([a - b for a, b in areas]), "relative": _summary([a / b - 1 for a, b in areas])}
+                   "difference": paired_summary([a - b for a, b in areas]),
+                   "relative": paired_summary([a / b - 1 for a, b in areas])}
     return out
 
 

@@ -21,6 +21,7 @@ from cfgp.mpl_figures import al_curves_png, learning_curve_png
 from cfgp.pipeline import (Run, evaluate, featurize, fit_gp, init_run, load_al_histories, load_gp,
                            run_active_learning, train_megnet)
 from cfgp.retrain import retrain
+from cfgp.retrain_report import retrain_report
 from cfgp.screening import (DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink, ScreeningModel,
                             parquet_journal, resume_state, screen)
 from cfgp.splits import PAPER_SUBSAMPLE, SplitSettings
@@ -320,6 +321,30 @@ def cmd_learning_curve(args) -> int:
     return 0
 
 
+def cmd_retrain_report(args) -> int:
+    report = retrain_report(args.dir, baseline=args.baseline, bootstrap=args.bootstrap, seed=args.seed)
+    if args.json:
+        _print_json(report)
+        return 0
+    for picks, entry in report["picks"].items():
+        print(f"{picks:,} picks (converged retrains; fixed test set)")
+        for name, s in entry["strategies"].items():
+            pool = f"  pool-scored {s['pool_scored_mae']:.4f} (paper's protocol)" if "pool_scored_mae" in s else ""
+            print(f"  {name:10s} seeds {s['seeds']}  test MAE {s['mae']:.4f}  2σ coverage {s['coverage_2sigma']:.3f}  "
+                  f"miscal. area {s['miscalibration_area']:.3f}{pool}")
+            p = s.get("paired")
+            if p:
+                d = p["mae"]
+                ci = f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d["ci95"] else "(one pair: no interval)"
+                print(f"    − {report['baseline']}: test MAE {d['mean']:+.4f} eV/atom over seeds {p['seeds']}, 95 % t {ci}")
+                for sd, b in p.get("test_bootstrap", {}).items():
+                    print(f"      seed {sd}: {b['difference']:+.4f}, test-set bootstrap 95 % "
+                          f"[{b['ci95'][0]:+.4f}, {b['ci95'][1]:+.4f}] on {b['n_test']:,} materials")
+    for r in report["not_converged"]:
+        print(f"not converged (not scored): {r['dir']} ({r['epochs']} epochs)")
+    return 0
+
+
 def cmd_al_compare(args) -> int:
     run = _run(args)
     groups = load_al_histories(run)
@@ -586,6 +611,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pool-scored", action="store_true",
                    help="also the paper's score, MAE on the still-unlabelled pool (replays each history, ~20 s each)")
     c.set_defaults(func=cmd_al_compare)
+
+    rr = sub.add_parser("retrain-report", help="strategies compared after converged retrains: paired differences "
+                        "by seed with intervals, beside the paper's pool-scored MAE")
+    rr.add_argument("dir", type=Path, help="folder holding finished `cfgp retrain` folders (searched recursively)")
+    rr.add_argument("--baseline", default="random", help="the strategy every other is paired with")
+    rr.add_argument("--bootstrap", type=int, default=2000, help="test-set bootstrap resamples per seed pair (0: none, no re-prediction)")
+    rr.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    rr.add_argument("--json", action="store_true")
+    rr.set_defaults(func=cmd_retrain_report)
 
     ts = sub.add_parser("tsne", help="2-D t-SNE map of every material's latent (cached per settings)")
     run_arg(ts)

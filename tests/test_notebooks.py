@@ -68,7 +68,7 @@ def _run_notebook(path, monkeypatch):
     assert not errors, [f"{e['ename']}: {e['evalue']}" for e in errors]
     text = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []) if o.output_type == "stream")
     # a cell that ends in a plot expression displays a plot
-    ends_in_plot = [c for c in cells if re.search(r"^(plots\.\w+\(|base \*|hv\.)", c.source.strip().splitlines()[-1])]
+    ends_in_plot = [c for c in cells if re.search(r"^(hv_plots\.\w+\(|base \*|hv\.)", c.source.strip().splitlines()[-1])]
     shown = [c for c in ends_in_plot
              if any(set(PLOT_MIME) & set(o.get("data", {})) for o in c.get("outputs", []) if o.output_type in
                     ("display_data", "execute_result"))]
