@@ -16,6 +16,7 @@ from cfgp.dashboard.calibration import Calibration
 from cfgp.dashboard.finder import Finder
 from cfgp.dashboard.latent_map import LatentMap
 from cfgp.dashboard.lesson import Lesson
+from cfgp.dashboard.notebook import notebook_extension, tab  # one tab in a notebook cell
 from cfgp.dashboard.outliers import Outliers
 from cfgp.dashboard.predict import Predict, warm_up_in_background
 from cfgp.dashboard.shared import EXTENSIONS, ServerData, SessionState, freeze_server_heap, server_data
@@ -48,8 +49,6 @@ def create_app(run_dir=None, theme: str | None = None, projector: bool | None = 
     active, outliers, predict = ActiveLearning(data, state, source), Outliers(data, state), Predict(data, state, source)
     tabs = pn.Tabs(latent, calibration, active, outliers, predict, dynamic=True)
     # shareable views (the view in the URL, a copy-link button) and the guided lesson, which sets views the same way
-
-
     finder = Finder(data)  # the search box above the tabs: by id, formula or elements, from every tab
     parts = DashboardParts(data, state, tabs, latent, calibration, active, outliers, predict, finder)
     views = ViewSync(parts)
@@ -60,7 +59,5 @@ def create_app(run_dir=None, theme: str | None = None, projector: bool | None = 
                     finder, pn.Row(lesson, tabs, sizing_mode="stretch_width"), sizing_mode="stretch_width")
     return classroom.apply(app, options)  # classroom display: theme, projector, keyboard, tooltips
 
-
-from cfgp.dashboard.notebook import notebook_extension, tab  # noqa: E402  (one tab in a notebook cell)
 
 __all__ = ["EXTENSIONS", "create_app", "tab", "notebook_extension", "server_data", "ServerData", "SessionState"]

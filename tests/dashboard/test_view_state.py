@@ -189,3 +189,69 @@ def test_copy_link_puts_the_url_on_the_clipboard(open_url, server):
     assert copied == page.url and query(page).get("colour") == "z"
     assert page.url in visible_text(page, ".view-link")
     server.assert_clean()
+
+
+# ------------------------------------------------------------ the same, in Python (no browser): parameters, not widgets
+@pytest.fixture(scope="module")
+def in_process():
+    """The dashboard's views on the shipped default, built in this process (no server, no browser: ~15 s)."""
+    import panel as pn
+
+    from cfgp.artefacts import DEFAULT_RUN
+    from cfgp.dashboard.active_learning import ActiveLearning
+    from cfgp.dashboard.bokeh_figures import map_source
+    from cfgp.dashboard.calibration import Calibration
+    from cfgp.dashboard.finder import Finder
+    from cfgp.dashboard.latent_map import LatentMap
+    from cfgp.dashboard.outliers import Outliers
+    from cfgp.dashboard.predict import Predict
+    from cfgp.dashboard.shared import SessionState, server_data
+    from cfgp.dashboard.view_state import DashboardParts, ViewSync
+
+    data = server_data(DEFAULT_RUN)
+
+    def build():
+        state = SessionState()
+        source = map_source(data)
+        lm, cal = LatentMap(data, state, source), Calibration(data, state)
+        al, out, pr = ActiveLearning(data, state, source), Outliers(data, state), Predict(data, state, source)
+        parts = DashboardParts(data, state, pn.Tabs(lm, cal, al, out, pr), lm, cal, al, out, pr, Finder(data))
+        return parts, ViewSync(parts, location=False)
+    return build
+
+
+def test_a_link_sets_each_tabs_parameters_and_the_widgets_follow(in_process):
+    parts, sync = in_process()
+    lm, cal, out = parts.latent, parts.calibration, parts.outliers
+    link = {"colour": "sigma", "element": "Fe", "cal_split": "pool", "cal_phosphates": "true", "out_split": "pool",
+            "out_element": "Fe", "out_compare": "true", "tab": "outliers"}
+    assert sync.apply(link) == []
+    assert (lm.colour, lm.element, cal.split, cal.phosphates) == ("sigma", "Fe", "pool", True)
+    assert (out.split, out.element, out.compare_nearest, parts.tabs.active) == ("pool", "Fe", True, 3)
+    # the widgets show what the parameters hold
+    assert (lm.colour_select.value, lm.element_input.value) == ("sigma", "Fe")
+    assert (cal.split_select.value, cal.phosphate_box.value) == ("pool", True)
+    assert (out.split_select.value, out.element_input.value, out.compare_box.value) == ("pool", "Fe", True)
+    # the view reads back as the same link, and that link rebuilds the same view in another session
+    now = sync.current()
+    assert {k: now[k] for k in link} == link
+    parts2, sync2 = in_process()
+    assert sync2.apply(now) == [] and sync2.current() == now
+
+
+def test_a_widget_change_reaches_the_parameter_and_the_link(in_process):
+    parts, sync = in_process()
+    parts.latent.colour_select.value = "z"
+    parts.outliers.compare_box.value = True
+    assert parts.latent.colour == "z" and parts.outliers.compare_nearest
+    assert sync.current()["colour"] == "z" and sync.current()["out_compare"] == "true"
+
+
+@pytest.mark.parametrize("key, value, default", [("colour", "<script>alert(1)</script>", "dft"),
+                                                 ("cal_split", "nope", "test"), ("out_split", "javascript:x", "test"),
+                                                 ("out_compare", "maybe", "false")])
+def test_a_bad_value_is_named_and_the_default_used(in_process, key, value, default):
+    parts, sync = in_process()
+    messages = sync.apply({key: value})
+    assert len(messages) == 1 and f"Link parameter {key}:" in messages[0] and value[:8] in messages[0]
+    assert sync.current()[key] == default
