@@ -164,3 +164,25 @@ def test_figure_has_spheres_bonds_polyhedra_cell_and_a_legend(materials):
     big = plotly_crystal.structure_figure(s, supercell=(2, 2, 2))
     own2 = [t for t in big.data if t.type == "scatter3d" and t.mode == "markers" and t.showlegend is not False]
     assert sum(len(t.x) for t in own2) == 8 * len(s)
+
+
+def test_cell_sketch_draws_every_site_in_its_colour_and_the_cell(materials):
+    """The gallery's sketch: one circle per site of the cell in its element's colour, the 12 cell edges, everything
+    inside the picture; far atoms drawn before near ones."""
+    import xml.etree.ElementTree as ET
+
+    from cfgp.crystal_view import cell_sketch
+
+    s = structure(materials, IN3PO42)
+    svg = ET.fromstring(cell_sketch(s, size=120))
+    ns = "{http://www.w3.org/2000/svg}"
+    circles, lines = svg.findall(f"{ns}circle"), svg.findall(f"{ns}line")
+    assert len(circles) == len(s) and len(lines) == 12
+    fills = [c.get("fill") for c in circles]
+    assert {f: fills.count(f) for f in set(fills)} == {element_colour(e): n for e, n in
+                                                       s.composition.get_el_amt_dict().items()}
+    for c in circles:
+        x, y, r = (float(c.get(k)) for k in ("cx", "cy", "r"))
+        assert 0 <= x - r and x + r <= 120 and 0 <= y - r and y + r <= 120, (x, y, r)
+    other = ET.fromstring(cell_sketch(structure(materials, ZRP2HO3)))
+    assert len(other.findall(f"{ns}circle")) == len(structure(materials, ZRP2HO3))

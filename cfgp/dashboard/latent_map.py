@@ -52,6 +52,32 @@ for (let i = 0; i < xs.length; i++) {
 }
 if (best >= 0) source.selected.indices = [best];
 """
+#: the map and the material beside it fill the screen (the browser's Fullscreen API on their row, so Esc leaves it
+#: too); the map grows to the screen's height and returns to its own when full screen ends, however it ends
+FULL_SCREEN = """
+const view = Bokeh.index.find_one(area);
+if (!view) return;
+if (document.fullscreenElement) { document.exitFullscreen(); return; }
+const el = view.el, height = fig.height;
+el.style.background = getComputedStyle(document.body).backgroundColor || 'white';
+el.style.overflow = 'auto';
+const done = () => {
+  if (document.fullscreenElement) return;
+  fig.height = height; button.label = enter;
+  document.removeEventListener('fullscreenchange', done);
+};
+el.requestFullscreen().then(() => {
+  fig.height = Math.max(height, Math.round(window.innerHeight - margin));
+  button.label = leave;
+  document.addEventListener('fullscreenchange', done);
+});
+"""
+#: the button's two labels, and the height (px) full screen leaves for the figure's toolbar, title and downloads
+ENTER_FULL_SCREEN, LEAVE_FULL_SCREEN, FULL_SCREEN_MARGIN = "Full screen", "Leave full screen", 120
+#: a selection's gallery shows the cells of at most this many of its materials (in the map's order)
+GALLERY_TILES = 12
+#: a gallery tile's sketch size (px)
+TILE_SIZE = 120
 #: the live t-SNE runs on a seeded subsample so that it visibly converges within seconds on 2 cores
 LIVE_TSNE_POINTS = 2500
 
@@ -114,6 +140,23 @@ class LatentMap(pn.viewable.Viewer):
                                                   "selection-download", width=210)
         state.param.watch(self._on_picked, "picked")
         self.figure_downloads = figure_downloads("map", "latent-map", self.export_figure, "map-figure")
+        # the map with the material beside it: one row, which the full-screen button fills the screen with
+        self.full_screen = pn.widgets.Button(label=ENTER_FULL_SCREEN, width=150, css_classes=["map-full-screen"],
+                                             description="Show the map and the material beside it on the whole "
+                                                         "screen (Esc leaves)")
+        # a selection's structures as a small gallery under the map (a tile's button opens it beside the map)
+        self.gallery_text = pn.pane.Markdown("", css_classes=["map-gallery-text"], visible=False, margin=(0, 10))
+        self.gallery = pn.FlexBox(css_classes=["map-gallery"], sizing_mode="stretch_width", visible=False)
+        self.map_area = pn.Row(pn.Column(pn.Column(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
+                                                   sizing_mode="stretch_width", css_classes=["latent-map-figure"]),
+                                         pn.Row(self.figure_downloads, self.full_screen), self.gallery_text,
+                                         self.gallery, sizing_mode="stretch_width"),
+                               pn.Column(self.details, width=420, css_classes=["map-details"]),
+                               css_classes=["map-area"], sizing_mode="stretch_width")
+        self.full_screen.js_on_click(args={"area": self.map_area, "fig": self.fig, "button": self.full_screen,
+                                           "enter": ENTER_FULL_SCREEN, "leave": LEAVE_FULL_SCREEN,
+                                           "margin": FULL_SCREEN_MARGIN},
+                                     code=FULL_SCREEN)
         # live t-SNE
         self.perplexity = pn.widgets.IntSlider(label="perplexity", start=5, end=100, step=5, value=30, width=200)
         self.live_button = pn.widgets.Button(label="Recompute t-SNE live", color="primary", width=190)
@@ -289,7 +332,27 @@ class LatentMap(pn.viewable.Viewer):
             self.details.show(sel[0])
         else:
             self.details.show(None, f"**{len(sel):,} materials selected** (see their metrics on the Calibration "
-                                    f"tab)." if sel else "")
+                                    f"tab; their cells are under the map)." if sel else "")
+        self._show_gallery(sel if len(sel) > 1 else [])
+
+    def _show_gallery(self, rows: list[int]) -> None:
+        """The first GALLERY_TILES selected materials as cell sketches with formula and id; a tile opens its
+        material beside the map."""
+        shown = [int(r) for r in rows[:GALLERY_TILES]]
+        frame = self.data.frame
+        tiles = []
+        for r in shown:
+            button = pn.widgets.Button(label=f"{frame.formula.iat[r]} · {frame.material_id.iat[r]}",
+                                       width=TILE_SIZE + 20, css_classes=["gallery-open"], color="light")
+            button.on_click(lambda _e, r=r: self.details.show(r))
+            tiles.append(pn.Column(pn.pane.HTML(self.data.sketch(r), width=TILE_SIZE, height=TILE_SIZE,
+                                                css_classes=["gallery-sketch"]), button,
+                                   css_classes=["gallery-tile"], width=TILE_SIZE + 30))
+        self.gallery.objects = tiles
+        self.gallery.visible = self.gallery_text.visible = bool(shown)
+        self.gallery_text.object = (f"**Cells of the selection**: showing {len(shown)} of {len(rows):,} selected "
+                                    "materials (in the map's order); click a name to see it beside the map."
+                                    if shown else "")
 
     # ------------------------------------------------------------ live t-SNE
     def _recompute(self, _=None) -> None:
@@ -389,9 +452,6 @@ class LatentMap(pn.viewable.Viewer):
             controls(self.colour_select, self.element_input, self.size_select, self.x_select, self.y_select,
                      self.filter_input, self.perplexity, self.live_button, self.progress, self.selection_download),
             self.message, self.filter_status, self.legend_text,
-            pn.Row(pn.Column(pn.Column(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
-                                       sizing_mode="stretch_width", css_classes=["latent-map-figure"]),
-                             self.figure_downloads, sizing_mode="stretch_width"),
-                   pn.Column(self.details, width=420, css_classes=["map-details"])),
+            self.map_area,
             self.status, pn.pane.Bokeh(self.live_fig, sizing_mode="stretch_width"),
             name="Latent map")

@@ -23,6 +23,7 @@ import panel as pn
 import param
 
 from cfgp.artefacts import DEFAULT_RUN
+from cfgp.crystal_view import cell_sketch
 from cfgp.embedding import TSNESettings, run_tsne
 from cfgp.neighbours import LatentNeighbours
 from cfgp.pipeline import Run, load_al_histories
@@ -105,9 +106,17 @@ class ServerData:
             if header is not None and len(records) > 1:
                 self.committed[saved.stem] = (header, records)
         self.row_of_id: dict[str, int] = dict(zip(frame.material_id, frame.row))
+        self._sketches: dict[int, str] = {}  # row → cell sketch (SVG), shared by every session
         self.lock = threading.Lock()  # TensorFlow model building / featurising: one at a time
 
     # ------------------------------------------------------------ lookups
+    def sketch(self, row: int) -> str:
+        """The SVG sketch of material ``row``'s cell (:func:`cfgp.crystal_view.cell_sketch`), made once per server."""
+        row = int(row)
+        if row not in self._sketches:
+            self._sketches[row] = cell_sketch(self.run.materials.structure(row))
+        return self._sketches[row]
+
     @cached_property
     def neighbours(self) -> LatentNeighbours:
         """Nearest training materials in the GP's latent space (the compare view's numbers; built on first use)."""

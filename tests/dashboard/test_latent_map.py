@@ -251,3 +251,121 @@ def test_any_two_properties_as_the_maps_axes_and_back_to_the_tsne(page, server, 
     assert model_js(page, "latent-map", "[m.below[0].visible, m.title.text]") == [
         False, "t-SNE of the MEGNet latent space"]
     server.assert_clean()
+
+
+#: every view of the Bokeh document in the page, and for the map's legend and colour bar: visible, box, canvas box
+KEY_BOXES = """() => { const seen = new Set(); const views = [];
+  const walk = (v) => { if (!v || seen.has(v)) return; seen.add(v); views.push(v);
+    for (const c of (v.child_views ?? [])) walk(c);
+    if (v.renderer_views) for (const c of v.renderer_views.values()) walk(c); };
+  for (const k of Object.keys(Bokeh.index)) walk(Bokeh.index[k]);
+  const out = {};
+  for (const v of views) {
+    const name = v.model?.name ?? '';
+    if (!['latent-map-legend', 'latent-map-colorbar', 'latent-map'].includes(name) || !v.el?.isConnected && name === 'latent-map') continue;
+    const b = v.bbox, c = (v.canvas_view ?? v.parent?.canvas_view)?.bbox;
+    out[name] = {visible: v.model.visible, box: [b.x, b.y, b.width, b.height], canvas: c ? [c.width, c.height] : null,
+                 frame: v.frame ? [v.frame.bbox.x, v.frame.bbox.y, v.frame.bbox.width, v.frame.bbox.height] : null};
+  }
+  return out; }"""
+
+
+@pytest.mark.parametrize("width, height, query", [(1920, 1080, ""), (1366, 768, "projector=1")])
+def test_no_legend_or_colour_bar_is_clipped(browser, server, width, height, query):
+    """For every colouring, at a projector's 1366×768 (large type) and at 1920×1080: the legend or colour bar that
+    the colouring shows lies wholly inside the map's canvas, beside the plotting frame (never over the points)."""
+    from tests.dashboard.conftest import open_watched
+
+    from cfgp.dashboard.latent_map import COLOURINGS
+
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = open_watched(ctx, f"{server.url}?{query}")
+        tab(page, "Latent map")
+        server.new_log()
+        checked = 0
+        for label, key in COLOURINGS.items():
+            _colour(page, label)
+            which = "latent-map-legend" if key in ("spacegroup_symbol", "split", "phosphate", "element") else \
+                "latent-map-colorbar"
+            assert wait_for(page, lambda: (page.evaluate(KEY_BOXES).get(which) or {}).get("visible"), 20), label
+            page.wait_for_timeout(300)  # the layout pass after the switch
+            boxes = page.evaluate(KEY_BOXES)
+            box, (cw, ch) = boxes[which]["box"], boxes[which]["canvas"]
+            fx, fy, fw, fh = boxes["latent-map"]["frame"]
+            assert box[2] > 0 and box[3] > 0, (label, box)
+            assert box[0] >= 0 and box[1] >= 0 and box[0] + box[2] <= cw + 0.5 and box[1] + box[3] <= ch + 0.5, \
+                (label, box, (cw, ch))
+            assert box[0] >= fx + fw - 0.5, (label, box, "over the plotting frame", (fx, fy, fw, fh))
+            checked += 1
+        assert checked == len(COLOURINGS)
+        server.assert_clean()
+    finally:
+        ctx.close()
+
+
+MAP_BOX = """() => { const seen = new Set(); const views = [];
+  const walk = (v) => { if (!v || seen.has(v)) return; seen.add(v); views.push(v);
+    for (const c of (v.child_views ?? [])) walk(c); };
+  for (const k of Object.keys(Bokeh.index)) walk(Bokeh.index[k]);
+  const v = views.find(v => v.model?.name === 'latent-map' && v.el?.isConnected && v.el.getBoundingClientRect().width);
+  const r = v.el.getBoundingClientRect();
+  return {box: [r.left, r.top, r.width, r.height], full: document.fullscreenElement !== null}; }"""
+
+
+def test_full_screen_fills_the_window_with_the_map_and_the_material(browser, server):
+    """The button puts the map and the details pane beside it on the whole screen (the map taller and as wide as
+    the screen leaves beside the details), and the same button brings the page back."""
+    from tests.dashboard.conftest import open_watched
+
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    try:
+        page = open_watched(ctx, server.url)
+        tab(page, "Latent map")
+        server.new_log()
+        before = page.evaluate(MAP_BOX)
+        assert not before["full"]
+        button = page.get_by_role("button", name="Full screen")
+        assert button.is_visible()
+        button.click()
+        assert wait_for(page, lambda: page.evaluate(MAP_BOX)["full"] and page.evaluate(MAP_BOX)["box"][3] >
+                        before["box"][3] + 200, 20), page.evaluate(MAP_BOX)
+        x, y, w, h = page.evaluate(MAP_BOX)["box"]
+        assert w >= 1400 and x >= 0 and y >= 0 and x + w <= 1920 and y + h <= 1080, (x, y, w, h)
+        details = page.locator(".map-details >> visible=true").first.bounding_box()
+        assert details and details["x"] >= x + w - 1 and details["x"] + details["width"] <= 1920 + 1, details
+        assert page.get_by_role("button", name="Leave full screen").is_visible()
+        page.get_by_role("button", name="Leave full screen").click()
+        assert wait_for(page, lambda: not page.evaluate(MAP_BOX)["full"], 20)
+        assert wait_for(page, lambda: abs(page.evaluate(MAP_BOX)["box"][3] - before["box"][3]) < 2, 20)
+        assert page.get_by_role("button", name="Full screen").is_visible()
+        server.assert_clean()
+    finally:
+        ctx.close()
+
+
+def test_a_selection_shows_its_cells_as_a_gallery_and_a_tile_opens_its_material(page, server, app_run):
+    """A brush's selection (the indices a box select sends) shows the first 12 selected materials' cells with
+    formula and id, says how many are shown of how many, and a tile's name opens that material beside the map."""
+    from cfgp.dashboard.latent_map import GALLERY_TILES
+
+    frame = app_run.materials.frame
+    rows = [int(r) for r in frame.index[frame.is_phosphate.to_numpy(bool)][:20]]
+    server.new_log()
+    model_js(page, "map-source", f"(m.selected.indices = {rows}, true)")
+    assert wait_for(page, lambda: "Cells of the selection" in text_of(page, ".map-gallery-text"), 20)
+    assert f"showing {GALLERY_TILES} of 20 selected" in text_of(page, ".map-gallery-text")
+    names = [t.strip() for t in page.locator(".gallery-open button >> visible=true").all_inner_texts()]
+    want = [f"{frame.formula.iat[r]} · {frame.material_id.iat[r]}" for r in sorted(rows)[:GALLERY_TILES]]
+    assert names == want
+    sketches = page.locator(".gallery-sketch svg >> visible=true")
+    assert sketches.count() == GALLERY_TILES
+    assert page.locator(".gallery-sketch svg circle >> visible=true").count() >= GALLERY_TILES
+    third = sorted(rows)[2]
+    page.locator(".gallery-open button >> visible=true").nth(2).click()
+    mid = str(frame.material_id.iat[third])
+    assert wait_for(page, lambda: mid in text_of(page, ".map-details"), 30), text_of(page, ".map-details")[:300]
+    page.screenshot(path=str(SHOTS / "map-gallery.png"))
+    model_js(page, "map-source", "(m.selected.indices = [], true)")
+    assert wait_for(page, lambda: not page.locator(".gallery-open button >> visible=true").count(), 20)
+    server.assert_clean()
