@@ -91,6 +91,24 @@ class TrainState:
     plateau_val_mae: float = float("inf")
 
 
+def training_seconds(history: list[dict], key: str = "seconds") -> float | None:
+    """Seconds of training summed over every sitting of a resumed run: wall-clock (``seconds``, which counts a
+    paused process's pause too) or the process's CPU time (``cpu_seconds``, all its threads; not counted while it
+    is paused). None if an epoch did not log ``key`` (epochs logged before CPU time was).
+
+    Each epoch logs the seconds since its sitting started, so the count restarts when a run is resumed; a sitting's
+    last logged epoch holds its length (a killed sitting loses at most the epoch it was in)."""
+    total, last = 0.0, 0.0
+    for row in history:
+        if key not in row:
+            return None
+        seconds = float(row[key])
+        if seconds < last:  # a new sitting
+            total += last
+        last = seconds
+    return round(total + last, 1)
+
+
 def _single_precision(inputs: tuple) -> tuple:
     """A batch's float64 arrays in float32, the network's input type (the cast it would make itself, done before
     the call: the 100-Gaussian bond expansion is the batch's largest array, and this halves it)."""
@@ -297,7 +315,7 @@ class MEGNetFeaturizer:
         train_gen = self._generator(graphs, list(y), shuffle=True)
         val_gen = self._generator(val_graphs, list(val_y), shuffle=False)
         featurizer = self
-        start = time.time()
+        start, cpu_start = time.time(), time.process_time()
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -311,7 +329,8 @@ class MEGNetFeaturizer:
                 state.epoch = epoch + 1
                 state.history.append(
                     {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)), "mae": float(logs.get("mae", np.nan)),
-                     "val_mae": val_mae, "seconds": round(time.time() - start, 1)}
+                     "val_mae": val_mae, "seconds": round(time.time() - start, 1),
+                     "cpu_seconds": round(time.process_time() - cpu_start, 1)}
                 )
                 if val_mae < state.best_val_mae:
                     state.best_val_mae, state.best_epoch = val_mae, epoch + 1

@@ -17,6 +17,7 @@ import numpy as np
 
 from cfgp.al_metrics import paired_summary
 from cfgp.artefacts import read_json
+from cfgp.featurize import training_seconds
 from cfgp.pipeline import Run, load_gp, predict_rows
 from cfgp.retrain import RESULT_FILE
 
@@ -32,6 +33,11 @@ def finished_retrains(root: str | Path) -> list[dict]:
     for path in sorted(Path(root).rglob(RESULT_FILE)):
         result = read_json(path)
         if isinstance(result, dict) and {"strategy", "seed", "picks"} <= set(result):
+            state = path.parent / "training" / "train_state.json"
+            if "train_seconds" not in result and state.exists():  # a result written before sittings were summed
+                history = read_json(state).get("history", [])
+                result["train_seconds"] = training_seconds(history)
+                result["train_cpu_seconds"] = training_seconds(history, "cpu_seconds")
             out.append({**result, "dir": str(path.parent)})
     return out
 
@@ -81,7 +87,8 @@ def retrain_report(root: str | Path, baseline: str = "random", bootstrap: int = 
                 **{m: float(np.mean([s[m] for s in seeds.values() if m in s])) for m in METRICS
                    if any(m in s for s in seeds.values())},
                 "runs": {sd: {m: s.get(m) for m in METRICS + ("epochs", "best_epoch", "best_val_mae",
-                                                              "train_mae_at_best", "seconds")}
+                                                              "train_mae_at_best", "seconds",
+                                                              "train_seconds", "train_cpu_seconds")}
                          for sd, s in sorted(seeds.items())}}
         base = strategies.get(baseline, {})
         for name, seeds in sorted(strategies.items()):

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings
+from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings, training_seconds
 from cfgp.pipeline import LATENTS_FILE, featurize
 from tests.conftest import FIXTURES
 
@@ -64,6 +64,12 @@ def test_training_resumes_where_it_stopped(tiny_run, tmp_path):
                                              checkpoint_dir=ckpt, progress=False)
     # one more epoch, not three: history continues without repeats
     assert [h["epoch"] for h in resumed.train_state_.history] == [1, 2, 3]
+    # the time of both sittings is counted, although each sitting's epoch log restarts at zero
+    h = resumed.train_state_.history
+    assert h[1]["seconds"] > 0.2
+    assert training_seconds(h) == pytest.approx(h[1]["seconds"] + h[2]["seconds"], abs=0.11)
+    assert training_seconds(h, "cpu_seconds") == pytest.approx(h[1]["cpu_seconds"] + h[2]["cpu_seconds"], abs=0.11)
+    assert h[1]["cpu_seconds"] > 0.2
     # asking a finished run again returns its state (no retraining, no AttributeError)
     again = MEGNetFeaturizer(settings).fit(s, m.y[tr], val_structures=vs, val_y=m.y[va], epochs=3,
                                            checkpoint_dir=ckpt, progress=False)
@@ -137,3 +143,14 @@ def test_network_inputs_are_megnets_batch_arrays_bit_for_bit(tiny_run, small_rec
     distances = np.concatenate([g["bond"] for g in graphs])
     original = GaussianDistance(converter.centers, converter.width).convert(distances)
     assert original.dtype == converter.convert(distances).dtype and np.array_equal(original, converter.convert(distances))
+
+
+def test_training_seconds_add_up_every_sitting_of_a_resumed_run():
+    # three sittings (the epoch log restarts at each): 30 + 25 + 12 s; a single sitting is its last value
+    history = [{"epoch": e, "seconds": s} for e, s in enumerate([10, 20, 30, 5, 25, 12], start=1)]
+    assert training_seconds(history) == 67.0
+    assert training_seconds(history[:3]) == 30.0
+    assert training_seconds([]) == 0.0
+    # CPU time is summed the same way; an epoch log from before it was logged gives no CPU figure, not a wrong one
+    assert training_seconds([{**h, "cpu_seconds": h["seconds"] / 2} for h in history], "cpu_seconds") == 33.5
+    assert training_seconds(history, "cpu_seconds") is None

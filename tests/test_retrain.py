@@ -46,6 +46,10 @@ def test_retrain_warm_and_from_scratch(tiny_run, history, warm_retrain, tmp_path
     state = json.loads((run.dir / "training" / "train_state.json").read_text())
     assert warm["converged"] is False and warm["reason"] == "reached 3 epochs"  # a cap, not the rule
     assert warm["train_mae_at_best"] == state["history"][warm["best_epoch"] - 1]["mae"]
+    # its cost: the epochs' wall-clock and CPU seconds (from the epoch log), then the featurise, fit and evaluation
+    assert warm["train_seconds"] == state["history"][-1]["seconds"] > 0
+    assert warm["train_cpu_seconds"] == state["history"][-1]["cpu_seconds"] > 0
+    assert warm["seconds"] > warm["train_seconds"]
     # the paper's protocol beside it: the AL run's candidates that were not picked, scored by the retrained GP
     header, _ = History(history).read()
     assert 0 < warm["n_pool_scored"] == header["settings"]["pool_size"] - 20 or \

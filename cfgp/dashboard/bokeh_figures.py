@@ -56,10 +56,13 @@ def map_figure(source: ColumnDataSource, title: str, name: str, height: int = 52
 
 class Colouring:
     """Colours a map renderer by a numeric column (colour bar with the field's title) or by a category
-    (legend with counts); switching sends the new mapper and at most one column."""
+    (legend with counts); switching sends the new mapper and at most one column. ``mirrors`` are other renderers
+    of the same source (another plot of the same materials) that take the same colours; the legend and colour
+    bar stay on ``fig``."""
 
-    def __init__(self, data: ServerData, fig, renderer, source: ColumnDataSource, name: str):
+    def __init__(self, data: ServerData, fig, renderer, source: ColumnDataSource, name: str, mirrors=()):
         self.data, self.fig, self.renderer, self.source = data, fig, renderer, source
+        self.mirrors = list(mirrors)
         self.colorbar = ColorBar(color_mapper=LinearColorMapper(palette=Viridis256), title="", name=f"{name}-colorbar",
                                  width=12, title_text_font_size="12px", major_label_text_font_size="11px")
         self.legend = Legend(items=[], name=f"{name}-legend", location="top_right", title="",
@@ -105,8 +108,9 @@ class Colouring:
         return labels
 
     def _set_colour(self, spec) -> None:
-        for glyph in (self.renderer.glyph, self.renderer.selection_glyph, self.renderer.nonselection_glyph):
-            glyph.fill_color = spec
+        for r in (self.renderer, *self.mirrors):
+            for glyph in (r.glyph, r.selection_glyph, r.nonselection_glyph):
+                glyph.fill_color = spec
 
 
 def selection_tools() -> list:

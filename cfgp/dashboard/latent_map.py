@@ -29,8 +29,8 @@ COLOURINGS = {"DFT E_f": "dft", "GP E_f": "gp", "σ": "sigma", "residual": "resi
               "space group": "spacegroup_symbol", "split": "split", "phosphates": "phosphate", "element": "element"}
 #: marker size: fixed, or by any numeric property (label → column; "" is the fixed size)
 SIZES = {"fixed": "", **{CATALOGUE[c].label: c for c in numeric_properties()}}
-#: the map's axes: the t-SNE (no meaningful units, axes hidden) or any two numeric properties (chemiscope's map);
-#: label → column, "" is the t-SNE coordinate
+#: the property scatter's axes (chemiscope's map, drawn beside the t-SNE): any two numeric properties, or a t-SNE
+#: coordinate; label → column, "" is the t-SNE coordinate. Both "" hides the scatter.
 AXES = {"t-SNE": "", **{CATALOGUE[c].label: c for c in numeric_properties()}}
 #: the map's title when it shows the t-SNE
 TSNE_TITLE = "t-SNE of the MEGNet latent space"
@@ -58,16 +58,16 @@ FULL_SCREEN = """
 const view = Bokeh.index.find_one(area);
 if (!view) return;
 if (document.fullscreenElement) { document.exitFullscreen(); return; }
-const el = view.el, height = fig.height;
+const el = view.el, heights = figs.map((f) => f.height);
 el.style.background = getComputedStyle(document.body).backgroundColor || 'white';
 el.style.overflow = 'auto';
 const done = () => {
   if (document.fullscreenElement) return;
-  fig.height = height; button.label = enter;
+  figs.forEach((f, i) => { f.height = heights[i]; }); button.label = enter;
   document.removeEventListener('fullscreenchange', done);
 };
 el.requestFullscreen().then(() => {
-  fig.height = Math.max(height, Math.round(window.innerHeight - margin));
+  figs.forEach((f, i) => { f.height = Math.max(heights[i], Math.round(window.innerHeight - margin)); });
   button.label = leave;
   document.addEventListener('fullscreenchange', done);
 });
@@ -89,8 +89,10 @@ class LatentMap(pn.viewable.Viewer):
     element = param.String(default="P")
     filters = param.String(default="", doc="property filters as link text (cfgp.properties.parse_filters)")
     size = param.Selector(default="", objects=list(SIZES.values()), doc="property the marker size follows")
-    x_axis = param.Selector(default="", objects=list(AXES.values()), doc="property on the x axis ('' = t-SNE)")
-    y_axis = param.Selector(default="", objects=list(AXES.values()), doc="property on the y axis ('' = t-SNE)")
+    x_axis = param.Selector(default="", objects=list(AXES.values()),
+                            doc="property on the x axis of the scatter beside the t-SNE ('' = t-SNE coordinate)")
+    y_axis = param.Selector(default="", objects=list(AXES.values()),
+                            doc="property on the y axis of the scatter beside the t-SNE ('' = t-SNE coordinate)")
 
     def __init__(self, data: ServerData, state: SessionState, source: ColumnDataSource, **params):
         params.setdefault("name", "Latent map")
@@ -116,30 +118,44 @@ class LatentMap(pn.viewable.Viewer):
                                             css_classes=["map-legend-text"])
         self.message = pn.pane.Alert("", alert_type="warning", visible=False, name="map-message",
                                      css_classes=["map-message"])
-        self.x_select = pn.widgets.Select(label="x axis", options=AXES, value=self.x_axis, width=170,
-                                          css_classes=["map-x-axis"])
-        self.y_select = pn.widgets.Select(label="y axis", options=AXES, value=self.y_axis, width=170,
-                                          css_classes=["map-y-axis"])
+        self.x_select = pn.widgets.Select(label="scatter x", options=AXES, value=self.x_axis, width=170,
+                                          css_classes=["map-x-axis"],
+                                          description="Plot any two properties beside the t-SNE (the same "
+                                                      "materials, colours, selection and filters)")
+        self.y_select = pn.widgets.Select(label="scatter y", options=AXES, value=self.y_axis, width=170,
+                                          css_classes=["map-y-axis"],
+                                          description="Plot any two properties beside the t-SNE (the same "
+                                                      "materials, colours, selection and filters)")
         self.x_select.link(self, value="x_axis", bidirectional=True)
         self.y_select.link(self, value="y_axis", bidirectional=True)
         self.fig, self.renderer = map_figure(source, TSNE_TITLE, "latent-map")
         self.fig.add_tools(hover(renderers=[self.renderer]), *selection_tools())
-        self.colouring = Colouring(data, self.fig, self.renderer, source, "latent-map")
+        # chemiscope's map beside the t-SNE: the same source (so the same selection), colours, sizes and filters;
+        # its renderer draws the t-SNE fields while hidden, so nothing refers to columns not sent yet
+        self.prop_fig, self.prop_renderer = map_figure(source, "", "property-map")
+        self.prop_fig.add_tools(hover(renderers=[self.prop_renderer]), *selection_tools())
+        self.prop_fig.axis.visible = True
+        self.prop_fig.visible = False
+        self.colouring = Colouring(data, self.fig, self.renderer, source, "latent-map", mirrors=[self.prop_renderer])
         self.view_filter = BooleanFilter(booleans=None)
         self.renderer.view = CDSView(filter=self.view_filter)
+        self.prop_renderer.view = CDSView(filter=self.view_filter)
         state.param.watch(self._on_filter_mask, "filter_mask")
         self.details = MaterialDetails(data, "Click a point for its details and crystal structure; brush (box or "
                                              "lasso) to select materials on every plot.")
         # a click selects the material drawn nearest to it, in pixels, wherever points overlap; computed in the
         # browser, which knows the exact screen mapping, and sent as a one-index selection
-        self.fig.js_on_event(Tap, CustomJS(args={"source": source, "fig": self.fig, "renderer": self.renderer},
-                                           code=NEAREST_ON_TAP))
+        for fig, renderer in ((self.fig, self.renderer), (self.prop_fig, self.prop_renderer)):
+            fig.js_on_event(Tap, CustomJS(args={"source": source, "fig": fig, "renderer": renderer},
+                                          code=NEAREST_ON_TAP))
         source.selected.on_change("indices", self._on_brush)
         state.param.watch(self._on_selected, "selected")
         self.selection_download = download_button("Download selection (CSV)", "selection.csv", self._selection_csv,
                                                   "selection-download", width=210)
         state.param.watch(self._on_picked, "picked")
         self.figure_downloads = figure_downloads("map", "latent-map", self.export_figure, "map-figure")
+        self.prop_downloads = figure_downloads("scatter", "property-scatter", self.export_property_figure,
+                                               "property-figure")
         # the map with the material beside it: one row, which the full-screen button fills the screen with
         self.full_screen = pn.widgets.Button(label=ENTER_FULL_SCREEN, width=150, css_classes=["map-full-screen"],
                                              description="Show the map and the material beside it on the whole "
@@ -147,13 +163,20 @@ class LatentMap(pn.viewable.Viewer):
         # a selection's structures as a small gallery under the map (a tile's button opens it beside the map)
         self.gallery_text = pn.pane.Markdown("", css_classes=["map-gallery-text"], visible=False, margin=(0, 10))
         self.gallery = pn.FlexBox(css_classes=["map-gallery"], sizing_mode="stretch_width", visible=False)
-        self.map_area = pn.Row(pn.Column(pn.Column(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
-                                                   sizing_mode="stretch_width", css_classes=["latent-map-figure"]),
-                                         pn.Row(self.figure_downloads, self.full_screen), self.gallery_text,
-                                         self.gallery, sizing_mode="stretch_width"),
+        self.prop_column = pn.Column(pn.pane.Bokeh(self.prop_fig, sizing_mode="stretch_width"), self.prop_downloads,
+                                     sizing_mode="stretch_width", css_classes=["property-map-figure"],
+                                     visible=False)
+        tsne_column = pn.Column(pn.Column(pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
+                                          sizing_mode="stretch_width", css_classes=["latent-map-figure"]),
+                                pn.Row(self.figure_downloads, self.full_screen), sizing_mode="stretch_width")
+        # the scatter joins the row only while shown: a hidden child would still count in the row's least width
+        self.map_row = pn.Row(tsne_column, sizing_mode="stretch_width")
+        self.map_area = pn.Row(pn.Column(self.map_row,
+                                         self.gallery_text, self.gallery, sizing_mode="stretch_width"),
                                pn.Column(self.details, width=420, css_classes=["map-details"]),
                                css_classes=["map-area"], sizing_mode="stretch_width")
-        self.full_screen.js_on_click(args={"area": self.map_area, "fig": self.fig, "button": self.full_screen,
+        self.full_screen.js_on_click(args={"area": self.map_area, "figs": [self.fig, self.prop_fig],
+                                           "button": self.full_screen,
                                            "enter": ENTER_FULL_SCREEN, "leave": LEAVE_FULL_SCREEN,
                                            "margin": FULL_SCREEN_MARGIN},
                                      code=FULL_SCREEN)
@@ -225,7 +248,7 @@ class LatentMap(pn.viewable.Viewer):
 
     def _size_now(self) -> None:
         """A fixed size, or one ``size`` column (the property's values scaled by cfgp.properties.marker_sizes)."""
-        glyphs = (self.renderer.glyph, self.renderer.nonselection_glyph)
+        glyphs = [g for r in (self.renderer, self.prop_renderer) for g in (r.glyph, r.nonselection_glyph)]
         if not self.size:
             for g in glyphs:
                 g.size = FIXED_SIZE
@@ -247,23 +270,24 @@ class LatentMap(pn.viewable.Viewer):
         return CATALOGUE[key].label if key else f"t-SNE {which + 1}"
 
     def _axes_now(self) -> None:
-        """The t-SNE (fields x, y; no axes drawn), or two properties sent once as the ``ax``/``ay`` columns and drawn
-        with labelled axes; the points, colours, selection and filters stay as they are."""
-        glyphs = (self.renderer.glyph, self.renderer.selection_glyph, self.renderer.nonselection_glyph)
-        tsne = not self.x_axis and not self.y_axis
-        if tsne:
-            fields = ("x", "y")
-        else:
+        """Two properties beside the t-SNE, sent once as the ``ax``/``ay`` columns and drawn with labelled axes;
+        the points, colours, selection and filters are the map's own. Both axes on t-SNE hide the scatter."""
+        shown = bool(self.x_axis or self.y_axis)
+        glyphs = (self.prop_renderer.glyph, self.prop_renderer.selection_glyph, self.prop_renderer.nonselection_glyph)
+        if shown:
             self.source.data.update(ax=self.axis_values(self.x_axis, 0).astype(np.float32),
                                     ay=self.axis_values(self.y_axis, 1).astype(np.float32))
-            fields = ("ax", "ay")
         for g in glyphs:
-            g.x, g.y = {"field": fields[0]}, {"field": fields[1]}
-        self.fig.axis.visible = not tsne
-        self.fig.xaxis.axis_label = self.axis_label(self.x_axis, 0)
-        self.fig.yaxis.axis_label = self.axis_label(self.y_axis, 1)
-        self.fig.title.text = TSNE_TITLE if tsne else \
-            f"{self.axis_label(self.y_axis, 1)} against {self.axis_label(self.x_axis, 0)}"
+            g.x, g.y = ({"field": "ax"}, {"field": "ay"}) if shown else ({"field": "x"}, {"field": "y"})
+        self.prop_fig.xaxis.axis_label = self.axis_label(self.x_axis, 0)
+        self.prop_fig.yaxis.axis_label = self.axis_label(self.y_axis, 1)
+        self.prop_fig.title.text = self.property_title() if shown else ""
+        self.prop_fig.visible = self.prop_column.visible = shown
+        if shown != (self.prop_column in self.map_row.objects):
+            self.map_row.objects = [self.map_row.objects[0], *([self.prop_column] if shown else [])]
+
+    def property_title(self) -> str:
+        return f"{self.axis_label(self.y_axis, 1)} against {self.axis_label(self.x_axis, 0)}"
 
     # ------------------------------------------------------------ filters
     @param.depends("filters", watch=True)
@@ -422,15 +446,20 @@ class LatentMap(pn.viewable.Viewer):
         return csv_bytes(f.iloc[rows], MATERIAL_COLUMNS)
 
     def export_figure(self):
-        """The map as shown now, drawn by the core's matplotlib: same colouring (the mapper's own palette and
+        """The t-SNE map as shown now, drawn by the core's matplotlib: same colouring (the mapper's own palette and
         limits, or the categories with their colours and counts), same selection."""
+        return self._export(self.data.xy, {"title": self.fig.title.text})
+
+    def export_property_figure(self):
+        """The property scatter beside the map, drawn the same way with its axes labelled."""
+        xy = np.column_stack([self.axis_values(self.x_axis, 0), self.axis_values(self.y_axis, 1)])
+        return self._export(xy, {"title": self.property_title(),
+                                 "axis_labels": (self.axis_label(self.x_axis, 0), self.axis_label(self.y_axis, 1))})
+
+    def _export(self, xy: np.ndarray, common: dict):
         spec = self.renderer.glyph.fill_color
         mapper = spec["transform"] if isinstance(spec, dict) else getattr(spec, "transform", None)
-        common = {"title": self.fig.title.text, "selected": self.state.selected}
-        xy = self.data.xy
-        if self.x_axis or self.y_axis:  # the two properties shown, with their axes
-            xy = np.column_stack([self.axis_values(self.x_axis, 0), self.axis_values(self.y_axis, 1)])
-            common["axis_labels"] = (self.axis_label(self.x_axis, 0), self.axis_label(self.y_axis, 1))
+        common = {**common, "selected": self.state.selected}
         if self.colouring.field == "group" and mapper is not None:
             colours = dict(zip(mapper.factors, mapper.palette))
             return latent_map_figure(xy, groups=np.asarray(self.source.data["group"], dtype=object),
@@ -448,7 +477,8 @@ class LatentMap(pn.viewable.Viewer):
                  "similar vectors close together. Colour by energy to see that the network learned chemistry, by σ "
                  "to see where the GP is unsure (far from training materials), by split to see what active "
                  "learning picked. Hover for details, click a point for its structure, brush (box or lasso) to "
-                 "select the same materials on every plot."),
+                 "select the same materials on every plot. Choose a scatter x and y to plot any two properties "
+                 "beside the map."),
             controls(self.colour_select, self.element_input, self.size_select, self.x_select, self.y_select,
                      self.filter_input, self.perplexity, self.live_button, self.progress, self.selection_download),
             self.message, self.filter_status, self.legend_text,

@@ -378,7 +378,7 @@ class ViewSync:
                 key = as_text(view[k]).strip()
                 if key not in AXES.values():
                     messages.append(f"Link parameter {k}: {quoted(view[k])} is not a numeric property (one of "
-                                    f"{', '.join(v for v in AXES.values() if v)}); the map's {k} axis is the t-SNE.")
+                                    f"{', '.join(v for v in AXES.values() if v)}); the scatter's {k} axis is the t-SNE coordinate.")
                     key = ""
                 if getattr(lm, which) != key:
                     setattr(lm, which, key)

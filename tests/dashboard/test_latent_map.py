@@ -213,30 +213,48 @@ def test_marker_size_follows_a_property_and_is_in_the_link(page, server, app_run
     server.assert_clean()
 
 
-def test_any_two_properties_as_the_maps_axes_and_back_to_the_tsne(page, server, app_run):
-    """chemiscope's map: x and y by any numeric property, with labelled axes and the values the data hold; a tap
-    still picks the material drawn nearest; the axes are in the link; t-SNE again hides them."""
+def test_any_two_properties_beside_the_tsne_and_hidden_again(page, server, app_run):
+    """chemiscope's map beside the t-SNE: x and y by any numeric property, labelled axes, the values the data
+    hold; the t-SNE stays as it was, the two plots lie side by side inside the window and share colours and
+    selection; a tap on the scatter picks the material drawn nearest there; the axes are in the link; t-SNE on
+    both axes hides the scatter again."""
     import numpy as np
 
     frame = app_run.materials.frame
     server.new_log()
     page.locator(".map-x-axis select >> visible=true").first.select_option(label="band gap (eV)")
     page.locator(".map-y-axis select >> visible=true").first.select_option(label="DFT E_f (eV/atom)")
-    assert wait_for(page, lambda: model_js(page, "latent-map-points", "m.glyph.y.field") == "ay", 20)
-    assert model_js(page, "latent-map-points", "m.glyph.x.field") == "ax"
+    assert wait_for(page, lambda: model_js(page, "property-map-points", "m.glyph.y.field") == "ay", 20)
+    assert model_js(page, "property-map-points", "m.glyph.x.field") == "ax"
+    # the t-SNE is untouched: same fields, axes still hidden, same title
+    assert model_js(page, "latent-map-points", "[m.glyph.x.field, m.glyph.y.field]") == ["x", "y"]
+    assert model_js(page, "latent-map", "[m.below[0].visible, m.title.text]") == [
+        False, "t-SNE of the MEGNet latent space"]
     np.testing.assert_allclose(np.array(column(page, "map-source", "ax"), dtype=float),
                                frame.band_gap.to_numpy(float), rtol=1e-6, equal_nan=True)
     np.testing.assert_allclose(np.array(column(page, "map-source", "ay"), dtype=float), app_run.materials.y,
                                rtol=1e-6)
-    labels = model_js(page, "latent-map", "[m.below[0].axis_label, m.left[0].axis_label, m.below[0].visible, "
-                                          "m.title.text]")
-    assert labels == ["band gap (eV)", "DFT E_f (eV/atom)", True, "DFT E_f (eV/atom) against band gap (eV)"]
+    labels = model_js(page, "property-map", "[m.below[0].axis_label, m.left[0].axis_label, m.below[0].visible, "
+                                            "m.title.text, m.visible]")
+    assert labels == ["band gap (eV)", "DFT E_f (eV/atom)", True, "DFT E_f (eV/atom) against band gap (eV)", True]
+    # the same colours: the scatter's points are coloured by the map's mapper
+    assert model_js(page, "property-map-points", "m.glyph.fill_color.transform.id") == model_js(
+        page, "latent-map-points", "m.glyph.fill_color.transform.id")
     assert wait_for(page, lambda: "x=band_gap" in page.url and "y=dft" in page.url, 20), page.url
-    # a click on a drawn point selects that material: the nearest by the axes shown, not by the t-SNE
-    page.wait_for_timeout(1000)  # the ranges follow the new axes: let the layout settle
+    page.wait_for_timeout(1000)  # the scatter's ranges follow its data: let the layout settle
+    # side by side, inside the window
+    boxes = page.evaluate("""() => ['latent-map-figure', 'property-map-figure'].map((c) => {
+        const find = (root) => { const el = root.querySelector('.' + c); if (el) return el;
+          for (const h of root.querySelectorAll('*')) { if (h.shadowRoot) { const f = find(h.shadowRoot);
+          if (f) return f; } } return null; };
+        const r = find(document).getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })""")
+    (tl, tt, tr, tb), (pl, pt, pr, pb) = boxes
+    width = page.viewport_size["width"]
+    assert tr <= pl + 2 and pr <= width and tl >= 0 and abs(tt - pt) < 40 and pr - pl > 250, boxes
+    # a click on a drawn point of the scatter selects that material: the nearest by the properties shown
     ax, ay = column(page, "map-source", "ax"), column(page, "map-source", "ay")
     ids = column(page, "map-source", "material_id")
-    pix = np.array(screen_xy(page, "latent-map", ax, ay), dtype=float)
+    pix = np.array(screen_xy(page, "property-map", ax, ay), dtype=float)
     row = int(np.nanargmax(np.array(ax, dtype=float)))  # the widest gap, at the right edge
     click = pix[row] + [1.0, -1.0]
     nearest = int(np.nanargmin(np.hypot(*(pix - click).T)))
@@ -247,9 +265,8 @@ def test_any_two_properties_as_the_maps_axes_and_back_to_the_tsne(page, server, 
     assert model_js(page, "map-source", "m.selected.indices") == [nearest]
     page.locator(".map-x-axis select >> visible=true").first.select_option(label="t-SNE")
     page.locator(".map-y-axis select >> visible=true").first.select_option(label="t-SNE")
-    assert wait_for(page, lambda: model_js(page, "latent-map-points", "m.glyph.x.field") == "x", 20)
-    assert model_js(page, "latent-map", "[m.below[0].visible, m.title.text]") == [
-        False, "t-SNE of the MEGNet latent space"]
+    assert wait_for(page, lambda: model_js(page, "property-map", "m.visible") is False, 20)
+    assert model_js(page, "property-map-points", "m.glyph.x.field") == "x"
     server.assert_clean()
 
 

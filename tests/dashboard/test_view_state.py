@@ -255,3 +255,31 @@ def test_a_bad_value_is_named_and_the_default_used(in_process, key, value, defau
     messages = sync.apply({key: value})
     assert len(messages) == 1 and f"Link parameter {key}:" in messages[0] and value[:8] in messages[0]
     assert sync.current()[key] == default
+
+
+def test_a_link_with_two_properties_opens_the_scatter_beside_the_tsne(in_process):
+    """x and y in a link set the property scatter's axes: the scatter shows the data's values with labelled axes
+    and saves as a figure with them, the t-SNE keeps its own; t-SNE on both hides the scatter."""
+    import numpy as np
+
+    def fields(renderer):  # a glyph's x and y columns (Bokeh holds a bare name or a field spec)
+        return tuple(getattr(v, "field", v) for v in (renderer.glyph.x, renderer.glyph.y))
+
+    parts, sync = in_process()
+    lm = parts.latent
+    assert not lm.prop_fig.visible and not lm.prop_column.visible
+    assert sync.apply({"x": "band_gap", "y": "volume_per_atom"}) == []
+    assert (lm.x_select.value, lm.y_select.value) == ("band_gap", "volume_per_atom")
+    assert lm.prop_fig.visible and lm.prop_column.visible
+    assert fields(lm.prop_renderer) == ("ax", "ay") and fields(lm.renderer) == ("x", "y")
+    frame = parts.data.frame
+    np.testing.assert_allclose(lm.source.data["ax"], frame.band_gap.to_numpy(float), rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(lm.source.data["ay"], frame.volume_per_atom.to_numpy(float), rtol=1e-6,
+                               equal_nan=True)
+    assert lm.prop_fig.xaxis[0].axis_label == "band gap (eV)" and lm.fig.title.text.startswith("t-SNE")
+    fig = lm.export_property_figure()
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "band gap (eV)" and ax.get_ylabel() == "volume per atom (Å³)"
+    assert sync.current()["x"] == "band_gap"
+    assert sync.apply({"x": "", "y": ""}) == []
+    assert not lm.prop_fig.visible and fields(lm.prop_renderer) == ("x", "y")
