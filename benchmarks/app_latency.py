@@ -1,6 +1,6 @@
 """Dashboard latency at classroom scale: serve the app, drive it in headless Chromium, print one JSON line.
 
-    python benchmarks/app_latency.py [--run data/default] [--sessions 10]
+    python benchmarks/app_latency.py [--run data/default] [--sessions 10] [--query "x=band_gap&y=dft"]
 
 Serves ``panel serve app.py`` on 127.0.0.1 (the embedded default unless --run), drives it with Playwright and
 Debian's Chromium, and measures what a user waits for, in the browser: the first plot, a tap → details (the text,
@@ -292,7 +292,9 @@ async def main_async(args) -> dict:
             await ctx.close()
             await asyncio.sleep(args.settle)
             out["rss_mb_idle"] = round(rss_mb(server.pid))
-            p, out["first_plot_s"], ctx = await open_session(browser, url)
+            view = f"{url}?{args.query}" if args.query else url  # e.g. the property scatter shown beside the map
+            out["query"] = args.query
+            p, out["first_plot_s"], ctx = await open_session(browser, view)
             text_ms, crystal_ms, first_crystal_ms = await measure_tap(p)
             out["tap_details_ms"], out["tap_crystal_ms"] = round(text_ms), round(crystal_ms)
             out["tap_crystal_first_ms"] = round(first_crystal_ms)
@@ -307,7 +309,7 @@ async def main_async(args) -> dict:
             await ctx.close()
             # a class opens the dashboard at once
             t0 = time.perf_counter()
-            sessions = await asyncio.gather(*[open_session(browser, url) for _ in range(args.sessions)])
+            sessions = await asyncio.gather(*[open_session(browser, view) for _ in range(args.sessions)])
             out["sessions"] = args.sessions
             out["first_plot_s_10_sessions_max"] = round(max(s[1] for s in sessions), 1)
             out["first_plot_s_10_sessions_median"] = round(statistics.median(s[1] for s in sessions), 1)
@@ -333,6 +335,7 @@ def main() -> None:
     ap.add_argument("--run", default=str(ROOT / "data" / "default"))
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--replay", default="entropy-b1-pool7195-s0", help="committed history to replay")
+    ap.add_argument("--query", default="", help="link parameters of the measured sessions' view (text after '?')")
     ap.add_argument("--settle", type=float, default=45.0,
                     help="seconds to wait for closed sessions to be cleaned up before reading memory")
     args = ap.parse_args()
