@@ -32,6 +32,8 @@ SIZES = {"fixed": "", **{CATALOGUE[c].label: c for c in numeric_properties()}}
 #: the property scatter's axes (chemiscope's map, drawn beside the t-SNE): any two numeric properties, or a t-SNE
 #: coordinate; label → column, "" is the t-SNE coordinate. Both "" hides the scatter.
 AXES = {"t-SNE": "", **{CATALOGUE[c].label: c for c in numeric_properties()}}
+#: the help of the scatter's two axis menus
+SCATTER_HELP = "Plot any two properties beside the t-SNE (the same materials, colours, selection and filters)"
 #: the map's title when it shows the t-SNE
 TSNE_TITLE = "t-SNE of the MEGNet latent space"
 #: the fixed marker size (px) of the map
@@ -120,12 +122,10 @@ class LatentMap(pn.viewable.Viewer):
                                      css_classes=["map-message"])
         self.x_select = pn.widgets.Select(label="scatter x", options=AXES, value=self.x_axis, width=170,
                                           css_classes=["map-x-axis"],
-                                          description="Plot any two properties beside the t-SNE (the same "
-                                                      "materials, colours, selection and filters)")
+                                          description=SCATTER_HELP)
         self.y_select = pn.widgets.Select(label="scatter y", options=AXES, value=self.y_axis, width=170,
                                           css_classes=["map-y-axis"],
-                                          description="Plot any two properties beside the t-SNE (the same "
-                                                      "materials, colours, selection and filters)")
+                                          description=SCATTER_HELP)
         self.x_select.link(self, value="x_axis", bidirectional=True)
         self.y_select.link(self, value="y_axis", bidirectional=True)
         self.fig, self.renderer = map_figure(source, TSNE_TITLE, "latent-map")
