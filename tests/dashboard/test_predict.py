@@ -212,10 +212,12 @@ def test_metals_and_a_noble_gas_get_an_out_of_domain_warning(page, server, app_r
         assert "not an oxide: no O (every training material contains O)" in text
         if extra:
             assert extra in text
-        warning = text_of(page, ".domain-warning")
-        assert warning.startswith("⚠ Out of domain"), warning
+        # the warning pane and the map's cross may arrive a tick after the result text
+        assert wait_for(page, lambda: text_of(page, ".domain-warning").startswith("⚠ Out of domain"), 20), \
+            text_of(page, ".domain-warning")
         assert wait_for(page, lambda: (column(page, CROSS, "domain") or [""])[0].startswith("NO: not an oxide"), 20)
-        assert column(page, CROSS, "colour") == [OUT_OF_DOMAIN_MARK]  # the cross is red, as the warning
+        assert wait_for(page, lambda: column(page, CROSS, "colour") == [OUT_OF_DOMAIN_MARK], 20), \
+            column(page, CROSS, "colour")  # the cross is red, as the warning
     # styled to stand out (red box), not plain text
     colour = page.evaluate("""() => { const find = (root) => { const el = root.querySelector('.domain-warning');
         if (el) return el; for (const h of root.querySelectorAll('*')) if (h.shadowRoot) { const f = find(h.shadowRoot);
