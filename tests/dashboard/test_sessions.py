@@ -59,6 +59,7 @@ def test_a_busy_session_does_not_stall_another(open_page, server, small_records,
     box.fill("(\\w|\\w|\\w|\\w)*!")
     a.keyboard.press("Enter")
     tab(a, "Active learning")
+    a.wait_for_timeout(450)  # A's actions spaced as when a tab switch waited 700 ms (the spike bounds were set so)
     # the tab's models reach the browser when it is first shown (dynamic tabs): set the batch once it is there
     assert wait_for(a, lambda: a.evaluate(
         "() => { for (const d of Bokeh.documents) for (const m of (d._all_models ? [...d._all_models.values()] : "
@@ -66,6 +67,7 @@ def test_a_busy_session_does_not_stall_another(open_page, server, small_records,
         "{ m.value = 100000; return true; } return false; }"), 30)
     a.get_by_role("button", name="▶ Play", exact=True).click()
     tab(a, "Predict")
+    a.wait_for_timeout(450)
     big = tmp_path / "big.cif"
     n_sites = _largest_legal_supercell(small_records, big)
     a.locator("input[type=file] >> visible=true").set_input_files(str(big))
