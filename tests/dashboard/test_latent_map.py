@@ -224,7 +224,12 @@ def test_any_two_properties_beside_the_tsne_and_hidden_again(page, server, app_r
     server.new_log()
     page.locator(".map-x-axis select >> visible=true").first.select_option(label="band gap (eV)")
     page.locator(".map-y-axis select >> visible=true").first.select_option(label="DFT E_f (eV/atom)")
-    assert wait_for(page, lambda: model_js(page, "property-map-points", "m.glyph.y.field") == "ay", 20)
+    # both selections have reached the page: the y axis's label names the second property (the glyph's fields
+    # are already "ax"/"ay" after the first selection, with the t-SNE still in "ay")
+    assert wait_for(page, lambda: model_js(page, "property-map", "m.left[0].axis_label") == "DFT E_f (eV/atom)", 20)
+    assert wait_for(page, lambda: np.allclose(np.array(column(page, "map-source", "ay"), dtype=float),
+                                              app_run.materials.y, rtol=1e-6), 20)
+    assert model_js(page, "property-map-points", "m.glyph.y.field") == "ay"
     assert model_js(page, "property-map-points", "m.glyph.x.field") == "ax"
     # the t-SNE is untouched: same fields, axes still hidden, same title
     assert model_js(page, "latent-map-points", "[m.glyph.x.field, m.glyph.y.field]") == ["x", "y"]
