@@ -39,6 +39,12 @@ class Replay:
     def n_cycles(self) -> int:
         return len(self.mae) - 1
 
+    @property
+    def run_settings(self) -> dict:
+        """The settings of the run as replayed: its header's, with the cycles it holds (a history extended later,
+        e.g. the default's 1,500-pick runs taken on to 6,000, keeps the cycle count of its first sitting)."""
+        return {**self.settings, "cycles": self.n_cycles}
+
     def clamp(self, cycle: int) -> int:
         """A cycle a replay can show (a scrub or a URL may ask for any number)."""
         return int(min(max(int(cycle), 0), self.n_cycles))

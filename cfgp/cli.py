@@ -19,7 +19,7 @@ from cfgp.gp import CFGP
 from cfgp.learning_curve import learning_curve
 from cfgp.mpl_figures import al_curves_png, learning_curve_png
 from cfgp.pipeline import (Run, evaluate, featurize, fit_gp, init_run, load_al_histories, load_gp,
-                           run_active_learning, train_megnet)
+                           run_active_learning, shared_labels, train_megnet)
 from cfgp.retrain import retrain
 from cfgp.retrain_report import retrain_report
 from cfgp.screening import (DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink, ScreeningModel,
@@ -347,20 +347,25 @@ def cmd_retrain_report(args) -> int:
 
 def cmd_al_compare(args) -> int:
     run = _run(args)
-    groups = load_al_histories(run)
+    labels = args.labels if args.labels is not None else shared_labels(run)
+    groups = load_al_histories(run, labels=labels)
     if not groups:
-        raise FileNotFoundError(f"{run.dir / 'al'}: no active-learning histories; run `cfgp al` first")
+        raise FileNotFoundError(f"{run.dir / 'al'}: no active-learning histories" +
+                                (f" reaching {labels:,} labels" if args.labels is not None else "") +
+                                "; run `cfgp al` first")
     baseline = next((k for k, g in groups.items() if g.settings.strategy == "random"), None)
     result = compare(groups, baseline=baseline or next(iter(groups)))
     if args.plot:
         al_curves_png(groups, args.plot)
     fair = None
     if args.fair or args.pool_scored:
-        fair = fair_report(run, baseline, pool_scored=args.pool_scored,
+        fair = fair_report(run, baseline, pool_scored=args.pool_scored, labels=labels,
                            progress=lambda msg: print(msg, file=sys.stderr))
     if args.json:
-        _print_json({"baseline": baseline, "strategies": result, **({"fair": fair} if fair else {})})
+        _print_json({"baseline": baseline, "labels": labels, "strategies": result, **({"fair": fair} if fair else {})})
         return 0
+    print(f"compared over the first {labels:,} labels" + (" (every saved history holds them; --labels N for more)"
+                                                         if args.labels is None else ""))
     if fair:
         _print_fair(fair)
     else:
@@ -610,6 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paired differences per seed at equal label counts, area under the curve, phosphate share")
     c.add_argument("--pool-scored", action="store_true",
                    help="also the paper's score, MAE on the still-unlabelled pool (replays each history, ~20 s each)")
+    c.add_argument("--labels", type=int, default=None, metavar="N",
+                   help="compare after N new labels, leaving out histories that stop before (default: the most "
+                        "every saved history holds, e.g. 1,500 in the default; 6000 for the paper's scale)")
     c.set_defaults(func=cmd_al_compare)
 
     rr = sub.add_parser("retrain-report", help="strategies compared after converged retrains: paired differences "

@@ -510,13 +510,36 @@ def run_active_learning(run: Run, settings, progress: bool = True, path: Path | 
     return run_history(learner, target, header, progress=progress, log=log)
 
 
-def load_al_histories(run: Run, pattern: str = "*.jsonl") -> dict[str, ALGroup]:
+def up_to_labels(records: list[dict], labels: int | None) -> list[dict] | None:
+    """The records of one history up to ``labels`` new labels (all of them for None); None when the history
+    stops before. A shorter run is a prefix of a longer one, so histories of different lengths (1,500 picks for
+    most strategies, 6,000 for entropy and random in the default) compare at equal labels this way."""
+    if labels is None:
+        return records
+    new = np.array([r["n_train"] for r in records]) - records[0]["n_train"]
+    if new[-1] < labels:
+        return None
+    return records[: int(np.searchsorted(new, labels, side="right"))]
+
+
+def shared_labels(run: Run, pattern: str = "*.jsonl") -> int | None:
+    """The most new labels every saved history of the run holds (what ``cfgp al-compare`` compares at by
+    default); None without histories."""
+    ends = [records[-1]["n_train"] - records[0]["n_train"] for saved in run.al_histories(pattern)
+            for header, records in [saved.read()] if header is not None and len(records) >= 2]
+    return int(min(ends)) if ends else None
+
+
+def load_al_histories(run: Run, pattern: str = "*.jsonl", labels: int | None = None) -> dict[str, ALGroup]:
     """Saved AL histories with at least one cycle (:meth:`Run.al_histories`), grouped by :func:`al_label` of their
-    headers' settings, seeds in file-name order."""
+    headers' settings, seeds in file-name order; with ``labels``, each cut after that many new labels and those
+    that stop before it left out (:func:`up_to_labels`)."""
     groups: dict[str, ALGroup] = {}
     for saved in run.al_histories(pattern):
         header, records = saved.read()
         if header is None or len(records) < 2:
             continue
-        groups.setdefault(saved.label, ALGroup(saved.settings)).append(records)
+        records = up_to_labels(records, labels)
+        if records is not None:
+            groups.setdefault(saved.label, ALGroup(saved.settings)).append(records)
     return groups

@@ -120,3 +120,20 @@ def test_both_scorings_reach_the_replay_and_the_random_band():
     old = random_bands({"random-x": ALGroup(ALSettings(strategy="random"),
                                             [[{"n_train": 1, "mae": 0.1}, {"n_train": 2, "mae": 0.09}]] * 2)})[0]
     assert np.isnan(old["pool_mean"]).all() and old["mean"].tolist() == pytest.approx([0.1, 0.09])
+
+
+def test_a_shipped_run_extended_to_the_papers_scale_replays_all_its_cycles():
+    """The default's entropy and random histories hold 6,000 picks; their headers keep the 1,500 cycles of the first
+    sitting, so the settings a replay shows carry the cycles the records hold; the random band averages all four
+    seeds up to 6,000 labels (every seed reaches it, so none drops out along the way)."""
+    header, records = History(AL / "entropy-b1-pool7195-s0.jsonl").read()
+    assert header["settings"]["cycles"] == 1500 and len(records) == 6001
+    row_of_id, formulas = _rows(records)
+    rp = replay_of("entropy-b1-pool7195-s0", header, records, row_of_id, formulas)
+    assert rp.n_cycles == 6000 and rp.run_settings["cycles"] == 6000 and rp.labels[-1] == 6000
+    assert rp.run_settings["strategy"] == "entropy" and rp.settings["cycles"] == 1500  # the header, untouched
+    hists = [History(AL / f"random-b1-pool7195-s{s}.jsonl").read()[1] for s in range(4)]
+    (band,) = random_bands({"random-b1-pool7195": ALGroup(ALSettings(strategy="random"), hists)})
+    assert band["seeds"] == 4 and len(band["labels"]) == 6001 and band["labels"][-1] == 6000
+    assert np.isfinite(band["pool_mean"]).all()
+    np.testing.assert_allclose(band["mean"][-1], np.mean([h[-1]["mae"] for h in hists]))

@@ -186,20 +186,29 @@ def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_rec
     assert out["labels"] == 1500 and out["final_mae_mean"] == pytest.approx(np.mean(finals), rel=1e-12)
     assert not (mine / "al").exists()  # nothing computed, nothing written
 
-    # a longer one extends it, in the user's folder (also when data/default is named explicitly)
-    # the one that writes, in a process of its own as a user runs it
-    out = _last_json(_cfgp("al", "--run", "data/default", "--strategy", "random", "--cycles", "1503", "--json"))
-    shipped = (committed / "random-b1-pool7195-s0.jsonl").read_bytes()
-    extended = (mine / "al" / "random-b1-pool7195-s0.jsonl").read_bytes()
+    # a longer one extends it, in the user's folder (also when data/default is named explicitly); the top-10
+    # entropy run (150 cycles of 10) is extended by three cycles, the one that writes, in a process of its own
+    name = "entropy-b10-pool7195-s0.jsonl"
+    out = _last_json(_cfgp("al", "--run", "data/default", "--strategy", "entropy", "--batch-size", "10",
+                           "--cycles", "153", "--json"))
+    shipped = (committed / name).read_bytes()
+    extended = (mine / "al" / name).read_bytes()
     assert extended.startswith(shipped)  # the committed records, byte for byte, then three more cycles
-    _, records = History(mine / "al" / "random-b1-pool7195-s0.jsonl").read()
-    assert [r["cycle"] for r in records] == list(range(1504)) and out["labels"] == 1503
+    _, records = History(mine / "al" / name).read()
+    assert [r["cycle"] for r in records] == list(range(154)) and out["labels"] == 1530
     picked = [p for r in records for p in r["picked"]]
-    assert len(set(picked)) == 1503 and out["final_mae_mean"] == records[-1]["mae"]
+    assert len(set(picked)) == 1530 and out["final_mae_mean"] == records[-1]["mae"]
 
+    # compared at the labels every history holds (1,500); entropy and random also at the paper's 6,000
     plot = tmp_path / "al.png"
     out = _last_json(cfgp("al-compare", "--json", "--plot", plot))
-    assert out["strategies"]["random-b1-pool7195"]["seeds"] == 4 and plot.stat().st_size > 1000
+    assert out["labels"] == 1500 and plot.stat().st_size > 1000
+    assert out["strategies"]["random-b1-pool7195"]["seeds"] == 4
+    assert {v["labels"] for v in out["strategies"].values()} == {1500}
+    out = _last_json(cfgp("al-compare", "--json", "--labels", "6000"))
+    assert sorted(out["strategies"]) == ["entropy-b1-pool7195", "random-b1-pool7195"]
+    finals = [History(committed / f"random-b1-pool7195-s{s}.jsonl").read()[1][6000]["mae"] for s in range(4)]
+    assert out["strategies"]["random-b1-pool7195"]["final_mae_mean"] == pytest.approx(np.mean(finals), rel=1e-12)
 
     # the other commands: cached artefacts are read, not rewritten; the writing ones are refused with a reason
     assert _last_json(cfgp("featurize", "--quiet"))["n"] == 16388
@@ -213,8 +222,7 @@ def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_rec
     assert _last_json(cfgp("manifest", "--check"))["ok"] is True
 
     assert _snapshot() == before
-    assert sorted(p.name for p in (mine / "al").iterdir()) == ["random-b1-pool7195-s0.jsonl",
-                                                               "random-b1-pool7195-s0.jsonl.lock"]
+    assert sorted(p.name for p in (mine / "al").iterdir()) == [name, name + ".lock"]
 
 
 def test_writes_into_the_shipped_run_are_refused_at_the_lowest_level(run):

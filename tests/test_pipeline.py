@@ -104,3 +104,29 @@ def test_the_users_history_of_a_name_takes_the_place_of_the_committed_one(tmp_pa
     assert [s.path for s in run.al_histories()] == [extended]
     assert [s.path for s in run.al_histories(committed_only=True)] == [committed]
     assert [len(h) for h in load_al_histories(run)["random-b1-pool7195"]] == [6]
+
+
+def test_histories_of_different_lengths_compare_at_the_labels_all_of_them_hold(tmp_path):
+    """The default ships entropy and random to 6,000 picks and the other strategies to 1,500: a shorter run is a
+    prefix of a longer one, so comparisons cut every history at the same label count and leave out the ones
+    that stop before it; the default cut is the most labels every history holds."""
+    from cfgp.pipeline import shared_labels, up_to_labels
+
+    run = _run(tmp_path / "run")
+    for seed in (0, 1):
+        _history(run.dir / AL_DIR / f"r{seed}.jsonl", ALSettings(strategy="random", seed=seed), cycles=8)
+        _history(run.dir / AL_DIR / f"e{seed}.jsonl", ALSettings(strategy="entropy", seed=seed), cycles=8)
+    _history(run.dir / AL_DIR / "b.jsonl", ALSettings(strategy="entropy", batch_size=2, seed=0), cycles=3)
+    assert shared_labels(run) == 3
+    full = load_al_histories(run)
+    assert [len(h) for h in full["random-b1-pool7195"]] == [9, 9]
+    cut = load_al_histories(run, labels=shared_labels(run))
+    assert sorted(cut) == ["entropy-b1-pool7195", "entropy-b2-pool7195", "random-b1-pool7195"]
+    assert [len(h) for h in cut["random-b1-pool7195"]] == [4, 4] and cut["random-b1-pool7195"][0][-1]["cycle"] == 3
+    longer = load_al_histories(run, labels=8)
+    assert sorted(longer) == ["entropy-b1-pool7195", "random-b1-pool7195"]  # the 3-label run stops before
+    assert list(runs_by_seed(run, labels=8)) == ["entropy-b1-pool7195", "random-b1-pool7195"]
+    assert [len(r) for _, r in runs_by_seed(run, labels=5)["random-b1-pool7195"].values()] == [6, 6]
+    records = full["random-b1-pool7195"][0]
+    assert up_to_labels(records, None) is records and up_to_labels(records, 9) is None
+    assert up_to_labels(records, 0) == records[:1]

@@ -468,7 +468,7 @@ class ActiveLearning(pn.viewable.Viewer):
     def _enter_replay(self, replay: Replay) -> None:
         self.mode, self._play = "replay", ReplayPlayback(replay)
         s = replay.settings
-        self.controls.show_run_settings(s)  # the widgets follow: they show the replayed run's settings
+        self.controls.show_run_settings(replay.run_settings)  # the widgets follow: the replayed run's settings
         with self._hold():
             self.speed.visible = False
             self.replay_speed.visible = self.scrub.visible = True

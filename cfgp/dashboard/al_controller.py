@@ -19,7 +19,7 @@ from cfgp.al import STRATEGIES, ALSettings
 LIVE = "live run"
 REPLAY_PREFIX = "replay "
 #: bounds of the settings, checked on the server whatever the browser sends
-LIMITS = {"seed": (0, 2**32 - 1), "batch_size": (1, 100), "cycles": (1, 5000)}
+LIMITS = {"seed": (0, 2**32 - 1), "batch_size": (1, 100), "cycles": (1, 6000)}  # 6,000: the paper's scale
 LABELS = {"strategy": "strategy", "seed": "seed", "batch_size": "batch size", "cycles": "cycles"}
 SETTINGS = tuple(LABELS)
 #: the settings a tab starts with and falls back to (the strategy is the core's default)

@@ -30,6 +30,6 @@ for seed in 1 2; do
 done
 # the paper's scale: 1,800 + 6,000 picks, seeds 0 and 1, warm start
 for seed in 0 1; do
-  job "p6000/entropy-s$seed-warm" "$OUT/al/entropy-b1-pool7195-s$seed.jsonl" 6000 "$seed" --warm-start
-  job "p6000/random-s$seed-warm" "$OUT/al/random-b1-pool7195-s$seed.jsonl" 6000 "$seed" --warm-start
+  job "p6000/entropy-s$seed-warm" "$AL/entropy-b1-pool7195-s$seed.jsonl" 6000 "$seed" --warm-start
+  job "p6000/random-s$seed-warm" "$AL/random-b1-pool7195-s$seed.jsonl" 6000 "$seed" --warm-start
 done
