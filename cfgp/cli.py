@@ -14,6 +14,7 @@ from cfgp.al_metrics import fair_report
 from cfgp.artefacts import DEFAULT_RUN, ReadOnlyRunError, check_manifest, is_shipped_default, write_manifest
 from cfgp.data import CIF_READERS, DEFAULT_DATASET, DataError
 from cfgp.embedding import TSNESettings, run_tsne
+from cfgp.family_retrain import retrain_without_family
 from cfgp.featurize import DEFAULT_CUTOFF, SETTINGS_FILE, MEGNetSettings
 from cfgp.gp import CFGP
 from cfgp.learning_curve import learning_curve
@@ -27,7 +28,7 @@ from cfgp.screening import (DaskPredictor, JsonLinesSink, LocalPredictor, Parque
 from cfgp.splits import PAPER_SUBSAMPLE, SplitSettings
 from cfgp.uncertainty.applicability import evaluate_domain, fit_applicability, load_applicability, save_applicability
 from cfgp.uncertainty.check_sets import check_set
-from cfgp.uncertainty.family_holdout import families_summary, family_report
+from cfgp.uncertainty.family_holdout import HELD_OUT_FAMILIES, families_summary, family_report
 from cfgp.uncertainty.metrics import METRIC_LABELS
 
 
@@ -296,6 +297,23 @@ def cmd_retrain(args) -> int:
     elif out["finished"]:
         print(f"{out['strategy']} seed {out['seed']}: {out['picks']} picks, {out['epochs']} epochs → test MAE "
               f"{out['mae']:.4f} eV/atom, 2σ coverage {out['coverage_2sigma']:.3f} ({args.out}/retrain.json)")
+    else:
+        print(f"stopped at epoch {out['epochs']} (best validation MAE {out['best_val_mae']:.4f}); "
+              f"run the same command to resume")
+    return 0
+
+
+def cmd_family_network(args) -> int:
+    out = retrain_without_family(_run(args), args.family, args.out, seed=args.seed, epochs=args.epochs,
+                                 max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+                                 progress=not args.json)
+    if args.json:
+        _print_json(out)
+    elif out["finished"]:
+        test = out.get("test_floor") or {}
+        print(f"{out['label']} held out of the network ({out['n_train']:,} training materials, {out['epochs']} epochs, "
+              f"converged: {out['converged']}): test members n = {test.get('n')}, MAE {test.get('mae')}, 2σ coverage "
+              f"of the shipped σ {test.get('coverage_2sigma')} ({args.out}/family.json)")
     else:
         print(f"stopped at epoch {out['epochs']} (best validation MAE {out['best_val_mae']:.4f}); "
               f"run the same command to resume")
@@ -576,6 +594,17 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
     rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_retrain)
+
+    fn = sub.add_parser("family-network", help="a chemical family held out of MEGNet's training too: the network "
+                        "trained from fresh weights without it, then the family scored as new chemistry (resumable)")
+    run_arg(fn)
+    fn.add_argument("--family", required=True, choices=sorted(HELD_OUT_FAMILIES))
+    fn.add_argument("--out", type=Path, required=True, help="folder of the new run (created; resumed if it exists)")
+    fn.add_argument("--epochs", type=int, default=1000, help="most epochs (default 1,000: the base network's rule)")
+    fn.add_argument("--seed", type=int, default=None, help="seed of the fresh weights (default: the run's split seed)")
+    fn.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
+    fn.add_argument("--json", action="store_true")
+    fn.set_defaults(func=cmd_family_network)
 
     ft = sub.add_parser("al-finetune", help="active learning with MEGNet fine-tuned every N picks and every material "
                                              "re-featurised, so that σ depends on the labels (resumable)")

@@ -73,7 +73,7 @@ def predict_iron(page) -> None:
 VIEWS = {
     "latent_map": ("tab=map&colour=sigma", None, False),
     "calibration": ("tab=calibration", None, False),
-    "active": ("tab=al&al=replay&strategy=entropy&seed=0&cycle=1500", None, False),
+    "active": ("tab=al&al=replay&strategy=entropy&seed=0&cycle=6000", None, False),
     "outliers": ("tab=outliers&out_split=all&out_phosphates=true", outliers_compare, True),
     "lesson": ("lesson=4&projector=1", _structure_drawn, False),
     "dark": ("theme=dark&tab=calibration", None, False),

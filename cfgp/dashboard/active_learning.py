@@ -222,7 +222,9 @@ class ActiveLearning(pn.viewable.Viewer):
                           line_dash="dotted")
         self.curve_item = LegendItem(label="this run", renderers=[live, dots])
         self.pool_item = LegendItem(label=f"this run {POOL_SCORED}", renderers=[pooled])
-        fig.add_layout(Legend(items=[*items, self.curve_item, self.pool_item], location="top_right",
+        # bottom left: every curve starts at the top left, the fixed-test curves stay high and the pool-scored ones
+        # fall to the right, so that corner stays empty (top right hid the curves of a 6,000-pick replay)
+        fig.add_layout(Legend(items=[*items, self.curve_item, self.pool_item], location="bottom_left",
                               label_text_font_size="12px", background_fill_alpha=0.8, name="al-curve-legend"))
         fig.add_tools(HoverTool(renderers=[dots], tooltips=[("cycle", "@cycle"), ("labels added", "@labels materials"),
                                                             ("test MAE", "@mae{0.0000} eV/atom"),

@@ -9,7 +9,8 @@ materials, and the family's own materials are then predicted as new chemistry.
 
 What stays: the MEGNet network (and so the latents) is the run's, which saw the family's training materials.
 The held-out family therefore differs from the rest only through the GP, the domain model and σ — which is what
-this measures; a network re-trained without the family would be stricter still.
+this measures; a network re-trained without the family is stricter still (:mod:`cfgp.family_retrain`,
+``cfgp family-network``).
 
 Scores are reported separately for the family's pool materials (``selection``: what settings such as the rarity
 threshold are chosen on) and its test materials (``test``: read once for the reported figure).
@@ -102,6 +103,13 @@ def new_chemistry_tau(z: np.ndarray, df: float | None) -> float:
     return scale_mle(z[np.isfinite(z)], df)
 
 
+def score_with_new_chemistry_scale(part: dict, tau: float, df: float, large: float) -> dict:
+    """A family's part (``hold_out_family``'s arrays of its pool or test members) scored with σ = τ_new·σ_GP for
+    new chemistry instead of the training-energy floor (other materials keep their calibrated scale)."""
+    scale = np.where(part["new_chemistry"], tau * part["sigma_raw"], part["scale"])
+    return _score(part["mean"], part["y"], scale, df, part["sigma_raw"], part["check"], large)
+
+
 def family_report(run, families: dict = HELD_OUT_FAMILIES, settings=None) -> dict:
     """Every held-out family of :data:`HELD_OUT_FAMILIES`, scored twice: with the σ a run ships today for new
     chemistry (the training-energy spread as a floor) and with a fitted new-chemistry scale τ_new·σ_GP, where
@@ -124,9 +132,8 @@ def family_report(run, families: dict = HELD_OUT_FAMILIES, settings=None) -> dic
             a = arrays[key][part]
             if not len(a["y"]):
                 continue
-            scale = np.where(a["new_chemistry"], tau * a["sigma_raw"], a["scale"])
-            entry[part + "_fitted_new_chemistry"] = _score(a["mean"], a["y"], scale, df, a["sigma_raw"], a["check"],
-                                                           f["large_error_threshold"])
+            entry[part + "_fitted_new_chemistry"] = score_with_new_chemistry_scale(a, tau, df,
+                                                                                   f["large_error_threshold"])
         out["families"][key] = entry
     df_all = next(iter(fits.values()))["df"]
     out["tau_new"] = new_chemistry_tau(np.concatenate([z_of[k][new_of[k]] for k in families]), df_all)

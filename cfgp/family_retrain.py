@@ -1,0 +1,109 @@
+"""A chemical family held out of the network too: MEGNet re-trained without it, then the family scored as new chemistry.
+
+:func:`cfgp.uncertainty.family_holdout.hold_out_family` re-fits the GP, the domain model and σ without a family but
+keeps the run's network, which saw the family's training materials; its latents place the family among the rest, so
+that check measures the GP and σ only. Here the family leaves the network's training as well: a run folder of its own
+holds the base run's split with the family's members removed from train (they stay in the pool and test, to be
+scored), MEGNet is trained from fresh weights by the base network's stopping rule with the base network's
+early-stopping materials less the family, every material is featurised with the new network, and the family check
+runs on that run. This is what "elements the network never trained" looks like for a whole family, and what the
+shipped σ for new chemistry should cover.
+
+Hours of CPU per family on 2 cores: resumable like ``cfgp retrain`` (checkpoints every epoch, ``max_seconds``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from cfgp.artefacts import read_json, write_json
+from cfgp.featurize import SETTINGS_FILE, MEGNetSettings, training_seconds
+from cfgp.pipeline import RUN_FILE, SPLIT_FILE, Run, featurize, repo_path, train_megnet
+from cfgp.retrain import MAX_EPOCHS, MIN_REL_IMPROVEMENT, PATIENCE, early_stopping_ids, train_mae_at
+from cfgp.uncertainty.family_holdout import (HELD_OUT_FAMILIES, SUMMARY_KEYS, family_report, hold_out_family, members,
+                                             score_with_new_chemistry_scale)
+
+RESULT_FILE = "family.json"
+
+
+def family_run(base: Run, family: str, out: str | Path, seed: int | None = None,
+               families: dict = HELD_OUT_FAMILIES) -> Run:
+    """Create (or check, when resuming) the run folder: the base run's split with ``family``'s members (a key of
+    ``families``) out of train; pool and test unchanged."""
+    if family not in families:
+        raise ValueError(f"unknown family {family!r}; choose one of {', '.join(families)}")
+    out = Path(out)
+    m, sp = base.materials, base.split
+    fam = members(list(m.frame["elements"]), families[family][1])
+    seed = base.settings["split"]["seed"] if seed is None else seed
+    block = {"base_run": repo_path(base.dir), "held_out_family": family, "seed": seed,
+             "rule": {"max_epochs": MAX_EPOCHS, "patience": PATIENCE, "min_rel_improvement": MIN_REL_IMPROVEMENT}}
+    if (out / RUN_FILE).exists():
+        saved = read_json(out / RUN_FILE).get("family_network")
+        if saved != block:
+            raise ValueError(f"{out} holds a family network of other settings {saved}; choose another --out")
+        return Run(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = sp.train[~fam[sp.train]]
+    saved = read_json(base.dir / SPLIT_FILE)
+    write_json(out / SPLIT_FILE, {"settings": saved["settings"], "train": m.ids[train].tolist(),
+                                  "pool": m.ids[sp.pool].tolist(), "test": m.ids[sp.test].tolist()})
+    write_json(out / RUN_FILE, {**base.settings, "family_network": block})
+    return Run(out)
+
+
+def early_stopping_without(base: Run, symbols) -> list[str]:
+    """The base network's early-stopping materials less those containing any of ``symbols`` (they left train)."""
+    ids = early_stopping_ids(base)
+    rows = base.materials.index_of(ids)
+    fam = members([base.materials.frame["elements"].iloc[r] for r in rows], symbols)
+    return [i for i, f in zip(ids, fam) if not f]
+
+
+def retrain_without_family(base: Run, family: str, out: str | Path, seed: int | None = None,
+                           epochs: int = MAX_EPOCHS, patience: int = PATIENCE,
+                           min_rel_improvement: float = MIN_REL_IMPROVEMENT, max_seconds: float | None = None,
+                           progress: bool = True, families: dict = HELD_OUT_FAMILIES) -> dict:
+    """Train MEGNet from fresh weights without ``family``, featurise, and score the family as new chemistry
+    (:func:`hold_out_family` on the new run); writes and returns ``family.json``. ``family`` is a key of
+    ``families``, over which τ_new is cross-fitted on the base run. A finished job is read back, never redone; an
+    interrupted one resumes from its checkpoint and says ``finished: false``."""
+    run = family_run(base, family, out, seed, families)
+    label, symbols = families[family]
+    if (run.dir / RESULT_FILE).exists():
+        done = read_json(run.dir / RESULT_FILE)
+        if done.get("finished"):
+            return done
+    block = run.settings["family_network"]
+    settings = replace(MEGNetSettings(**read_json(base.dir / SETTINGS_FILE)), seed=block["seed"])
+    val = early_stopping_without(base, symbols)
+    _, state = train_megnet(run, settings, epochs=epochs, patience=patience, max_seconds=max_seconds,
+                            progress=progress, min_rel_improvement=min_rel_improvement, val_ids=val)
+    result = {"family": family, "label": label, "elements": list(symbols), "base_run": block["base_run"],
+              "seed": block["seed"], "n_train": int(len(run.split.train)), "n_early_stopping": len(val),
+              "epochs": state.epoch, "best_epoch": state.best_epoch, "best_val_mae": state.best_val_mae,
+              "train_mae_at_best": train_mae_at(state.history, state.best_epoch),
+              "finished": state.finished, "reason": state.reason,
+              "converged": bool(state.finished and state.reason.startswith("early stop")),
+              "rule": block["rule"]}
+    t_trained = time.time()
+    if state.finished:
+        featurize(run, progress=progress)
+        fit, arrays = hold_out_family(run, symbols)
+        # τ_new as the base run cross-fits it for this family: on the other families' residuals only
+        tau = family_report(base, families)["families"][family]["tau_new_crossfit"]
+        result.update({"n_train_without": fit["n_train"], "length_scale": fit["length_scale"], "df": fit["df"],
+                       "tau_new_crossfit": tau})
+        for part, name in (("selection", "pool"), ("test", "test")):
+            if fit[part].get("n"):
+                result[name + "_floor"] = {k: fit[part].get(k) for k in SUMMARY_KEYS}  # the shipped rule
+                scored = score_with_new_chemistry_scale(arrays[part], tau, fit["df"], fit["large_error_threshold"])
+                result[name + "_tau_new"] = {k: scored.get(k) for k in SUMMARY_KEYS}
+    result["train_seconds"] = training_seconds(state.history)
+    result["train_cpu_seconds"] = training_seconds(state.history, "cpu_seconds")
+    result["seconds"] = round((result["train_seconds"] or 0.0) + time.time() - t_trained, 1)
+    write_json(run.dir / RESULT_FILE, result)
+    return result
+

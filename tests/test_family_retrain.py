@@ -1,0 +1,52 @@
+"""A family held out of the network too, on the tiny real run: MEGNet trained from fresh weights without the
+family's training materials (and without them in early stopping), every material re-featurised, the family scored
+as new chemistry with the shipped σ and with τ_new·σ_GP; resumable, never redone once finished."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cfgp.pipeline import Run
+from cfgp.uncertainty.family_holdout import members
+
+FAMILIES = {"p": ("P oxides", ("P",)), "tm": ("3d metals", ("Mn", "Fe", "Co", "Ni", "Cu", "Ti", "V", "Cr"))}
+
+
+@pytest.mark.slow
+def test_the_family_leaves_the_network_and_is_scored_as_new_chemistry(tiny_run, tmp_path, capsys):
+    from cfgp.family_retrain import RESULT_FILE, early_stopping_without, family_run, retrain_without_family
+
+    out = tmp_path / "without-p"
+    res = retrain_without_family(tiny_run, "p", out, epochs=2, patience=2, progress=False, families=FAMILIES)
+    run = Run(out)
+    m, base_ids = run.materials, tiny_run.materials.ids
+    fam = members(list(m.frame["elements"]), ("P",))
+    # the split: train lost exactly the family's members; pool and test are the base's
+    assert set(m.ids[run.split.train]) == set(base_ids[tiny_run.split.train]) - set(m.ids[fam])
+    assert not fam[run.split.train].any() and fam[tiny_run.split.train].any()
+    assert list(m.ids[run.split.pool]) == list(base_ids[tiny_run.split.pool])
+    assert list(m.ids[run.split.test]) == list(base_ids[tiny_run.split.test])
+    # early stopping: the base network's materials less the family's
+    summary = json.loads((out / "training" / "summary.json").read_text())
+    assert sorted(summary["val_ids"]) == sorted(early_stopping_without(tiny_run, ("P",)))
+    assert not set(summary["val_ids"]) & set(m.ids[fam])
+    # a new network from fresh weights: other latents; stopped by the cap, so not converged
+    assert not np.allclose(run.latents()[run.split.test], tiny_run.latents()[tiny_run.split.test])
+    assert res["finished"] and res["epochs"] == 2 and res["converged"] is False and res["reason"] == "reached 2 epochs"
+    # the family's pool and test members scored, every one flagged (its elements are new to every model)
+    assert res["pool_floor"]["n"] == int(fam[run.split.pool].sum()) > 0
+    assert res["pool_floor"]["flagged"] == 1.0 and res["pool_tau_new"]["n"] == res["pool_floor"]["n"]
+    assert 0 <= res["pool_tau_new"]["coverage_2sigma"] <= res["pool_floor"]["coverage_2sigma"] <= 1
+    assert np.isfinite(res["tau_new_crossfit"]) and res["n_train_without"] == len(run.split.train)
+    assert json.loads((out / RESULT_FILE).read_text())["pool_floor"] == res["pool_floor"]
+    # finished: read back, never redone; another family in the same folder is refused; the CLI names its families
+    from cfgp.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["family-network", "--run", str(tiny_run.dir), "--family", "lanthanide", "--out", str(tmp_path / "x")])
+    assert "invalid choice: 'lanthanide'" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    with pytest.raises(ValueError, match="other settings"):
+        family_run(tiny_run, "tm", out, families=FAMILIES)
+    assert retrain_without_family(tiny_run, "p", out, epochs=2, patience=2, progress=False,
+                                  families=FAMILIES) == res
