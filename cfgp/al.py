@@ -8,6 +8,7 @@ Q = pool ∪ test, in O(n·|Q|) instead of an O(n³) refit: TensorFlow ops on a 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import time
@@ -497,11 +498,27 @@ class History:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
+    @property
+    def compressed(self) -> bool:
+        """A gzipped history (``.jsonl.gz``, as the shipped default holds them): read-only, a finished record."""
+        return self.path.name.endswith(".gz")
+
+    def open_binary(self):
+        """The file as bytes (decompressed when gzipped), for reading or copying."""
+        return gzip.open(self.path, "rb") if self.compressed else open(self.path, "rb")
+
+    def _refuse_write(self) -> None:
+        refuse_shipped_write(self.path)
+        if self.compressed:
+            raise HistoryError(f"{self.path} is gzipped, a finished record that is not written to; extend a copy "
+                               "(`cfgp al` does so in the user's folder)")
+
     def _parse(self) -> tuple[dict | None, list[dict], int, bytes]:
         """(header, records, bytes of complete good lines, the torn tail)."""
         if not self.path.exists():
             return None, [], 0, b""
-        data = self.path.read_bytes()
+        with self.open_binary() as fh:
+            data = fh.read()
         lines = data.split(b"\n")
         tail = lines.pop()  # text after the last newline: empty, or a write in flight / torn by a kill
         header, records, good = None, [], 0
@@ -531,7 +548,7 @@ class History:
     def read_header(self) -> dict | None:
         """The header alone, from at most :data:`HEADER_MAX_BYTES` bytes (for listings); None for an empty file
         or a header still being written, as :meth:`read` says."""
-        with open(self.path, "rb") as fh:
+        with self.open_binary() as fh:
             first = fh.readline(HEADER_MAX_BYTES + 1)
             while first.endswith(b"\n") and not first.strip() and fh.tell() <= HEADER_MAX_BYTES:
                 first = fh.readline(HEADER_MAX_BYTES + 1)  # blank lines before the header, skipped as read() does
@@ -562,7 +579,7 @@ class History:
         _, records, good, tail = self._parse()
         if not tail:
             return None
-        refuse_shipped_write(self.path)
+        self._refuse_write()
         with open(self.path, "r+b") as fh:
             fh.truncate(good)
             os.fsync(fh.fileno())
@@ -573,7 +590,7 @@ class History:
         """An exclusive, non-blocking lock on the history (one writer per file); raises if another run holds it."""
         import fcntl
 
-        refuse_shipped_write(self.path)
+        self._refuse_write()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path.with_name(self.path.name + ".lock"), "a+")
         try:
@@ -585,7 +602,7 @@ class History:
         return fh
 
     def append(self, obj: dict) -> None:
-        refuse_shipped_write(self.path)
+        self._refuse_write()
         data = (json.dumps(obj, default=float) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

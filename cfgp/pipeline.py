@@ -90,7 +90,9 @@ class Run:
         are left out; a header that is not a history's, or two files holding the same run, raise a
         :class:`cfgp.al.HistoryError` naming the files."""
         folders = (self.dir,) if committed_only else (self.dir, self.write_dir)
-        paths = {p.name: p for folder in folders for p in sorted((folder / AL_DIR).glob(pattern))}
+        # a gzipped history (as shipped) and a plain one of the same name are the same run: the later folder wins
+        paths = {p.name.removesuffix(".gz"): p for folder in folders
+                 for glob in (pattern, pattern + ".gz") for p in sorted((folder / AL_DIR).glob(glob))}
         out, seen = [], {}
         for name in sorted(paths):
             settings = History(paths[name]).settings()
@@ -485,7 +487,7 @@ def run_active_learning(run: Run, settings, progress: bool = True, path: Path | 
     gp = load_gp(run, conditioned=False)
     header = al_header(run, settings, gp.to_dict())
     target = Path(path) if path is not None else run.al_history_path(settings)
-    shipped = run.dir / AL_DIR / target.name if path is None and run.write_dir != run.dir else None
+    shipped = shipped_history(run, target.name) if path is None and run.write_dir != run.dir else None
     for source in (target, shipped):
         if source is None or not source.exists():
             continue
@@ -497,7 +499,8 @@ def run_active_learning(run: Run, settings, progress: bool = True, path: Path | 
         if source == shipped and not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-            shutil.copyfile(shipped, tmp)
+            with History(shipped).open_binary() as src, open(tmp, "wb") as dst:  # the shipped file may be gzipped
+                shutil.copyfileobj(src, dst)
             try:
                 os.link(tmp, target)  # never replaces a history another run has started meanwhile
                 log(f"extending the shipped {shipped} in {target}")
@@ -528,6 +531,12 @@ def shared_labels(run: Run, pattern: str = "*.jsonl") -> int | None:
     ends = [records[-1]["n_train"] - records[0]["n_train"] for saved in run.al_histories(pattern)
             for header, records in [saved.read()] if header is not None and len(records) >= 2]
     return int(min(ends)) if ends else None
+
+
+def shipped_history(run: Run, name: str) -> Path:
+    """The run's own history file of ``name`` (``x.jsonl``): plain, or gzipped as the shipped default holds them."""
+    plain = run.dir / AL_DIR / name
+    return plain if plain.exists() or not plain.with_name(name + ".gz").exists() else plain.with_name(name + ".gz")
 
 
 def load_al_histories(run: Run, pattern: str = "*.jsonl", labels: int | None = None) -> dict[str, ALGroup]:

@@ -70,7 +70,7 @@ def _retrain_folder(base: Run, history, out: Path, header: dict, ids: list[str],
              "early_stopping": EARLY_STOPPING}
     if (out / RUN_FILE).exists():
         saved = read_json(out / RUN_FILE).get("retrain")
-        if saved != block:
+        if _same_history(saved) != _same_history(block):
             raise ValueError(f"{out} holds a retrain with other settings {saved}; choose another --out")
         return Run(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,6 +81,14 @@ def _retrain_folder(base: Run, history, out: Path, header: dict, ids: list[str],
                                   "pool": m.ids[pool].tolist(), "test": m.ids[sp.test].tolist()})
     write_json(out / RUN_FILE, {**base.settings, "retrain": block})
     return Run(out)
+
+
+def _same_history(block: dict | None) -> dict | None:
+    """A retrain's settings with its history named without ``.gz``: a history gzipped later (as the default ships
+    them) holds the same records, so a job started on the plain file resumes on the gzipped one."""
+    if not isinstance(block, dict) or not isinstance(block.get("history"), str):
+        return block
+    return {**block, "history": block["history"].removesuffix(".gz")}
 
 
 #: the stopping rule of every retrain: the base network's (``data/converge4``)

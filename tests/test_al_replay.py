@@ -14,7 +14,7 @@ AL = Path(__file__).parents[1] / "data" / "default" / "al"
 
 @pytest.fixture(scope="module")
 def entropy10():
-    header, records = History(AL / "entropy-b10-pool7195-s0.jsonl").read()
+    header, records = History(AL / "entropy-b10-pool7195-s0.jsonl.gz").read()
     return header, records[:41]  # 40 cycles of 10 picks: enough for every slice, fast to build
 
 
@@ -52,7 +52,7 @@ def test_a_pick_outside_the_runs_materials_is_left_out(entropy10):
 
 
 def test_random_band_is_mean_plus_minus_two_std_over_seeds():
-    hists = [History(AL / f"random-b1-pool7195-s{s}.jsonl").read()[1][:30] for s in range(3)]
+    hists = [History(AL / f"random-b1-pool7195-s{s}.jsonl.gz").read()[1][:30] for s in range(3)]
     (band,) = random_bands({"random-b1-pool7195": ALGroup(ALSettings(strategy="random"), hists),
                             "entropy-b1-pool7195": ALGroup(ALSettings(strategy="entropy"), hists)})
     mae = np.array([[r["mae"] for r in h] for h in hists])
@@ -104,7 +104,7 @@ def test_both_scorings_reach_the_replay_and_the_random_band():
     the random band read both, and the pool score falls much faster for entropy than the test MAE (the protocol
     effect the lesson explains)."""
     stems = ("entropy-b1-pool7195-s0", "random-b1-pool7195-s0", "random-b1-pool7195-s1")
-    hists = {s: History(AL / f"{s}.jsonl").read() for s in stems}
+    hists = {s: History(AL / f"{s}.jsonl.gz").read() for s in stems}
     header, records = hists[stems[0]]
     row_of_id, formulas = _rows(records)
     rp = replay_of(stems[0], header, records, row_of_id, formulas)
@@ -126,13 +126,13 @@ def test_a_shipped_run_extended_to_the_papers_scale_replays_all_its_cycles():
     """The default's entropy and random histories hold 6,000 picks; their headers keep the 1,500 cycles of the first
     sitting, so the settings a replay shows carry the cycles the records hold; the random band averages all four
     seeds up to 6,000 labels (every seed reaches it, so none drops out along the way)."""
-    header, records = History(AL / "entropy-b1-pool7195-s0.jsonl").read()
+    header, records = History(AL / "entropy-b1-pool7195-s0.jsonl.gz").read()
     assert header["settings"]["cycles"] == 1500 and len(records) == 6001
     row_of_id, formulas = _rows(records)
     rp = replay_of("entropy-b1-pool7195-s0", header, records, row_of_id, formulas)
     assert rp.n_cycles == 6000 and rp.run_settings["cycles"] == 6000 and rp.labels[-1] == 6000
     assert rp.run_settings["strategy"] == "entropy" and rp.settings["cycles"] == 1500  # the header, untouched
-    hists = [History(AL / f"random-b1-pool7195-s{s}.jsonl").read()[1] for s in range(4)]
+    hists = [History(AL / f"random-b1-pool7195-s{s}.jsonl.gz").read()[1] for s in range(4)]
     (band,) = random_bands({"random-b1-pool7195": ALGroup(ALSettings(strategy="random"), hists)})
     assert band["seeds"] == 4 and len(band["labels"]) == 6001 and band["labels"][-1] == 6000
     assert np.isfinite(band["pool_mean"]).all()

@@ -7,6 +7,7 @@ Read-only: the README's commands, run as a user types them (no --run), leave eve
 and write what they make to $CFGP_HOME (a temporary folder here, set in conftest.py).
 """
 
+import gzip
 import hashlib
 import json
 import os
@@ -106,7 +107,7 @@ def test_committed_histories_replay_to_their_stored_records(run, name):
     from cfgp.al import ALSettings, History, same_run
     from cfgp.pipeline import active_learner, al_header, load_gp
 
-    header, records = History(DEFAULT_RUN / "al" / f"{name}.jsonl").read()
+    header, records = History(DEFAULT_RUN / "al" / f"{name}.jsonl.gz").read()
     settings = ALSettings(**{**header["settings"], "cycles": 20})
     gp = load_gp(run, conditioned=False)
     assert same_run(header, al_header(run, settings, gp.to_dict()))  # made from these latents, GP and split
@@ -178,11 +179,11 @@ def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_rec
     assert out["n_test"] == 1460
 
     # a shorter run than the committed one is its prefix, answered from the committed records
-    _, entropy0 = History(committed / "entropy-b1-pool7195-s0.jsonl").read()
+    _, entropy0 = History(committed / "entropy-b1-pool7195-s0.jsonl.gz").read()
     out = _last_json(cfgp("al", "--strategy", "entropy", "--cycles", "50", "--json"))
     assert out["labels"] == 50 and out["final_mae_mean"] == entropy0[50]["mae"]
     out = _last_json(cfgp("al", "--strategy", "entropy", "--cycles", "1500", "--seeds", "4", "--json"))
-    finals = [History(committed / f"entropy-b1-pool7195-s{s}.jsonl").read()[1][1500]["mae"] for s in range(4)]
+    finals = [History(committed / f"entropy-b1-pool7195-s{s}.jsonl.gz").read()[1][1500]["mae"] for s in range(4)]
     assert out["labels"] == 1500 and out["final_mae_mean"] == pytest.approx(np.mean(finals), rel=1e-12)
     assert not (mine / "al").exists()  # nothing computed, nothing written
 
@@ -191,7 +192,7 @@ def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_rec
     name = "entropy-b10-pool7195-s0.jsonl"
     out = _last_json(_cfgp("al", "--run", "data/default", "--strategy", "entropy", "--batch-size", "10",
                            "--cycles", "153", "--json"))
-    shipped = (committed / name).read_bytes()
+    shipped = gzip.decompress((committed / f"{name}.gz").read_bytes())  # the default ships its histories gzipped
     extended = (mine / "al" / name).read_bytes()
     assert extended.startswith(shipped)  # the committed records, byte for byte, then three more cycles
     _, records = History(mine / "al" / name).read()
@@ -207,7 +208,7 @@ def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_rec
     assert {v["labels"] for v in out["strategies"].values()} == {1500}
     out = _last_json(cfgp("al-compare", "--json", "--labels", "6000"))
     assert sorted(out["strategies"]) == ["entropy-b1-pool7195", "random-b1-pool7195"]
-    finals = [History(committed / f"random-b1-pool7195-s{s}.jsonl").read()[1][6000]["mae"] for s in range(4)]
+    finals = [History(committed / f"random-b1-pool7195-s{s}.jsonl.gz").read()[1][6000]["mae"] for s in range(4)]
     assert out["strategies"]["random-b1-pool7195"]["final_mae_mean"] == pytest.approx(np.mean(finals), rel=1e-12)
 
     # the other commands: cached artefacts are read, not rewritten; the writing ones are refused with a reason
@@ -237,7 +238,7 @@ def test_writes_into_the_shipped_run_are_refused_at_the_lowest_level(run):
     with pytest.raises(ReadOnlyRunError, match="read-only"):
         write_json(DEFAULT_RUN / "x.json", {})
     with pytest.raises(ReadOnlyRunError):
-        History(DEFAULT_RUN / "al" / "entropy-b1-pool7195-s0.jsonl").append({"cycle": 9})
+        History(DEFAULT_RUN / "al" / "entropy-b1-pool7195-s0.jsonl.gz").append({"cycle": 9})
     with pytest.raises(ReadOnlyRunError):
         History(DEFAULT_RUN / "al" / "new.jsonl").lock()
     assert run.write_dir == Path(os.environ["CFGP_HOME"]) / "runs" / "default"

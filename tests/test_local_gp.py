@@ -139,6 +139,6 @@ def test_cli_fit_with_the_local_method(default, tmp_path, capsys):
 
     learner = active_learner(Run(run_dir), ALSettings(strategy="entropy", cycles=3, batch_size=1, seed=0))
     assert learner.gp.method_ == "exact"
-    _, committed = History(DEFAULT_RUN / "al" / "entropy-b1-pool7195-s0.jsonl").read()
+    _, committed = History(DEFAULT_RUN / "al" / "entropy-b1-pool7195-s0.jsonl.gz").read()
     for rec, ref in zip(learner.steps(), committed[1:4]):
         assert rec["picked"] == ref["picked"] and rec["mae"] == pytest.approx(ref["mae"], rel=1e-6)

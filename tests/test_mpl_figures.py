@@ -91,8 +91,8 @@ def test_al_series_take_strategy_and_batch_from_the_headers(tmp_path):
     (run_dir / AL_DIR).mkdir(parents=True)
     (run_dir / RUN_FILE).write_text("{}")
     for seed in (0, 1):  # entropy batch-10 runs named as random batch-1 ones
-        shutil.copy(DEFAULT_RUN / AL_DIR / f"entropy-b10-pool7195-s{seed}.jsonl",
-                    run_dir / AL_DIR / f"random-b1-pool7195-s{seed}.jsonl")
+        shutil.copy(DEFAULT_RUN / AL_DIR / f"entropy-b10-pool7195-s{seed}.jsonl.gz",
+                    run_dir / AL_DIR / f"random-b1-pool7195-s{seed}.jsonl.gz")
     (series,) = mpl_figures.strategy_series(load_al_histories(Run(run_dir)))
     assert series["label"] == "entropy-b10-pool7195 (2 seeds)"
     assert series["colour"] == STRATEGY_COLOURS["entropy"] and series["dashed"]

@@ -43,9 +43,9 @@ def expected():
     phos = frame.is_phosphate.to_numpy()
     err = mu[te] - y[te]
     histories = {}
-    for path in sorted((DEFAULT_RUN / "al").glob("*.jsonl")):
-        lines = path.read_text().splitlines()
-        histories[path.stem] = [json.loads(line) for line in lines[1:]]
+    for path in sorted((DEFAULT_RUN / "al").glob("*.jsonl.gz")):  # the default ships its histories gzipped
+        lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+        histories[path.name.removesuffix(".jsonl.gz")] = [json.loads(line) for line in lines[1:]]
     records = json.load(gzip.open(SMALL, "rt"))[:120]
     rows = run.materials.index_of([r["material_id"] for r in records])
     mine_err = mu[rows] - np.array([r["formation_energy_per_atom"] for r in records])

@@ -130,3 +130,25 @@ def test_histories_of_different_lengths_compare_at_the_labels_all_of_them_hold(t
     records = full["random-b1-pool7195"][0]
     assert up_to_labels(records, None) is records and up_to_labels(records, 9) is None
     assert up_to_labels(records, 0) == records[:1]
+
+
+def test_a_gzipped_history_is_listed_read_and_never_written(tmp_path):
+    """The default ships its histories gzipped (the 6,000-pick runs would otherwise take 15 MB): a .jsonl.gz is
+    listed and read like a .jsonl, refuses appends, and a plain history of the same name in the user's folder (an
+    extended copy) takes its place."""
+    import gzip
+
+    run = _run(tmp_path / "run", write_dir=tmp_path / "mine")
+    plain = _history(tmp_path / "made.jsonl", ALSettings(strategy="random", seed=1), cycles=4)
+    packed = run.dir / AL_DIR / "random-b1-pool7195-s1.jsonl.gz"
+    packed.parent.mkdir(parents=True)
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    (saved,) = run.al_histories()
+    assert saved.path == packed and saved.settings.seed == 1 and saved.read() == History(plain).read()
+    assert [len(h) for h in load_al_histories(run)["random-b1-pool7195"]] == [5]
+    with pytest.raises(HistoryError, match="gzipped"):
+        History(packed).append({"cycle": 5})
+    extended = _history(run.write_dir / AL_DIR / "random-b1-pool7195-s1.jsonl", ALSettings(strategy="random", seed=1),
+                        cycles=6)
+    assert [s.path for s in run.al_histories()] == [extended]
+    assert [s.path for s in run.al_histories(committed_only=True)] == [packed]

@@ -95,3 +95,20 @@ def test_retrain_names_a_missing_history(tiny_run, tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no such history file"):
         picked_ids(tmp_path / "nope.jsonl", tiny_run)
+
+
+def test_a_job_resumes_on_its_history_gzipped_and_refuses_another(tiny_run, history, tmp_path):
+    """The default ships its histories gzipped: a retrain folder made on the plain file resumes on the .gz of the
+    same records; other settings (here another pick count) are refused with the folder named."""
+    import gzip
+
+    from cfgp.retrain import make_retrain_run
+
+    out = tmp_path / "job"
+    make_retrain_run(tiny_run, history, out, picks=5)
+    packed = history.with_name(history.name + ".gz")  # beside it, as data/default/al holds them
+    packed.write_bytes(gzip.compress(history.read_bytes()))
+    again = make_retrain_run(tiny_run, packed, out, picks=5)
+    assert again.dir == out and json.loads((out / "run.json").read_text())["retrain"]["picks"] == 5
+    with pytest.raises(ValueError, match="other settings"):
+        make_retrain_run(tiny_run, packed, out, picks=6)

@@ -18,18 +18,18 @@ job() {  # job NAME HISTORY PICKS SEED [--warm-start]
   echo "$(date -u +%FT%TZ) end $name rc=$?"
 }
 # warm start against scratch on one pair, at convergence (issue: ship the cheaper at equal accuracy)
-job p1500/entropy-s0-warm "$AL/entropy-b1-pool7195-s0.jsonl" 1500 0 --warm-start
-job p1500/random-s0-warm "$AL/random-b1-pool7195-s0.jsonl" 1500 0 --warm-start
-job p1500/entropy-s0-scratch "$AL/entropy-b1-pool7195-s0.jsonl" 1500 0 --from-scratch
+job p1500/entropy-s0-warm "$AL/entropy-b1-pool7195-s0.jsonl.gz" 1500 0 --warm-start
+job p1500/random-s0-warm "$AL/random-b1-pool7195-s0.jsonl.gz" 1500 0 --warm-start
+job p1500/entropy-s0-scratch "$AL/entropy-b1-pool7195-s0.jsonl.gz" 1500 0 --from-scratch
 # random-s0-scratch is not run: scratch already took longer than the warm start's whole run at a worse validation
 # MAE, so warm is cheaper whatever scratch converges to unless it ends clearly better (see README.md).
 # seeds 1 and 2 at 1,500 picks, warm start
 for seed in 1 2; do
-  job "p1500/entropy-s$seed-warm" "$AL/entropy-b1-pool7195-s$seed.jsonl" 1500 "$seed" --warm-start
-  job "p1500/random-s$seed-warm" "$AL/random-b1-pool7195-s$seed.jsonl" 1500 "$seed" --warm-start
+  job "p1500/entropy-s$seed-warm" "$AL/entropy-b1-pool7195-s$seed.jsonl.gz" 1500 "$seed" --warm-start
+  job "p1500/random-s$seed-warm" "$AL/random-b1-pool7195-s$seed.jsonl.gz" 1500 "$seed" --warm-start
 done
 # the paper's scale: 1,800 + 6,000 picks, seeds 0 and 1, warm start
 for seed in 0 1; do
-  job "p6000/entropy-s$seed-warm" "$AL/entropy-b1-pool7195-s$seed.jsonl" 6000 "$seed" --warm-start
-  job "p6000/random-s$seed-warm" "$AL/random-b1-pool7195-s$seed.jsonl" 6000 "$seed" --warm-start
+  job "p6000/entropy-s$seed-warm" "$AL/entropy-b1-pool7195-s$seed.jsonl.gz" 6000 "$seed" --warm-start
+  job "p6000/random-s$seed-warm" "$AL/random-b1-pool7195-s$seed.jsonl.gz" 6000 "$seed" --warm-start
 done
