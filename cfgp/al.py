@@ -20,8 +20,10 @@ import numpy as np
 from scipy import stats
 
 from cfgp.artefacts import refuse_shipped_write
+from cfgp.data import DataError
 from cfgp.gp import JITTER, CFGP, tf_device
 from cfgp.predictive import std_from_variance
+from cfgp.record_streams import BoundedBytes
 
 CHUNK_ROWS = 512
 #: integration points of the integrated-variance and EPIG strategies: a seeded subsample of the run's candidate
@@ -486,6 +488,19 @@ class HistoryError(ValueError):
 HEADER_MAX_BYTES = 64 * 1024
 
 
+#: the most bytes a history may hold (decompressed): a 6,000-cycle run takes ~2 MB, so this only stops a file that is
+#: not a history (or a gzip bomb) from filling memory
+HISTORY_MAX_BYTES = 64 * 2**20
+#: the suffix of a gzipped history (the shipped default's): the same run as the plain file of the name without it
+GZIP_SUFFIX = ".gz"
+
+
+def history_name(path: str | Path) -> str:
+    """The name a history is known by, gzipped or not (``x.jsonl.gz`` → ``x.jsonl``): one run, whichever file holds
+    it (listings, the shipped copy an extension starts from, a retrain's record of its history)."""
+    return str(path).removesuffix(GZIP_SUFFIX)
+
+
 class History:
     """An append-only JSON-lines file: a header with the settings, then one record per cycle.
 
@@ -501,7 +516,7 @@ class History:
     @property
     def compressed(self) -> bool:
         """A gzipped history (``.jsonl.gz``, as the shipped default holds them): read-only, a finished record."""
-        return self.path.name.endswith(".gz")
+        return self.path.name.endswith(GZIP_SUFFIX)
 
     def open_binary(self):
         """The file as bytes (decompressed when gzipped), for reading or copying."""
@@ -517,8 +532,11 @@ class History:
         """(header, records, bytes of complete good lines, the torn tail)."""
         if not self.path.exists():
             return None, [], 0, b""
-        with self.open_binary() as fh:
-            data = fh.read()
+        try:  # the project's bounded reader: a regular file, gunzipped if named .gz, never more than the limit
+            with BoundedBytes(self.path, HISTORY_MAX_BYTES) as fh:
+                data = b"".join(iter(lambda: fh.read(1 << 20), b""))
+        except DataError as exc:
+            raise HistoryError(str(exc)) from None
         lines = data.split(b"\n")
         tail = lines.pop()  # text after the last newline: empty, or a write in flight / torn by a kill
         header, records, good = None, [], 0

@@ -170,8 +170,9 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
                 progress=None, labels: int | None = None) -> dict:
     """Paired scores of every saved strategy against ``baseline`` (default: the first random one), the
     phosphate share of the picks and, with ``pool_scored``, the paper's pool-scored MAE (as each history recorded
-    it, or, for a history written without it, by replaying its picks: ~20 s per 1,500 cycles on 2 cores). With ``labels``, every history is cut after that many new
-    labels and those stopping before are left out, so "the baseline's final MAE" is its MAE at ``labels``."""
+    it, or, for a history written without it, by replaying its picks: ~20 s per 1,500 cycles on 2 cores). With
+    ``labels``, every history is cut after that many new labels and those stopping before are left out, so "the
+    baseline's final MAE" is its MAE at ``labels``."""
     groups = runs_by_seed(run, labels)
     if not groups:
         raise FileNotFoundError(f"{run.dir / 'al'}: no active-learning histories; run `cfgp al` first")

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
-from cfgp.al import ActiveLearner, ALSettings, History, HistoryError, pool_positions, run_history, same_run
+from cfgp.al import (GZIP_SUFFIX, ActiveLearner, ALSettings, History, HistoryError, history_name, pool_positions,
+                     run_history, same_run)
 from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, default_overlay, is_shipped_default, read_json, save_npz,
                             write_json)
 from cfgp.data import DEFAULT_DATASET, Materials, dataset_sha256, load_materials
@@ -91,8 +92,8 @@ class Run:
         :class:`cfgp.al.HistoryError` naming the files."""
         folders = (self.dir,) if committed_only else (self.dir, self.write_dir)
         # a gzipped history (as shipped) and a plain one of the same name are the same run: the later folder wins
-        paths = {p.name.removesuffix(".gz"): p for folder in folders
-                 for glob in (pattern, pattern + ".gz") for p in sorted((folder / AL_DIR).glob(glob))}
+        paths = {history_name(p.name): p for folder in folders
+                 for glob in (pattern, pattern + GZIP_SUFFIX) for p in sorted((folder / AL_DIR).glob(glob))}
         out, seen = [], {}
         for name in sorted(paths):
             settings = History(paths[name]).settings()
@@ -535,8 +536,8 @@ def shared_labels(run: Run, pattern: str = "*.jsonl") -> int | None:
 
 def shipped_history(run: Run, name: str) -> Path:
     """The run's own history file of ``name`` (``x.jsonl``): plain, or gzipped as the shipped default holds them."""
-    plain = run.dir / AL_DIR / name
-    return plain if plain.exists() or not plain.with_name(name + ".gz").exists() else plain.with_name(name + ".gz")
+    plain, packed = run.dir / AL_DIR / name, run.dir / AL_DIR / (name + GZIP_SUFFIX)
+    return packed if packed.exists() and not plain.exists() else plain
 
 
 def load_al_histories(run: Run, pattern: str = "*.jsonl", labels: int | None = None) -> dict[str, ALGroup]:

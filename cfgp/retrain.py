@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfgp.al import ALSettings, History
+from cfgp.al import ALSettings, History, history_name
 from cfgp.artefacts import read_json, write_json
 from cfgp.featurize import SETTINGS_FILE, MEGNetSettings, training_seconds
 from cfgp.pipeline import (LATENTS_FILE, RUN_FILE, SPLIT_FILE, Run, al_pool_ids, evaluate, featurize, fit_gp,
@@ -88,7 +88,7 @@ def _same_history(block: dict | None) -> dict | None:
     them) holds the same records, so a job started on the plain file resumes on the gzipped one."""
     if not isinstance(block, dict) or not isinstance(block.get("history"), str):
         return block
-    return {**block, "history": block["history"].removesuffix(".gz")}
+    return {**block, "history": history_name(block["history"])}
 
 
 #: the stopping rule of every retrain: the base network's (``data/converge4``)

@@ -152,3 +152,21 @@ def test_a_gzipped_history_is_listed_read_and_never_written(tmp_path):
                         cycles=6)
     assert [s.path for s in run.al_histories()] == [extended]
     assert [s.path for s in run.al_histories(committed_only=True)] == [packed]
+
+
+def test_a_history_is_read_through_the_bounded_reader(tmp_path):
+    """History reads through cfgp.record_streams.BoundedBytes: a file named .gz that is not gzip, or one past the
+    size limit, is a HistoryError naming the file, not a crash or a memory blow-up."""
+    import cfgp.al
+
+    fake = tmp_path / "x.jsonl.gz"
+    fake.write_bytes(b'{"settings": {}}\n')
+    with pytest.raises(HistoryError, match=r"x\.jsonl\.gz: named \.gz but it is not gzip-compressed"):
+        History(fake).read()
+    big = _history(tmp_path / "big.jsonl", ALSettings(seed=0), cycles=50)
+    limit, cfgp.al.HISTORY_MAX_BYTES = cfgp.al.HISTORY_MAX_BYTES, big.stat().st_size - 1
+    try:
+        with pytest.raises(HistoryError, match=r"big\.jsonl: .*the limit"):
+            History(big).read()
+    finally:
+        cfgp.al.HISTORY_MAX_BYTES = limit
