@@ -98,14 +98,15 @@ def training_seconds(history: list[dict], key: str = "seconds") -> float | None:
 
     Each epoch logs the seconds since its sitting started, so the count restarts when a run is resumed; a sitting's
     last logged epoch holds its length (a killed sitting loses at most the epoch it was in)."""
-    total, last = 0.0, 0.0
+    total, last, sitting = 0.0, 0.0, None
     for row in history:
         if key not in row:
             return None
         seconds = float(row[key])
-        if seconds < last:  # a new sitting
+        # a new sitting: its start time changes (logged since); for older logs, the count going back
+        if (row.get("sitting_start", sitting) != sitting) if "sitting_start" in row else seconds < last:
             total += last
-        last = seconds
+        sitting, last = row.get("sitting_start"), seconds
     return round(total + last, 1)
 
 
@@ -330,7 +331,7 @@ class MEGNetFeaturizer:
                 state.history.append(
                     {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)), "mae": float(logs.get("mae", np.nan)),
                      "val_mae": val_mae, "seconds": round(time.time() - start, 1),
-                     "cpu_seconds": round(time.process_time() - cpu_start, 1)}
+                     "cpu_seconds": round(time.process_time() - cpu_start, 1), "sitting_start": round(start, 1)}
                 )
                 if val_mae < state.best_val_mae:
                     state.best_val_mae, state.best_epoch = val_mae, epoch + 1
