@@ -53,6 +53,9 @@ REPLAY_FPS = 20
 MAX_REPLAY_SPEED = 300
 #: a pool point's colour is re-sent when its σ moved by more than this fraction of the colour range
 SIGMA_PATCH_FRACTION = 0.005
+#: the curve and the map side by side, as tall as a 900-px laptop window shows below the controls (the curve's
+#: legend takes ~85 px of it, above the axes)
+PLOT_HEIGHT = 400
 CURVE_COLOUR = HIGHLIGHT
 BAND_COLOUR = NEUTRAL
 #: the pool map's title and colour bar: a live run shows σ after each update, a replay the starting σ (no GP work)
@@ -198,7 +201,7 @@ class ActiveLearning(pn.viewable.Viewer):
         self.curve_downloads = figure_downloads("curves", "al-curves", self.export_curves, "al-figure")
         self.curve_source = ColumnDataSource({"labels": [], "mae": [], "cycle": [], "coverage": [], "pool_mae": []},
                                              name="al-curve-source")
-        fig = figure(title="MAE vs labels added", name="al-curve", height=400, sizing_mode="stretch_width",
+        fig = figure(title="MAE vs labels added", name="al-curve", height=PLOT_HEIGHT, sizing_mode="stretch_width",
                      width=FIGURE_MIN_WIDTH, min_width=FIGURE_MIN_WIDTH,
                      tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="above",
                      x_axis_label="labels added", y_axis_label="MAE (eV/atom)")
@@ -222,10 +225,13 @@ class ActiveLearning(pn.viewable.Viewer):
                           line_dash="dotted")
         self.curve_item = LegendItem(label="this run", renderers=[live, dots])
         self.pool_item = LegendItem(label=f"this run {POOL_SCORED}", renderers=[pooled])
-        # bottom left: every curve starts at the top left, the fixed-test curves stay high and the pool-scored ones
-        # fall to the right, so that corner stays empty (top right hid the curves of a 6,000-pick replay)
-        fig.add_layout(Legend(items=[*items, self.curve_item, self.pool_item], location="bottom_left",
-                              label_text_font_size="12px", background_fill_alpha=0.8, name="al-curve-legend"))
+        # above the axes: inside the plot every corner hides a curve at some replay length (the pool-scored curves
+        # of a 6,000-pick replay cross the bottom left between 2,000 and 4,000 labels), below them it falls out of
+        # a laptop's window, and the labels are too long for two columns. "bottom_right" of that side panel: a
+        # "top_*" legend is pushed down by twice its margin, onto the frame's top edge (Bokeh 3.9)
+        fig.add_layout(Legend(items=[*items, self.curve_item, self.pool_item], location="bottom_right",
+                              label_text_font_size="12px", spacing=0, padding=4, border_line_alpha=0,
+                              name="al-curve-legend"), "above")
         fig.add_tools(HoverTool(renderers=[dots], tooltips=[("cycle", "@cycle"), ("labels added", "@labels materials"),
                                                             ("test MAE", "@mae{0.0000} eV/atom"),
                                                             ("MAE on the unlabelled pool", "@pool_mae{0.0000} eV/atom"),
@@ -233,7 +239,7 @@ class ActiveLearning(pn.viewable.Viewer):
         self.curve_fig = fig
 
         # the map: grey background = the session's shared map source (already in the browser)
-        mfig, background = map_figure(self.map_source, MAP_TITLES["live"], "al-map", height=400)
+        mfig, background = map_figure(self.map_source, MAP_TITLES["live"], "al-map", height=PLOT_HEIGHT)
         for g in (background.glyph, background.selection_glyph, background.nonselection_glyph):
             g.fill_color, g.fill_alpha, g.size = BACKGROUND, 0.5, 3
         if self.pre.background_rows is not None:  # the shape of the map needs only a subsample: fewer to repaint

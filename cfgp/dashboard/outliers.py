@@ -88,7 +88,7 @@ class Outliers(pn.viewable.Viewer):
             pd.DataFrame(columns=list(COLUMNS)), titles=COLUMNS, formatters=FORMATTERS, layout="fit_columns",
             text_align={k: "right" for k in ROUND}, configuration={"columnDefaults": {"headerWordWrap": True}},
             show_index=False, disabled=True,
-            pagination="local", page_size=15, selectable=1, name="outliers", css_classes=["outliers"],
+            pagination="local", page_size=15, selectable=1, label="outliers", css_classes=["outliers"],
             sizing_mode="stretch_width")
         self.table.on_click(self._on_click)
         self.download = download_button("Download table (CSV)", "outliers.csv",

@@ -254,7 +254,7 @@ class Predict(pn.viewable.Viewer):
         params.setdefault("name", "Predict")
         super().__init__(**params)
         self.data, self.state, self.source = data, state, source
-        self.upload = pn.widgets.FileInput(accept=".cif", multiple=False, name="CIF file", css_classes=["predict-upload"])
+        self.upload = pn.widgets.FileInput(accept=".cif", multiple=False, label="CIF file", css_classes=["predict-upload"])
         #: the last prediction as a table row (PREDICTION_COLUMNS), for its download; None before one
         self.record: dict | None = None
         self.download = download_button("Download prediction (CSV)", "prediction.csv", self._prediction_csv,
