@@ -23,7 +23,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from cfgp.al import ALSettings
-from cfgp.pipeline import active_learner, al_pool_ids, load_gp, up_to_labels
+from cfgp.pipeline import ReadHistories, active_learner, al_pool_ids, load_gp, read_al_histories, up_to_labels
 
 #: label counts at which paired differences are reported (those a run has not reached are left out)
 DEFAULT_AT = (100, 250, 500, 1000, 1500, 3000, 6000)
@@ -150,30 +150,29 @@ def pool_scored_mae(learner, records: Sequence[dict]) -> np.ndarray:
     return out
 
 
-def runs_by_seed(run, labels: int | None = None) -> dict[str, dict[int, tuple[ALSettings, list[dict]]]]:
+def runs_by_seed(run, labels: int | None = None, read: ReadHistories | None = None,
+                 ) -> dict[str, dict[int, tuple[ALSettings, list[dict]]]]:
     """A run's saved histories (shipped and the user's, as :meth:`cfgp.pipeline.Run.al_histories` lists
     them): label → seed → (settings, records), label and settings from each header; with ``labels``, cut after
-    that many new labels, those stopping before left out (:func:`cfgp.pipeline.up_to_labels`). Read only."""
+    that many new labels, those stopping before left out (:func:`cfgp.pipeline.up_to_labels`). ``read``: the
+    histories already read (:func:`cfgp.pipeline.read_al_histories`). Read only."""
     out: dict[str, dict[int, tuple[ALSettings, list[dict]]]] = {}
-    for saved in run.al_histories():
-        header, records = saved.read()
-        if header is None or len(records) < 2:
-            continue
+    for saved, records in read_al_histories(run) if read is None else read:
         records = up_to_labels(records, labels)
-        if records is None:
-            continue
-        out.setdefault(saved.label, {})[saved.settings.seed] = (saved.settings, records)
+        if records is not None:
+            out.setdefault(saved.label, {})[saved.settings.seed] = (saved.settings, records)
     return out
 
 
 def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT, pool_scored: bool = False,
-                progress=None, labels: int | None = None) -> dict:
+                progress=None, labels: int | None = None, read: ReadHistories | None = None) -> dict:
     """Paired scores of every saved strategy against ``baseline`` (default: the first random one), the
     phosphate share of the picks and, with ``pool_scored``, the paper's pool-scored MAE (as each history recorded
     it, or, for a history written without it, by replaying its picks: ~20 s per 1,500 cycles on 2 cores). With
     ``labels``, every history is cut after that many new labels and those stopping before are left out, so "the
-    baseline's final MAE" is its MAE at ``labels``."""
-    groups = runs_by_seed(run, labels)
+    baseline's final MAE" is its MAE at ``labels``. ``read``: the histories already read
+    (:func:`cfgp.pipeline.read_al_histories`); left unchanged (a replayed pool MAE goes into copies)."""
+    groups = runs_by_seed(run, labels, read)
     if not groups:
         raise FileNotFoundError(f"{run.dir / 'al'}: no active-learning histories; run `cfgp al` first")
     strategy = {label: next(iter(by_seed.values()))[0].strategy for label, by_seed in groups.items()}
@@ -198,8 +197,7 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
                 if progress:
                     progress(f"replaying {label} seed {seed} ({len(recs) - 1} cycles) for the pool-scored MAE")
                 pm = pool_scored_mae(active_learner(run, seed_settings, gp), recs)
-                for rec, v in zip(recs, pm):
-                    rec["pool_mae"] = float(v)
+                records_of[label][seed] = [dict(rec, pool_mae=float(v)) for rec, v in zip(recs, pm)]
         entry["phosphates"] = phosphate_share(records_of[label].values(), is_phosphate,
                                               al_pool_ids(run, settings))
         report["strategies"][label] = entry

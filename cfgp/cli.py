@@ -20,7 +20,7 @@ from cfgp.gp import CFGP
 from cfgp.learning_curve import learning_curve
 from cfgp.mpl_figures import al_curves_png, learning_curve_png
 from cfgp.pipeline import (Run, evaluate, featurize, fit_gp, init_run, load_al_histories, load_gp,
-                           run_active_learning, shared_labels, train_megnet)
+                           read_al_histories, run_active_learning, shared_labels, train_megnet)
 from cfgp.retrain import retrain
 from cfgp.retrain_report import retrain_report
 from cfgp.screening import (DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink, ScreeningModel,
@@ -365,8 +365,9 @@ def cmd_retrain_report(args) -> int:
 
 def cmd_al_compare(args) -> int:
     run = _run(args)
-    labels = args.labels if args.labels is not None else shared_labels(run)
-    groups = load_al_histories(run, labels=labels)
+    read = read_al_histories(run)  # every file once, for the labels, the groups and the fair report
+    labels = args.labels if args.labels is not None else shared_labels(run, read=read)
+    groups = load_al_histories(run, labels=labels, read=read)
     if not groups:
         raise FileNotFoundError(f"{run.dir / 'al'}: no active-learning histories" +
                                 (f" reaching {labels:,} labels" if args.labels is not None else "") +
@@ -377,7 +378,7 @@ def cmd_al_compare(args) -> int:
         al_curves_png(groups, args.plot)
     fair = None
     if args.fair or args.pool_scored:
-        fair = fair_report(run, baseline, pool_scored=args.pool_scored, labels=labels,
+        fair = fair_report(run, baseline, pool_scored=args.pool_scored, labels=labels, read=read,
                            progress=lambda msg: print(msg, file=sys.stderr))
     if args.json:
         _print_json({"baseline": baseline, "labels": labels, "strategies": result, **({"fair": fair} if fair else {})})

@@ -526,11 +526,27 @@ def up_to_labels(records: list[dict], labels: int | None) -> list[dict] | None:
     return records[: int(np.searchsorted(new, labels, side="right"))]
 
 
-def shared_labels(run: Run, pattern: str = "*.jsonl") -> int | None:
+#: a run's saved histories read once: each listed history (:meth:`Run.al_histories`) with its records, those with
+#: at least one cycle; :func:`shared_labels`, :func:`load_al_histories` and :func:`cfgp.al_metrics.runs_by_seed`
+#: take it so that one command reads every file once
+ReadHistories = list[tuple["SavedHistory", list[dict]]]
+
+
+def read_al_histories(run: Run, pattern: str = "*.jsonl") -> ReadHistories:
+    """Every saved history of the run with at least one cycle, read once, in :meth:`Run.al_histories` order."""
+    out = []
+    for saved in run.al_histories(pattern):
+        header, records = saved.read()
+        if header is not None and len(records) >= 2:
+            out.append((saved, records))
+    return out
+
+
+def shared_labels(run: Run, pattern: str = "*.jsonl", read: ReadHistories | None = None) -> int | None:
     """The most new labels every saved history of the run holds (what ``cfgp al-compare`` compares at by
-    default); None without histories."""
-    ends = [records[-1]["n_train"] - records[0]["n_train"] for saved in run.al_histories(pattern)
-            for header, records in [saved.read()] if header is not None and len(records) >= 2]
+    default); None without histories. ``read``: the histories already read (:func:`read_al_histories`)."""
+    read = read_al_histories(run, pattern) if read is None else read
+    ends = [records[-1]["n_train"] - records[0]["n_train"] for _, records in read]
     return int(min(ends)) if ends else None
 
 
@@ -540,15 +556,14 @@ def shipped_history(run: Run, name: str) -> Path:
     return packed if packed.exists() and not plain.exists() else plain
 
 
-def load_al_histories(run: Run, pattern: str = "*.jsonl", labels: int | None = None) -> dict[str, ALGroup]:
+def load_al_histories(run: Run, pattern: str = "*.jsonl", labels: int | None = None,
+                      read: ReadHistories | None = None) -> dict[str, ALGroup]:
     """Saved AL histories with at least one cycle (:meth:`Run.al_histories`), grouped by :func:`al_label` of their
     headers' settings, seeds in file-name order; with ``labels``, each cut after that many new labels and those
-    that stop before it left out (:func:`up_to_labels`)."""
+    that stop before it left out (:func:`up_to_labels`). ``read``: the histories already read
+    (:func:`read_al_histories`)."""
     groups: dict[str, ALGroup] = {}
-    for saved in run.al_histories(pattern):
-        header, records = saved.read()
-        if header is None or len(records) < 2:
-            continue
+    for saved, records in read_al_histories(run, pattern) if read is None else read:
         records = up_to_labels(records, labels)
         if records is not None:
             groups.setdefault(saved.label, ALGroup(saved.settings)).append(records)

@@ -87,3 +87,33 @@ def test_pool_scored_mae_replays_a_real_history(tiny_run):
     other = active_learner(tiny_run, ALSettings(strategy="entropy", cycles=12, batch_size=2, seed=2, pool_size=60))
     with pytest.raises(ValueError, match="not in this learner's pool|differs from the stored"):
         pool_scored_mae(other, records)
+
+
+def test_fair_report_on_histories_read_once_gives_the_same_report_and_changes_none(tiny_run, tmp_path):
+    """`cfgp al-compare` reads every history once and hands the records to the labels, the groups and the fair
+    report: the report is the one read from disk, and a pool MAE replayed for a history written without it goes
+    into copies, not into the records the caller holds."""
+    import copy
+    import json
+    import shutil
+
+    from cfgp.al_metrics import fair_report
+    from cfgp.pipeline import Run, read_al_histories, run_active_learning, shared_labels
+
+    run = Run(shutil.copytree(tiny_run.dir, tmp_path / "run"))
+    for strategy in ("entropy", "random"):
+        settings = ALSettings(strategy=strategy, cycles=6, batch_size=2, seed=0, pool_size=60)
+        run_active_learning(run, settings, progress=False)
+        path = run.al_history_path(settings)  # as an older cfgp wrote it: no pool MAE in the records
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join([lines[0]] + [json.dumps({k: v for k, v in json.loads(x).items() if k != "pool_mae"})
+                                                for x in lines[1:]]) + "\n")
+    read = read_al_histories(run)
+    assert len(read) == 2 and shared_labels(run, read=read) == 12
+    before = copy.deepcopy(read)
+    given = fair_report(run, pool_scored=True, labels=12, at=(6, 12), read=read)
+    assert [(s.path, r) for s, r in read] == [(s.path, r) for s, r in before]
+    assert all("pool_mae" not in r for _, records in read for r in records)
+    assert given == fair_report(run, pool_scored=True, labels=12, at=(6, 12))
+    entropy = next(k for k in given["strategies"] if k.startswith("entropy"))
+    assert np.isfinite(given["strategies"][entropy]["paired_pool_scored"]["at"][12]["strategy"])
