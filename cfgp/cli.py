@@ -14,7 +14,7 @@ from cfgp.al_metrics import fair_report
 from cfgp.artefacts import DEFAULT_RUN, ReadOnlyRunError, check_manifest, is_shipped_default, write_manifest
 from cfgp.data import CIF_READERS, DEFAULT_DATASET, DataError
 from cfgp.embedding import TSNESettings, run_tsne
-from cfgp.family_retrain import retrain_without_family
+from cfgp.family_retrain import family_networks_report, retrain_without_family
 from cfgp.featurize import DEFAULT_CUTOFF, SETTINGS_FILE, MEGNetSettings
 from cfgp.gp import CFGP
 from cfgp.learning_curve import learning_curve
@@ -363,6 +363,28 @@ def cmd_retrain_report(args) -> int:
     return 0
 
 
+def cmd_family_report(args) -> int:
+    out = family_networks_report(args.dirs, converged_only=not args.include_unconverged)
+    if args.json:
+        _print_json(out)
+        return 0
+    for r in out["left_out"]:
+        print(f"left out: {r['dir']}: {r['reason']}")
+    if "reason" in out:
+        print(f"no report: {out['reason']}")
+        return 0
+    print(f"each family on a network trained without it; τ_new cross-fitted over the others ({out['tau_new']:.2f} "
+          f"on all):")
+    for key, f in out["families"].items():
+        for part in ("pool", "test"):
+            if part in f:
+                a, b = f[part], f[part + "_floor"]
+                print(f"  {f['label']:32s} {part:4s} n {a['n']:5,}  MAE {a['mae']:.3f}  flagged {a['flagged']:.2f}  "
+                      f"2σ coverage τ_new {a['coverage_2sigma']:.3f} (NLL {a['nll']:+.2f}), floor "
+                      f"{b['coverage_2sigma']:.3f} (NLL {b['nll']:+.2f})")
+    return 0
+
+
 def cmd_al_compare(args) -> int:
     run = _run(args)
     read = read_al_histories(run)  # every file once, for the labels, the groups and the fair report
@@ -606,6 +628,14 @@ def build_parser() -> argparse.ArgumentParser:
     fn.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
     fn.add_argument("--json", action="store_true")
     fn.set_defaults(func=cmd_family_network)
+
+    fr = sub.add_parser("family-report", help="the families held out of their own networks (`cfgp family-network` "
+                        "folders) scored as new chemistry, τ_new cross-fitted over the families")
+    fr.add_argument("dirs", type=Path, nargs="+", help="`cfgp family-network` output folders")
+    fr.add_argument("--include-unconverged", action="store_true",
+                    help="score finished jobs that stopped at the epoch cap too (not a result)")
+    fr.add_argument("--json", action="store_true")
+    fr.set_defaults(func=cmd_family_report)
 
     ft = sub.add_parser("al-finetune", help="active learning with MEGNet fine-tuned every N picks and every material "
                                              "re-featurised, so that σ depends on the labels (resumable)")

@@ -17,13 +17,15 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterable
 
 from cfgp.artefacts import read_json, write_json
 from cfgp.featurize import SETTINGS_FILE, MEGNetSettings, training_seconds
 from cfgp.pipeline import RUN_FILE, SPLIT_FILE, Run, featurize, repo_path, train_megnet
 from cfgp.retrain import MAX_EPOCHS, MIN_REL_IMPROVEMENT, PATIENCE, early_stopping_ids, train_mae_at
-from cfgp.uncertainty.family_holdout import (HELD_OUT_FAMILIES, SUMMARY_KEYS, family_report, hold_out_family, members,
-                                             score_with_new_chemistry_scale)
+from cfgp.uncertainty.family_holdout import (HELD_OUT_FAMILIES, SUMMARY_KEYS, crossfit_new_chemistry, family_report,
+                                             hold_out_family, members, score_with_new_chemistry_scale,
+                                             summarise_family)
 
 RESULT_FILE = "family.json"
 
@@ -107,3 +109,48 @@ def retrain_without_family(base: Run, family: str, out: str | Path, seed: int | 
     write_json(run.dir / RESULT_FILE, result)
     return result
 
+
+
+#: what the report keeps of each family network's training
+JOB_KEYS = ("n_train", "epochs", "best_epoch", "best_val_mae", "train_mae_at_best", "converged", "seconds")
+
+
+def family_networks_report(folders: Iterable[str | Path], families: dict = HELD_OUT_FAMILIES,
+                           converged_only: bool = True) -> dict:
+    """The held-out families, each on the network trained without it (``cfgp family-network`` folders), with
+    τ_new for family F fitted on the other families' pool members *on their own networks*: neither F's network,
+    nor its GP, domain model or τ saw F. This is the check of new chemistry the shipped network cannot give (it
+    saw every family), and what decides the σ a run ships for it. Folders whose job has not finished, or (with
+    ``converged_only``) did not converge by its rule, are listed in ``left_out`` with the reason and not scored."""
+    fits, arrays, jobs, left_out = {}, {}, {}, []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder (give `cfgp family-network` output folders)")
+        if not (folder / RESULT_FILE).exists():
+            left_out.append({"dir": str(folder), "reason": f"no {RESULT_FILE}: the job has not started or finished"})
+            continue
+        res = read_json(folder / RESULT_FILE)
+        why = ("not finished" if not res.get("finished") else
+               f"not converged by its rule ({res.get('reason')})" if converged_only and not res.get("converged")
+               else None)
+        if why:
+            left_out.append({"dir": str(folder), "family": res.get("family"), "epochs": res.get("epochs"),
+                             "reason": why})
+            continue
+        key = res["family"]
+        if key in fits:
+            raise ValueError(f"{folder} and {jobs[key]['dir']} both hold the family {key!r}; give one")
+        if key not in families:
+            raise KeyError(f"{folder}: family {key!r} is not one of {sorted(families)}")
+        fits[key], arrays[key] = hold_out_family(Run(folder), families[key][1])
+        jobs[key] = {"dir": str(folder), **{k: res.get(k) for k in JOB_KEYS}}
+    out: dict = {"network": "one per family, trained without it", "left_out": left_out, "families": {}}
+    if len(fits) < 2:
+        out["reason"] = f"τ_new is cross-fitted over families: {len(fits)} scored, 2 needed"
+        return out
+    rep = crossfit_new_chemistry(fits, arrays, {k: families[k] for k in fits})
+    out["tau_new"] = rep["tau_new"]
+    for key, f in rep["families"].items():
+        out["families"][key] = {**summarise_family(f), "job": jobs[key]}
+    return out

@@ -13,12 +13,22 @@ from cfgp.uncertainty.family_holdout import members
 FAMILIES = {"p": ("P oxides", ("P",)), "tm": ("3d metals", ("Mn", "Fe", "Co", "Ni", "Cu", "Ti", "V", "Cr"))}
 
 
+@pytest.fixture(scope="module")
+def family_networks(tiny_run, tmp_path_factory) -> dict:
+    """Both families of FAMILIES held out of a network of their own (2 epochs each): key → (folder, first result)."""
+    from cfgp.family_retrain import retrain_without_family
+
+    root = tmp_path_factory.mktemp("family-networks")
+    return {k: (root / f"without-{k}", retrain_without_family(tiny_run, k, root / f"without-{k}", epochs=2, patience=2,
+                                                              progress=False, families=FAMILIES))
+            for k in FAMILIES}
+
+
 @pytest.mark.slow
-def test_the_family_leaves_the_network_and_is_scored_as_new_chemistry(tiny_run, tmp_path, capsys):
+def test_the_family_leaves_the_network_and_is_scored_as_new_chemistry(tiny_run, family_networks, tmp_path, capsys):
     from cfgp.family_retrain import RESULT_FILE, early_stopping_without, family_run, retrain_without_family
 
-    out = tmp_path / "without-p"
-    res = retrain_without_family(tiny_run, "p", out, epochs=2, patience=2, progress=False, families=FAMILIES)
+    out, res = family_networks["p"]
     run = Run(out)
     m, base_ids = run.materials, tiny_run.materials.ids
     fam = members(list(m.frame["elements"]), ("P",))
@@ -50,3 +60,34 @@ def test_the_family_leaves_the_network_and_is_scored_as_new_chemistry(tiny_run, 
         family_run(tiny_run, "tm", out, families=FAMILIES)
     assert retrain_without_family(tiny_run, "p", out, epochs=2, patience=2, progress=False,
                                   families=FAMILIES) == res
+
+
+@pytest.mark.slow
+def test_the_families_report_scores_each_family_on_its_own_network(family_networks, tmp_path):
+    """Two families, each on a network trained without it: τ_new of one is fitted on the other's pool members on
+    *the other's* network; a job stopped at its epoch cap is not a result unless asked; bad folders are named."""
+    from cfgp.family_retrain import family_networks_report
+    from cfgp.uncertainty.family_holdout import hold_out_family, new_chemistry_tau
+
+    dirs = {k: out for k, (out, _) in family_networks.items()}
+    (tmp_path / "empty").mkdir()
+    report = family_networks_report([*dirs.values(), tmp_path / "empty"], families=FAMILIES)
+    assert report["families"] == {} and "2 needed" in report["reason"]
+    assert [(r.get("family"), r["reason"][:13]) for r in report["left_out"]] == \
+        [("p", "not converged"), ("tm", "not converged"), (None, "no family.jso")]
+    report = family_networks_report(dirs.values(), families=FAMILIES, converged_only=False)
+    assert sorted(report["families"]) == ["p", "tm"] and report["left_out"] == []
+    for key, other in (("p", "tm"), ("tm", "p")):
+        fit, arrays = hold_out_family(Run(dirs[other]), FAMILIES[other][1])
+        sel = arrays["selection"]
+        z = ((sel["mean"] - sel["y"]) / sel["sigma_raw"])[sel["new_chemistry"]]
+        assert report["families"][key]["tau_new_crossfit"] == pytest.approx(new_chemistry_tau(z, fit["df"]))
+        run = Run(dirs[key])
+        fam = members(list(run.materials.frame["elements"]), FAMILIES[key][1])
+        f = report["families"][key]
+        assert f["pool"]["n"] == f["pool_floor"]["n"] == int(fam[run.split.pool].sum())
+        assert f["job"]["epochs"] == 2 and f["job"]["converged"] is False and f["n_train_without"] == len(run.split.train)
+    with pytest.raises(ValueError, match="both hold the family 'p'"):
+        family_networks_report([dirs["p"], dirs["p"]], families=FAMILIES, converged_only=False)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        family_networks_report([tmp_path / "nowhere"], families=FAMILIES)

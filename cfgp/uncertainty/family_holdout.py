@@ -110,22 +110,22 @@ def score_with_new_chemistry_scale(part: dict, tau: float, df: float, large: flo
     return _score(part["mean"], part["y"], scale, df, part["sigma_raw"], part["check"], large)
 
 
-def family_report(run, families: dict = HELD_OUT_FAMILIES, settings=None) -> dict:
-    """Every held-out family of :data:`HELD_OUT_FAMILIES`, scored twice: with the σ a run ships today for new
-    chemistry (the training-energy spread as a floor) and with a fitted new-chemistry scale τ_new·σ_GP, where
-    τ_new for family F is fitted on the *other* families' held-out pool materials only (cross-fitted, so F's
-    score never saw F). ``tau_new`` at the top level is the fit on every family's pool materials, for a run to
-    ship; what ``cfgp evaluate --families`` reports."""
-    fits, arrays = {}, {}
-    for key, (label, symbols) in families.items():
-        fits[key], arrays[key] = hold_out_family(run, symbols, settings)
+def crossfit_new_chemistry(fits: dict, arrays: dict, labels: dict) -> dict:
+    """Each family scored with τ_new·σ_GP for its new chemistry, τ_new fitted on the *other* families' held-out
+    pool members only (so a family's score never saw it), beside its score with the floor (``fits[key]``).
+    ``fits``/``arrays``: :func:`hold_out_family`'s two results per family key, wherever each came from (one run
+    for every family, or a network of its own per family); ``labels``: key → (label, symbols). ``tau_new`` at
+    the top level is the fit on every family's pool members, for a run to ship."""
+    if len(fits) < 2:
+        raise ValueError(f"cross-fitting needs at least two families; got {sorted(fits)}")
     z_of = {k: (a["selection"]["mean"] - a["selection"]["y"]) / a["selection"]["sigma_raw"]
             for k, a in arrays.items()}
     new_of = {k: a["selection"]["new_chemistry"] for k, a in arrays.items()}
     out: dict = {"families": {}}
-    for key, (label, symbols) in families.items():
+    for key in fits:
+        label, symbols = labels[key]
         f, df = fits[key], fits[key]["df"]
-        others = np.concatenate([z_of[k][new_of[k]] for k in families if k != key])
+        others = np.concatenate([z_of[k][new_of[k]] for k in fits if k != key])
         tau = new_chemistry_tau(others, df)
         entry = {"label": label, "elements": list(symbols), **f, "tau_new_crossfit": tau}
         for part in ("selection", "test"):
@@ -136,12 +136,37 @@ def family_report(run, families: dict = HELD_OUT_FAMILIES, settings=None) -> dic
                                                                                    f["large_error_threshold"])
         out["families"][key] = entry
     df_all = next(iter(fits.values()))["df"]
-    out["tau_new"] = new_chemistry_tau(np.concatenate([z_of[k][new_of[k]] for k in families]), df_all)
+    out["tau_new"] = new_chemistry_tau(np.concatenate([z_of[k][new_of[k]] for k in fits]), df_all)
     return out
+
+
+def family_report(run, families: dict = HELD_OUT_FAMILIES, settings=None) -> dict:
+    """Every held-out family of :data:`HELD_OUT_FAMILIES`, scored twice: with the σ a run ships today for new
+    chemistry (the training-energy spread as a floor) and with a fitted new-chemistry scale τ_new·σ_GP, where
+    τ_new for family F is fitted on the *other* families' held-out pool materials only (cross-fitted, so F's
+    score never saw F). ``tau_new`` at the top level is the fit on every family's pool materials, for a run to
+    ship; what ``cfgp evaluate --families`` reports."""
+    fits, arrays = {}, {}
+    for key, (label, symbols) in families.items():
+        fits[key], arrays[key] = hold_out_family(run, symbols, settings)
+    return crossfit_new_chemistry(fits, arrays, families)
 
 
 #: what a family's summary keeps of each score
 SUMMARY_KEYS = ("n", "flagged", "mae", "coverage_2sigma", "nll", "large_error_flagged")
+
+
+def summarise_family(f: dict) -> dict:
+    """One family of :func:`crossfit_new_chemistry` as reports show it: its pool members (the selection data)
+    and test members scored with τ_new·σ_GP (cross-fitted) and, as ``*_floor``, with the training-energy floor."""
+    entry = {"label": f["label"], "elements": f["elements"], "n_train_without": f["n_train"],
+             "tau_new_crossfit": f["tau_new_crossfit"]}
+    for part, name in (("selection", "pool"), ("test", "test")):
+        if f[part].get("n"):
+            fitted = f[part + "_fitted_new_chemistry"]
+            entry[name] = {k: fitted.get(k) for k in SUMMARY_KEYS}
+            entry[name + "_floor"] = {k: f[part].get(k) for k in SUMMARY_KEYS}
+    return entry
 
 
 def families_summary(run) -> dict:
@@ -152,12 +177,5 @@ def families_summary(run) -> dict:
     out = {"tau_new": rep["tau_new"], "network": "the run's (it saw the family's training materials): this measures "
                                                  "the GP, the domain model and σ"}
     for key, f in rep["families"].items():
-        entry = {"label": f["label"], "elements": f["elements"], "n_train_without": f["n_train"],
-                 "tau_new_crossfit": f["tau_new_crossfit"]}
-        for part, name in (("selection", "pool"), ("test", "test")):
-            if f[part].get("n"):
-                fitted = f[part + "_fitted_new_chemistry"]
-                entry[name] = {k: fitted.get(k) for k in SUMMARY_KEYS}
-                entry[name + "_floor"] = {k: f[part].get(k) for k in SUMMARY_KEYS}
-        out[key] = entry
+        out[key] = summarise_family(f)
     return out

@@ -29,14 +29,29 @@ def settled(page) -> None:
     assert wait_for(page, lambda: page.evaluate(UNNAMED) == 0, 15), f"{page.evaluate(UNNAMED)} controls unnamed"
 
 
-def violations(page) -> list[dict]:
+def _axe(page) -> list[dict]:
     from axe_playwright_python.sync_playwright import Axe
 
     result = Axe().run(page, options={"resultTypes": ["violations"]})
     return [{"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": len(v["nodes"]),
              "first": v["nodes"][0]["target"] if v["nodes"] else None,
+             "html": v["nodes"][0].get("html", "")[:200] if v["nodes"] else "",
              "summary": v["nodes"][0].get("failureSummary", "")[:300] if v["nodes"] else ""}
             for v in result.response["violations"]]
+
+
+def violations(page) -> list[dict]:
+    """axe's violations of the page as it stays: a serious or critical one is looked for again 2 s later and
+    kept only if it is still there: on a loaded machine axe twice caught a checkbox of a tab without its label
+    (Calibration's, Outliers'), and the same checkboxes pass the next run, so it met them mid-render; what a
+    reader meets is the page after. The node's HTML is in the message, for one that stays."""
+    found = _axe(page)
+    if not any(v["impact"] in FAIL_ON for v in found):
+        return found
+    page.wait_for_timeout(2000)
+    settled(page)
+    again = {v["id"] for v in _axe(page)}
+    return [v for v in found if v["impact"] not in FAIL_ON or v["id"] in again]
 
 
 @pytest.mark.parametrize("theme", ["default", "dark"])
@@ -66,7 +81,7 @@ def test_no_serious_or_critical_axe_violation_on_any_tab(browser, server, theme)
         minor = {k: (v["impact"], v["tabs"]) for k, v in found.items() if k not in bad}
         print(f"axe ({theme}): minor violations {minor}")
         assert not bad, "\n".join(f"{k} ({v['impact']}, {v['nodes']} nodes) on {v['tabs']}: first {v['first']}; "
-                                   f"{v['summary'][:200]}" for k, v in bad.items())
+                                   f"{v['html']}; {v['summary'][:200]}" for k, v in bad.items())
         assert page.console_errors == []
     finally:
         ctx.close()
