@@ -17,7 +17,6 @@ import re
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,12 +33,10 @@ from cfgp.dashboard.shared import ServerData, SessionState, note, on_session_end
 from cfgp.data import MAX_CIF_CHARS, DataError, parse_cif
 from cfgp.embedding import place
 from cfgp.palette import IN_DOMAIN_MARK, IN_DOMAIN_MARK_DARK, OUT_OF_DOMAIN_MARK
+from cfgp.structure_match import SAME_MATERIAL, Match, find_match
 from cfgp.dashboard import untrusted
 
 MAX_UPLOAD_BYTES = MAX_CIF_CHARS  # 2 MB, as for any CIF cfgp reads
-#: structure matching costs ~50 ms per candidate: compare at most this many candidates of the same formula,
-#: nearest latent first (an identical crystal has an identical latent, so it comes first)
-MAX_MATCH_CANDIDATES = 8
 PLACEHOLDER = "Upload a CIF file (up to 2 MB) to predict its formation energy."
 EMPTY_CROSS = {"x": [], "y": [], "label": [], "domain": [], "colour": []}
 #: the prediction download's columns → headers (units in the headers, like every other download)
@@ -122,65 +119,10 @@ def warm_up_in_background(data: ServerData, delay: float = 5.0) -> None:
     threading.Thread(target=work, daemon=True, name="cfgp-warm-up").start()
 
 
-#: "the same material" within DFT-relaxation tolerances: lattice lengths within 2 %, angles within 1°, sites within
-#: 0.1 of the average free length, with no rescaling of the volume (pymatgen's default matcher rescales volumes, so a
-#: 4 %-strained cell "matched" its parent); a match only under the default tolerances is the same structure type
-SAME_MATERIAL = {"ltol": 0.02, "stol": 0.1, "angle_tol": 1.0, "scale": False}
-
-
-@dataclass
-class Match:
-    """How an upload relates to the data set's materials of its formula."""
-
-    row: int | None  # the matching material (same material, or else same structure type), None if neither
-    n_candidates: int
-    compared: int
-    same_material: bool = False
-    length_diff: float = 0.0  # largest relative difference of the reduced cells' lattice lengths
-    volume_diff: float = 0.0  # relative difference of the volume per atom
-
-
-def _cell_difference(a, b) -> tuple[float, float]:
-    """(largest relative difference of the Niggli-reduced lattice lengths, relative difference of the volume per
-    atom); lengths are compared on the primitive cells when both reduce to the same size."""
-    pa, pb = a.get_primitive_structure(), b.get_primitive_structure()
-    if len(pa) != len(pb):
-        pa, pb = a, b
-    la, lb = (np.sort(p.lattice.get_niggli_reduced_lattice().abc) for p in (pa, pb))
-    return float(np.max(np.abs(la / lb - 1))), float((a.volume / len(a)) / (b.volume / len(b)) - 1)
-
-
-def find_match(data: ServerData, structure, formula: str, xs: np.ndarray) -> Match:
-    """The material of the data set that an upload is, or else shares its structure type with.
-
-    Candidates share the reduced formula; they are compared in order of latent distance to ``xs`` (the upload's
-    standardised latent), at most ``MAX_MATCH_CANDIDATES``: first with :data:`SAME_MATERIAL` tolerances, then with
-    pymatgen's default ``StructureMatcher`` (structure type, volumes rescaled).
-    """
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    rows = data.formula_rows.get(formula)
-    if rows is None or len(rows) == 0:
-        return Match(None, 0, 0)
-    dist = np.linalg.norm(data.Xs[rows] - np.asarray(xs).reshape(1, -1), axis=1)
-    order = rows[np.argsort(dist, kind="stable")][:MAX_MATCH_CANDIDATES]
-    strict, loose = StructureMatcher(**SAME_MATERIAL), StructureMatcher()
-    compared, same_type = 0, None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for row in order:
-            try:
-                candidate = data.run.materials.structure(int(row))
-            except DataError:
-                continue
-            compared += 1
-            if strict.fit(structure, candidate):
-                return Match(int(row), len(rows), compared, True, *_cell_difference(structure, candidate))
-            if same_type is None and loose.fit(structure, candidate):
-                same_type = (int(row), candidate)
-    if same_type is not None:
-        return Match(same_type[0], len(rows), compared, False, *_cell_difference(structure, same_type[1]))
-    return Match(None, len(rows), compared)
+def match_upload(data: ServerData, structure, formula: str, xs: np.ndarray) -> Match:
+    """Whether an upload is already in the data set (:func:`cfgp.structure_match.find_match` over the materials of
+    its reduced formula; ``xs`` its standardised latent)."""
+    return find_match(data.run.materials, data.formula_rows.get(formula), data.Xs, structure, xs)
 
 
 def match_text(data: ServerData, formula: str, match: Match) -> str:
@@ -377,7 +319,7 @@ class Predict(pn.viewable.Viewer):
                                    "colour": [self._in_domain_mark if inside else OUT_OF_DOMAIN_MARK]}
             self._post(job, doc, show_prediction)
 
-            found = match_text(d, formula, find_match(d, structure, formula, xs[0]))
+            found = match_text(d, formula, match_upload(d, structure, formula, xs[0]))
 
             def show_match():
                 self.result.object = head + "\n\n" + found + timing
