@@ -54,6 +54,7 @@ def violations(page) -> list[dict]:
     return [v for v in found if v["impact"] not in FAIL_ON or v["id"] in again]
 
 
+@pytest.mark.slow  # axe on every tab and two more views: a whole-app audit, run with the long jobs
 @pytest.mark.parametrize("theme", ["default", "dark"])
 def test_no_serious_or_critical_axe_violation_on_any_tab(browser, server, theme):
     server.new_log()

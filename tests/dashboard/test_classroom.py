@@ -9,6 +9,8 @@ import re
 import urllib.parse
 from pathlib import Path
 
+import pytest
+
 from tests.dashboard.conftest import SHOTS, model_js, open_watched, tab, wait_for
 
 TABS = [("Latent map", "Each dot is an oxide"), ("Calibration", "Is the uncertainty honest?"),
@@ -130,6 +132,7 @@ def active_tab(page) -> str:
 
 
 # ------------------------------------------------------------------ projector mode
+@pytest.mark.slow  # a walk through every tab: a whole-app audit, run with the long jobs
 def test_projector_mode_fills_a_1080p_screen_with_large_text(open_page, server):
     server.new_log()
     plain = open_with(open_page, server, "tab=map")
@@ -168,6 +171,7 @@ def test_projector_mode_fills_a_1080p_screen_with_large_text(open_page, server):
 
 
 # ------------------------------------------------------------------ dark theme
+@pytest.mark.slow  # a walk through every tab: a whole-app audit, run with the long jobs
 def test_dark_theme_keeps_every_part_readable(open_page, server):
     server.new_log()
     page = open_with(open_page, server, "theme=dark")
@@ -427,6 +431,7 @@ INJECTED = """() => { for (const [i, t] of ['first label text', 'second label te
                             zIndex: 99999, background: 'transparent'}); document.body.appendChild(d); } }"""
 
 
+@pytest.mark.slow  # a walk through every tab: a whole-app audit, run with the long jobs
 def test_no_text_overlaps_or_is_cut_in_projector_mode(browser, server, app_run):
     """Projected at 1920×1080 (dark), with an active-learning replay chosen (the run list's longest name) and with
     the lesson open (the tabs narrower): on every tab no two texts overlap, no clipped text, option or figure title
