@@ -288,11 +288,11 @@ class Predict(pn.viewable.Viewer):
             fz = ready_featurizer(d)
             with d.lock:  # TensorFlow: one model call at a time across sessions
                 X = fz.transform([structure], names=[name])
-                mean, std = d.gp.predict(X, return_std=True)
-            # domain of applicability: flagged uploads get a warning and a widened σ (the GP's own σ is shown too)
-            check = d.applicability.check(X, [[el.symbol for el in structure.composition.elements]])
+                # as `cfgp predict` does: GP mean, the domain check and the σ it calibrates (the GP's own σ shown too)
+                pred = d.applicability.predict(d.gp, X, [[el.symbol for el in structure.composition.elements]])
+            check, std = pred["check"], pred["sigma_raw"]
             inside = bool(check.in_domain[0])
-            s_cal = float(d.applicability.calibrated(std, check)[0][0])
+            s_cal, mean = float(pred["sigma"][0]), pred["mean"]
             xs = d.gp.scaler_.transform(X)
             ref = placeable_rows(d)
             pos = place(d.Xs[ref], d.xy[ref], xs)[0]
