@@ -110,7 +110,6 @@ def retrain_without_family(base: Run, family: str, out: str | Path, seed: int | 
     return result
 
 
-
 #: what the report keeps of each family network's training
 JOB_KEYS = ("n_train", "epochs", "best_epoch", "best_val_mae", "train_mae_at_best", "converged", "seconds")
 

@@ -195,6 +195,29 @@ def model_js(page, name: str, expr: str):
         " if (m) return (new Function('m', 'return ' + expr))(m); } return null; }", [name, expr])
 
 
+#: for each Bokeh view of the page named in ``names``: visible, laid-out box, its canvas's size and (for a plot) its
+#: plotting frame; a view of a name in ``connected`` counts only while it is in the page
+_VIEW_BOXES = """([names, connected]) => { const seen = new Set(); const views = [];
+  const walk = (v) => { if (!v || seen.has(v)) return; seen.add(v); views.push(v);
+    for (const c of (v.child_views ?? [])) walk(c);
+    if (v.renderer_views) for (const c of v.renderer_views.values()) walk(c); };
+  for (const k of Object.keys(Bokeh.index)) walk(Bokeh.index[k]);
+  const out = {};
+  for (const v of views) {
+    const name = v.model?.name ?? '';
+    if (!names.includes(name) || !v.bbox || !v.el?.isConnected && connected.includes(name)) continue;
+    const b = v.bbox, c = (v.canvas_view ?? v.parent?.canvas_view)?.bbox;
+    out[name] = {visible: v.model.visible, box: [b.x, b.y, b.width, b.height], canvas: c ? [c.width, c.height] : null,
+                 frame: v.frame ? [v.frame.bbox.x, v.frame.bbox.y, v.frame.bbox.width, v.frame.bbox.height] : null};
+  }
+  return out; }"""
+
+
+def view_boxes(page, names: list[str], connected: tuple[str, ...] = ()) -> dict:
+    """Where Bokeh laid out the named views (a legend, a colour bar, a plot and its frame), as the browser holds it."""
+    return page.evaluate(_VIEW_BOXES, [list(names), list(connected)])
+
+
 def column(page, source: str, col: str) -> list | None:
     """The values the browser holds in column ``col`` of the ColumnDataSource called ``source``."""
     return model_js(page, source, f"Array.from(m.data instanceof Map ? m.data.get('{col}') : m.data['{col}'])")

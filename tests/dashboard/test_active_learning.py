@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cfgp.dashboard.active_learning import MAX_STEPS_PER_S
-from tests.dashboard.conftest import SHOTS, column, model_js, tab, wait_for
+from tests.dashboard.conftest import SHOTS, column, model_js, tab, view_boxes, wait_for
 
 ENTROPY = "entropy-b1-poolall-s2"  # the committed-style entropy run of app_run (40 cycles)
 
@@ -211,20 +211,6 @@ def test_settings_cannot_wipe_a_live_run(page, server):
     server.assert_clean()
 
 
-#: the curve figure's and its legend's boxes in the browser (Bokeh's laid-out views), and the curve's plotting frame
-CURVE_BOXES = """() => { const seen = new Set(); const out = {};
-  const walk = (v) => { if (!v || seen.has(v)) return; seen.add(v);
-    const name = v.model?.name ?? '';
-    if (['al-curve', 'al-curve-legend'].includes(name) && v.bbox) {
-      const b = v.bbox, c = (v.canvas_view ?? v.parent?.canvas_view)?.bbox;
-      out[name] = {box: [b.x, b.y, b.width, b.height], canvas: c ? [c.width, c.height] : null,
-                   frame: v.frame ? [v.frame.bbox.x, v.frame.bbox.y, v.frame.bbox.width, v.frame.bbox.height] : null}; }
-    for (const c of (v.child_views ?? [])) walk(c);
-    if (v.renderer_views) for (const c of v.renderer_views.values()) walk(c); };
-  for (const k of Object.keys(Bokeh.index)) walk(Bokeh.index[k]);
-  return out; }"""
-
-
 def test_replay_shows_its_settings_and_scrubs_at_once(page, server, app_run):
     from cfgp.al import History
 
@@ -232,7 +218,8 @@ def test_replay_shows_its_settings_and_scrubs_at_once(page, server, app_run):
     page.locator(".al-run select").first.select_option(label=f"replay {ENTROPY}")
     assert wait_for(page, lambda: page.locator(".al-strategy select").first.input_value() == "entropy", 20)
     assert wait_for(page, lambda: page.locator(".al-seed input").first.input_value() == "2", 10)
-    assert page.locator(".al-seed input").first.is_disabled()
+    # the lock can reach the page a message after the value
+    assert wait_for(page, lambda: page.locator(".al-seed input").first.is_disabled(), 10)
     assert "Replaying the committed run" in _status(page)
     _drag(page, "al-scrub", 1.0)
     assert wait_for(page, lambda: _cycle(page) == 40 and _curve_len(page) == 41, 20), _label(page)
@@ -244,7 +231,7 @@ def test_replay_shows_its_settings_and_scrubs_at_once(page, server, app_run):
     assert legend[-2:] == [f"replay of {ENTROPY}", f"replay of {ENTROPY} on its unlabelled pool (paper's scoring)"]
     assert any(x.endswith("on its unlabelled pool (paper's scoring)") and x.startswith("random") for x in legend)
     # the legend lies inside the canvas and above the plotting frame: it hides no curve at any replay length
-    boxes = page.evaluate(CURVE_BOXES)
+    boxes = view_boxes(page, ["al-curve", "al-curve-legend"])
     (lx, ly, lw, lh), (cw, ch) = boxes["al-curve-legend"]["box"], boxes["al-curve-legend"]["canvas"]
     fx, fy, fw, fh = boxes["al-curve"]["frame"]
     assert lw > 0 and lh > 0 and lx >= 0 and ly >= 0 and lx + lw <= cw + 0.5, (boxes, (cw, ch))

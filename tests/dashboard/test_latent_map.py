@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.dashboard.conftest import SHOTS, column, model_js, screen_xy, tab, text_of, wait_for
+from tests.dashboard.conftest import SHOTS, column, model_js, screen_xy, tab, text_of, view_boxes, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -276,21 +276,9 @@ def test_any_two_properties_beside_the_tsne_and_hidden_again(page, server, app_r
     server.assert_clean()
 
 
-#: every view of the Bokeh document in the page, and for the map's legend and colour bar: visible, box, canvas box
-KEY_BOXES = """() => { const seen = new Set(); const views = [];
-  const walk = (v) => { if (!v || seen.has(v)) return; seen.add(v); views.push(v);
-    for (const c of (v.child_views ?? [])) walk(c);
-    if (v.renderer_views) for (const c of v.renderer_views.values()) walk(c); };
-  for (const k of Object.keys(Bokeh.index)) walk(Bokeh.index[k]);
-  const out = {};
-  for (const v of views) {
-    const name = v.model?.name ?? '';
-    if (!['latent-map-legend', 'latent-map-colorbar', 'latent-map'].includes(name) || !v.el?.isConnected && name === 'latent-map') continue;
-    const b = v.bbox, c = (v.canvas_view ?? v.parent?.canvas_view)?.bbox;
-    out[name] = {visible: v.model.visible, box: [b.x, b.y, b.width, b.height], canvas: c ? [c.width, c.height] : null,
-                 frame: v.frame ? [v.frame.bbox.x, v.frame.bbox.y, v.frame.bbox.width, v.frame.bbox.height] : null};
-  }
-  return out; }"""
+def _key_boxes(page) -> dict:
+    """The map, its legend and its colour bar as laid out (the map's view only while it is in the page)."""
+    return view_boxes(page, ["latent-map-legend", "latent-map-colorbar", "latent-map"], connected=("latent-map",))
 
 
 @pytest.mark.parametrize("width, height, query", [(1920, 1080, ""), (1366, 768, "projector=1")])
@@ -311,9 +299,9 @@ def test_no_legend_or_colour_bar_is_clipped(browser, server, width, height, quer
             _colour(page, label)
             which = "latent-map-legend" if key in ("spacegroup_symbol", "split", "phosphate", "element") else \
                 "latent-map-colorbar"
-            assert wait_for(page, lambda: (page.evaluate(KEY_BOXES).get(which) or {}).get("visible"), 20), label
+            assert wait_for(page, lambda: (_key_boxes(page).get(which) or {}).get("visible"), 20), label
             page.wait_for_timeout(300)  # the layout pass after the switch
-            boxes = page.evaluate(KEY_BOXES)
+            boxes = _key_boxes(page)
             box, (cw, ch) = boxes[which]["box"], boxes[which]["canvas"]
             fx, fy, fw, fh = boxes["latent-map"]["frame"]
             assert box[2] > 0 and box[3] > 0, (label, box)
