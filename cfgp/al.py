@@ -29,6 +29,8 @@ CHUNK_ROWS = 512
 #: integration points of the integrated-variance and EPIG strategies: a seeded subsample of the run's candidate
 #: pool (memory |points| × |query|: 1,000 × 8,655 doubles = 69 MB on the default)
 INTEGRATION_POINTS = 1000
+#: the paper's candidate pool: the materials an AL run draws from, a seeded subsample of the run's pool split
+PAPER_POOL_SIZE = 7195
 
 
 class PoolPosterior:
@@ -333,7 +335,7 @@ class ALSettings:
     cycles: int = 1500
     batch_size: int = 1
     seed: int = 0
-    pool_size: int | None = 7195  # the paper's pool; drawn per seed from the run's pool split
+    pool_size: int | None = PAPER_POOL_SIZE  # drawn per seed from the run's pool split (None: all of it)
     refit_every: int | None = None  # optional periodic hyper-parameter refit (the paper keeps them fixed)
 
     def __post_init__(self):
@@ -529,7 +531,8 @@ class History:
                                "(`cfgp al` does so in the user's folder)")
 
     def _parse(self) -> tuple[dict | None, list[dict], int, bytes]:
-        """(header, records, bytes of complete good lines, the torn tail)."""
+        """(header, records, bytes of complete good lines, the torn tail); nothing yet if there is no file (a
+        reader may poll a run's history before the writer has made it; a command given a path checks it exists)."""
         if not self.path.exists():
             return None, [], 0, b""
         try:  # the project's bounded reader: a regular file, gunzipped if named .gz, never more than the limit
@@ -559,7 +562,8 @@ class History:
         return header, records, good, tail
 
     def read(self) -> tuple[dict | None, list[dict]]:
-        """Header and complete records; never modifies the file."""
+        """Header and complete records (None and [] while there is no file or no complete header); never modifies
+        the file."""
         header, records, _, _ = self._parse()
         return header, records
 
@@ -713,7 +717,8 @@ def curves(histories: list[list[dict]], key: str = "mae") -> dict[str, np.ndarra
 
 
 def labels_to_reach(curve_mean: np.ndarray, labels: np.ndarray, target: float) -> int | None:
-    """Fewest labels after which the mean MAE is at or below ``target`` (None if never)."""
+    """Fewest labels after which a curve (``curve_mean`` at each of ``labels``: a mean over seeds, or one seed's
+    MAE as :func:`cfgp.al_metrics.reach_baseline` passes it) is at or below ``target`` (None if never)."""
     hit = np.flatnonzero(curve_mean <= target)
     return int(labels[hit[0]]) if len(hit) else None
 

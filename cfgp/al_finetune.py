@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from cfgp.al import ActiveLearner, ALSettings, History
-from cfgp.artefacts import read_json, write_json
+from cfgp.artefacts import read_json, refuse_shipped_write, write_json
 from cfgp.featurize import MEGNetFeaturizer
 from cfgp.gp import CFGP
 from cfgp.pipeline import LATENTS_FILE, Run, al_pool_ids, repo_path
@@ -129,6 +129,7 @@ def finetune_active_learning(base: Run, settings: ALSettings, out: str | Path,
     out = Path(out)
     header = _header(base, settings, ft)
     hist_path, state_path, net_dir = out / HISTORY_FILE, out / STATE_FILE, out / NETWORK_DIR
+    refuse_shipped_write(out)  # before the folder is made: nothing may appear inside data/default
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     state = {"rounds": [], "picks": 0, "pending": None, "finished": False, "seconds": 0.0}

@@ -22,7 +22,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from cfgp.al import ALSettings
+from cfgp.al import ALSettings, labels_to_reach
+from cfgp.data import DataError
 from cfgp.pipeline import ReadHistories, active_learner, al_pool_ids, load_gp, read_al_histories, up_to_labels
 
 #: label counts at which paired differences are reported (those a run has not reached are left out)
@@ -63,13 +64,6 @@ def paired_summary(diffs: list[float]) -> dict:
             if half is not None else None, "min": float(d.min()), "max": float(d.max()), "pairs": int(len(d))}
 
 
-def labels_to_reach(records: Sequence[dict], target: float, key: str = "mae") -> int | None:
-    """The fewest new labels after which ``key`` is at or below ``target`` (None if never)."""
-    labels, values = _curve(records, key)
-    hit = np.flatnonzero(values <= target)
-    return int(labels[hit[0]]) if len(hit) else None
-
-
 def reach_baseline(strategy: Mapping[int, Sequence[dict]], baseline: Mapping[int, Sequence[dict]],
                    key: str = "mae") -> dict:
     """Per seed, the labels a strategy needs to reach the same seed's baseline MAE at the baseline's last label
@@ -77,10 +71,11 @@ def reach_baseline(strategy: Mapping[int, Sequence[dict]], baseline: Mapping[int
     seeds = sorted(set(strategy) & set(baseline))
     per_seed = {}
     for s in seeds:
-        end = int(_curve(baseline[s], key)[0][-1])
-        target = float(_curve(baseline[s], key)[1][-1])
+        base_labels, base_values = _curve(baseline[s], key)
+        end, target = int(base_labels[-1]), float(base_values[-1])
+        labels, values = _curve(strategy[s], key)
         per_seed[int(s)] = {"baseline_labels": end, "target": target,
-                            "labels": labels_to_reach(strategy[s], target, key)}
+                            "labels": labels_to_reach(values, labels, target)}
     need = [v["labels"] for v in per_seed.values()]
     reached = [n for n in need if n is not None]
     return {"per_seed": per_seed, "reached_by_all": len(reached) == len(need) and bool(need),
@@ -123,12 +118,16 @@ def paired_comparison(strategy: Mapping[int, Sequence[dict]], baseline: Mapping[
 
 def phosphate_share(histories: Iterable[Sequence[dict]], is_phosphate: Mapping[str, bool],
                     pool_ids: Iterable[str]) -> dict:
-    """Share of phosphates among all picks of the histories, against their share of the pool."""
+    """Share of phosphates among all picks of the histories, against their share of the pool. A DataError names a
+    few ids that ``is_phosphate`` does not know (a history or pool of another data set), since a share over the
+    known ones alone would be silently wrong."""
     picks = [i for h in histories for r in h for i in r["picked"]]
     pool = list(pool_ids)
-    unknown = [i for i in picks if i not in is_phosphate]
-    if unknown:
-        raise KeyError(f"picked ids not in the data set: {unknown[:5]}")
+    for what, ids in (("picked", picks), ("pool", pool)):
+        unknown = [i for i in ids if i not in is_phosphate]
+        if unknown:
+            raise DataError(f"{len(unknown):,} {what} material id(s) not in the data set, e.g. "
+                            f"{', '.join(repr(str(i)[:40]) for i in unknown[:5])}")
     return {"picks": len(picks), "picks_phosphate_share": float(np.mean([is_phosphate[i] for i in picks])) if picks else
             float("nan"), "pool_phosphate_share": float(np.mean([is_phosphate[i] for i in pool]))}
 
@@ -172,13 +171,14 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
     ``labels``, every history is cut after that many new labels and those stopping before are left out, so "the
     baseline's final MAE" is its MAE at ``labels``. ``read``: the histories already read
     (:func:`cfgp.pipeline.read_al_histories`); left unchanged (a replayed pool MAE goes into copies)."""
+    read = read_al_histories(run) if read is None else read
     groups = runs_by_seed(run, labels, read)
     if not groups:
         raise FileNotFoundError(f"{run.dir / 'al'}: no active-learning histories; run `cfgp al` first")
     strategy = {label: next(iter(by_seed.values()))[0].strategy for label, by_seed in groups.items()}
     baseline = baseline or next((k for k in groups if strategy[k] == "random"), next(iter(groups)))
     if baseline not in groups:
-        raise KeyError(f"no histories labelled {baseline!r}; saved: {sorted(groups)}")
+        raise ValueError(f"no histories labelled {baseline!r}; saved: {', '.join(sorted(groups))}")
     frame = run.materials.frame
     is_phosphate = dict(zip(frame.material_id.astype(str), frame.is_phosphate.astype(bool)))
     gp = load_gp(run, conditioned=False) if pool_scored else None
@@ -198,8 +198,12 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
                     progress(f"replaying {label} seed {seed} ({len(recs) - 1} cycles) for the pool-scored MAE")
                 pm = pool_scored_mae(active_learner(run, seed_settings, gp), recs)
                 records_of[label][seed] = [dict(rec, pool_mae=float(v)) for rec, v in zip(recs, pm)]
-        entry["phosphates"] = phosphate_share(records_of[label].values(), is_phosphate,
-                                              al_pool_ids(run, settings))
+        try:
+            entry["phosphates"] = phosphate_share(records_of[label].values(), is_phosphate,
+                                                  al_pool_ids(run, settings))
+        except DataError as exc:
+            files = ", ".join(str(saved.path) for saved, _ in read if saved.label == label)
+            raise DataError(f"{files or label}: {exc}") from None
         report["strategies"][label] = entry
     if pool_scored:
         for label, entry in report["strategies"].items():

@@ -13,9 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from cfgp.data import DATA_DIR
+from cfgp.data import DATA_DIR, DataError, read_bounded_text
 
 DEFAULT_RUN = DATA_DIR / "default"
+#: Largest JSON file :func:`read_json` reads, in bytes. The largest artefacts grow with the materials of a run
+#: (split.json: 240 kB for the shipped 16,394, ~15 bytes a material); a data set within
+#: :data:`cfgp.data.MAX_DATASET_BYTES` holds fewer than 3 million materials (a record with a CIF takes over 100
+#: bytes), whose split.json would take ~40 MB. The bound stops a wrong path (a data set, a device, a huge file)
+#: from filling memory before it is refused.
+MAX_JSON_BYTES = 64 * 2**20
 PACKAGES = ("cfgp", "tensorflow", "tf-keras", "tensorflow-probability", "megnet", "pymatgen", "numpy", "scipy",
             "scikit-learn", "pandas")
 
@@ -92,11 +98,28 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Save ``obj`` as JSON, atomically (:func:`atomic_write_bytes`), so that a reader or a resumed job never sees
+    half a file; NumPy numbers and arrays become JSON numbers and lists, since artefacts hold them everywhere."""
     atomic_write_bytes(path, (json.dumps(obj, indent=1, default=_json_default) + "\n").encode())
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json(path: str | Path, limit: int = MAX_JSON_BYTES) -> Any:
+    """A JSON artefact, read through the package's bounded reader (:func:`cfgp.data.read_bounded_text`), because
+    its path often comes from the user (a run folder, ``--out``, a retrain folder) and may name anything.
+
+    A missing file raises FileNotFoundError (callers ask "is it there yet?"); a file that is not regular, holds
+    more than ``limit`` bytes, is not UTF-8 or not JSON raises DataError naming the path and why."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    text = read_bounded_text(path, limit, "JSON file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the file was cut or edited")\
+            from None
+    except (RecursionError, ValueError) as exc:  # nested too deeply, an integer of over 4,300 digits
+        raise DataError(f"{path}: not a JSON artefact ({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
 def _json_default(o):
@@ -109,7 +132,10 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def save_npz(path: str | Path, **arrays) -> None:
+def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """Save arrays compressed (``.npz``), written whole in memory first and then atomically, because
+    ``np.savez_compressed`` straight to the path would leave a torn file that a cache check would read as stale
+    or corrupt after a kill."""
     import io
 
     buf = io.BytesIO()

@@ -8,28 +8,37 @@ import sys
 import time
 from pathlib import Path
 
-from cfgp.al import STRATEGIES, ALSettings, compare
+from cfgp.al import PAPER_POOL_SIZE, STRATEGIES, ALSettings, compare
 from cfgp.al_finetune import FinetuneSettings, finetune_active_learning
 from cfgp.al_metrics import fair_report
-from cfgp.artefacts import DEFAULT_RUN, ReadOnlyRunError, check_manifest, is_shipped_default, write_manifest
-from cfgp.data import CIF_READERS, DEFAULT_DATASET, DataError
+from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, check_manifest, is_shipped_default, read_json,
+                            write_manifest)
+from cfgp.data import CIF_READERS, DEFAULT_DATASET, DEFAULT_ENERGY_WINDOW, MAX_DATASET_BYTES
 from cfgp.embedding import TSNESettings, run_tsne
 from cfgp.family_retrain import family_networks_report, retrain_without_family
 from cfgp.featurize import DEFAULT_CUTOFF, SETTINGS_FILE, MEGNetSettings
-from cfgp.gp import CFGP
+from cfgp.gp import CFGP, LOCAL_ABOVE, N_INDUCING
 from cfgp.learning_curve import learning_curve
+from cfgp.local_gp import N_NEIGHBOURS
 from cfgp.mpl_figures import al_curves_png, learning_curve_png
 from cfgp.pipeline import (Run, evaluate, featurize, fit_gp, init_run, load_al_histories, load_gp,
                            read_al_histories, run_active_learning, shared_labels, train_megnet)
-from cfgp.retrain import retrain
-from cfgp.retrain_report import retrain_report
-from cfgp.screening import (DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink, ScreeningModel,
-                            parquet_journal, resume_state, screen)
-from cfgp.splits import PAPER_SUBSAMPLE, SplitSettings
+from cfgp.retrain import MAX_EPOCHS, MIN_REL_IMPROVEMENT, PATIENCE, retrain
+from cfgp.retrain_report import BOOTSTRAP, retrain_report
+from cfgp.screening import (BATCH_BONDS, DEFAULT_CHUNK_SIZE, DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink,
+                            ScreeningModel, parquet_journal, resume_state, screen)
+from cfgp.splits import PAPER_N_TEST, PAPER_N_TRAIN, PAPER_SUBSAMPLE, SplitSettings
 from cfgp.uncertainty.applicability import evaluate_domain, fit_applicability, load_applicability, save_applicability
 from cfgp.uncertainty.check_sets import check_set
 from cfgp.uncertainty.family_holdout import HELD_OUT_FAMILIES, families_summary, family_report
 from cfgp.uncertainty.metrics import METRIC_LABELS
+
+#: the library's defaults, which the options' defaults and help texts are built from (never copied as numbers)
+AL_DEFAULTS, FINETUNE_DEFAULTS, MEGNET_DEFAULTS, TSNE_DEFAULTS = (ALSettings(), FinetuneSettings(), MEGNetSettings(),
+                                                                  TSNESettings())
+MIB = 2**20
+#: exit code of a usage error or a bad input (argparse's own for bad arguments)
+USAGE_ERROR = 2
 
 
 def _print_json(obj) -> None:
@@ -63,13 +72,20 @@ def train_cutoff(run_dir: str | Path) -> float:
     resumes as 5 Å), else the one default, cfgp.featurize.DEFAULT_CUTOFF."""
     saved = Path(run_dir) / "training" / SETTINGS_FILE
     try:
-        return float(json.loads(saved.read_text())["cutoff"])
+        return float(read_json(saved)["cutoff"])
     except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: training itself says which
         return DEFAULT_CUTOFF
 
 
 def _run(args):
     return Run(args.run)
+
+
+def refuse_folder(path: Path | None, option: str) -> None:
+    """A ValueError if the output file ``path`` of ``option`` is a folder: checked before any work, so that a long
+    computation does not end in an IsADirectoryError when its result is written."""
+    if path is not None and path.is_dir():
+        raise ValueError(f"{path}: is a folder; {option} takes a file name")
 
 
 def cmd_featurize(args) -> int:
@@ -149,6 +165,7 @@ def cmd_predict(args) -> int:
         raise ValueError("--serial is for one process; a Dask worker always predicts its chunks one at a time")
     if args.chunk_size < 1 or (args.workers is not None and args.workers < 1) or args.threads_per_worker < 1:
         raise ValueError("--chunk-size, --workers and --threads-per-worker must be at least 1")
+    refuse_folder(args.out, "--out")
     run = _run(args)  # not a run folder: exit 2 before anything is read
     state, sink = None, None
     if args.out is not None:
@@ -185,7 +202,7 @@ def cmd_predict(args) -> int:
         predictor = LocalPredictor(ScreeningModel.load(run.dir, args.cif_reader), prepare_ahead=not args.serial)
     try:
         summary = screen(args.files, predictor, sink.write if sink else emit_text, chunk_size=args.chunk_size,
-                         resume=state, max_bytes=int(args.max_input_mb * 2**20),
+                         resume=state, max_bytes=int(args.max_input_mb * MIB),
                          progress=False if args.quiet else None)
     finally:
         if isinstance(predictor, DaskPredictor):
@@ -209,11 +226,11 @@ def cmd_predict(args) -> int:
     return summary.exit_code
 
 
-PREDICT_EXIT_CODES = """exit codes:
+PREDICT_EXIT_CODES = f"""exit codes:
   0  every record was predicted
   3  some records or files were skipped (each has an error line naming it and why), the others predicted
   4  nothing was predicted: every record or file was bad
-  2  usage error (bad arguments, or --run is not a usable run folder)
+  {USAGE_ERROR}  usage error (bad arguments, or --run is not a usable run folder)
 --strict is kept for old scripts and changes nothing: any bad input gives 3 or 4 without it."""
 
 
@@ -321,6 +338,8 @@ def cmd_family_network(args) -> int:
 
 
 def cmd_learning_curve(args) -> int:
+    refuse_folder(args.out, "--out")
+    refuse_folder(args.plot, "--plot")
     run = _run(args)
     out = learning_curve(run, args.out, sizes=args.sizes, seeds=args.seeds, retrain_folders=args.retrain,
                          progress=not args.quiet)
@@ -386,6 +405,7 @@ def cmd_family_report(args) -> int:
 
 
 def cmd_al_compare(args) -> int:
+    refuse_folder(args.plot, "--plot")
     run = _run(args)
     read = read_al_histories(run)  # every file once, for the labels, the groups and the fair report
     labels = args.labels if args.labels is not None else shared_labels(run, read=read)
@@ -484,22 +504,25 @@ def build_parser() -> argparse.ArgumentParser:
     run_arg(t)
     t.add_argument("--data", type=Path, default=DEFAULT_DATASET, help="dataset: .json(.gz), .csv or CIF folder")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--n-train", type=int, default=1800)
-    t.add_argument("--n-test", type=int, default=1460)
-    t.add_argument("--paper-subsample", action="store_true", help="use 10,455 materials as in the paper")
-    t.add_argument("--energy-window", type=float, nargs=2, default=(-5.0, 1.0), metavar=("LO", "HI"))
+    t.add_argument("--n-train", type=int, default=PAPER_N_TRAIN, help=f"default {PAPER_N_TRAIN:,}, the paper's")
+    t.add_argument("--n-test", type=int, default=PAPER_N_TEST, help=f"default {PAPER_N_TEST:,}, the paper's")
+    t.add_argument("--paper-subsample", action="store_true",
+                   help=f"use {PAPER_SUBSAMPLE:,} materials as in the paper")
+    t.add_argument("--energy-window", type=float, nargs=2, default=DEFAULT_ENERGY_WINDOW, metavar=("LO", "HI"),
+                   help="keep formation energies within [LO, HI] eV/atom (default "
+                        f"{DEFAULT_ENERGY_WINDOW[0]:g} {DEFAULT_ENERGY_WINDOW[1]:g})")
     t.add_argument("--no-energy-window", action="store_true")
-    t.add_argument("--epochs", type=int, default=1000)
+    t.add_argument("--epochs", type=int, default=MAX_EPOCHS, help=f"most epochs (default {MAX_EPOCHS:,})")
     t.add_argument("--patience", type=int, default=80,
                    help="stop after this many epochs without enough validation progress")
     t.add_argument("--min-improvement", type=float, default=0.0, metavar="PERCENT",
                    help="progress that counts for --patience: a relative drop of the best validation MAE (default 0)")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--batch-size", type=int, default=MEGNET_DEFAULTS.batch_size)
+    t.add_argument("--lr", type=float, default=MEGNET_DEFAULTS.lr)
     t.add_argument("--cutoff", type=_positive_angstrom, default=None, metavar="ANGSTROM",
-                   help="neighbour cut-off of the crystal graph (default: 4, the shipped default's and matgl's "
-                        "formation-energy example's, or a resumed run's own; megnet's default is 5, with about "
-                        "twice the bonds and time per epoch)")
+                   help=f"neighbour cut-off of the crystal graph (default: {DEFAULT_CUTOFF:g}, the shipped "
+                        "default's and matgl's formation-energy example's, or a resumed run's own; megnet's default "
+                        "is 5, with about twice the bonds and time per epoch)")
     t.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
     t.set_defaults(func=cmd_train)
 
@@ -519,12 +542,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "the rest of train, so σ is tuned out of sample; default: marginal likelihood of train")
     g.add_argument("--method", choices=("auto", "exact", "sparse", "local"), default="auto",
                    help="condition exactly (n×n Cholesky), by a sparse variational GP (SGPR) or on each query's "
-                        "nearest training points (local); auto: exact up to 10,000 training points (LOCAL_ABOVE), local above")
-    g.add_argument("--n-inducing", type=int, default=2000, help="inducing inputs of the sparse GP (default 2000)")
+                        f"nearest training points (local); auto: exact up to {LOCAL_ABOVE:,} training points, "
+                        "local above")
+    g.add_argument("--n-inducing", type=int, default=N_INDUCING,
+                   help=f"inducing inputs of the sparse GP (default {N_INDUCING:,})")
     g.add_argument("--inducing", choices=("kmeans", "greedy", "random"), default="kmeans",
                    help="how the sparse GP's inducing inputs are chosen (default kmeans)")
-    g.add_argument("--n-neighbours", type=int, default=256,
-                   help="training points each prediction of the local GP conditions on (default 256)")
+    g.add_argument("--n-neighbours", type=int, default=N_NEIGHBOURS,
+                   help=f"training points each prediction of the local GP conditions on (default {N_NEIGHBOURS:,})")
     g.set_defaults(func=cmd_fit)
 
     e = sub.add_parser("evaluate", help="test-split accuracy and calibration metrics")
@@ -561,9 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--resume", action="store_true",
                     help="continue --out FILE of an interrupted run of the same command: records already in it "
                          "are skipped, a torn last line is redone")
-    pr.add_argument("--chunk-size", type=int, default=256, metavar="N",
-                    help="records read, predicted and written together (default 256); MEGNet's passes within a "
-                         "chunk hold at most 50,000 bonds each, so memory hardly grows with it")
+    pr.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, metavar="N",
+                    help=f"records read, predicted and written together (default {DEFAULT_CHUNK_SIZE:,}); MEGNet's "
+                         f"passes within a chunk hold at most {BATCH_BONDS:,} bonds each, so memory hardly grows "
+                         "with it")
     pr.add_argument("--scheduler", default=None, metavar="ADDRESS",
                     help="run the chunks on a Dask cluster (e.g. tcp://host:8786; needs the [dask] extra, and "
                          "the workers must see --run at the same path)")
@@ -571,9 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run the chunks on a local Dask cluster of N worker processes")
     pr.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
                     help="threads of each local Dask worker (default 1; TensorFlow gets as many)")
-    pr.add_argument("--max-input-mb", type=float, default=256, metavar="MB",
-                    help="largest input file (stored and decompressed) or CIF folder, in MiB (default 256); memory "
-                         "does not grow with it: raise it for a large screen")
+    pr.add_argument("--max-input-mb", type=float, default=MAX_DATASET_BYTES / MIB, metavar="MB",
+                    help=f"largest input file (stored and decompressed) or CIF folder, in MiB (default "
+                         f"{MAX_DATASET_BYTES / MIB:g}); memory does not grow with it: raise it for a large screen")
     pr.add_argument("--cif-reader", choices=CIF_READERS, default="auto",
                     help="auto (default): plain P1 CIFs, as the Materials Project writes them, are read by a fast "
                          "reader into the very structure pymatgen builds, the rest by pymatgen; pymatgen: "
@@ -588,11 +614,12 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("al", help="active learning: label the pool material chosen by a strategy, cycle by cycle")
     run_arg(a)
     a.add_argument("--strategy", choices=sorted(STRATEGIES), default="entropy")
-    a.add_argument("--cycles", type=int, default=1500)
-    a.add_argument("--batch-size", type=int, default=1, help="picks per cycle")
+    a.add_argument("--cycles", type=int, default=AL_DEFAULTS.cycles)
+    a.add_argument("--batch-size", type=int, default=AL_DEFAULTS.batch_size, help="picks per cycle")
     a.add_argument("--seeds", type=int, default=1, help="number of seeds (seed, seed+1, ...)")
     a.add_argument("--seed", type=int, default=0, help="first seed")
-    a.add_argument("--pool-size", type=int, default=7195, help="pool drawn per seed (paper: 7,195; 0 = all)")
+    a.add_argument("--pool-size", type=int, default=PAPER_POOL_SIZE,
+                   help=f"pool drawn per seed (default {PAPER_POOL_SIZE:,}, the paper's; 0 = all)")
     a.add_argument("--refit-every", type=int, default=None, help="refit hyper-parameters every N cycles")
     a.add_argument("--json", action="store_true")
     a.add_argument("--quiet", action="store_true")
@@ -604,10 +631,13 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--history", type=Path, required=True, help="an AL history (.jsonl) made on --run")
     rt.add_argument("--out", type=Path, required=True, help="folder of the new run (created; resumed if it exists)")
     rt.add_argument("--picks", type=int, default=None, help="use the first N picks (default: all)")
-    rt.add_argument("--epochs", type=int, default=1000, help="most epochs (default 1,000: the base network's rule)")
-    rt.add_argument("--patience", type=int, default=100, help="stop after this many epochs without improvement")
-    rt.add_argument("--min-improvement", type=float, default=1.0, help="percent the validation MAE must improve by "
-                                                                        "within --patience epochs")
+    rt.add_argument("--epochs", type=int, default=MAX_EPOCHS,
+                    help=f"most epochs (default {MAX_EPOCHS:,}: the base network's rule)")
+    rt.add_argument("--patience", type=int, default=PATIENCE,
+                    help=f"stop after this many epochs without improvement (default {PATIENCE:,})")
+    rt.add_argument("--min-improvement", type=float, default=100 * MIN_REL_IMPROVEMENT, metavar="PERCENT",
+                    help=f"percent the validation MAE must improve by within --patience epochs (default "
+                         f"{100 * MIN_REL_IMPROVEMENT:g})")
     start = rt.add_mutually_exclusive_group()
     start.add_argument("--warm-start", action="store_true",
                        help="start from the base run's weights (fine-tuning: the default, chosen at convergence on "
@@ -623,7 +653,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_arg(fn)
     fn.add_argument("--family", required=True, choices=sorted(HELD_OUT_FAMILIES))
     fn.add_argument("--out", type=Path, required=True, help="folder of the new run (created; resumed if it exists)")
-    fn.add_argument("--epochs", type=int, default=1000, help="most epochs (default 1,000: the base network's rule)")
+    fn.add_argument("--epochs", type=int, default=MAX_EPOCHS,
+                    help=f"most epochs (default {MAX_EPOCHS:,}: the base network's rule)")
     fn.add_argument("--seed", type=int, default=None, help="seed of the fresh weights (default: the run's split seed)")
     fn.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
     fn.add_argument("--json", action="store_true")
@@ -642,12 +673,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_arg(ft)
     ft.add_argument("--strategy", default="entropy", help="an AL strategy (as `cfgp al`)")
     ft.add_argument("--seed", type=int, default=0, help="seed: the candidate pool and the random picks")
-    ft.add_argument("--picks", type=int, default=1500, help="materials to label")
-    ft.add_argument("--pool-size", type=int, default=7195, help="pool drawn per seed (paper: 7,195; 0 = all)")
-    ft.add_argument("--every", type=int, default=150, help="picks between network updates")
-    ft.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs per update")
-    ft.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (base training: 1e-3)")
-    ft.add_argument("--keep", choices=("always", "if-better"), default="always",
+    ft.add_argument("--picks", type=int, default=AL_DEFAULTS.cycles, help="materials to label")
+    ft.add_argument("--pool-size", type=int, default=PAPER_POOL_SIZE,
+                    help=f"pool drawn per seed (default {PAPER_POOL_SIZE:,}, the paper's; 0 = all)")
+    ft.add_argument("--every", type=int, default=FINETUNE_DEFAULTS.every, help="picks between network updates")
+    ft.add_argument("--epochs", type=int, default=FINETUNE_DEFAULTS.epochs, help="fine-tuning epochs per update")
+    ft.add_argument("--lr", type=float, default=FINETUNE_DEFAULTS.lr,
+                    help=f"fine-tuning learning rate (default {FINETUNE_DEFAULTS.lr:g}; base training: "
+                         f"{MEGNET_DEFAULTS.lr:g})")
+    ft.add_argument("--keep", choices=("always", "if-better"), default=FINETUNE_DEFAULTS.keep,
                     help="keep every update, or only one that lowers the validation MAE")
     ft.add_argument("--out", type=Path, required=True, help="the run's folder (created; resumed if it exists)")
     ft.add_argument("--max-minutes", type=float, default=None, help="stop after the update that crosses this time")
@@ -684,16 +718,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "by seed with intervals, beside the paper's pool-scored MAE")
     rr.add_argument("dir", type=Path, help="folder holding finished `cfgp retrain` folders (searched recursively)")
     rr.add_argument("--baseline", default="random", help="the strategy every other is paired with")
-    rr.add_argument("--bootstrap", type=int, default=2000, help="test-set bootstrap resamples per seed pair (0: none, no re-prediction)")
+    rr.add_argument("--bootstrap", type=int, default=BOOTSTRAP,
+                    help=f"test-set bootstrap resamples per seed pair (default {BOOTSTRAP:,}; 0: none, no "
+                         "re-prediction)")
     rr.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     rr.add_argument("--json", action="store_true")
     rr.set_defaults(func=cmd_retrain_report)
 
     ts = sub.add_parser("tsne", help="2-D t-SNE map of every material's latent (cached per settings)")
     run_arg(ts)
-    ts.add_argument("--perplexity", type=float, default=30.0)
-    ts.add_argument("--seed", type=int, default=0)
-    ts.add_argument("--n-iter", type=int, default=500)
+    ts.add_argument("--perplexity", type=float, default=TSNE_DEFAULTS.perplexity)
+    ts.add_argument("--seed", type=int, default=TSNE_DEFAULTS.seed)
+    ts.add_argument("--n-iter", type=int, default=TSNE_DEFAULTS.n_iter)
     ts.add_argument("--recompute", action="store_true")
     ts.add_argument("--quiet", action="store_true")
     ts.set_defaults(func=cmd_tsne)
@@ -706,13 +742,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def os_error_text(exc: OSError) -> str:
+    """``<path>: <reason>`` for an OSError the system raised (``[Errno 13] Permission denied: '/sys/x'`` repeats
+    itself and quotes the path), else the message cfgp wrote (which names its path already)."""
+    if exc.filename is None or exc.strerror is None:
+        return str(exc)
+    other = f" → {exc.filename2}" if exc.filename2 is not None else ""
+    return f"{exc.filename}{other}: {exc.strerror}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``cfgp`` command; returns its exit code. Bad input (a data set, a run folder, a file that cannot be
+    read or written) ends the command with one line on stderr naming the file or record and why, and exit code
+    :data:`USAGE_ERROR`, not a traceback: the user can act on the line, and a batch job tells it from success and
+    from a crash. Other exceptions are bugs and keep their traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, FileNotFoundError, ValueError) as exc:
+    except ValueError as exc:  # DataError, HistoryError, ReadOnlyRunError and the settings' checks among them
         print(f"cfgp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:  # a file not found, not readable or not writable (FileNotFoundError among them)
+        print(f"cfgp {args.command}: error: {os_error_text(exc)}", file=sys.stderr)
+    return USAGE_ERROR
 
 
 if __name__ == "__main__":

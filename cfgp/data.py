@@ -19,13 +19,16 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 
 from cfgp.cif_reader import read_plain_p1
 from cfgp.structure_checks import ImplausibleStructure, check_cif_blocks, check_structure
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
@@ -100,7 +103,7 @@ class LoadReport:
 CIF_READERS = ("auto", "pymatgen")
 
 
-def parse_cif(text: str, reader: str = "auto", timings: dict[str, float] | None = None):
+def parse_cif(text: str, reader: str = "auto", timings: dict[str, float] | None = None) -> Structure:
     """Parse CIF text to a pymatgen Structure that is physically possible, or raise DataError saying why.
 
     The raw numbers of the CIF are checked before pymatgen builds the structure (it silently wraps a
@@ -294,11 +297,15 @@ class Materials:
         return [self.structure(int(i)) for i in idx]
 
     def index_of(self, ids: Iterable[str]) -> np.ndarray:
+        """Rows of the materials ``ids`` names, in that order. A DataError naming a few unknown ids and the data
+        set if any is missing: ids come from saved files (a split, a history), which may belong to another data set."""
+        ids = list(ids)
         lookup = pd.Series(np.arange(len(self)), index=self.frame["material_id"])
         missing = [i for i in ids if i not in lookup.index]
         if missing:
-            raise KeyError(f"unknown material ids: {missing[:5]}")
-        return lookup.loc[list(ids)].to_numpy()
+            raise DataError(f"{len(missing):,} material id(s) not in the data set {self.report.source}, e.g. "
+                            f"{', '.join(_short(i) for i in missing[:5])} (named by a file of another data set?)")
+        return lookup.loc[ids].to_numpy()
 
 
 def pick_field(record: dict, names: Sequence[str]) -> Any:
@@ -492,7 +499,10 @@ def _read_bounded(path: Path, limit: int, what: str = "file") -> bytes | bytearr
         return out
 
 
-def _open_text(path: Path, limit: int = MAX_DATASET_BYTES, what: str = "file") -> str:
+def read_bounded_text(path: Path, limit: int = MAX_DATASET_BYTES, what: str = "file") -> str:
+    """The UTF-8 text of a regular file (gunzipped if named .gz), never more than ``limit`` bytes of either: how
+    cfgp reads a whole file it was pointed at (data sets, CIFs, JSON artefacts), so that a FIFO, a folder, a gzip
+    bomb or a huge file gets a DataError naming the path (and the limit) instead of hanging or filling memory."""
     raw = _read_bounded(path, limit, what)
     try:
         return raw.decode("utf-8")
@@ -524,7 +534,7 @@ def read_records(path: str | Path) -> list[dict]:
         return _read_cif_folder(path)
     kind = path.name.lower().removesuffix(".gz")
     if kind.endswith(".json"):
-        text = _open_text(path)
+        text = read_bounded_text(path)
         try:
             data = json.loads(text, parse_int=json_int)
         except json.JSONDecodeError as exc:
@@ -541,7 +551,7 @@ def read_records(path: str | Path) -> list[dict]:
             raise DataError(f"{path}: expected a JSON array of records, got {type(data).__name__}")
         return data
     if kind.endswith(".csv"):
-        text = _open_text(path)
+        text = read_bounded_text(path)
         try:
             frame = pd.read_csv(io.StringIO(text), dtype={c: str for c in ID_COLUMNS})
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError) as exc:
@@ -551,7 +561,7 @@ def read_records(path: str | Path) -> list[dict]:
         return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
                 for r in frame.to_dict(orient="records")]
     if kind.endswith(".cif"):
-        record = {"material_id": path.stem, "cif": _open_text(path, MAX_CIF_CHARS, "CIF file")}
+        record = {"material_id": path.stem, "cif": read_bounded_text(path, MAX_CIF_CHARS, "CIF file")}
         return [_with_empty_check(record, path)]
     raise DataError(f"{path}: unknown data format (use .json, .json.gz, .csv, .cif or a folder with id_prop.csv)")
 
@@ -563,7 +573,7 @@ class FolderBudget:
         self.folder, self.left, self.limit = folder, limit, limit
 
     def read_cif(self, path: Path) -> str:
-        text = _open_text(path, MAX_CIF_CHARS, "CIF file")
+        text = read_bounded_text(path, MAX_CIF_CHARS, "CIF file")
         self.left -= len(text)
         if self.left < 0:
             raise DataError(f"{self.folder}: its CIF files hold more than {self.limit:,} bytes together (the limit)")
@@ -610,7 +620,7 @@ def _read_cif_folder(folder: Path) -> list[dict]:
             raise DataError(f"{folder}: a data set folder needs id_prop.csv (CGCNN convention) or .cif files; "
                             "it has neither")
         return [cif_record(budget, p, p.stem) for p in paths]
-    text = _open_text(id_prop)
+    text = read_bounded_text(id_prop)
     try:
         table = pd.read_csv(io.StringIO(text), header=None, dtype={0: str}, skip_blank_lines=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError) as exc:

@@ -3,12 +3,14 @@ placed among their nearest latent neighbours."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from cfgp.artefacts import save_npz
+from cfgp.artefacts import save_npz, user_dir
 from cfgp.pipeline import LATENTS_FILE, load_gp
 
 
@@ -49,24 +51,40 @@ def tsne(
     return np.asarray(model.fit(np.asarray(X, dtype=np.float64)))
 
 
-def run_tsne(run, settings: TSNESettings = TSNESettings(), recompute: bool = False, **kw) -> np.ndarray:
+def run_tsne(run, settings: TSNESettings = TSNESettings(), recompute: bool = False, reader: bool = False,
+             **kw) -> np.ndarray:
     """t-SNE of every material of a run (GP-scaled latents), aligned with ``run.materials``;
-    saved as tsne-*.npz with the latent hash and reloaded when the settings match."""
-    path = run.path(settings.filename())  # the user's map if any, else the run's (shipped) one
+    saved as tsne-*.npz with the latent hash and reloaded when the settings match.
+
+    ``reader``: the caller only reads the run (the dashboard): a map the run lacks is computed once and kept in the
+    user cache (:func:`tsne_cache_path`), never written into the run folder."""
     latent_hash = str(np.load(run.path(LATENTS_FILE))["model_hash"])
     ids = run.materials.ids.astype(str)
-    if path.exists() and not recompute:
-        z = np.load(path, allow_pickle=False)
-        if str(z["latents_hash"]) == latent_hash and z["material_id"].tolist() == ids.tolist():
-            return z["xy"]
+    cached = tsne_cache_path(settings, latent_hash, ids)
+    for path in (run.path(settings.filename()), cached) if not recompute else ():  # the user's map, else the run's
+        if path.exists():
+            z = np.load(path, allow_pickle=False)
+            if str(z["latents_hash"]) == latent_hash and z["material_id"].tolist() == ids.tolist():
+                return z["xy"]
     X = run.latents()
     ok = np.isfinite(X).all(axis=1)
     Xs = load_gp(run, conditioned=False).scaler_.transform(X[ok])
     xy = np.full((len(X), 2), np.nan)
     xy[ok] = tsne(Xs, settings, **kw)
-    save_npz(run.write_dir / settings.filename(), material_id=ids, xy=xy, latents_hash=np.array(latent_hash),
-             settings=np.array(str(settings.to_dict())))
+    out = cached if reader else run.write_dir / settings.filename()
+    try:
+        save_npz(out, material_id=ids, xy=xy, latents_hash=np.array(latent_hash),
+                 settings=np.array(str(settings.to_dict())))
+    except OSError:
+        if not reader:
+            raise  # a reader's cache that cannot be written only costs the computation next time
     return xy
+
+
+def tsne_cache_path(settings: TSNESettings, latent_hash: str, ids: np.ndarray) -> Path:
+    """Where a reader keeps a map its run lacks: the user cache, keyed by the settings, the latents and the ids."""
+    key = hashlib.sha256(f"{settings.to_dict()}|{latent_hash}|{'|'.join(map(str, ids))}".encode()).hexdigest()[:20]
+    return user_dir() / "cache" / f"tsne-{key}.npz"
 
 
 def place(X_ref: np.ndarray, xy_ref: np.ndarray, X_new: np.ndarray, k: int = 10) -> np.ndarray:

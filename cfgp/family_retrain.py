@@ -19,7 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from cfgp.artefacts import read_json, write_json
+from cfgp.artefacts import read_json, refuse_shipped_write, write_json
+from cfgp.data import DataError
 from cfgp.featurize import SETTINGS_FILE, MEGNetSettings, training_seconds
 from cfgp.pipeline import RUN_FILE, SPLIT_FILE, Run, featurize, repo_path, train_megnet
 from cfgp.retrain import MAX_EPOCHS, MIN_REL_IMPROVEMENT, PATIENCE, early_stopping_ids, train_mae_at
@@ -47,6 +48,7 @@ def family_run(base: Run, family: str, out: str | Path, seed: int | None = None,
         if saved != block:
             raise ValueError(f"{out} holds a family network of other settings {saved}; choose another --out")
         return Run(out)
+    refuse_shipped_write(out)  # before the folder is made: nothing may appear inside data/default
     out.mkdir(parents=True, exist_ok=True)
     train = sp.train[~fam[sp.train]]
     saved = read_json(base.dir / SPLIT_FILE)
@@ -130,6 +132,9 @@ def family_networks_report(folders: Iterable[str | Path], families: dict = HELD_
             left_out.append({"dir": str(folder), "reason": f"no {RESULT_FILE}: the job has not started or finished"})
             continue
         res = read_json(folder / RESULT_FILE)
+        if not isinstance(res, dict):
+            raise DataError(f"{folder / RESULT_FILE}: expected a JSON object (a `cfgp family-network` result), got "
+                            f"{type(res).__name__}")
         why = ("not finished" if not res.get("finished") else
                f"not converged by its rule ({res.get('reason')})" if converged_only and not res.get("converged")
                else None)
@@ -137,11 +142,12 @@ def family_networks_report(folders: Iterable[str | Path], families: dict = HELD_
             left_out.append({"dir": str(folder), "family": res.get("family"), "epochs": res.get("epochs"),
                              "reason": why})
             continue
-        key = res["family"]
+        key = res.get("family")
+        if not isinstance(key, str) or key not in families:
+            raise DataError(f"{folder / RESULT_FILE}: family {str(key)[:40]!r} is not a known family (known: "
+                            f"{', '.join(sorted(families))}); the file was edited or made by another cfgp version")
         if key in fits:
             raise ValueError(f"{folder} and {jobs[key]['dir']} both hold the family {key!r}; give one")
-        if key not in families:
-            raise KeyError(f"{folder}: family {key!r} is not one of {sorted(families)}")
         fits[key], arrays[key] = hold_out_family(Run(folder), families[key][1])
         jobs[key] = {"dir": str(folder), **{k: res.get(k) for k in JOB_KEYS}}
     out: dict = {"network": "one per family, trained without it", "left_out": left_out, "families": {}}

@@ -27,7 +27,6 @@ METHODS = ("auto", "exact", "sparse", "local")
 LOCAL_ABOVE = 10_000  # method="auto" conditions on nearest neighbours above this many points (README "Scaling out")
 N_INDUCING = 2000  # default inducing inputs of the sparse GP (README "Scaling out")
 MIN_NOISE = 1e-6  # floor on a fitted noise variance (eV/atom)², keeps the Cholesky stable
-DTYPE = "float64"
 
 
 def tf_device() -> str:

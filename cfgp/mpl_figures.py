@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cfgp.al import curves
+from cfgp.artefacts import atomic_write_bytes
 from cfgp.learning_curve import PAPER_RETRAINED, summarise
 from cfgp.palette import HIGHLIGHT, NAN_COLOUR, NEUTRAL, OTHER_STRATEGY, POINT, STRATEGY_COLOURS
 from cfgp.pipeline import ALGroup
@@ -57,10 +58,10 @@ def figure_bytes(fig, fmt: str) -> bytes:
 
 
 def save(fig, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` in the format its suffix names (.png or .svg)."""
+    """Write ``fig`` to ``path`` in the format its suffix names (.png or .svg), atomically and never inside the
+    shipped default (:func:`cfgp.artefacts.atomic_write_bytes`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(figure_bytes(fig, path.suffix.lstrip(".") or "png"))
+    atomic_write_bytes(path, figure_bytes(fig, path.suffix.lstrip(".") or "png"))
     return path
 
 
@@ -259,6 +260,5 @@ def learning_curve_figure(result: dict):
 
 
 def learning_curve_png(result: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_bytes(figure_bytes(learning_curve_figure(result), path.suffix.lstrip(".") or "png"))
-    return path
+    """The learning curve written to ``path`` (:func:`save`), for ``cfgp learning-curve --plot``."""
+    return save(learning_curve_figure(result), path)

@@ -28,8 +28,8 @@ from cfgp.al import (GZIP_SUFFIX, ActiveLearner, ALSettings, History, HistoryErr
                      run_history, same_run)
 from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, default_overlay, is_shipped_default, read_json, save_npz,
                             write_json)
-from cfgp.data import DEFAULT_DATASET, Materials, dataset_sha256, load_materials
-from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings
+from cfgp.data import DEFAULT_DATASET, DEFAULT_ENERGY_WINDOW, Materials, dataset_sha256, load_materials
+from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings, TrainState
 from cfgp.gp import CFGP, device_label
 from cfgp.motifs import MOTIFS_FILE, is_phosphate, material_motifs
 from cfgp.splits import Split, SplitSettings, make_split
@@ -186,7 +186,7 @@ def init_run(
     directory: str | Path,
     data: str | Path = DEFAULT_DATASET,
     split: SplitSettings = SplitSettings(),
-    energy_window: tuple[float, float] | None = (-5.0, 1.0),
+    energy_window: tuple[float, float] | None = DEFAULT_ENERGY_WINDOW,
     val_fraction: float = 0.1,
 ) -> Run:
     """Create (or check) a run folder: validate the data once, fix the split, save settings."""
@@ -242,7 +242,7 @@ def train_megnet(
     min_rel_improvement: float = 0.0,
     val_ids=None,
     init_from: str | Path | None = None,
-):
+) -> tuple[MEGNetFeaturizer, TrainState]:
     """Train MEGNet on the train split (a seeded validation part of it for early stopping).
 
     ``val_ids`` fixes the early-stopping materials (a retrain keeps its base model's, which that model never
@@ -329,7 +329,7 @@ def held_out_positions(run: Run) -> np.ndarray:
     return validation_positions(run, read_json(run.dir / "megnet.settings.json")["seed"])
 
 
-def fit_gp(run: Run, gp=None, refit: bool = False, held_out: bool = False):
+def fit_gp(run: Run, gp=None, refit: bool = False, held_out: bool = False) -> CFGP:
     """Fit GP hyper-parameters on the train latents (saved to gp.json; reloaded when settings match).
 
     ``held_out`` fits them instead to predict MEGNet's early-stopping materials from the rest of the train
@@ -360,7 +360,7 @@ def fit_gp(run: Run, gp=None, refit: bool = False, held_out: bool = False):
     return gp
 
 
-def load_gp(run: Run, conditioned: bool = True):
+def load_gp(run: Run, conditioned: bool = True) -> CFGP:
     """The saved GP, conditioned on the train split (no hyper-parameter fitting)."""
     path = run.path(GP_FILE)
     if not path.exists():
@@ -443,7 +443,7 @@ class ALGroup(list):
         self.settings = settings
 
 
-def active_learner(run: Run, settings, gp=None, backend: str = "auto"):
+def active_learner(run: Run, settings, gp=None, backend: str = "auto") -> ActiveLearner:
     """An ActiveLearner on the run's split: GP hyper-parameters from gp.json, fixed during the run."""
     gp = gp if gp is not None else load_gp(run, conditioned=False)
     X, y = run.latents(), run.materials.y

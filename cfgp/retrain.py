@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cfgp.al import ALSettings, History, history_name
-from cfgp.artefacts import read_json, write_json
+from cfgp.artefacts import read_json, refuse_shipped_write, write_json
 from cfgp.featurize import SETTINGS_FILE, MEGNetSettings, training_seconds
 from cfgp.pipeline import (LATENTS_FILE, RUN_FILE, SPLIT_FILE, Run, al_pool_ids, evaluate, featurize, fit_gp,
                            held_out_positions, repo_path, train_megnet)
@@ -73,6 +73,7 @@ def _retrain_folder(base: Run, history, out: Path, header: dict, ids: list[str],
         if _same_history(saved) != _same_history(block):
             raise ValueError(f"{out} holds a retrain with other settings {saved}; choose another --out")
         return Run(out)
+    refuse_shipped_write(out)  # before the folder is made: nothing may appear inside data/default
     out.mkdir(parents=True, exist_ok=True)
     train = np.union1d(sp.train, pick_rows)
     pool = np.setdiff1d(sp.pool, pick_rows)

@@ -36,6 +36,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from cfgp.artefacts import refuse_shipped_write
 from cfgp.data import MAX_DATASET_BYTES, DataError, RecordError, StageLaps, check_record, parse_cif
 from cfgp.pipeline import Run, load_gp
 from cfgp.record_streams import iter_records
@@ -507,6 +508,8 @@ class JsonLinesSink:
 
     def __init__(self, path: Path | None = None, stream=None):
         self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            refuse_shipped_write(self.path)  # `cfgp predict --out data/default/…` is refused, not appended to
         self._fh = open(self.path, "a", encoding="utf-8") if self.path is not None else stream
 
     def write(self, lines: list[dict]) -> None:

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from cfgp.al import ALSettings
-from cfgp.al_metrics import (area_under_curve, labels_to_reach, paired_comparison, phosphate_share, pool_scored_mae,
-                              reach_baseline, value_at)
+from cfgp.al import ALSettings, labels_to_reach
+from cfgp.al_metrics import (area_under_curve, paired_comparison, phosphate_share, pool_scored_mae, reach_baseline,
+                             value_at)
+from cfgp.data import DataError
 
 
 def _records(maes, start=100, picks=None):
@@ -40,7 +41,9 @@ def test_paired_differences_pair_by_seed_and_leave_out_unshared_seeds():
 
 
 def test_labels_to_reach_the_same_seeds_baseline_final():
-    assert labels_to_reach(_records([0.3, 0.2, 0.1]), 0.2) == 1 and labels_to_reach(_records([0.3, 0.25]), 0.2) is None
+    # the one implementation (cfgp.al), which reach_baseline applies to each seed's curve
+    values, labels = np.array([0.3, 0.2, 0.1]), np.array([0, 1, 2])
+    assert labels_to_reach(values, labels, 0.2) == 1 and labels_to_reach(values, labels, 0.05) is None
     strategy = {0: _records([0.3, 0.14, 0.13, 0.12]), 1: _records([0.3, 0.2, 0.15, 0.11])}
     baseline = {0: _records([0.3, 0.2, 0.16, 0.14]), 1: _records([0.3, 0.25, 0.2, 0.12])}
     out = reach_baseline(strategy, baseline)
@@ -54,8 +57,11 @@ def test_phosphate_share_counts_every_pick():
     recs = _records([0.2, 0.2, 0.2], picks=[["a", "b"], ["c"]])
     out = phosphate_share([recs], {"a": True, "b": False, "c": False, "d": True}, ["a", "b", "c", "d"])
     assert out == {"picks": 3, "picks_phosphate_share": pytest.approx(1 / 3), "pool_phosphate_share": 0.5}
-    with pytest.raises(KeyError, match="zz"):
+    # ids of another data set: a clear error naming them (the CLI prints it as one line), not a KeyError
+    with pytest.raises(DataError, match="1 picked material id.*'zz'"):
         phosphate_share([_records([0.1, 0.1], picks=[["zz"]])], {"a": True}, ["a"])
+    with pytest.raises(DataError, match="1 pool material id.*'yy'"):
+        phosphate_share([_records([0.1, 0.1], picks=[["a"]])], {"a": True}, ["a", "yy"])
 
 
 def test_pool_scored_mae_replays_a_real_history(tiny_run):

@@ -250,3 +250,108 @@ def test_al_finetune_refuses_bad_settings_before_any_work(tmp_path):
     out = cfgp("al-finetune", "--strategy", "<nonsense>", "--out", tmp_path / "x")
     assert out.returncode == 2 and "unknown strategy '<nonsense>'" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "x").exists()  # nothing written
+
+
+# ------------------------------------------------------------------ bad input: one line naming it, exit code 2
+def _run_main(capsys, *argv) -> tuple[int, str]:
+    """`cfgp ARGV` in this process: (exit code, stderr)."""
+    from cfgp.cli import main
+
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def _one_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_family_report_names_the_file_and_the_known_families_of_an_unknown_family(tmp_path, capsys):
+    from cfgp.uncertainty.family_holdout import HELD_OUT_FAMILIES
+
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "family.json").write_text(json.dumps({"family": "unobtainium", "finished": True, "converged": True}))
+    code, err = _run_main(capsys, "family-report", job)
+    line = _one_line(err)
+    assert code == 2 and line.startswith(f"cfgp family-report: error: {job / 'family.json'}: family 'unobtainium'")
+    assert all(name in line for name in HELD_OUT_FAMILIES)
+
+
+def test_an_unwritable_or_folder_output_is_one_line_naming_the_path(tmp_path, capsys):
+    """An OSError of a file (here: --out below a regular file) is `<path>: <reason>`, exit code 2; an output that is a
+    folder is refused before any work (al-compare would otherwise replay histories first)."""
+    import errno
+
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    code, err = _run_main(capsys, "predict", "--out", plain / "x.jsonl", tmp_path / "a.cif")
+    assert code == 2
+    assert _one_line(err) == f"cfgp predict: error: {plain / 'x.jsonl'}: {os.strerror(errno.ENOTDIR)}"
+    for argv, option in ((("al-compare", "--plot", tmp_path), "--plot"),
+                         (("learning-curve", "--out", tmp_path / "lc.json", "--plot", tmp_path), "--plot"),
+                         (("predict", "--out", tmp_path, tmp_path / "a.cif"), "--out")):
+        code, err = _run_main(capsys, *argv)
+        assert code == 2 and f"cfgp {argv[0]}: error: {tmp_path}: is a folder; {option} takes a file name" in _one_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]  # nothing written
+
+
+def test_a_mistyped_history_is_named_as_missing(tmp_path, capsys):
+    missing = tmp_path / "entropy-s0.jsonl"
+    code, err = _run_main(capsys, "retrain", "--history", missing, "--out", tmp_path / "out")
+    assert code == 2 and _one_line(err).startswith(f"cfgp retrain: error: {missing}: no such history")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ids_of_another_data_set_are_named(tmp_path, capsys):
+    """A run whose split.json names materials its data set lacks: the ids are named, no KeyError traceback."""
+    import gzip
+
+    from cfgp.data import dataset_sha256
+    from cfgp.splits import SplitSettings
+    from tests.conftest import SMALL
+
+    ids = [r["material_id"] for r in json.load(gzip.open(SMALL, "rt"))][:3]
+    run = tmp_path / "run"
+    run.mkdir()
+    sha = dataset_sha256(SMALL)  # trusted: the CIFs are not parsed again, and the motifs are read, not computed
+    (run / "run.json").write_text(json.dumps({"data": str(SMALL), "energy_window": None, "data_sha256": sha,
+                                              "split": SplitSettings(seed=0, n_train=2, n_test=1).to_dict()}))
+    (run / "motifs.json").write_text(json.dumps({"data_sha256": sha, "motifs": {}}))
+    (run / "split.json").write_text(json.dumps({"settings": SplitSettings(seed=0, n_train=2, n_test=1).to_dict(),
+                                                "train": [ids[0], "mp-nowhere"], "pool": [ids[1]], "test": [ids[2]]}))
+    code, err = _run_main(capsys, "family-network", "--run", run, "--family", "lanthanides", "--out", tmp_path / "fam")
+    line = _one_line(err)
+    assert code == 2 and line.startswith(f"cfgp family-network: error: 1 material id(s) not in the data set {SMALL}")
+    assert "'mp-nowhere'" in line
+
+
+def test_option_defaults_are_the_library_constants():
+    """Each default the CLI shows is the library's own constant, so changing one changes both (never a copy)."""
+    from cfgp.al import PAPER_POOL_SIZE, ALSettings
+    from cfgp.cli import build_parser
+    from cfgp.data import DEFAULT_ENERGY_WINDOW, MAX_DATASET_BYTES
+    from cfgp.embedding import TSNESettings
+    from cfgp.gp import N_INDUCING
+    from cfgp.local_gp import N_NEIGHBOURS
+    from cfgp.retrain import MAX_EPOCHS, MIN_REL_IMPROVEMENT, PATIENCE
+    from cfgp.retrain_report import BOOTSTRAP
+    from cfgp.splits import SplitSettings
+
+    sub = next(a for a in build_parser()._actions if isinstance(getattr(a, "choices", None), dict)).choices
+
+    def default(command, dest):
+        return next(a.default for a in sub[command]._actions if a.dest == dest)
+
+    assert (default("train", "n_train"), default("train", "n_test")) == (SplitSettings().n_train, SplitSettings().n_test)
+    assert tuple(default("train", "energy_window")) == DEFAULT_ENERGY_WINDOW
+    assert (default("fit", "n_inducing"), default("fit", "n_neighbours")) == (N_INDUCING, N_NEIGHBOURS)
+    assert default("predict", "max_input_mb") * 2**20 == MAX_DATASET_BYTES
+    assert default("al", "pool_size") == default("al-finetune", "pool_size") == PAPER_POOL_SIZE == ALSettings().pool_size
+    assert (default("retrain", "epochs"), default("retrain", "patience")) == (MAX_EPOCHS, PATIENCE)
+    assert default("retrain", "min_improvement") / 100 == MIN_REL_IMPROVEMENT
+    assert default("retrain-report", "bootstrap") == BOOTSTRAP
+    assert (default("tsne", "perplexity"), default("tsne", "n_iter")) == (TSNESettings().perplexity, TSNESettings().n_iter)
+    assert f"default {N_INDUCING:,}" in sub["fit"].format_help()

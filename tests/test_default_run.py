@@ -229,8 +229,13 @@ def test_readme_commands_leave_the_shipped_default_untouched(tmp_path, small_rec
 def test_writes_into_the_shipped_run_are_refused_at_the_lowest_level(run):
     """Whatever code path tries: artefact writes and history appends inside data/default raise, and a Run of
     the default sends fits and maps to the user's folder, where they shadow the shipped ones until undone."""
-    from cfgp.al import History
+    from cfgp.al import ALSettings, History
+    from cfgp.al_finetune import finetune_active_learning
     from cfgp.artefacts import ReadOnlyRunError, write_json
+    from cfgp.family_retrain import family_run
+    from cfgp.mpl_figures import new_figure, save
+    from cfgp.retrain import retrain
+    from cfgp.screening import JsonLinesSink
     from cfgp.gp import CFGP
     from cfgp.pipeline import GP_FILE, fit_gp, load_gp
 
@@ -241,6 +246,18 @@ def test_writes_into_the_shipped_run_are_refused_at_the_lowest_level(run):
         History(DEFAULT_RUN / "al" / "entropy-b1-pool7195-s0.jsonl.gz").append({"cycle": 9})
     with pytest.raises(ReadOnlyRunError):
         History(DEFAULT_RUN / "al" / "new.jsonl").lock()
+    # the other writers: predictions, figures, and the folders of a retrain and of fine-tuned active learning
+    with pytest.raises(ReadOnlyRunError):
+        JsonLinesSink(DEFAULT_RUN / "predictions.jsonl")
+    with pytest.raises(ReadOnlyRunError):
+        save(new_figure()[0], DEFAULT_RUN / "curve.png")
+    history = DEFAULT_RUN / "al" / "entropy-b1-pool7195-s0.jsonl.gz"
+    with pytest.raises(ReadOnlyRunError):
+        retrain(run, history, DEFAULT_RUN / "retrained", picks=10, progress=False)
+    with pytest.raises(ReadOnlyRunError):
+        finetune_active_learning(run, ALSettings(strategy="random", cycles=10, seed=0), DEFAULT_RUN / "finetuned")
+    with pytest.raises(ReadOnlyRunError):
+        family_run(run, "lanthanides", DEFAULT_RUN / "without-lanthanides")
     assert run.write_dir == Path(os.environ["CFGP_HOME"]) / "runs" / "default"
     other = fit_gp(run, CFGP(seed=0, max_fit_points=60, max_iter=5))  # other GP settings: a fit of the user's
     assert (run.write_dir / GP_FILE).exists()

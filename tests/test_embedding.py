@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from cfgp.embedding import TSNESettings, place, run_tsne, tsne
+from cfgp.embedding import TSNESettings, place, run_tsne, tsne, tsne_cache_path
+from cfgp.pipeline import LATENTS_FILE
 
 
 def test_run_tsne_is_cached_per_settings(tiny_run):
@@ -17,6 +18,25 @@ def test_run_tsne_is_cached_per_settings(tiny_run):
     assert path.stat().st_mtime_ns == mtime  # reloaded, not recomputed
     other = run_tsne(tiny_run, TSNESettings(perplexity=10, n_iter=100, early_exaggeration_iter=50, seed=1))
     assert not np.allclose(other, xy)
+
+
+def test_a_reader_keeps_its_map_in_the_user_cache_not_in_the_run(tiny_run):
+    """The dashboard reads a run: a map the run lacks is computed once, kept in the user cache and reloaded from
+    there; the run folder gains no file."""
+    s = TSNESettings(perplexity=10, n_iter=60, early_exaggeration_iter=20, seed=5)
+    before = sorted(p.name for p in tiny_run.dir.rglob("*"))
+    xy = run_tsne(tiny_run, s, reader=True)
+    assert sorted(p.name for p in tiny_run.dir.rglob("*")) == before
+    assert not (tiny_run.dir / s.filename()).exists()
+    cached = tsne_cache_path(s, str(np.load(tiny_run.path(LATENTS_FILE))["model_hash"]),
+                             tiny_run.materials.ids.astype(str))
+    assert cached.exists()
+    mtime = cached.stat().st_mtime_ns
+    np.testing.assert_array_equal(run_tsne(tiny_run, s, reader=True), xy)  # reloaded from the cache
+    assert cached.stat().st_mtime_ns == mtime
+    # `cfgp tsne` (a writer) puts the map it computes into the run
+    run_tsne(tiny_run, s, recompute=True)
+    assert (tiny_run.dir / s.filename()).exists()
 
 
 def test_tsne_keeps_neighbours_close(tiny_run):

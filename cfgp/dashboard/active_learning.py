@@ -492,9 +492,11 @@ class ActiveLearning(pn.viewable.Viewer):
             self._show_pool_split()
             self._show_replay_cycle(0)
             pool = s.get("pool_size")
+            t = untrusted.text  # a file name and its header's values
             self.status.object = (
-                f"Replaying the committed run **{replay.stem}**: {s.get('strategy')}, batch {s.get('batch_size')}, "
-                f"seed {s.get('seed')}, pool {'all' if pool is None else pool}, {replay.n_cycles:,} cycles. No GP "
+                f"Replaying the committed run **{t(replay.stem)}**: {t(s.get('strategy'))}, batch "
+                f"{t(s.get('batch_size'))}, seed {t(s.get('seed'))}, pool {'all' if pool is None else t(pool)}, "
+                f"{replay.n_cycles:,} cycles. No GP "
                 f"work is needed (the records hold the picks and metrics); the map shows the starting σ. Drag "
                 f"“replay cycle” to jump; choose “{LIVE}” to change the settings.")
         self._update_locks()

@@ -9,7 +9,6 @@ selection only sends ``selected.indices``, 100 curve values and a small HTML tab
 
 from __future__ import annotations
 
-import html
 import threading
 import weakref
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from bokeh.core.properties import value
 from bokeh.plotting import figure
 
 from cfgp import results
+from cfgp.dashboard import untrusted
 from cfgp.dashboard.bokeh_figures import FIGURE_MIN_WIDTH
 from cfgp.dashboard.downloads import csv_bytes, download_button, figure_downloads
 from cfgp.dashboard.shared import ServerData, SessionState, controls, in_document, note, on_session_end
@@ -189,9 +189,9 @@ def groups_html(data: ServerData) -> str:
     app = data.applicability
     groups = results.calibration_groups(data.results)
     extra = groups.get("check_set")
-    head = "".join(f'<th style="text-align:right;padding:2px 10px">{html.escape(t)}</th>' for _, t in GROUP_COLUMNS)
+    head = "".join(f'<th style="text-align:right;padding:2px 10px">{untrusted.text(t)}</th>' for _, t in GROUP_COLUMNS)
     body = "".join(
-        f'<tr><td style="padding:2px 10px 2px 0">{html.escape(g["label"])}</td>'
+        f'<tr><td style="padding:2px 10px 2px 0">{untrusted.text(g["label"])}</td>'
         + "".join(f'<td style="text-align:right;padding:2px 10px;font-variant-numeric:tabular-nums">'
                   f'{format_metric(k, g.get(k))}</td>' for k, _ in GROUP_COLUMNS) + "</tr>"
         for g in groups.values())
@@ -430,7 +430,7 @@ class Calibration(pn.viewable.Viewer):
                 elsewhere = len(selected) - len(rows)
                 why = (f" ({elsewhere:,} selected materials are not in this view)" if elsewhere else "")
                 return (f'<div style="background:#fff3cd;color:#664d03;border:1px solid #ffe08a;padding:8px 12px;'
-                        f'border-radius:4px"><b>{html.escape(head)}</b>: too few to score{why}. Brush at least '
+                        f'border-radius:4px"><b>{untrusted.text(head)}</b>: too few to score{why}. Brush at least '
                         f'{MIN_SCORED} points to see their metrics.</div>')
             columns = [(f"selected ({len(rows):,})", metrics(_arrays(self.data), rows)),
                        (f"all ({len(v.rows):,})", v.metrics)]
@@ -438,16 +438,16 @@ class Calibration(pn.viewable.Viewer):
             head = f"Metrics for {len(v.rows):,} {v.label}"
             if v.metrics is None:
                 return (f'<div style="background:#fff3cd;color:#664d03;border:1px solid #ffe08a;padding:8px 12px;'
-                        f'border-radius:4px"><b>{html.escape(head)}</b>: too few to score (at least '
+                        f'border-radius:4px"><b>{untrusted.text(head)}</b>: too few to score (at least '
                         f'{MIN_SCORED} are needed).</div>')
             columns = [("value", v.metrics)]
-        cells = "".join(f'<th style="text-align:right;padding:2px 12px">{html.escape(c)}</th>' for c, _ in columns)
+        cells = "".join(f'<th style="text-align:right;padding:2px 12px">{untrusted.text(c)}</th>' for c, _ in columns)
         body = "".join(
-            f'<tr><td style="padding:2px 12px 2px 0">{html.escape(label)}</td>'
+            f'<tr><td style="padding:2px 12px 2px 0">{untrusted.text(label)}</td>'
             + "".join(f'<td style="text-align:right;padding:2px 12px;font-variant-numeric:tabular-nums">'
                       f'{format_metric(key, (m or {}).get(key))}</td>' for _, m in columns) + "</tr>"
             for key, label in LABELS.items())
-        return (f"<p><b>{html.escape(head)}</b></p><table style='border-collapse:collapse;font-size:0.95em'>"
+        return (f"<p><b>{untrusted.text(head)}</b></p><table style='border-collapse:collapse;font-size:0.95em'>"
                 f"<thead><tr><th style='text-align:left;padding:2px 12px 2px 0'>metric</th>{cells}</tr></thead>"
                 f"<tbody>{body}</tbody></table>")
 

@@ -20,13 +20,15 @@ from cfgp.neighbours import TOP_WEIGHTS, Neighbour
 
 def _values(data: ServerData, row: int) -> str:
     r = data.frame.iloc[row]
-    return (f"| {r.formula} | {r.material_id} | {r.split or 'unused'} | {r.dft:.3f} | {r.gp:.3f} ± {r.sigma:.3f} | "
+    t = untrusted.text  # names and ids come from the data file
+    return (f"| {t(r.formula)} | {t(r.material_id)} | {t(r.split or 'unused')} | {r.dft:.3f} | "
+            f"{r.gp:.3f} ± {r.sigma:.3f} | "
             f"{r.residual:+.3f} | {r.z:+.2f} |")
 
 
 def compare_markdown(data: ServerData, nb: Neighbour) -> str:
     """The two materials' numbers side by side, the distance, and what the GP leaned on."""
-    f = data.frame
+    f, t = data.frame, untrusted.text  # names and ids come from the data file
     a, b = f.iloc[nb.row], f.iloc[nb.neighbour]
     scale = (f", farther than {nb.percentile:.0f} % of test materials are from theirs (median {nb.typical:.3f}); "
              f"{nb.n_close:,} training materials lie nearer to it than that median" if np.isfinite(nb.typical) else "")
@@ -44,15 +46,15 @@ def compare_markdown(data: ServerData, nb: Neighbour) -> str:
     else:
         lean = (f"The neighbour's own residual is {b.residual:+.3f} eV/atom (this GP is approximate, so its "
                 "smoother weights are not shown).")
-    flagged = "" if bool(a.get("in_domain", True)) else f" It is flagged out of domain: {a.domain}."
+    flagged = "" if bool(a.get("in_domain", True)) else f" It is flagged out of domain: {t(a.domain)}."
     return (
         "#### Why is the GP wrong here?\n"
-        f"**{a.formula}** beside its nearest training material in latent space, **{b.formula}**: distance "
+        f"**{t(a.formula)}** beside its nearest training material in latent space, **{t(b.formula)}**: distance "
         f"**{nb.distance:.3f}** in the GP's scaled latent space{scale}.{flagged} {lean}\n\n"
         "| formula | material | split | DFT E_f (eV/atom) | GP E_f ± σ (eV/atom) | GP − DFT | z |\n"
         "|---|---|---|---|---|---|---|\n"
         f"{_values(data, nb.row)}\n{_values(data, nb.neighbour)}\n\n"
-        f"The GP puts {a.formula} at {a.gp:.3f}, {abs(a.gp - b.dft):.3f} eV/atom from its neighbour's DFT value "
+        f"The GP puts {t(a.formula)} at {a.gp:.3f}, {abs(a.gp - b.dft):.3f} eV/atom from its neighbour's DFT value "
         f"({b.dft:.3f}); DFT puts the two {abs(a.dft - b.dft):.3f} eV/atom apart. Compare the structures and "
         "coordination below: what differs between them is what the latent did not encode.")
 

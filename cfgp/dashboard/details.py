@@ -14,7 +14,6 @@ the sessions (``crystal_view_of``).
 
 from __future__ import annotations
 
-import html
 import io
 import json
 from functools import lru_cache, partial
@@ -120,8 +119,8 @@ def legend_html(view) -> str:
 
     els = sorted(set(view.symbols), key=lambda e: Element(e).Z)
     swatches = " ".join(f'<span class="legend-element" style="white-space:nowrap"><span style="color:'
-                        f'{html.escape(str(view.colour[view.symbols == e][0]))};font-size:1.3em">●</span> '
-                        f"{html.escape(e)}</span>" for e in els)
+                        f'{untrusted.text(str(view.colour[view.symbols == e][0]))};font-size:1.3em">●</span> '
+                        f"{untrusted.text(e)}</span>" for e in els)
     centres = sorted({str(view.symbols[p[0]]) for p in view.polyhedra}, key=lambda e: Element(e).Z)
     poly = (f"translucent: coordination polyhedra of {', '.join(centres)}" if centres else "no polyhedra")
     cells = "×".join(map(str, view.supercell))

@@ -181,11 +181,13 @@ class LatentMap(pn.viewable.Viewer):
                                            "margin": FULL_SCREEN_MARGIN},
                                      code=FULL_SCREEN)
         # live t-SNE
-        self.perplexity = pn.widgets.IntSlider(label="perplexity", start=5, end=100, step=5, value=30, width=200)
+        shown = TSNESettings()  # the precomputed map's settings
+        self.perplexity = pn.widgets.IntSlider(label="perplexity", start=5, end=100, step=5,
+                                               value=int(shown.perplexity), width=200)
         self.live_button = pn.widgets.Button(label="Recompute t-SNE live", color="primary", width=190)
         self.progress = pn.indicators.Progress(value=0, max=100, width=200, visible=False)
-        self.status = pn.pane.Markdown("Map: precomputed t-SNE of all materials, perplexity 30.", name="tsne-status",
-                                      css_classes=["tsne-status"])
+        self.status = pn.pane.Markdown(f"Map: precomputed t-SNE of all materials, perplexity {shown.perplexity:g}.",
+                                       name="tsne-status", css_classes=["tsne-status"])
         self.live_source = ColumnDataSource({"x": [], "y": [], "dft": []}, name="live-tsne-source")
         self.live_fig = figure(title="Live t-SNE", name="live-tsne", height=420, sizing_mode="stretch_width",
                                tools="pan,wheel_zoom,reset", output_backend="canvas", visible=False)
@@ -239,7 +241,7 @@ class LatentMap(pn.viewable.Viewer):
             groups = np.where(has, label, "other").astype(object)
             labels = self.colouring.categorical(groups, [label, "other"],
                                                 {label: CATEGORY_COLOURS[0], "other": BACKGROUND}, "element")
-        self.legend_text.object = "Colour: " + " · ".join(f"**{lab}**" for lab in labels)
+        self.legend_text.object = "Colour: " + " · ".join(f"**{untrusted.text(lab)}**" for lab in labels)
 
     # ------------------------------------------------------------ marker size
     @param.depends("size", watch=True)
@@ -338,7 +340,7 @@ class LatentMap(pn.viewable.Viewer):
             groups = np.asarray(self.source.data["group"])
             labels = self.colouring.categorical(groups, list(SPLIT_COLOURS), SPLIT_COLOURS, "split",
                                                 send_column=False)
-            self.legend_text.object = "Colour: " + " · ".join(f"**{lab}**" for lab in labels)
+            self.legend_text.object = "Colour: " + " · ".join(f"**{untrusted.text(lab)}**" for lab in labels)
 
     # ------------------------------------------------------------ selection
     def _on_brush(self, attr, old, new) -> None:

@@ -23,6 +23,7 @@ import panel as pn
 import param
 
 from cfgp.al import ALSettings, labels_to_reach
+from cfgp.dashboard import untrusted
 from cfgp.dashboard.active_learning import precomputed
 from cfgp.dashboard.calibration import outlier_summary, split_view
 from cfgp.dashboard.shared import ServerData
@@ -50,7 +51,8 @@ def _f(x: float, digits: int = 3) -> str:
 
 
 def _material_line(r) -> str:
-    return (f"**{r.formula} ({r.material_id})**: DFT {_f(r.dft)} eV/atom, GP {_f(r.gp)} ± {_f(r.sigma)} eV/atom "
+    t = untrusted.text  # names and ids come from the data file
+    return (f"**{t(r.formula)} ({t(r.material_id)})**: DFT {_f(r.dft)} eV/atom, GP {_f(r.gp)} ± {_f(r.sigma)} eV/atom "
             f"(z = {_f(r.z, 1)})")
 
 
@@ -348,8 +350,8 @@ class Lesson(pn.viewable.Viewer):
             if not 1 <= i <= n:
                 raise ValueError
         except ValueError:
-            return (f"Link parameter lesson: “{text[:40]}” is not a step of the lesson (1 to {n}); the lesson stays "
-                    f"closed.")
+            return (f"Link parameter lesson: {untrusted.quoted(text)} is not a step of the lesson (1 to {n}); the "
+                    "lesson stays closed.")
         self.step = i - 1
         if self.toggle.value:
             soon(lambda: self.go(self.step))

@@ -36,8 +36,10 @@ from cfgp.palette import IN_DOMAIN_MARK, IN_DOMAIN_MARK_DARK, OUT_OF_DOMAIN_MARK
 from cfgp.structure_match import SAME_MATERIAL, Match, find_match
 from cfgp.dashboard import untrusted
 
-MAX_UPLOAD_BYTES = MAX_CIF_CHARS  # 2 MB, as for any CIF cfgp reads
-PLACEHOLDER = "Upload a CIF file (up to 2 MB) to predict its formation energy."
+MAX_UPLOAD_BYTES = MAX_CIF_CHARS  # as for any CIF cfgp reads
+#: the upload limit as the page says it
+UPLOAD_LIMIT = f"{MAX_UPLOAD_BYTES / 1e6:g} MB"
+PLACEHOLDER = f"Upload a CIF file (up to {UPLOAD_LIMIT}) to predict its formation energy."
 EMPTY_CROSS = {"x": [], "y": [], "label": [], "domain": [], "colour": []}
 #: the prediction download's columns → headers (units in the headers, like every other download)
 PREDICTION_COLUMNS = {"file": "file", "formula": "formula", "gp_ef": "predicted E_f (eV/atom)",
@@ -334,8 +336,8 @@ class Predict(pn.viewable.Viewer):
 
     def __panel__(self):
         return pn.Column(
-            note("**Predict a new material.** Upload a CIF (up to 2 MB): MEGNet turns it into a latent vector, "
-                 "the GP predicts its formation energy with a calibrated σ, a red warning says when the material is "
+            note(f"**Predict a new material.** Upload a CIF (up to {UPLOAD_LIMIT}): MEGNet turns it into a latent "
+                 "vector, the GP predicts its formation energy with a calibrated σ, a red warning says when the material is "
                  "outside the model's domain (not an oxide, an element never seen in training, or a latent far from "
                  "every training material) and why, and the × shows where it sits on the latent map "
                  "(placed among the materials with the nearest latents). Rare chemistry is named with its element and "

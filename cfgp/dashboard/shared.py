@@ -23,6 +23,7 @@ import panel as pn
 import param
 
 from cfgp.artefacts import DEFAULT_RUN
+from cfgp.dashboard import untrusted
 from cfgp.crystal_view import cell_sketch
 from cfgp.embedding import TSNESettings, run_tsne
 from cfgp.neighbours import LatentNeighbours
@@ -43,8 +44,8 @@ NUMERIC_COLOURS = {
 #: (colour-bar title, palette name, symmetric); their values travel to a browser only when chosen
 PROPERTY_COLOURS = {c: (p.label, "Viridis256", False) for c, p in CATALOGUE.items()
                     if p.kind == NUMERIC and c not in NUMERIC_COLOURS}
-#: Categorical colourings: name → legend title
-CATEGORICAL_COLOURS = {"split": "split", "phosphate": "phosphates", "element": "element"}
+#: how much of a mistyped element box is quoted back (a symbol has at most 3 letters)
+ELEMENT_QUOTE = 20
 
 
 def element_symbols() -> frozenset[str]:
@@ -59,10 +60,11 @@ def parse_element(text: str) -> str:
     if not s:
         raise ValueError("type an element symbol, e.g. Li or P")
     if len(s) > 3 or not s.isalpha():
-        raise ValueError(f"“{s[:20]}” is not an element symbol (one capital letter, optionally a small one: Li, P)")
+        raise ValueError(f"{untrusted.quoted(s, ELEMENT_QUOTE)} is not an element symbol (one capital letter, "
+                         "optionally a small one: Li, P)")
     sym = s[0].upper() + s[1:].lower()
     if sym not in element_symbols():
-        raise ValueError(f"“{s}” is not an element symbol")
+        raise ValueError(f"{untrusted.quoted(s, ELEMENT_QUOTE)} is not an element symbol")
     return sym
 
 
@@ -96,7 +98,7 @@ class ServerData:
         frame = self.frame
         self.X = self.run.latents()
         self.Xs = self.gp.scaler_.transform(np.nan_to_num(self.X))
-        self.xy = np.asarray(run_tsne(self.run, TSNESettings()), dtype=float)
+        self.xy = np.asarray(run_tsne(self.run, TSNESettings(), reader=True), dtype=float)  # run left as is
         self.al_histories = load_al_histories(self.run)
         #: committed AL runs (the run folder's own, not the user's): name built from the header's settings →
         #: (header, records)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import panel as pn
 from bokeh.models import CustomJS
@@ -29,7 +28,6 @@ from panel.viewable import Viewable
 
 from cfgp.palette import LIGHT_PAGE
 
-HERE = Path(__file__).parent
 THEMES = ("default", "dark")
 TRUE = ("1", "true", "yes", "on")
 #: projector mode: base text size of every component (Bokeh's widgets default to ~12 px) and the factor plot

@@ -3,17 +3,26 @@
 # family, `cfgp family-network` trains the network from fresh weights without the family's training materials by
 # the base network's stopping rule, re-featurises and scores the family as new chemistry. One job after another;
 # each resumes from its checkpoint (<family>/training/), so the queue can be stopped at any time and started again.
-# Run from the repository root:
+# Run from the repository root (families as arguments, default all six in this order):
 #   nohup nice -n 19 experiments/family-networks/queue.sh >> experiments/family-networks/queue.log 2>&1 &
+# A second queue may run beside it, e.g. the other way round (each family is locked while trained, so two queues
+# never train the same one; a queue skips a family another one holds):
+#   nohup nice -n 19 experiments/family-networks/queue.sh s_oxides halogen_oxides 4d_metals p_oxides actinides \
+#     lanthanides >> experiments/family-networks/queue.log 2>&1 &
 # Pause / resume the training process (not this shell) with kill -STOP / -CONT "$(pgrep -f 'cfgp family-network')".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
 OUT=experiments/family-networks
-for family in lanthanides actinides p_oxides 4d_metals halogen_oxides s_oxides; do
-  mkdir -p "$OUT/logs"
-  echo "$(date -u +%FT%TZ) start $family"
-  .venv/bin/cfgp family-network --run data/default --family "$family" --out "$OUT/$family" --json \
-    > "$OUT/logs/$family.json" 2>> "$OUT/logs/$family.err"
-  echo "$(date -u +%FT%TZ) end $family rc=$?"
+families=("$@")
+[ ${#families[@]} -eq 0 ] && families=(lanthanides actinides p_oxides 4d_metals halogen_oxides s_oxides)
+mkdir -p "$OUT/logs"
+for family in "${families[@]}"; do
+  (
+    flock -n 9 || { echo "$(date -u +%FT%TZ) skip $family (another queue trains it)"; exit 0; }
+    echo "$(date -u +%FT%TZ) start $family"
+    .venv/bin/cfgp family-network --run data/default --family "$family" --out "$OUT/$family" --json \
+      > "$OUT/logs/$family.json" 2>> "$OUT/logs/$family.err"
+    echo "$(date -u +%FT%TZ) end $family rc=$?"
+  ) 9> "$OUT/logs/$family.lock"
 done

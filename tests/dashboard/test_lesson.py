@@ -5,6 +5,7 @@ the step; nothing leaves 127.0.0.1 and the server log stays clean."""
 
 from __future__ import annotations
 
+import html
 import urllib.parse
 
 import numpy as np
@@ -41,7 +42,7 @@ def test_steps_quote_this_runs_numbers(steps, app_run):
     assert f"{100 * m['coverage_2sigma']:.1f} %" in s[2].text
     phos = test[test.is_phosphate]
     worst = phos.loc[(np.abs(phos.gp - phos.dft) - 2 * phos.sigma).idxmax()]
-    assert s[3].view["material"] == worst.material_id and worst.material_id in s[3].text
+    assert s[3].view["material"] == worst.material_id and worst.material_id in html.unescape(s[3].text)
     outside = int((np.abs(test.gp - test.dft) > 2 * test.sigma).sum())
     assert f"**{outside:,} of the {len(test):,} test oxides**" in s[3].text
     # active learning: the replayed entropy run's MAE at the cycle shown, read from its history file

@@ -53,6 +53,27 @@ def test_text_escapes_html_and_markdown():
         assert html.unescape(safe) == payload
 
 
+def test_names_from_the_data_file_reach_markdown_escaped(tiny_run):
+    """A data file is untrusted too: formulas, ids and reasons it holds reach the compare view's and the lesson's
+    Markdown as text (fails on the unescaped views: the payload went into the Markdown whole)."""
+    from cfgp.dashboard.compare import compare_markdown
+    from cfgp.dashboard.lesson import _material_line
+    from cfgp.dashboard.shared import ServerData
+
+    data = ServerData(tiny_run.dir)
+    row = int(tiny_run.split.test[0])
+    nb = data.neighbours.explain(row)
+    for i, (col, payload) in enumerate([("formula", PAYLOADS[1]), ("material_id", PAYLOADS[0]),
+                                         ("split", PAYLOADS[2])]):
+        data.frame.loc[data.frame.index[[nb.row, nb.neighbour][i % 2]], col] = payload
+    data.frame.loc[data.frame.index[nb.row], ["in_domain", "domain"]] = [False, PAYLOADS[5]]
+    for out in (compare_markdown(data, nb), _material_line(data.frame.iloc[nb.neighbour])):
+        assert "<" not in out and ">" not in out.replace("> ", ""), out
+    shown = compare_markdown(data, nb)
+    for payload in (PAYLOADS[1], PAYLOADS[0], PAYLOADS[2], PAYLOADS[5]):
+        assert text(payload) in shown
+
+
 def open_hostile(context, url: str):
     """A page on ``url`` whose dialogs are recorded from the first byte (``page.dialogs``), fully loaded."""
     page = context.new_page()
