@@ -222,21 +222,26 @@ def _top_k(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
     return candidates[idx]
 
 
-def entropy(post, candidates, k, rng, state):
+def entropy(post: PoolPosterior, candidates: np.ndarray, k: int, rng: np.random.Generator,
+            state: dict) -> np.ndarray:
     """Maximum entropy: the Gaussian entropy ½log(2πeσ²) is largest where σ is (the paper's rule)."""
     return _top_k(post.std[candidates], candidates, k)
 
 
-def random(post, candidates, k, rng, state):
+def random(post: PoolPosterior, candidates: np.ndarray, k: int, rng: np.random.Generator,
+           state: dict) -> np.ndarray:
+    """Uniform picks without replacement: the baseline every strategy is paired with."""
     return rng.choice(candidates, size=min(k, len(candidates)), replace=False)
 
 
-def batch_diverse(post, candidates, k, rng, state):
+def batch_diverse(post: PoolPosterior, candidates: np.ndarray, k: int, rng: np.random.Generator,
+                  state: dict) -> np.ndarray:
     """Greedy conditional variance: a batch that does not spend labels on near-duplicates."""
     return post.greedy_variance_batch(candidates, k)
 
 
-def batch_distance(post, candidates, k, rng, state):
+def batch_distance(post: PoolPosterior, candidates: np.ndarray, k: int, rng: np.random.Generator,
+                   state: dict) -> np.ndarray:
     """The paper's suggestion: largest σ first, skipping candidates closer than one kernel length
     to a pick (in scaled latent space); the cut-off halves until k picks fit.
 
@@ -265,13 +270,15 @@ def batch_distance(post, candidates, k, rng, state):
         cutoff = cutoff / 2 if cutoff > 1e-9 * length else 0.0
 
 
-def ucb(post, candidates, k, rng, state, kappa: float = 2.0):
+def ucb(post: PoolPosterior, candidates: np.ndarray, k: int, rng: np.random.Generator, state: dict,
+        kappa: float = 2.0) -> np.ndarray:
     """Lowest formation energy by optimism: minimise μ − κσ."""
     mean = post.mean[candidates]
     return _top_k(-(mean - kappa * post.std[candidates]), candidates, k)
 
 
-def expected_improvement(post, candidates, k, rng, state):
+def expected_improvement(post: PoolPosterior, candidates: np.ndarray, k: int, rng: np.random.Generator,
+                         state: dict) -> np.ndarray:
     """Expected improvement below the lowest formation energy labelled so far."""
     mean, std = post.mean[candidates], post.std[candidates]
     z = (state["best_found"] - mean) / std
@@ -287,7 +294,8 @@ def integration_rows(n_pool: int, seed: int, size: int = INTEGRATION_POINTS) -> 
     return np.sort(np.random.default_rng([seed, 7]).choice(n_pool, size, replace=False))
 
 
-def integrated_variance(post, candidates, k, rng, state):
+def integrated_variance(post: PoolPosterior, candidates: np.ndarray, k: int, rng: np.random.Generator,
+                        state: dict) -> np.ndarray:
     """Largest reduction of the posterior variance integrated over the pool's inputs (Cohn's ALC; BoTorch's
     ``qNegIntegratedPosteriorVariance``): labelling x lowers Σⱼ var(xⱼ) by Σⱼ cov(xⱼ, x)² / (σ²(x) + noise), exactly,
     over a seeded subsample of the candidate pool. Unlike entropy it favours inputs that inform many others —
@@ -301,7 +309,8 @@ def integrated_variance(post, candidates, k, rng, state):
     return post.greedy_batch(candidates, k, score)
 
 
-def epig(post, candidates, k, rng, state):
+def epig(post: PoolPosterior, candidates: np.ndarray, k: int, rng: np.random.Generator,
+         state: dict) -> np.ndarray:
     """Expected predictive information gain (Bickford Smith et al., AISTATS 2023) about the labels of the pool's
     inputs: for jointly Gaussian labels, EPIG(x) = mean over x* of −½ log(1 − ρ²(x, x*)), ρ the posterior
     correlation of the two labels (noise included), over a seeded subsample of the candidate pool."""

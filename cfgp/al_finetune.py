@@ -127,9 +127,9 @@ def finetune_active_learning(base: Run, settings: ALSettings, out: str | Path,
     log = log or (lambda msg: None)
     t0 = call_start = time.time()
     out = Path(out)
+    refuse_shipped_write(out)  # before anything is made: nothing may appear inside data/default
     header = _header(base, settings, ft)
     hist_path, state_path, net_dir = out / HISTORY_FILE, out / STATE_FILE, out / NETWORK_DIR
-    refuse_shipped_write(out)  # before the folder is made: nothing may appear inside data/default
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     state = {"rounds": [], "picks": 0, "pending": None, "finished": False, "seconds": 0.0}

@@ -123,6 +123,7 @@ def retrain(base: Run, history: str | Path, out: str | Path, picks: int | None =
     Interrupted (``max_seconds`` or a kill), it resumes from its checkpoint when called again; the result
     says ``finished: false`` until the training stops by itself.
     """
+    refuse_shipped_write(out)  # before the history is read: a retrain never goes into data/default
     header, ids = picked_ids(history, base, picks)
     run = _retrain_folder(base, history, Path(out), header, ids, warm_start, seed)
     block = run.settings["retrain"]
