@@ -48,6 +48,12 @@ def user_dir() -> Path:
     return Path(base) / "cfgp"
 
 
+def cache_dir() -> Path:
+    """The user's cache (check-set latents, a domain model or a t-SNE map a reader computed): a pure cache, whose
+    deletion only costs the computation again."""
+    return user_dir() / "cache"
+
+
 def default_overlay() -> Path:
     """The user's folder for the default run: new artefacts go here, the shipped ones are read from
     ``data/default`` (see :class:`cfgp.pipeline.Run`)."""

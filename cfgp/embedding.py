@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from cfgp.artefacts import save_npz, user_dir
+from cfgp.artefacts import cache_dir, save_npz
 from cfgp.pipeline import LATENTS_FILE, load_gp
 
 
@@ -84,7 +84,7 @@ def run_tsne(run, settings: TSNESettings = TSNESettings(), recompute: bool = Fal
 def tsne_cache_path(settings: TSNESettings, latent_hash: str, ids: np.ndarray) -> Path:
     """Where a reader keeps a map its run lacks: the user cache, keyed by the settings, the latents and the ids."""
     key = hashlib.sha256(f"{settings.to_dict()}|{latent_hash}|{'|'.join(map(str, ids))}".encode()).hexdigest()[:20]
-    return user_dir() / "cache" / f"tsne-{key}.npz"
+    return cache_dir() / f"tsne-{key}.npz"
 
 
 def place(X_ref: np.ndarray, xy_ref: np.ndarray, X_new: np.ndarray, k: int = 10) -> np.ndarray:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfgp.artefacts import read_json, user_dir, write_json
+from cfgp.artefacts import cache_dir, read_json, write_json
 from cfgp.pipeline import GP_FILE, LATENTS_FILE, load_gp, predict_rows
 from cfgp.uncertainty.domain_model import DomainCheck, DomainModel, DomainSettings
 from cfgp.uncertainty.groups import group_metrics, group_report
@@ -84,7 +84,7 @@ def applicability_key(run, settings: DomainSettings = DomainSettings()) -> dict:
 
 def _cache_path(key: dict) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return user_dir() / "cache" / f"domain-{digest}.json"
+    return cache_dir() / f"domain-{digest}.json"
 
 
 # ------------------------------------------------------------------ fit, save, load

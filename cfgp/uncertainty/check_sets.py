@@ -2,7 +2,7 @@
 featurised with a run's MEGNet so that the domain model and σ can be checked where they matter most.
 
 Featurising the 19,143 shared non-oxides takes ~5 minutes on 2 cores (measured: 120 s parsing CIFs, 159 s
-MEGNet), so the latents are cached in the user's folder (:func:`cfgp.artefacts.user_dir` ``/cache``), keyed by
+MEGNet), so the latents are cached in the user's folder (:func:`cfgp.artefacts.cache_dir`), keyed by
 the check-set file's sha256, the run's MEGNet hash and the sample drawn — never inside a run folder, which a
 reader must not write (the shipped ``data/default`` is read-only).
 """
@@ -15,14 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cfgp.artefacts import file_sha256, save_npz, user_dir
+from cfgp.artefacts import cache_dir, file_sha256, save_npz
 from cfgp.data import read_records, validate_records
 from cfgp.pipeline import LATENTS_FILE
-
-
-def cache_dir() -> Path:
-    """Where check-set latents are cached (a pure cache: deleting it only costs the featurisation again)."""
-    return user_dir() / "cache"
 
 
 @dataclass
