@@ -169,7 +169,10 @@ def test_any_property_colours_the_map_and_filters_narrow_every_tab(page, server,
     expected = int(((frame.band_gap >= 1) & (frame.spacegroup_symbol == top)).sum())
     assert 0 < expected < len(frame)
     assert wait_for(page, lambda: _visible_points(page) == expected, 20), (_visible_points(page), expected)
-    assert f"{expected:,} of {len(frame):,} materials shown" in text_of(page, ".map-filter-status")
+    # the status is a second update after the map's filter: it reaches the page a moment later
+    status = f"{expected:,} of {len(frame):,} materials shown"
+    assert wait_for(page, lambda: status in text_of(page, ".map-filter-status"), 20), \
+        text_of(page, ".map-filter-status")
     assert wait_for(page, lambda: "filters=" in page.url, 20), page.url
     url = page.url
     server.assert_clean()
@@ -223,6 +226,8 @@ def test_any_two_properties_beside_the_tsne_and_hidden_again(page, server, app_r
 
     frame = app_run.materials.frame
     server.new_log()
+    # every material is drawn (no filter left by an earlier test): the tap below aims at any of them
+    assert _visible_points(page) is None, "a filter is still applied"
     page.locator(".map-x-axis select >> visible=true").first.select_option(label="band gap (eV)")
     page.locator(".map-y-axis select >> visible=true").first.select_option(label="DFT E_f (eV/atom)")
     # both selections have reached the page: the y axis's label names the second property (the glyph's fields
