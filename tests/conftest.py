@@ -18,8 +18,7 @@ _HOME = tempfile.mkdtemp(prefix="cfgp-home-")
 os.environ["CFGP_HOME"] = _HOME
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
-FIXTURES = Path(__file__).parent / "fixtures"
-SMALL = FIXTURES / "oxides_small.json.gz"  # 302 real MP oxides (30 phosphates, 2 suspect energies)
+from tests.fixtures.make_tiny_run import FIXTURES, SMALL, TINY_RUN  # noqa: E402  (after the environment above)
 
 
 @pytest.fixture(scope="session")
@@ -27,41 +26,17 @@ def small_records() -> list[dict]:
     return json.load(gzip.open(SMALL, "rt"))
 
 
-def _build_tiny_run(directory: Path):
-    """A real run on the fixture: MEGNet trained 15 epochs on 150 materials, latents, fitted GP."""
-    from cfgp.featurize import MEGNetSettings
-    from cfgp.pipeline import featurize, fit_gp, init_run, train_megnet
-    from cfgp.splits import SplitSettings
-
-    run = init_run(directory, data=SMALL, split=SplitSettings(seed=3, n_train=150, n_test=60))
-    # megnet's 5 Å cut-off, named: the tiny run's tests were set on this network (the library default is 4 Å)
-    train_megnet(run, MEGNetSettings(seed=3, batch_size=16, cutoff=5.0), epochs=15, patience=15, progress=False)
-    featurize(run, progress=False)
-    fit_gp(run)
-    return run
-
-
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, worker_id):
+def tiny_run(tmp_path_factory):
     """A real run on the fixture: MEGNet trained 15 epochs on 150 materials, latents, fitted GP.
 
-    Under pytest-xdist the first worker to ask trains it once (the others wait on a lock: a second training at
-    the same time would take both cores for as long) and every worker gets its own copy of the folder, since
-    tests write into it."""
-    import fcntl
-
+    Built once by ``tests/fixtures/make_tiny_run.py`` and committed (a minute of training each session saved; the
+    long test ``test_tiny_run_fixture.py`` checks the recipe still makes it); every worker gets its own copy of
+    the folder, since tests write into it."""
     from cfgp.pipeline import Run
 
     directory = tmp_path_factory.mktemp("tiny_run")
-    if worker_id == "master":
-        return _build_tiny_run(directory)
-    shared = tmp_path_factory.getbasetemp().parent  # this invocation's temp root, shared by its workers
-    with open(shared / "tiny_run.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / "tiny_run.done").exists():
-            _build_tiny_run(shared / "tiny_run")
-            (shared / "tiny_run.done").touch()
-    shutil.copytree(shared / "tiny_run", directory, dirs_exist_ok=True)
+    shutil.copytree(TINY_RUN, directory, dirs_exist_ok=True)
     return Run(directory)
 
 

@@ -326,9 +326,12 @@ def test_keyboard_reaches_the_tab_list_and_arrows_switch_tabs(open_page, server)
         assert wait_for(page, lambda: tab_list(page)[1:] and all(
             t["selected"] == ("true" if t["text"] == shown else "false") for t in tab_list(page)[1:]), 10)
         assert_tab_pattern(page, shown)
-    # a person's next key comes after the panel has drawn (Bokeh lays it out again after a switch): a control of
-    # the panel to Tab to must be there first
-    page.wait_for_timeout(500)
+    # a person's next key comes after the panel has drawn (Bokeh lays it out again after a switch, which took
+    # longer than half a second in a loaded CI): its controls must be on the screen first
+    assert wait_for(page, lambda: has(page, "window.__deep.all().some(e => e.matches('input[type=checkbox]') && "
+                                            "window.__deep.visible(e) && window.__deep.parent(e).textContent"
+                                            ".includes('phosphates only'))"), 20)
+    page.wait_for_timeout(300)
     page.keyboard.press("Tab")  # Tab leaves the tab list for a control of the shown panel
     assert wait_for(page, lambda: (f := focused(page) or {}) and not f.get("tab") and f.get("tag") != "BODY", 10), \
         focused(page)
