@@ -21,8 +21,9 @@ from cfgp.gp import CFGP, LOCAL_ABOVE, N_INDUCING
 from cfgp.learning_curve import learning_curve
 from cfgp.local_gp import N_NEIGHBOURS
 from cfgp.mpl_figures import al_curves_png, learning_curve_png
-from cfgp.pipeline import (Run, evaluate, featurize, fit_gp, init_run, load_al_histories, load_gp,
-                           read_al_histories, run_active_learning, shared_labels, train_megnet)
+from cfgp.pipeline import (TRAIN_MAX_EPOCHS, TRAIN_MIN_REL_IMPROVEMENT, TRAIN_PATIENCE, Run, evaluate, featurize,
+                           fit_gp, init_run, load_al_histories, load_gp, read_al_histories, run_active_learning,
+                           shared_labels, train_megnet)
 from cfgp.retrain import MAX_EPOCHS, MIN_REL_IMPROVEMENT, PATIENCE, retrain
 from cfgp.retrain_report import BOOTSTRAP, retrain_report
 from cfgp.screening import (BATCH_BONDS, DEFAULT_CHUNK_SIZE, DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink,
@@ -512,11 +513,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep formation energies within [LO, HI] eV/atom (default "
                         f"{DEFAULT_ENERGY_WINDOW[0]:g} {DEFAULT_ENERGY_WINDOW[1]:g})")
     t.add_argument("--no-energy-window", action="store_true")
-    t.add_argument("--epochs", type=int, default=MAX_EPOCHS, help=f"most epochs (default {MAX_EPOCHS:,})")
-    t.add_argument("--patience", type=int, default=80,
-                   help="stop after this many epochs without enough validation progress")
-    t.add_argument("--min-improvement", type=float, default=0.0, metavar="PERCENT",
-                   help="progress that counts for --patience: a relative drop of the best validation MAE (default 0)")
+    t.add_argument("--epochs", type=int, default=TRAIN_MAX_EPOCHS, help=f"most epochs (default {TRAIN_MAX_EPOCHS:,})")
+    t.add_argument("--patience", type=int, default=TRAIN_PATIENCE,
+                   help="stop after this many epochs without enough validation progress "
+                        f"(default {TRAIN_PATIENCE})")
+    t.add_argument("--min-improvement", type=float, default=100 * TRAIN_MIN_REL_IMPROVEMENT, metavar="PERCENT",
+                   help="progress that counts for --patience: a relative drop of the best validation MAE "
+                        f"(default {100 * TRAIN_MIN_REL_IMPROVEMENT:g})")
     t.add_argument("--batch-size", type=int, default=MEGNET_DEFAULTS.batch_size)
     t.add_argument("--lr", type=float, default=MEGNET_DEFAULTS.lr)
     t.add_argument("--cutoff", type=_positive_angstrom, default=None, metavar="ANGSTROM",

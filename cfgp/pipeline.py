@@ -232,14 +232,19 @@ def validation_positions(run: Run, seed: int) -> np.ndarray:
     return np.sort(train[:n_val])
 
 
+#: the stopping rule of a base network (`cfgp train`): at most this many epochs, stopped after ``TRAIN_PATIENCE``
+#: epochs whose best validation MAE has not dropped by ``TRAIN_MIN_REL_IMPROVEMENT`` (relative; 0 = any drop)
+TRAIN_MAX_EPOCHS, TRAIN_PATIENCE, TRAIN_MIN_REL_IMPROVEMENT = 1000, 80, 0.0
+
+
 def train_megnet(
     run: Run,
     settings=None,
-    epochs: int = 1000,
-    patience: int = 80,
+    epochs: int = TRAIN_MAX_EPOCHS,
+    patience: int = TRAIN_PATIENCE,
     max_seconds: float | None = None,
     progress: bool = True,
-    min_rel_improvement: float = 0.0,
+    min_rel_improvement: float = TRAIN_MIN_REL_IMPROVEMENT,
     val_ids=None,
     init_from: str | Path | None = None,
 ) -> tuple[MEGNetFeaturizer, TrainState]:

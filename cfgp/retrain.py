@@ -27,8 +27,8 @@ import numpy as np
 from cfgp.al import ALSettings, History, history_name
 from cfgp.artefacts import read_json, refuse_shipped_write, write_json
 from cfgp.featurize import SETTINGS_FILE, MEGNetSettings, training_seconds
-from cfgp.pipeline import (LATENTS_FILE, RUN_FILE, SPLIT_FILE, Run, al_pool_ids, evaluate, featurize, fit_gp,
-                           held_out_positions, repo_path, train_megnet)
+from cfgp.pipeline import (LATENTS_FILE, RUN_FILE, SPLIT_FILE, TRAIN_MAX_EPOCHS, Run, al_pool_ids, evaluate,
+                           featurize, fit_gp, held_out_positions, repo_path, train_megnet)
 
 RESULT_FILE = "retrain.json"
 
@@ -93,7 +93,7 @@ def _same_history(block: dict | None) -> dict | None:
 
 
 #: the stopping rule of every retrain: the base network's (``data/converge4``)
-MAX_EPOCHS, PATIENCE, MIN_REL_IMPROVEMENT = 1000, 100, 0.01
+MAX_EPOCHS, PATIENCE, MIN_REL_IMPROVEMENT = TRAIN_MAX_EPOCHS, 100, 0.01
 #: names the early-stopping set in a retrain folder's settings (a folder made under another rule is refused)
 EARLY_STOPPING = "base network's validation materials (shared by every strategy and seed)"
 

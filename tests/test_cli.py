@@ -336,6 +336,7 @@ def test_option_defaults_are_the_library_constants():
     from cfgp.embedding import TSNESettings
     from cfgp.gp import N_INDUCING
     from cfgp.local_gp import N_NEIGHBOURS
+    from cfgp.pipeline import TRAIN_MAX_EPOCHS, TRAIN_MIN_REL_IMPROVEMENT, TRAIN_PATIENCE, train_megnet
     from cfgp.retrain import MAX_EPOCHS, MIN_REL_IMPROVEMENT, PATIENCE
     from cfgp.retrain_report import BOOTSTRAP
     from cfgp.splits import SplitSettings
@@ -347,6 +348,9 @@ def test_option_defaults_are_the_library_constants():
 
     assert (default("train", "n_train"), default("train", "n_test")) == (SplitSettings().n_train, SplitSettings().n_test)
     assert tuple(default("train", "energy_window")) == DEFAULT_ENERGY_WINDOW
+    assert (default("train", "epochs"), default("train", "patience"), default("train", "min_improvement") / 100) \
+        == (TRAIN_MAX_EPOCHS, TRAIN_PATIENCE, TRAIN_MIN_REL_IMPROVEMENT)
+    assert train_megnet.__defaults__[1:3] == (TRAIN_MAX_EPOCHS, TRAIN_PATIENCE)
     assert (default("fit", "n_inducing"), default("fit", "n_neighbours")) == (N_INDUCING, N_NEIGHBOURS)
     assert default("predict", "max_input_mb") * 2**20 == MAX_DATASET_BYTES
     assert default("al", "pool_size") == default("al-finetune", "pool_size") == PAPER_POOL_SIZE == ALSettings().pool_size
