@@ -12,6 +12,9 @@ and the mean bonds per structure. Prints one JSON line.
     python benchmarks/epoch_cost.py [--n 1620] [--epochs 3] [--configs 5A-b32 4A-b32 ...]
 
 Wall-clock seconds: run it on a quiet machine (pause background training with kill -STOP) and say so.
+``--concurrent K`` runs K copies of each setting at once, as K background trainings share the machine, and adds
+each copy's CPU seconds per epoch: with more trainings than cores, TensorFlow's default pools (a thread per core
+per process) oversubscribe the cores, and one thread each may do the same epochs with less CPU.
 Accuracy is not measured here: a setting that is cheaper still has to reach the same validation MAE.
 """
 
@@ -61,15 +64,22 @@ def measure(name: str, n: int, epochs: int) -> dict:
     val_graphs, val_kept, _ = feat.to_graphs(m.structures(val))
     graph_s = time.perf_counter() - t0
     bonds = [len(g["index1"]) for g in graphs]
-    stamps = []
+    stamps, cpu = [], []
+
+    def on_epoch(*_, **__):
+        stamps.append(time.perf_counter())
+        cpu.append(time.process_time())
+
     feat.fit_graphs(graphs, m.y[train][kept], val_graphs, m.y[val][val_kept], epochs=epochs, patience=epochs,
-                    progress=False, on_epoch=lambda *a, **k: stamps.append(time.perf_counter()))
+                    progress=False, on_epoch=on_epoch)
     per_epoch = [b - a for a, b in zip([t0 + graph_s] + stamps[:-1], stamps)]
     steady = per_epoch[1:]
+    steady_cpu = (cpu[-1] - cpu[0]) / (len(cpu) - 1)
     return {"config": name, "cutoff": cutoff, "batch_size": batch, "tf_threads": threads or "default",
             "n_train": len(graphs), "n_val": len(val_graphs), "graphs_s": round(graph_s, 1),
             "bonds_per_structure": round(sum(bonds) / len(bonds), 1),
             "first_epoch_s": round(per_epoch[0], 1), "s_per_epoch": round(sum(steady) / len(steady), 1),
+            "cpu_s_per_epoch": round(steady_cpu, 2),
             "val_mae_last": round(float(feat.train_state_.history[-1]["val_mae"]), 4)}
 
 
@@ -78,6 +88,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1620, help="training materials (the shipped run's 1,620)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--concurrent", type=int, default=1, metavar="K", help="copies of each setting run at once")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one setting in this process
     args = ap.parse_args()
     if args.epochs < 2:
@@ -89,15 +100,28 @@ def main() -> None:
     rows = []
     for name in args.configs:
         load = os.getloadavg()[0]
-        out = subprocess.run([sys.executable, __file__, "--one", name, "--n", str(args.n), "--epochs", str(args.epochs)],
-                             capture_output=True, text=True, env=env, cwd=ROOT)
-        if out.returncode:
-            raise RuntimeError(f"{name}: {out.stderr[-3000:]}")
-        row = json.loads(out.stdout.strip().splitlines()[-1])
+        procs = [subprocess.Popen([sys.executable, __file__, "--one", name, "--n", str(args.n), "--epochs",
+                                   str(args.epochs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env, cwd=ROOT) for _ in range(args.concurrent)]
+        copies = []
+        for proc in procs:
+            stdout, stderr = proc.communicate()
+            if proc.returncode:
+                raise RuntimeError(f"{name}: {stderr[-3000:]}")
+            copies.append(json.loads(stdout.strip().splitlines()[-1]))
+        row = dict(copies[0])
+        if args.concurrent > 1:
+            for key in ("s_per_epoch", "cpu_s_per_epoch"):
+                row[key] = round(sum(c[key] for c in copies) / len(copies), 2)
+            row.update(concurrent=args.concurrent, cpu_s_per_epoch_each=[c["cpu_s_per_epoch"] for c in copies])
         row.update(load_before=round(load, 2), load_after=round(os.getloadavg()[0], 2))
         print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
-    print(json.dumps({"machine": f"{os.cpu_count()} cores", "epochs": args.epochs, "rows": rows}))
+    out = {"machine": f"{os.cpu_count()} cores", "epochs": args.epochs, "concurrent": args.concurrent, "rows": rows}
+    if args.concurrent > 1 and "5A-b32" in args.configs and "5A-b32-1thread" in args.configs:
+        cpu = {r["config"]: r["cpu_s_per_epoch"] for r in rows}
+        out["one_thread_cpu_ratio"] = round(cpu["5A-b32-1thread"] / cpu["5A-b32"], 3)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
+# one TensorFlow thread per job: the queues run several jobs on the 2 cores, and TF's default pools (a thread per
+# core per process) oversubscribe them; 4 trainings at once took 14.95 s per epoch with one thread each against
+# 20.5 s with the default (benchmarks/epoch_cost.py --configs 5A-b32 5A-b32-1thread --concurrent 4 --n 300 --epochs 4)
+export TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 OUT=experiments/family-networks
 families=("$@")
 [ ${#families[@]} -eq 0 ] && families=(lanthanides actinides p_oxides 4d_metals halogen_oxides s_oxides)
