@@ -22,6 +22,8 @@ from typing import Iterable, Union
 import numpy as np
 import pandas as pd
 
+from cfgp.quoting import quoted
+
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 
@@ -73,7 +75,7 @@ def categorical_properties(frame: pd.DataFrame | None = None) -> list[str]:
 
 def _property(column: str) -> Property:
     if column not in CATALOGUE:
-        raise ValueError(f"unknown property “{str(column)[:30]}”; choose from {', '.join(CATALOGUE)}")
+        raise ValueError(f"unknown property {quoted(column)}; choose from {', '.join(CATALOGUE)}")
     return CATALOGUE[column]
 
 
@@ -81,7 +83,7 @@ def check_filter(f: Filter) -> Filter:
     """A filter in its normal form — ``(column, min, max)`` with float bounds or ``None``, or ``(column,
     frozenset)`` — or a ValueError saying what is wrong with it."""
     if not isinstance(f, tuple) or len(f) not in (2, 3):
-        raise ValueError(f"a filter is (property, min, max) or (property, {{values}}), got {str(f)[:60]}")
+        raise ValueError(f"a filter is (property, min, max) or (property, {{values}}), got {quoted(f)}")
     prop = _property(f[0])
     if len(f) == 3:
         if prop.kind != NUMERIC:
@@ -130,7 +132,7 @@ def _number(text: str, what: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{what}: “{text[:20]}” is not a number") from None
+        raise ValueError(f"{what}: {quoted(text)} is not a number") from None
     if not math.isfinite(value):
         raise ValueError(f"{what}: a bound must be a finite number")
     return value
@@ -154,18 +156,18 @@ def parse_filters(text: str) -> list[Filter]:
             vals = [v.strip() for v in values.split("|") if v.strip()]
             for v in vals:
                 if len(v) > MAX_VALUE_CHARS or not _VALUE.match(v):
-                    raise ValueError(f"{prop.label}: “{v[:20]}” is not a value it can have")
+                    raise ValueError(f"{prop.label}: {quoted(v)} is not a value it can have")
             out.append(check_filter((prop.column, frozenset(vals))))
         elif ":" in part:
             column, _, bounds = part.partition(":")
             prop = _property(column.strip())
             if ".." not in bounds:
                 raise ValueError(f"{prop.label}: write a range as min..max (either may be left out), "
-                                 f"got “{bounds[:20]}”")
+                                 f"got {quoted(bounds)}")
             lo, _, hi = bounds.partition("..")
             out.append(check_filter((prop.column, _number(lo, prop.label), _number(hi, prop.label))))
         else:
-            raise ValueError(f"“{part[:30]}” is not a filter: write property:min..max or property=value|value")
+            raise ValueError(f"{quoted(part)} is not a filter: write property:min..max or property=value|value")
     return out
 
 

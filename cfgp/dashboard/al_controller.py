@@ -15,6 +15,7 @@ import numpy as np
 import param
 
 from cfgp.al import STRATEGIES, ALSettings
+from cfgp.quoting import quoted
 
 LIVE = "live run"
 REPLAY_PREFIX = "replay "
@@ -36,7 +37,7 @@ def check_setting(key: str, value) -> tuple[int | str, str | None]:
             ALSettings(strategy=value)  # the one check of a strategy name
         except (TypeError, ValueError):
             fallback = DEFAULTS["strategy"]
-            return fallback, (f"“{str(value)[:30]}” is not a strategy (one of {', '.join(sorted(STRATEGIES))}); "
+            return fallback, (f"{quoted(value)} is not a strategy (one of {', '.join(sorted(STRATEGIES))}); "
                               f"{fallback} is used.")
         return value, None
     lo, hi = LIMITS[key]

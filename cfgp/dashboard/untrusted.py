@@ -5,7 +5,7 @@ file's name and content, an error message quoting any of these — reaches the b
 renders HTML (``pn.pane.HTML``) or Markdown (``pn.pane.Markdown``, ``pn.pane.Alert``, whose Markdown also passes
 raw HTML through). A student's ``?tab=<script>…`` link must show those characters, not run them, so every view
 builds such panes' text with :func:`text` from this module and nowhere else. Messages stay plain text (a value
-in them quoted by :func:`quoted`) until the pane that shows them, which escapes the whole message once.
+in them quoted by :func:`quoted`, from :mod:`cfgp.quoting`) until the pane that shows them, which escapes the whole message once.
 
 :func:`text` escapes for both renderers at once: HTML's ``& < > " '`` become entities, and so do the characters
 Markdown would read as markup (emphasis, links, code, headings, tables, escapes), which a Markdown renderer turns
@@ -14,35 +14,14 @@ back into the literal characters without interpreting them.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-#: the longest value quoted back in a message (a link can hold anything)
-QUOTE = 40
+from cfgp.quoting import QUOTE, as_text, quoted  # noqa: F401  (the dashboard's names for them)
+
 #: every character HTML or Markdown would read as markup, as a numeric entity (shown literally by both renderers)
 _ENTITIES = {c: f"&#{ord(c)};" for c in "&<>\"'\\`*_{}[]()#+-.!|~:="}
-
-
-def as_text(value: Any) -> str:
-    """A value as the text a link holds (Panel parses '3' to 3 and 'true' to True; undo that)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
 
 
 def text(value: Any) -> str:
     """``value`` as inert page text for an HTML or a Markdown pane (any markup in it is shown, not obeyed)."""
     return "".join(_ENTITIES.get(c, c) for c in as_text(value))  # one pass: an entity is never escaped again
-
-
-def quoted(value: Any, limit: int = QUOTE) -> str:
-    """A user's value quoted in a plain-text message: at most ``limit`` characters (escape the message with
-    :func:`text` where it is shown)."""
-    s = as_text(value)
-    return f"“{s[:limit]}{'…' if len(s) > limit else ''}”"
