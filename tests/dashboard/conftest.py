@@ -104,7 +104,13 @@ def app_run(tiny_run):
 def server(app_run):
     if not chromium_available():
         pytest.skip("Debian's chromium is not installed")
-    srv = Server(app_run.dir, app_run.dir / "panel.log")
+    yield from serving(app_run.dir, app_run.dir / "panel.log")
+
+
+def serving(run_dir: Path, log: Path):
+    """A fixture's body: ``panel serve app.py`` on ``run_dir`` started and yielded, stopped afterwards; a server that
+    does not come up fails the test with what its log says."""
+    srv = Server(run_dir, log)
     try:
         srv.wait()
     except RuntimeError as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cfgp.artefacts import DEFAULT_RUN
-from tests.dashboard.conftest import SHOTS, Server, model_js, open_watched, tab, text_of, wait_for
+from tests.dashboard.conftest import SHOTS, model_js, open_watched, serving, tab, text_of, wait_for
 
 #: the paper's three phosphates (Allotey et al. 2021) as a reader types them → their ids in the shipped data
 PAPER_PHOSPHATES = {"ZrP2(HO3)2": {"mp-24030", "mp-643013"}, "SnPO3F": {"mp-555838"}, "In3(PO4)2": {"mp-28708"}}
@@ -75,14 +75,7 @@ def _inside_viewport(page, css: str) -> bool:
 @pytest.fixture(scope="module")
 def default_server(tmp_path_factory):
     """``panel serve app.py`` on the shipped default (only read), for what the tiny run cannot hold."""
-    srv = Server(Path(DEFAULT_RUN).resolve(), tmp_path_factory.mktemp("default-server") / "panel.log")
-    try:
-        srv.wait()
-    except RuntimeError as exc:
-        srv.stop()
-        pytest.fail(str(exc))
-    yield srv
-    srv.stop()
+    yield from serving(Path(DEFAULT_RUN).resolve(), tmp_path_factory.mktemp("default-server") / "panel.log")
 
 
 def test_the_papers_phosphates_in_the_browser(browser, default_server):
