@@ -328,9 +328,12 @@ def test_keyboard_reaches_the_tab_list_and_arrows_switch_tabs(open_page, server)
         assert_tab_pattern(page, shown)
     # a person's next key comes after the panel has drawn (Bokeh lays it out again after a switch, which took
     # longer than half a second in a loaded CI): its controls must be on the screen first
-    assert wait_for(page, lambda: has(page, "window.__deep.all().some(e => e.matches('input[type=checkbox]') && "
-                                            "window.__deep.visible(e) && window.__deep.parent(e).textContent"
-                                            ".includes('phosphates only'))"), 20)
+    # a checkbox's label is a sibling of its input (in the widget's shadow root), not an ancestor
+    # (its root also holds the widget's style sheets: the label is the text after them)
+    boxes = ("() => window.__deep.all().filter(e => e.matches('input[type=checkbox]')).map(e => "
+             "[(e.parentElement || e.getRootNode()).textContent.trim().endsWith('phosphates only'), "
+             "window.__deep.visible(e)])")
+    assert wait_for(page, lambda: [True, True] in page.evaluate(boxes), 20), (page.evaluate(boxes), active_tab(page))
     page.wait_for_timeout(300)
     page.keyboard.press("Tab")  # Tab leaves the tab list for a control of the shown panel
     assert wait_for(page, lambda: (f := focused(page) or {}) and not f.get("tab") and f.get("tag") != "BODY", 10), \

@@ -286,6 +286,13 @@ def _key_boxes(page) -> dict:
     return view_boxes(page, ["latent-map-legend", "latent-map-colorbar", "latent-map"], connected=("latent-map",))
 
 
+def _settled(page) -> bool:
+    """The map's key boxes are unchanged over half a second (Bokeh's layout pass has ended)."""
+    before = _key_boxes(page)
+    page.wait_for_timeout(500)
+    return _key_boxes(page) == before
+
+
 @pytest.mark.parametrize("width, height, query", [(1920, 1080, ""), (1366, 768, "projector=1")])
 def test_no_legend_or_colour_bar_is_clipped(browser, server, width, height, query):
     """For every colouring, at a projector's 1366×768 (large type) and at 1920×1080: the legend or colour bar that
@@ -305,7 +312,9 @@ def test_no_legend_or_colour_bar_is_clipped(browser, server, width, height, quer
             which = "latent-map-legend" if key in ("spacegroup_symbol", "split", "phosphate", "element") else \
                 "latent-map-colorbar"
             assert wait_for(page, lambda: (_key_boxes(page).get(which) or {}).get("visible"), 20), label
-            page.wait_for_timeout(300)  # the layout pass after the switch
+            # the layout pass after the switch makes room for the new legend or colour bar (under load it took more
+            # than 300 ms): the boxes are read once they have been the same for half a second
+            assert wait_for(page, lambda: _settled(page), 20), label
             boxes = _key_boxes(page)
             box, (cw, ch) = boxes[which]["box"], boxes[which]["canvas"]
             fx, fy, fw, fh = boxes["latent-map"]["frame"]
