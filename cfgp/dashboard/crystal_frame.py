@@ -34,11 +34,14 @@ export function render({ model, el }) {
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => '&#' + c.charCodeAt(0) + ';');
   const draw = () => {
     const win = frame.contentWindow;
-    if (!win || !win.Plotly || !model.figure) return;  // not loaded yet: its load event draws
+    // not loaded yet: its load event draws. plotly.js runs in the head, so Plotly exists before the body does
+    // (a second figure arriving then found no body: "Cannot read properties of null")
+    const div = win && win.document.getElementById('fig');
+    if (!win || !win.Plotly || !div || !win.document.body || !model.figure) return;
     const ask = ++wanted;
     win.document.body.style.background = model.page_colour;
     const f = JSON.parse(model.figure);
-    win.Plotly.react(win.document.getElementById('fig'), f.fig.data, f.fig.layout,
+    win.Plotly.react(div, f.fig.data, f.fig.layout,
                      {displaylogo: false, responsive: true}).then(() => {
       if (ask !== wanted) return;  // a newer figure is being drawn
       frame.dataset.label = f.label;

@@ -78,6 +78,8 @@ def default_server(tmp_path_factory):
     yield from serving(Path(DEFAULT_RUN).resolve(), tmp_path_factory.mktemp("default-server") / "panel.log")
 
 
+@pytest.mark.slow  # the whole app served on the shipped 16,388 oxides (a minute to start): run with the long jobs;
+# the finder on the default's data is tested above in Python, and in the browser on the tiny run below
 def test_the_papers_phosphates_in_the_browser(browser, default_server):
     """On the shipped data, as a researcher opens the app: each of the paper's phosphates typed by formula is listed
     with its ids, inside a 1920×1080 window, from the Calibration tab too; the server log stays clean."""
