@@ -501,6 +501,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run folder (default: the shipped data/default, read-only: what commands make from it "
                              "goes to $CFGP_HOME/runs/default, else ~/.cache/cfgp/runs/default)")
 
+    def resumable_args(sp, out_help: str = "folder of the new run (created; resumed if it exists)",
+                       minutes_help: str = "stop after this long (resume later)", epochs: bool = True):
+        """The options every resumable training job shares: its folder, a time limit, JSON out, and the base
+        network's epoch cap."""
+        sp.add_argument("--out", type=Path, required=True, help=out_help)
+        if epochs:
+            sp.add_argument("--epochs", type=int, default=MAX_EPOCHS,
+                            help=f"most epochs (default {MAX_EPOCHS:,}: the base network's rule)")
+        sp.add_argument("--max-minutes", type=float, default=None, help=minutes_help)
+        sp.add_argument("--json", action="store_true")
+
     t = sub.add_parser("train", help="train MEGNet on the train split (checkpoints; resumes if interrupted)")
     run_arg(t)
     t.add_argument("--data", type=Path, default=DEFAULT_DATASET, help="dataset: .json(.gz), .csv or CIF folder")
@@ -632,10 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "picks, evaluate on the same test split (resumable)")
     run_arg(rt)
     rt.add_argument("--history", type=Path, required=True, help="an AL history (.jsonl) made on --run")
-    rt.add_argument("--out", type=Path, required=True, help="folder of the new run (created; resumed if it exists)")
+    resumable_args(rt)
     rt.add_argument("--picks", type=int, default=None, help="use the first N picks (default: all)")
-    rt.add_argument("--epochs", type=int, default=MAX_EPOCHS,
-                    help=f"most epochs (default {MAX_EPOCHS:,}: the base network's rule)")
     rt.add_argument("--patience", type=int, default=PATIENCE,
                     help=f"stop after this many epochs without improvement (default {PATIENCE:,})")
     rt.add_argument("--min-improvement", type=float, default=100 * MIN_REL_IMPROVEMENT, metavar="PERCENT",
@@ -647,20 +656,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "validation MAE and cost)")
     start.add_argument("--from-scratch", action="store_true", help="fresh weights, seeded by --seed")
     rt.add_argument("--seed", type=int, default=0)
-    rt.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
-    rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_retrain)
 
     fn = sub.add_parser("family-network", help="a chemical family held out of MEGNet's training too: the network "
                         "trained from fresh weights without it, then the family scored as new chemistry (resumable)")
     run_arg(fn)
     fn.add_argument("--family", required=True, choices=sorted(HELD_OUT_FAMILIES))
-    fn.add_argument("--out", type=Path, required=True, help="folder of the new run (created; resumed if it exists)")
-    fn.add_argument("--epochs", type=int, default=MAX_EPOCHS,
-                    help=f"most epochs (default {MAX_EPOCHS:,}: the base network's rule)")
+    resumable_args(fn)
     fn.add_argument("--seed", type=int, default=None, help="seed of the fresh weights (default: the run's split seed)")
-    fn.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
-    fn.add_argument("--json", action="store_true")
     fn.set_defaults(func=cmd_family_network)
 
     fr = sub.add_parser("family-report", help="the families held out of their own networks (`cfgp family-network` "
@@ -686,9 +689,8 @@ def build_parser() -> argparse.ArgumentParser:
                          f"{MEGNET_DEFAULTS.lr:g})")
     ft.add_argument("--keep", choices=("always", "if-better"), default=FINETUNE_DEFAULTS.keep,
                     help="keep every update, or only one that lowers the validation MAE")
-    ft.add_argument("--out", type=Path, required=True, help="the run's folder (created; resumed if it exists)")
-    ft.add_argument("--max-minutes", type=float, default=None, help="stop after the update that crosses this time")
-    ft.add_argument("--json", action="store_true")
+    resumable_args(ft, "the run's folder (created; resumed if it exists)",
+                   "stop after the update that crosses this time", epochs=False)
     ft.set_defaults(func=cmd_al_finetune)
 
     lc = sub.add_parser("learning-curve", help="test MAE vs labels: frozen-latent CFGP (train → whole pool), MEGNet "

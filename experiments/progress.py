@@ -1,0 +1,43 @@
+"""Where the background trainings stand: one JSON line per job folder under ``experiments/`` that has a
+``training/train_state.json`` (the state of its last checkpoint), with the epoch, the best validation MAE and its
+epoch, the epoch from which the stopping rule counts (``plateau_epoch``: the last 1 % improvement), the earliest
+epoch at which the rule can stop it, and the training time so far (wall-clock, pauses included, and CPU).
+
+    .venv/bin/python experiments/progress.py [FOLDER ...]
+
+Read-only: it never writes, so it can run beside the queues."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cfgp.featurize import training_seconds
+from cfgp.retrain import PATIENCE
+
+HERE = Path(__file__).resolve().parent
+
+
+def job_progress(folder: Path) -> dict:
+    """The progress of one job folder (the rule's patience is read from its ``run.json`` where it names one)."""
+    state = json.loads((folder / "training" / "train_state.json").read_text())
+    run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
+    patience = run.get("family_network", {}).get("rule", {}).get("patience", PATIENCE)
+    history = state.get("history", [])
+    plateau = state.get("plateau_epoch")
+    return {"job": str(folder.relative_to(HERE) if folder.is_relative_to(HERE) else folder),
+            "epoch": state.get("epoch"), "best_val_mae": round(state.get("best_val_mae") or float("nan"), 4),
+            "best_epoch": state.get("best_epoch"), "plateau_epoch": plateau,
+            "earliest_stop": None if state.get("finished") or plateau is None else plateau + patience,
+            "finished": state.get("finished"), "reason": state.get("reason"),
+            "train_seconds": training_seconds(history), "train_cpu_seconds": training_seconds(history, "cpu_seconds")}
+
+
+def main(argv: list[str]) -> None:
+    folders = [Path(a) for a in argv] or sorted(p.parent.parent for p in HERE.glob("**/training/train_state.json"))
+    for folder in folders:
+        print(json.dumps(job_progress(folder.resolve())))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
