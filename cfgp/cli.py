@@ -393,15 +393,16 @@ def cmd_family_report(args) -> int:
     if "reason" in out:
         print(f"no report: {out['reason']}")
         return 0
-    print(f"each family on a network trained without it; τ_new cross-fitted over the others ({out['tau_new']:.2f} "
-          f"on all):")
+    print(f"each family on a network trained without it; τ_new and the floor s_new cross-fitted over the others "
+          f"({out['tau_new']:.2f} and {out['s_new']:.3f} eV/atom on all):")
     for key, f in out["families"].items():
         for part in ("pool", "test"):
             if part in f:
-                a, b = f[part], f[part + "_floor"]
+                a, b, c = f[part], f[part + "_floor"], f[part + "_fitted_floor"]
                 print(f"  {f['label']:32s} {part:4s} n {a['n']:5,}  MAE {a['mae']:.3f}  flagged {a['flagged']:.2f}  "
-                      f"2σ coverage τ_new {a['coverage_2sigma']:.3f} (NLL {a['nll']:+.2f}), floor "
-                      f"{b['coverage_2sigma']:.3f} (NLL {b['nll']:+.2f})")
+                      f"2σ coverage (NLL): τ_new {a['coverage_2sigma']:.3f} ({a['nll']:+.2f}), shipped floor "
+                      f"{b['coverage_2sigma']:.3f} ({b['nll']:+.2f}), floor s_new {f['s_new_crossfit']:.3f} "
+                      f"{c['coverage_2sigma']:.3f} ({c['nll']:+.2f})")
     return 0
 
 

@@ -110,33 +110,46 @@ def score_with_new_chemistry_scale(part: dict, tau: float, df: float, large: flo
     return _score(part["mean"], part["y"], scale, df, part["sigma_raw"], part["check"], large)
 
 
+def score_with_new_chemistry_floor(part: dict, floor: float, tau_out: float, df: float, large: float) -> dict:
+    """A family's part scored by the shipped rule for new chemistry, max(τ_out·σ_GP, floor), with another
+    ``floor`` (eV/atom) in place of the training energies' spread s₀ (other materials keep their calibrated
+    scale)."""
+    scale = np.where(part["new_chemistry"], np.maximum(tau_out * part["sigma_raw"], floor), part["scale"])
+    return _score(part["mean"], part["y"], scale, df, part["sigma_raw"], part["check"], large)
+
+
 def crossfit_new_chemistry(fits: dict, arrays: dict, labels: dict) -> dict:
-    """Each family scored with τ_new·σ_GP for its new chemistry, τ_new fitted on the *other* families' held-out
-    pool members only (so a family's score never saw it), beside its score with the floor (``fits[key]``).
-    ``fits``/``arrays``: :func:`hold_out_family`'s two results per family key, wherever each came from (one run
-    for every family, or a network of its own per family); ``labels``: key → (label, symbols). ``tau_new`` at
-    the top level is the fit on every family's pool members, for a run to ship."""
+    """Each family's new chemistry scored with two scales fitted on the *other* families' held-out pool members
+    only (so a family's score never saw it): τ_new·σ_GP (``*_fitted_new_chemistry``: σ as the GP sees it, scaled),
+    and the shipped rule max(τ_out·σ_GP, s) with the floor s = ``s_new_crossfit`` fitted on their residuals in
+    eV/atom instead of the training energies' spread (``*_fitted_floor``: a σ that does not trust the latents);
+    beside its score with the shipped floor s₀ (``fits[key]``). ``fits``/``arrays``: :func:`hold_out_family`'s two
+    results per family key, wherever each came from (one run for every family, or a network of its own per
+    family); ``labels``: key → (label, symbols). ``tau_new`` and ``s_new`` at the top level are the fits on every
+    family's pool members, for a run to ship."""
     if len(fits) < 2:
         raise ValueError(f"cross-fitting needs at least two families; got {sorted(fits)}")
-    z_of = {k: (a["selection"]["mean"] - a["selection"]["y"]) / a["selection"]["sigma_raw"]
-            for k, a in arrays.items()}
+    r_of = {k: a["selection"]["mean"] - a["selection"]["y"] for k, a in arrays.items()}
+    z_of = {k: r_of[k] / a["selection"]["sigma_raw"] for k, a in arrays.items()}
     new_of = {k: a["selection"]["new_chemistry"] for k, a in arrays.items()}
     out: dict = {"families": {}}
     for key in fits:
         label, symbols = labels[key]
         f, df = fits[key], fits[key]["df"]
-        others = np.concatenate([z_of[k][new_of[k]] for k in fits if k != key])
-        tau = new_chemistry_tau(others, df)
-        entry = {"label": label, "elements": list(symbols), **f, "tau_new_crossfit": tau}
+        tau = new_chemistry_tau(np.concatenate([z_of[k][new_of[k]] for k in fits if k != key]), df)
+        floor = new_chemistry_tau(np.concatenate([r_of[k][new_of[k]] for k in fits if k != key]), df)
+        entry = {"label": label, "elements": list(symbols), **f, "tau_new_crossfit": tau, "s_new_crossfit": floor}
         for part in ("selection", "test"):
             a = arrays[key][part]
             if not len(a["y"]):
                 continue
-            entry[part + "_fitted_new_chemistry"] = score_with_new_chemistry_scale(a, tau, df,
-                                                                                   f["large_error_threshold"])
+            large = f["large_error_threshold"]
+            entry[part + "_fitted_new_chemistry"] = score_with_new_chemistry_scale(a, tau, df, large)
+            entry[part + "_fitted_floor"] = score_with_new_chemistry_floor(a, floor, f["tau_out"], df, large)
         out["families"][key] = entry
     df_all = next(iter(fits.values()))["df"]
     out["tau_new"] = new_chemistry_tau(np.concatenate([z_of[k][new_of[k]] for k in fits]), df_all)
+    out["s_new"] = new_chemistry_tau(np.concatenate([r_of[k][new_of[k]] for k in fits]), df_all)
     return out
 
 
@@ -158,24 +171,28 @@ SUMMARY_KEYS = ("n", "flagged", "mae", "coverage_2sigma", "nll", "large_error_fl
 
 def summarise_family(f: dict) -> dict:
     """One family of :func:`crossfit_new_chemistry` as reports show it: its pool members (the selection data)
-    and test members scored with τ_new·σ_GP (cross-fitted) and, as ``*_floor``, with the training-energy floor."""
+    and test members scored with τ_new·σ_GP (cross-fitted), as ``*_floor`` with the shipped rule (the
+    training-energy floor s₀), and as ``*_fitted_floor`` with that rule's floor fitted on the other families."""
     entry = {"label": f["label"], "elements": f["elements"], "n_train_without": f["n_train"],
-             "tau_new_crossfit": f["tau_new_crossfit"]}
+             "tau_new_crossfit": f["tau_new_crossfit"], "s_new_crossfit": f["s_new_crossfit"]}
     for part, name in (("selection", "pool"), ("test", "test")):
         if f[part].get("n"):
             fitted = f[part + "_fitted_new_chemistry"]
             entry[name] = {k: fitted.get(k) for k in SUMMARY_KEYS}
             entry[name + "_floor"] = {k: f[part].get(k) for k in SUMMARY_KEYS}
+            entry[name + "_fitted_floor"] = {k: f[part + "_fitted_floor"].get(k) for k in SUMMARY_KEYS}
     return entry
 
 
 def families_summary(run) -> dict:
     """Per held-out family, for ``cfgp evaluate --families``: its pool members (the selection data) and its test
-    members scored with the shipped rule for new chemistry (τ_new cross-fitted on the other families), and the
-    same with the training-energy floor used before; plus the τ_new a run ships."""
+    members scored with τ_new·σ_GP cross-fitted on the other families, with the shipped rule for new chemistry
+    (the training-energy floor s₀) and with that rule's floor fitted on the other families; plus the τ_new and
+    s_new fitted on all of them."""
     rep = family_report(run)
-    out = {"tau_new": rep["tau_new"], "network": "the run's (it saw the family's training materials): this measures "
-                                                 "the GP, the domain model and σ"}
+    out = {"tau_new": rep["tau_new"], "s_new": rep["s_new"],
+           "network": "the run's (it saw the family's training materials): this measures the GP, the domain model "
+                      "and σ"}
     for key, f in rep["families"].items():
         out[key] = summarise_family(f)
     return out

@@ -30,3 +30,29 @@ def test_cross_fitted_tau_never_sees_its_own_family(tiny_run):
     for key in fams:
         s = f[key]["selection_fitted_new_chemistry"]
         assert 0 <= s["coverage_2sigma"] <= 1 and np.isfinite(s["nll"])
+
+
+def test_the_fitted_floor_is_the_other_familys_residual_scale(tiny_run):
+    """s_new (eV/atom) for one family is the Student-t scale of the *other* family's residuals: recomputed here
+    from the other's own hold-out, and the family's coverage with it recomputed from its residuals."""
+    from scipy import stats
+
+    from cfgp.uncertainty.sigma_calibration import scale_mle
+
+    fams = {"p": ("P oxides", ("P",)), "tm": ("3d metals", ("Mn", "Fe", "Co", "Ni", "Cu", "Ti", "V", "Cr"))}
+    rep = family_report(tiny_run, fams)
+    for key, other in (("p", "tm"), ("tm", "p")):
+        fit, parts = hold_out_family(tiny_run, fams[other][1])
+        sel = parts["selection"]
+        r = (sel["mean"] - sel["y"])[sel["new_chemistry"]]
+        f = rep["families"][key]
+        assert f["s_new_crossfit"] == pytest.approx(scale_mle(r, f["df"]))  # in the family's own t (its ν)
+        own = hold_out_family(tiny_run, fams[key][1])[1]["selection"]
+        scale = np.where(own["new_chemistry"], np.maximum(f["tau_out"] * own["sigma_raw"], f["s_new_crossfit"]),
+                         own["scale"])
+        q = 0.5 + 0.954499736103642 / 2
+        half = (stats.norm.ppf(q) if f["df"] is None else stats.t.ppf(q, f["df"])) * scale
+        assert f["selection_fitted_floor"]["coverage_2sigma"] == pytest.approx(
+            float(np.mean(np.abs(own["mean"] - own["y"]) <= half)))
+    assert min(rep["families"][k]["s_new_crossfit"] for k in fams) <= rep["s_new"] <= \
+        max(rep["families"][k]["s_new_crossfit"] for k in fams)
