@@ -27,8 +27,9 @@ import numpy as np
 from cfgp.al import ALSettings, History, history_name
 from cfgp.artefacts import read_json, refuse_shipped_write, write_json
 from cfgp.featurize import SETTINGS_FILE, MEGNetSettings, training_seconds
-from cfgp.pipeline import (LATENTS_FILE, RUN_FILE, SPLIT_FILE, TRAIN_MAX_EPOCHS, Run, al_pool_ids, evaluate,
-                           featurize, fit_gp, held_out_positions, repo_path, train_megnet)
+from cfgp.pipeline import (LATENTS_FILE, RUN_FILE, SPLIT_FILE, TRAIN_MAX_EPOCHS, TRAIN_MIN_REL_IMPROVEMENT,
+                           TRAIN_PATIENCE, Run, al_pool_ids, evaluate, featurize, fit_gp, held_out_positions,
+                           repo_path, train_megnet)
 
 RESULT_FILE = "retrain.json"
 
@@ -92,8 +93,8 @@ def _same_history(block: dict | None) -> dict | None:
     return {**block, "history": history_name(block["history"])}
 
 
-#: the stopping rule of every retrain: the base network's (``data/converge4``)
-MAX_EPOCHS, PATIENCE, MIN_REL_IMPROVEMENT = TRAIN_MAX_EPOCHS, 100, 0.01
+#: the stopping rule of every retrain: the base network's
+MAX_EPOCHS, PATIENCE, MIN_REL_IMPROVEMENT = TRAIN_MAX_EPOCHS, TRAIN_PATIENCE, TRAIN_MIN_REL_IMPROVEMENT
 #: names the early-stopping set in a retrain folder's settings (a folder made under another rule is refused)
 EARLY_STOPPING = "base network's validation materials (shared by every strategy and seed)"
 

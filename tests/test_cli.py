@@ -351,6 +351,10 @@ def test_option_defaults_are_the_library_constants():
     assert (default("train", "epochs"), default("train", "patience"), default("train", "min_improvement") / 100) \
         == (TRAIN_MAX_EPOCHS, TRAIN_PATIENCE, TRAIN_MIN_REL_IMPROVEMENT)
     assert train_megnet.__defaults__[1:3] == (TRAIN_MAX_EPOCHS, TRAIN_PATIENCE)
+    # `cfgp train`'s rule is the one the shipped default was trained by, so the command reproduces it
+    shipped = json.loads((DEFAULT_RUN / "training" / "summary.json").read_text())
+    assert (shipped["epochs"], shipped["patience"], shipped["min_rel_improvement"]) == \
+        (TRAIN_MAX_EPOCHS, TRAIN_PATIENCE, TRAIN_MIN_REL_IMPROVEMENT)
     assert (default("fit", "n_inducing"), default("fit", "n_neighbours")) == (N_INDUCING, N_NEIGHBOURS)
     assert default("predict", "max_input_mb") * 2**20 == MAX_DATASET_BYTES
     assert default("al", "pool_size") == default("al-finetune", "pool_size") == PAPER_POOL_SIZE == ALSettings().pool_size
