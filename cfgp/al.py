@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 from scipy import stats
@@ -346,6 +346,10 @@ class ALSettings:
     seed: int = 0
     pool_size: int | None = PAPER_POOL_SIZE  # drawn per seed from the run's pool split (None: all of it)
     refit_every: int | None = None  # optional periodic hyper-parameter refit (the paper keeps them fixed)
+    #: MEGNet fine-tuned and every material re-featurised every this many picks (`cfgp al-finetune`, which records
+    #: it in its history's "finetune" block); a saved history's setting only: an ActiveLearner keeps the network
+    #: frozen and refuses it
+    finetune_every: int | None = None
 
     def __post_init__(self):
         # the one place a setting is checked: the CLI, the notebooks, the dashboard and saved histories all build one
@@ -353,15 +357,21 @@ class ALSettings:
             raise ValueError(f"active learning: unknown strategy {str(self.strategy)[:40]!r}; "
                              f"choose from {', '.join(sorted(STRATEGIES))}")
         # a batch size of 0 made _top_k return every candidate at once; say so instead
-        for name, low in (("cycles", 0), ("batch_size", 1), ("pool_size", 1), ("refit_every", 1)):
+        for name, low in (("cycles", 0), ("batch_size", 1), ("pool_size", 1), ("refit_every", 1),
+                          ("finetune_every", 1)):
             value = getattr(self, name)
-            if value is None and name in ("pool_size", "refit_every"):
+            if value is None and name in ("pool_size", "refit_every", "finetune_every"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"active learning: {name} must be an integer ≥ {low}, got {value!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # a frozen network's settings are written without finetune_every, as every history before it was: a header
+        # written now stays equal to theirs (same_run), so they resume and answer as before
+        d = asdict(self)
+        if d["finetune_every"] is None:
+            del d["finetune_every"]
+        return d
 
 
 def pool_positions(n_pool: int, settings: "ALSettings") -> np.ndarray:
@@ -378,6 +388,9 @@ class ActiveLearner:
 
     def __init__(self, gp: CFGP, X_train, y_train, X_pool, y_pool, X_test, y_test,
                  settings: ALSettings = ALSettings(), pool_ids=None):
+        if settings.finetune_every is not None:
+            raise ValueError(f"active learning: finetune_every={settings.finetune_every} needs the network fine-tuned "
+                             "during the run (cfgp al-finetune); this learner keeps it frozen")
         self.settings = settings
         self.strategy = STRATEGIES[settings.strategy]
         pool_pos = pool_positions(len(y_pool), settings)
@@ -648,7 +661,12 @@ def header_settings(header: dict, path: str | Path) -> ALSettings:
     saved = header.get("settings")
     if not isinstance(saved, dict):
         raise HistoryError(f"{path}, line 1: the header holds no settings; not an active-learning history")
+    finetune = header.get("finetune")
     try:
+        if finetune is not None:  # `cfgp al-finetune` records how often the network was updated in a block of its own
+            if not isinstance(finetune, dict):
+                raise ValueError(f"finetune is a {type(finetune).__name__}, not an object")
+            saved = {**saved, "finetune_every": finetune.get("every")}
         return ALSettings(**saved)
     except (TypeError, ValueError) as exc:
         raise HistoryError(f"{path}, line 1: the header's settings are not valid ({str(exc)[:160]})") from None
@@ -732,13 +750,16 @@ def labels_to_reach(curve_mean: np.ndarray, labels: np.ndarray, target: float) -
     return int(labels[hit[0]]) if len(hit) else None
 
 
-def compare(results: dict[str, list[list[dict]]], baseline: str = "random") -> dict:
+def compare(results: dict[str, list[list[dict]]], baseline: str = "random",
+            against: Mapping[str, str] | None = None) -> dict:
     """Per strategy: final MAE (mean ± std over seeds), labels needed to reach the baseline's final MAE,
-    the speed-up over the baseline, and the MAE reduction from the start."""
+    the speed-up over the baseline, and the MAE reduction from the start. ``against`` names another baseline per
+    strategy (:func:`cfgp.pipeline.al_baselines`: random under the same settings); ``baseline`` for the rest."""
     out = {}
-    base = curves(results[baseline]) if baseline in results else None
-    target = float(base["mean"][-1]) if base is not None else None
     for name, hists in results.items():
+        b = (against or {}).get(name, baseline)
+        base = curves(results[b]) if b in results else None
+        target = float(base["mean"][-1]) if base is not None else None
         c = curves(hists)
         entry = {
             "seeds": len(hists),
@@ -750,6 +771,7 @@ def compare(results: dict[str, list[list[dict]]], baseline: str = "random") -> d
         }
         if target is not None:
             need = labels_to_reach(c["mean"], c["labels"], target)
+            entry["baseline"] = b
             entry["labels_to_reach_baseline"] = need
             entry["speedup_vs_baseline"] = (int(base["labels"][-1]) / need) if need else None
         out[name] = entry

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +124,11 @@ def finetune_active_learning(base: Run, settings: ALSettings, out: str | Path,
 
     if settings.batch_size != 1:
         raise ValueError("fine-tuned active learning picks one material per cycle (batch size 1)")
+    if settings.finetune_every not in (None, ft.every):
+        raise ValueError(f"the settings say the network is fine-tuned every {settings.finetune_every} picks, the "
+                         f"fine-tuning settings every {ft.every}")
+    # how often the network is updated lives in the header's "finetune" block (as in every history so far)
+    settings = replace(settings, finetune_every=None)
     log = log or (lambda msg: None)
     t0 = call_start = time.time()
     out = Path(out)

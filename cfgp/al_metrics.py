@@ -24,7 +24,8 @@ import numpy as np
 
 from cfgp.al import ALSettings, labels_to_reach
 from cfgp.data import DataError
-from cfgp.pipeline import ReadHistories, active_learner, al_pool_ids, load_gp, read_al_histories, up_to_labels
+from cfgp.pipeline import (ReadHistories, active_learner, al_baselines, al_pool_ids, load_gp, read_al_histories,
+                           up_to_labels)
 
 #: label counts at which paired differences are reported (those a run has not reached are left out)
 DEFAULT_AT = (100, 250, 500, 1000, 1500, 3000, 6000)
@@ -165,7 +166,8 @@ def runs_by_seed(run, labels: int | None = None, read: ReadHistories | None = No
 
 def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT, pool_scored: bool = False,
                 progress=None, labels: int | None = None, read: ReadHistories | None = None) -> dict:
-    """Paired scores of every saved strategy against ``baseline`` (default: the first random one), the
+    """Paired scores of every saved strategy against its twin (random under the same settings, where saved) or
+    ``baseline`` (default: the first random one with the network frozen: :func:`cfgp.pipeline.al_baselines`), the
     phosphate share of the picks and, with ``pool_scored``, the paper's pool-scored MAE (as each history recorded
     it, or, for a history written without it, by replaying its picks: ~20 s per 1,500 cycles on 2 cores). With
     ``labels``, every history is cut after that many new labels and those stopping before are left out, so "the
@@ -175,10 +177,10 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
     groups = runs_by_seed(run, labels, read)
     if not groups:
         raise FileNotFoundError(f"{run.dir / 'al'}: no active-learning histories; run `cfgp al` first")
-    strategy = {label: next(iter(by_seed.values()))[0].strategy for label, by_seed in groups.items()}
-    baseline = baseline or next((k for k in groups if strategy[k] == "random"), next(iter(groups)))
-    if baseline not in groups:
+    if baseline is not None and baseline not in groups:
         raise ValueError(f"no histories labelled {baseline!r}; saved: {', '.join(sorted(groups))}")
+    baseline, against = al_baselines({label: next(iter(by_seed.values()))[0] for label, by_seed in groups.items()},
+                                     baseline)
     frame = run.materials.frame
     is_phosphate = dict(zip(frame.material_id.astype(str), frame.is_phosphate.astype(bool)))
     gp = load_gp(run, conditioned=False) if pool_scored else None
@@ -187,9 +189,10 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
     for label, by_seed in groups.items():
         settings = next(iter(by_seed.values()))[0]
         entry: dict = {"seeds": sorted(by_seed)}
-        if label != baseline:
-            entry["paired"] = paired_comparison(records_of[label], records_of[baseline], at)
-            entry["reach_baseline"] = reach_baseline(records_of[label], records_of[baseline])
+        if label != against[label]:
+            entry["baseline"] = against[label]
+            entry["paired"] = paired_comparison(records_of[label], records_of[against[label]], at)
+            entry["reach_baseline"] = reach_baseline(records_of[label], records_of[against[label]])
         if pool_scored:
             for seed, (seed_settings, recs) in sorted(by_seed.items()):
                 if all(np.isfinite(r.get("pool_mae", np.nan)) for r in recs):
@@ -207,8 +210,8 @@ def fair_report(run, baseline: str | None = None, at: Iterable[int] = DEFAULT_AT
         report["strategies"][label] = entry
     if pool_scored:
         for label, entry in report["strategies"].items():
-            if label != baseline:
-                entry["paired_pool_scored"] = paired_comparison(records_of[label], records_of[baseline], at,
+            if label != against[label]:
+                entry["paired_pool_scored"] = paired_comparison(records_of[label], records_of[against[label]], at,
                                                                 key="pool_mae")
     return report
 

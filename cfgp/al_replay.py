@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cfgp.al import curves
-from cfgp.pipeline import ALGroup
+from cfgp.al import ALSettings, curves, header_settings
+from cfgp.pipeline import ALGroup, al_label
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ def replay_of(stem: str, header: dict, records: list[dict], row_of_id: Mapping[s
         ends.append(len(rows))
     n_train = np.array([r["n_train"] for r in records])
     rows_a = np.asarray(rows, dtype=int)
-    return Replay(stem=stem, settings=dict(header.get("settings", {})), n_train=n_train,
+    # the header's settings as the core reads them (a fine-tuned run's "finetune" block gives finetune_every)
+    return Replay(stem=stem, settings=header_settings(header, stem).to_dict(), n_train=n_train,
                   labels=n_train - n_train[0], mae=np.array([r["mae"] for r in records], float),
                   pool_mae=np.array([r.get("pool_mae", np.nan) for r in records], float),
                   coverage=np.array([r.get("coverage_2sigma", np.nan) for r in records], float),
@@ -97,8 +98,24 @@ def random_bands(histories: Mapping[str, ALGroup]) -> list[dict]:
             c, p = curves(hists), curves(hists, key="pool_mae")
             bands.append({"label": label, "seeds": len(hists), "labels": c["labels"], "mean": c["mean"],
                           "lower": c["mean"] - 2 * c["std"], "upper": c["mean"] + 2 * c["std"],
-                          "pool_mean": p["mean"]})
+                          "pool_mean": p["mean"], "frozen": hists.settings.finetune_every is None})
     return bands
+
+
+def band_for(settings: Mapping, bands: list[dict]) -> str | None:
+    """The label of the random band a run of ``settings`` (a header's or the controls', as a dict) is drawn
+    against: random under the same settings where committed (a fine-tuned run beside fine-tuned random), else
+    the first band with the network frozen (the paper's baseline); None without bands."""
+    if not bands:
+        return None
+    labels = [b["label"] for b in bands]
+    try:
+        twin = al_label(ALSettings(**{**settings, "strategy": "random"}))
+    except (TypeError, ValueError):
+        twin = None
+    if twin in labels:
+        return twin
+    return next((b["label"] for b in bands if b.get("frozen", True)), labels[0])
 
 
 def pool_rows(split: np.ndarray, xy: np.ndarray, sigma: np.ndarray) -> np.ndarray:

@@ -20,8 +20,10 @@ there if present, else from ``data/default``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Mapping
+
 import numpy as np
 
 from cfgp.al import (GZIP_SUFFIX, ActiveLearner, ALSettings, History, HistoryError, history_name, pool_positions,
@@ -402,12 +404,31 @@ AL_DIR = "al"
 
 
 def al_label(settings) -> str:
-    """What the histories of one AL run across seeds share (strategy, batch size, pool, refit), e.g.
-    ``entropy-b1-pool7195``: the group a report or a band averages over. Built from settings, never parsed."""
+    """What the histories of one AL run across seeds share (strategy, batch size, pool, refit, network updates),
+    e.g. ``entropy-b1-pool7195`` or ``entropy-b1-pool7195-ft150`` (MEGNet fine-tuned every 150 picks): the group a
+    report or a band averages over. Built from settings, never parsed."""
     s = settings
     refit = f"-refit{s.refit_every}" if s.refit_every else ""
     pool = f"-pool{s.pool_size}" if s.pool_size else "-poolall"
-    return f"{s.strategy}-b{s.batch_size}{pool}{refit}"
+    finetune = f"-ft{s.finetune_every}" if getattr(s, "finetune_every", None) else ""
+    return f"{s.strategy}-b{s.batch_size}{pool}{refit}{finetune}"
+
+
+def al_baselines(settings_of: Mapping[str, ALSettings], baseline: str | None = None) -> tuple[str, dict[str, str]]:
+    """What each AL group (label → its settings) is compared with: its twin — random picks under the same
+    settings (batch size, pool, refit, network updates) — where one is saved, so that a run with the network
+    fine-tuned is measured against random with the network fine-tuned alike; else ``baseline``, by default the
+    first random group with the network frozen (the paper's baseline). Returns (baseline, label → label)."""
+    if not settings_of:
+        raise ValueError("no active-learning groups to compare")
+    randoms = [k for k, s in settings_of.items() if s.strategy == "random"]
+    frozen = [k for k in randoms if getattr(settings_of[k], "finetune_every", None) is None]
+    baseline = baseline or next(iter(frozen or randoms or settings_of))
+    against = {}
+    for label, s in settings_of.items():
+        twin = al_label(replace(s, strategy="random"))
+        against[label] = twin if twin in settings_of and twin != label else baseline
+    return baseline, against
 
 
 def al_history_stem(settings) -> str:

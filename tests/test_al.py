@@ -451,3 +451,54 @@ def test_settings_refuse_an_unknown_strategy_in_one_place():
     with pytest.raises(ValueError, match="unknown strategy 'entrop'.*entropy"):
         ALSettings(strategy="entrop")
     assert ALSettings(strategy="epig").strategy == "epig"
+
+
+def test_a_fine_tuned_run_is_its_own_group_and_a_frozen_learner_refuses_it(data):
+    """`cfgp al-finetune` records how often the network was updated in its header's "finetune" block: read back
+    as ``finetune_every``, it names its own group (never pooled with the frozen runs), a frozen run's header
+    stays as before (no new key, so saved runs still resume), and a learner that keeps the network frozen refuses
+    it rather than silently running another experiment."""
+    from cfgp.al import HistoryError, header_settings
+    from cfgp.pipeline import al_history_stem, al_label
+
+    frozen = ALSettings(strategy="entropy", seed=1)
+    assert "finetune_every" not in frozen.to_dict()
+    header = {"settings": frozen.to_dict(), "finetune": {"every": 150, "epochs": 5, "lr": 1e-4, "keep": "always"}}
+    tuned = header_settings(header, "h.jsonl")
+    assert tuned.finetune_every == 150 and tuned.to_dict()["finetune_every"] == 150
+    assert al_label(tuned) == "entropy-b1-pool7195-ft150" != al_label(frozen) == "entropy-b1-pool7195"
+    assert al_history_stem(tuned) == "entropy-b1-pool7195-ft150-s1"
+    assert header_settings({"settings": frozen.to_dict()}, "h.jsonl") == frozen
+    for bad in ({"every": 0}, {"every": "150"}, [150]):
+        with pytest.raises(HistoryError, match="h.jsonl, line 1: the header's settings are not valid"):
+            header_settings({**header, "finetune": bad}, "h.jsonl")
+    gp, X, y, Xp, yp, Xt, yt, _ = data
+    with pytest.raises(ValueError, match="finetune_every=150 needs the network fine-tuned"):
+        ActiveLearner(gp, X, y, Xp, yp, Xt, yt, tuned)
+
+
+def test_compare_measures_each_strategy_against_random_under_its_own_settings():
+    """A fine-tuned strategy is measured against fine-tuned random (its twin), every other one against the frozen
+    random baseline; a strategy without a saved twin (batch 10 here) falls back to it."""
+    from cfgp.pipeline import al_baselines
+
+    def hist(maes):
+        return [{"n_train": 100 + i, "mae": m} for i, m in enumerate(maes)]
+
+    settings = {"random-b1-pool7195-ft150": ALSettings(strategy="random", finetune_every=150),
+                "entropy-b1-pool7195-ft150": ALSettings(strategy="entropy", finetune_every=150),
+                "entropy-b10-pool7195": ALSettings(strategy="entropy", batch_size=10),
+                "random-b1-pool7195": ALSettings(strategy="random")}
+    baseline, against = al_baselines(settings)
+    assert baseline == "random-b1-pool7195"  # the frozen one, though the fine-tuned one is listed first
+    assert against == {"random-b1-pool7195-ft150": "random-b1-pool7195",
+                       "entropy-b1-pool7195-ft150": "random-b1-pool7195-ft150",
+                       "entropy-b10-pool7195": "random-b1-pool7195", "random-b1-pool7195": "random-b1-pool7195"}
+    res = compare({"random-b1-pool7195-ft150": [hist([1.0, 0.9, 0.6, 0.5])],
+                   "entropy-b1-pool7195-ft150": [hist([1.0, 0.7, 0.6, 0.5])],
+                   "random-b1-pool7195": [hist([1.0, 0.9, 0.8, 0.7])]}, baseline=baseline, against=against)
+    assert res["entropy-b1-pool7195-ft150"]["baseline"] == "random-b1-pool7195-ft150"
+    assert res["entropy-b1-pool7195-ft150"]["labels_to_reach_baseline"] == 3  # fine-tuned random's 0.5, not 0.7
+    assert res["random-b1-pool7195-ft150"]["labels_to_reach_baseline"] == 2
+    with pytest.raises(ValueError, match="no active-learning groups"):
+        al_baselines({})

@@ -137,3 +137,26 @@ def test_a_shipped_run_extended_to_the_papers_scale_replays_all_its_cycles():
     assert band["seeds"] == 4 and len(band["labels"]) == 6001 and band["labels"][-1] == 6000
     assert np.isfinite(band["pool_mean"]).all()
     np.testing.assert_allclose(band["mean"][-1], np.mean([h[-1]["mae"] for h in hists]))
+
+
+def test_a_fine_tuned_replay_is_drawn_against_fine_tuned_random():
+    """The shipped fine-tuned runs replay like the others, their settings saying how often the network was
+    updated; the band behind a replay is random under the same settings, a frozen run's the frozen random one."""
+    from cfgp.al_replay import band_for
+
+    header, records = History(AL / "entropy-b1-pool7195-ft150-s0.jsonl.gz").read()
+    row_of_id, formulas = _rows(records)
+    rp = replay_of("entropy-b1-pool7195-ft150-s0", header, records, row_of_id, formulas)
+    assert rp.settings["finetune_every"] == 150 and rp.n_cycles == 1500 and len(rp.pick_ids) == 1500
+    hists = {}
+    for label, tuned in (("random-b1-pool7195", None), ("random-b1-pool7195-ft150", 150)):
+        hists[label] = ALGroup(ALSettings(strategy="random", finetune_every=tuned),
+                               [[{"n_train": 10 + i, "mae": 1.0 - 0.1 * i} for i in range(3)]] * 2)
+    bands = random_bands(hists)
+    assert [(b["label"], b["frozen"]) for b in bands] == [("random-b1-pool7195", True),
+                                                          ("random-b1-pool7195-ft150", False)]
+    assert band_for(rp.settings, bands) == "random-b1-pool7195-ft150"
+    assert band_for(ALSettings(strategy="entropy").to_dict(), bands) == "random-b1-pool7195"
+    assert band_for(ALSettings(strategy="entropy", batch_size=10).to_dict(), bands) == "random-b1-pool7195"
+    assert band_for(ALSettings().to_dict(), bands[::-1]) == "random-b1-pool7195"  # the frozen one, not the first
+    assert band_for({"strategy": "<script>"}, bands) == "random-b1-pool7195" and band_for({}, []) is None

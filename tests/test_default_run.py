@@ -126,6 +126,34 @@ def test_committed_histories_replay_to_their_stored_records(run, name):
     assert records[0]["mae"] == pytest.approx(np.mean(np.abs(mu - y[te])), rel=1e-6)
 
 
+FINETUNE = DEFAULT_RUN.parent.parent / "experiments" / "paper-scale" / "finetune"
+
+
+def test_the_shipped_fine_tuned_runs_are_the_experiments_and_are_paired_with_fine_tuned_random(run):
+    """The four fine-tuned histories in data/default/al are those `experiments/paper-scale/finetune.sh` wrote, byte
+    for byte; `cfgp al-compare --fair` pairs fine-tuned entropy with fine-tuned random of the same seed, and its
+    difference at 1,500 labels is the one read off the files here."""
+    from cfgp.al import History
+    from cfgp.al_metrics import fair_report
+
+    mae = {}
+    for strategy in ("entropy", "random"):
+        for seed in (0, 1):
+            shipped = DEFAULT_RUN / "al" / f"{strategy}-b1-pool7195-ft150-s{seed}.jsonl.gz"
+            source = FINETUNE / f"{strategy}-s{seed}" / "history.jsonl"
+            assert gzip.decompress(shipped.read_bytes()) == source.read_bytes()
+            header, records = History(source).read()
+            assert header["finetune"]["every"] == 150 and records[1500]["n_train"] - records[0]["n_train"] == 1500
+            mae[strategy, seed] = records[1500]["mae"]
+    report = fair_report(run, labels=1500, at=(1500,))
+    tuned = report["strategies"]["entropy-b1-pool7195-ft150"]
+    assert report["baseline"] == "random-b1-pool7195" and tuned["baseline"] == "random-b1-pool7195-ft150"
+    assert tuned["seeds"] == [0, 1]
+    diff = tuned["paired"]["at"][1500]["difference"]["mean"]
+    assert diff == pytest.approx(np.mean([mae["entropy", s] - mae["random", s] for s in (0, 1)]), rel=1e-12)
+    assert report["strategies"]["entropy-b1-pool7195"]["baseline"] == "random-b1-pool7195"
+
+
 # ------------------------------------------------------------------ read-only
 def _cfgp(*args, timeout=900):
     """``cfgp ARGS`` typed in the repository folder, in a process of its own (as a user runs it)."""

@@ -31,7 +31,8 @@ from bokeh.plotting import figure
 from panel.io.state import set_curdoc
 
 from cfgp.al import STRATEGIES
-from cfgp.al_replay import Replay, ReplayPlayback, background_rows, pool_rows, random_bands, replay_of
+from cfgp.al_replay import (Replay, ReplayPlayback, background_rows, band_for, pool_rows, random_bands,
+                            replay_of)
 from cfgp.dashboard import untrusted
 from cfgp.dashboard.al_controller import LIMITS, LIVE, LIVE_LOCK, LOCKED, REPLAY_LOCK, SETTINGS, ALController
 from cfgp.dashboard.al_live import STEPS, LiveRun
@@ -65,6 +66,11 @@ MAP_TITLES = {"live": "Pool by σ now; ★ labelled", "replay": "Pool by σ at t
 COLOUR_BAR_TITLES = {"live": "pool σ now (eV/atom)", "replay": "pool σ at the start (eV/atom)"}
 LATEST_COLOUR = LATEST
 
+
+
+def band_title(band: dict) -> str:
+    """How the legend and the exported figure name a committed random band."""
+    return f"committed {band['label']}: mean ± 2σ ({band['seeds']} seed{'s' if band['seeds'] != 1 else ''})"
 
 
 # ------------------------------------------------------------------ per-server precomputation
@@ -206,19 +212,26 @@ class ActiveLearning(pn.viewable.Viewer):
                      tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="above",
                      x_axis_label="labels added", y_axis_label="MAE (eV/atom)")
         items = []
+        # every committed random band is drawn once; one is shown at a time, the one the run on screen is measured
+        # against (band_for: random under the same settings, e.g. with the network fine-tuned alike)
+        self._band_parts: dict[str, list] = {}
         for band in self.pre.bands:
             src = ColumnDataSource({k: band[k] for k in ("labels", "mean", "lower", "upper")},
                                    name=f"al-band-source-{band['label']}")
-            area = fig.varea("labels", "lower", "upper", source=src, fill_color=BAND_COLOUR, fill_alpha=0.25)
+            area = fig.varea("labels", "lower", "upper", source=src, fill_color=BAND_COLOUR, fill_alpha=0.25,
+                             name=f"al-band-area-{band['label']}")
             line = fig.line("labels", "mean", source=src, line_color=BAND_COLOUR, line_width=2, line_dash="dashed")
-            items.append(LegendItem(label=f"committed {band['label']}: mean ± 2σ ({band['seeds']} seeds)",
-                                    renderers=[area, line]))
+            parts = [area, line, LegendItem(label=band_title(band),
+                                            renderers=[area, line])]
             if np.isfinite(band["pool_mean"]).any():
                 pool = fig.line("labels", "pool_mean", source=ColumnDataSource(
                     {"labels": band["labels"], "pool_mean": band["pool_mean"]}, name=f"al-band-pool-{band['label']}"),
                     line_color=BAND_COLOUR, line_width=2, line_dash="dotted")
-                items.append(LegendItem(label=f"{band['label']} {POOL_SCORED}",
-                                        renderers=[pool]))
+                parts += [pool, LegendItem(label=f"{band['label']} {POOL_SCORED}", renderers=[pool])]
+            items += [p for p in parts if isinstance(p, LegendItem)]
+            self._band_parts[band["label"]] = parts
+        self.shown_band = band_for(self.controls.settings().to_dict(), self.pre.bands)
+        self._show_band(self.shown_band)
         live = fig.line("labels", "mae", source=self.curve_source, line_color=CURVE_COLOUR, line_width=3)
         dots = fig.scatter("labels", "mae", source=self.curve_source, size=4, color=CURVE_COLOUR)
         pooled = fig.line("labels", "pool_mae", source=self.curve_source, line_color=CURVE_COLOUR, line_width=2,
@@ -488,22 +501,36 @@ class ActiveLearning(pn.viewable.Viewer):
                 self._syncing = False
             self.curve_item.label = {"value": f"replay of {replay.stem}"}
             self.pool_item.label = {"value": f"replay of {replay.stem} {POOL_SCORED}"}
+            self._show_band(band_for(s, self.pre.bands))
             self._title_map("replay")
             self._show_pool_split()
             self._show_replay_cycle(0)
             pool = s.get("pool_size")
             t = untrusted.text  # a file name and its header's values
+            tuned = s.get("finetune_every")
+            network = ("" if tuned is None else
+                       f" MEGNet was fine-tuned and every material re-featurised every {t(tuned)} picks during this "
+                       "run, so σ changed with the labels; the map places the picks by the shipped network's latents.")
             self.status.object = (
                 f"Replaying the committed run **{t(replay.stem)}**: {t(s.get('strategy'))}, batch "
                 f"{t(s.get('batch_size'))}, seed {t(s.get('seed'))}, pool {'all' if pool is None else t(pool)}, "
-                f"{replay.n_cycles:,} cycles. No GP "
+                f"{replay.n_cycles:,} cycles.{network} No GP "
                 f"work is needed (the records hold the picks and metrics); the map shows the starting σ. Drag "
                 f"“replay cycle” to jump; choose “{LIVE}” to change the settings.")
         self._update_locks()
 
+    def _show_band(self, label: str | None) -> None:
+        """Show the committed random band ``label`` (its area, lines and legend rows) and hide the others."""
+        self.shown_band = label
+        for key, parts in self._band_parts.items():
+            for part in parts:
+                if part.visible != (key == label):
+                    part.visible = key == label
+
     def _enter_live(self) -> None:
         self.mode, self._play = "live", None
         with self._hold():
+            self._show_band(band_for(self.controls.settings().to_dict(), self.pre.bands))
             self.speed.visible = True
             self.replay_speed.visible = self.scrub.visible = False
             self.curve_item.label = {"value": "this run"}
@@ -828,12 +855,13 @@ class ActiveLearning(pn.viewable.Viewer):
 
     def export_curves(self):
         """The MAE curves as shown: the committed random band(s) and the run on screen, up to its current cycle."""
-        series = [{"label": f"committed {b['label']}: mean ± 2σ ({b['seeds']} seeds)", "labels": b["labels"],
+        shown = [b for b in self.pre.bands if b["label"] == self.shown_band]
+        series = [{"label": band_title(b), "labels": b["labels"],
                    "mae": b["mean"], "lower": b["lower"], "upper": b["upper"], "colour": BAND_COLOUR, "dashed": True}
-                  for b in self.pre.bands]
+                  for b in shown]
         series += [{"label": f"{b['label']} {POOL_SCORED}", "labels": b["labels"],
                     "mae": b["pool_mean"], "colour": BAND_COLOUR, "dotted": True}
-                   for b in self.pre.bands if np.isfinite(b["pool_mean"]).any()]
+                   for b in shown if np.isfinite(b["pool_mean"]).any()]
         label = self.curve_item.label
         label = str(label.get("value") if isinstance(label, dict) else getattr(label, "value", label))
         if self.mode == "live" and self.learner is not None:

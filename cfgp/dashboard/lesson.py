@@ -157,8 +157,10 @@ def _outlier_step(data: ServerData) -> Step:
 
 def _al_step(data: ServerData) -> Step:
     pre = precomputed(data)
+    # the paper's setting: entropy with the network frozen (a fine-tuned run is one of the tab's other replays)
     entropy = sorted(((rp.settings.get("batch_size") or 1, rp.settings.get("seed", 0), stem)
-                      for stem, rp in pre.replays.items() if rp.settings.get("strategy") == "entropy"))
+                      for stem, rp in pre.replays.items()
+                      if rp.settings.get("strategy") == "entropy" and rp.settings.get("finetune_every") is None))
     shows = {"tab": "Active learning"}
     if not entropy:
         text = ("Which material should the next DFT calculation be spent on? **Entropy** sampling picks the one "
