@@ -304,4 +304,12 @@ def test_the_dashboard_reads_the_default_without_writing_to_it():
     before = _snapshot()
     data = ServerData(DEFAULT_RUN)
     assert len(data.frame) == 16388 and "entropy-b1-pool7195-s0" in data.committed
+    # the lesson's active-learning step replays the paper's frozen entropy run and names the menu's other runs
+    from cfgp.dashboard.lesson import lesson_steps
+
+    al = next(st for st in lesson_steps(data) if st.view["tab"] == "al")
+    assert al.view["strategy"] == "entropy" and al.view["al"] == "replay"
+    assert "entropy-b1-pool7195-ft150 (2 seeds)" in al.text and "random-b1-pool7195-ft150 (2 seeds)" in al.text
+    assert "epig-b1-pool7195 (4 seeds)" in al.text and "MEGNet fine-tuned every N picks" in al.text
+    assert "random-b1-pool7195 (" not in al.text  # the band it is drawn against is not listed again
     assert _snapshot() == before

@@ -155,6 +155,21 @@ def _outlier_step(data: ServerData) -> Step:
                 ("outliers", "details-structure") if "material" in shows else ("outliers",))
 
 
+def _other_runs(replays, shown: set[str]) -> str:
+    """The committed run groups of the tab's menu beyond ``shown``, in words: label and seed count (what a
+    fine-tuned label's "-ft" means said once)."""
+    seeds: dict[str, int] = {}
+    tuned = False
+    for rp in replays.values():
+        settings = ALSettings(**rp.settings)
+        label = al_label(settings)
+        if label not in shown:
+            seeds[label] = seeds.get(label, 0) + 1
+            tuned |= settings.finetune_every is not None
+    words = ", ".join(f"{label} ({n} seed{'s' if n != 1 else ''})" for label, n in sorted(seeds.items()))
+    return words + ("; “-ftN”: MEGNet fine-tuned every N picks during the run" if tuned else "")
+
+
 def _al_step(data: ServerData) -> Step:
     pre = precomputed(data)
     # the paper's setting: entropy with the network frozen (a fine-tuned run is one of the tab's other replays)
@@ -208,7 +223,8 @@ def _al_step(data: ServerData) -> Step:
     else:
         text += (f"After {int(rp.labels[-1]):,} more labels, entropy reaches {_f(float(rp.mae[-1]))} eV/atom "
                  f"(no committed random run to compare with).")
-    text += " Press Play to replay it, or pick another run."
+    others = _other_runs(pre.replays, {al_label(ALSettings(**rp.settings)), twin})
+    text += " Press Play to replay it, or pick another run" + (f": the menu also holds {others}." if others else ".")
     view = {"tab": "al", "al": "replay", "strategy": "entropy", "seed": str(seed), "batch": str(batch),
             "cycle": str(cycle), "material": ""}
     shows["cycle"] = str(cycle)

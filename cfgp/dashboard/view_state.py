@@ -37,7 +37,7 @@ TAB_SLUGS = {"Latent map": "map", "Calibration": "calibration", "Active learning
              "Predict": "predict"}
 #: query parameters, in the order they are applied (the material last: where its details show depends on the tab)
 KEYS = ("lesson", "tab", "colour", "element", "size", "x", "y", "filters", "cal_split", "cal_phosphates", "out_split", "out_phosphates",
-        "out_element", "out_compare", "al", "strategy", "seed", "batch", "cycle", "q", "material")
+        "out_element", "out_compare", "al", "strategy", "seed", "batch", "finetune", "cycle", "q", "material")
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -79,6 +79,8 @@ class ViewState(param.Parameterized):
     strategy = param.Parameter(default="entropy", doc="active-learning strategy")
     seed = param.Parameter(default="0", doc="active-learning seed")
     batch = param.Parameter(default="1", doc="active-learning batch size")
+    finetune = param.Parameter(default="", doc="a replayed run's network updates: MEGNet fine-tuned every N picks "
+                                                 "(empty: the network frozen, as in every live run)")
     cycle = param.Parameter(default="", doc="cycle of a replayed run (empty for a live run)")
     q = param.Parameter(default="", doc="the search box's query (empty: no search)")
 
@@ -180,6 +182,9 @@ class ViewSync:
         replay = al.mode == "replay"
         ctrl = al.controls
         cycle = as_text(self.view.cycle) if (replay and al.playing) else (str(ctrl.replay_cycle) if replay else "")
+        stem = ctrl.replay_stem if replay else None
+        tuned = al.pre.replays[stem].settings.get("finetune_every") if stem in al.pre.replays else None
+        finetune = "" if tuned is None else as_text(tuned)
         return {
             "lesson": self.lesson_step,
             "tab": names[active] if 0 <= active < len(names) else names[0],
@@ -191,7 +196,7 @@ class ViewSync:
             "out_split": p.outliers.split, "out_phosphates": as_text(bool(p.outliers.phosphates_only)),
             "out_element": p.outliers.element, "out_compare": as_text(bool(p.outliers.compare_nearest)),
             "al": "replay" if replay else "live", "strategy": as_text(ctrl.strategy),
-            "seed": as_text(ctrl.seed), "batch": as_text(ctrl.batch_size), "cycle": cycle,
+            "seed": as_text(ctrl.seed), "batch": as_text(ctrl.batch_size), "finetune": finetune, "cycle": cycle,
             "q": p.finder.query if p.finder is not None else "",
         }
 
@@ -309,7 +314,8 @@ class ViewSync:
         # empty is a value of its own: no material, no element filter, no replay cycle, the lesson closed
         view = {k: view[k] for k in KEYS
                 if k in view and (as_text(view[k]).strip()
-                    or k in ("material", "out_element", "cycle", "lesson", "q", "filters", "size", "x", "y"))}
+                    or k in ("material", "out_element", "cycle", "lesson", "q", "filters", "size", "x", "y",
+                             "finetune"))}
         messages: list[str] = []
         if "lesson" in view and self.lesson_handler is not None:
             problem = self.lesson_handler(view["lesson"])
@@ -443,7 +449,7 @@ class ViewSync:
 
     def _apply_al(self, view, messages) -> None:
         """The link's active-learning part sets the tab's controller (checked there, with a message each)."""
-        keys = {"al", "strategy", "seed", "batch", "cycle"} & set(view)
+        keys = {"al", "strategy", "seed", "batch", "finetune", "cycle"} & set(view)
         if not keys:
             return
         al = self.parts.active
@@ -474,10 +480,21 @@ class ViewSync:
             values[name] = value
         if mode == "replay":
             batch = values["batch_size"] if "batch" in view else None
-            stem = self._find_replay(values["strategy"], values["seed"], batch)
+            tuned = None  # no finetune in the link: the network frozen (links made before fine-tuned runs shipped)
+            if as_text(view.get("finetune", "")).strip():
+                try:
+                    tuned = parse_int(view["finetune"])
+                    if tuned < 1:
+                        raise ValueError
+                except ValueError:
+                    messages.append(f"Link parameter finetune: {quoted(view['finetune'])} is not a number of picks; "
+                                    "a run with the network frozen is looked for.")
+                    tuned = None
+            stem = self._find_replay(values["strategy"], values["seed"], batch, tuned)
             if stem is None:
                 messages.append(f"Link parameters al/strategy/seed: there is no committed {values['strategy']} run "
-                                f"with seed {values['seed']}{'' if batch is None else f' and batch {batch}'} "
+                                f"with seed {values['seed']}{'' if batch is None else f' and batch {batch}'}"
+                                f"{'' if tuned is None else f', MEGNet fine-tuned every {tuned} picks,'} "
                                 f"(committed: {self._committed_summary()}); a live run is shown instead.")
                 mode, values = "live", {k: DEFAULTS[k] for k in values}
             else:
@@ -504,25 +521,27 @@ class ViewSync:
             return
         messages.extend(ctrl.set_values(values))
 
-    def _find_replay(self, strategy: str, seed: int, batch: int | None) -> str | None:
-        """The committed run with this strategy and seed (and batch size, if given; else the smallest)."""
+    def _find_replay(self, strategy: str, seed: int, batch: int | None, finetune: int | None = None) -> str | None:
+        """The committed run with this strategy and seed (and batch size, if given; else the smallest) whose
+        network was fine-tuned every ``finetune`` picks (None: frozen)."""
         found = []
         for stem, rp in self.parts.active.pre.replays.items():
             s = rp.settings
             if s.get("strategy") == strategy and s.get("seed") == seed and \
-                    (batch is None or s.get("batch_size") == batch):
+                    (batch is None or s.get("batch_size") == batch) and s.get("finetune_every") == finetune:
                 found.append((s.get("batch_size") or 1, stem))
         return min(found)[1] if found else None
 
     def _committed_summary(self) -> str:
-        seeds: dict[tuple[str, int], set[int]] = {}
+        seeds: dict[tuple[str, int, int], set[int]] = {}
         for rp in self.parts.active.pre.replays.values():
             s = rp.settings
-            seeds.setdefault((str(s.get("strategy")), int(s.get("batch_size") or 1)), set()).add(int(s.get("seed", 0)))
+            key = (str(s.get("strategy")), int(s.get("batch_size") or 1), int(s.get("finetune_every") or 0))
+            seeds.setdefault(key, set()).add(int(s.get("seed", 0)))
         if not seeds:
             return "none"
-        return "; ".join(f"{st} batch {b}: seed{'s' if len(v) > 1 else ''} {', '.join(map(str, sorted(v)))}"
-                         for (st, b), v in sorted(seeds.items()))
+        return "; ".join(f"{st} batch {b}{f' fine-tuned every {ft}' if ft else ''}: seed{'s' if len(v) > 1 else ''} "
+                         f"{', '.join(map(str, sorted(v)))}" for (st, b, ft), v in sorted(seeds.items()))
 
     def _apply_search(self, view, messages) -> None:
         """The search box gets the link's text as it is (the core reads it, bounded; the box shows its own error)."""

@@ -63,6 +63,18 @@ def test_a_fine_tuned_run_replays_against_fine_tuned_random(browser, tuned_serve
         assert model_js(page, f"al-band-area-{tuned}", "m.visible") is True
         assert model_js(page, f"al-band-area-{frozen}", "m.visible") is False
         assert wait_for(page, lambda: column(page, "al-curve-source", "mae") == [records[0]["mae"]], 20)
+        # the link holds the network's updates: opened elsewhere it replays the same fine-tuned run
+        assert wait_for(page, lambda: "finetune=2" in page.url, 20), page.url
+        other = open_watched(ctx, page.url)
+        assert wait_for(other, lambda: "fine-tuned" in text_of(other, ".al-status"), 60), text_of(other, ".al-status")
+        assert other.locator(".al-run select").input_value() == "replay entropy-b1-poolall-ft2-s0"
+        # a link without it means the network frozen: this run has no frozen entropy run, so it says so
+        bad = open_watched(ctx, f"{tuned_server.url}?tab=al&al=replay&strategy=entropy&seed=0&finetune=x")
+        assert wait_for(bad, lambda: "no committed entropy run with seed 0" in text_of(bad, ".view-message"), 60)
+        shown = text_of(bad, ".view-message")
+        assert "finetune: “x” is not a number of picks" in shown and "entropy batch 1 fine-tuned every 2: seed 0" \
+            in shown, shown
+        assert bad.locator(".al-run select").input_value() == "live run"
         page.locator(".al-run select").first.select_option(label=f"replay {frozen}-s0")
         assert wait_for(page, lambda: _shown_legend(page)[:1] == [f"committed {frozen}: mean ± 2σ (1 seed)"], 20), \
             _shown_legend(page)
