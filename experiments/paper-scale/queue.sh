@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The converged retrains of the paper-scale comparison, one after another (each resumes from its checkpoint).
 # Run from the repository root:  nohup nice -n 19 experiments/paper-scale/queue.sh >> experiments/paper-scale/queue.log 2>&1 &
+# A second queue may run beside it on the other core: each job is locked while trained (logs/<job>.lock), so two
+# queues never train the same one; a queue skips a job another one holds and goes on to the next.
 # Pause / resume the training process (not this shell) with kill -STOP / -CONT "$(pgrep -f 'cfgp retrain')".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,10 +18,13 @@ job() {  # job NAME HISTORY PICKS SEED [--warm-start]
   local name=$1 hist=$2 picks=$3 seed=$4; shift 4
   mkdir -p "$OUT/logs"
   local log="$OUT/logs/${name//\//_}"
-  echo "$(date -u +%FT%TZ) start $name"
-  $CFGP retrain --run data/default --history "$hist" --out "$OUT/$name" --picks "$picks" --seed "$seed" "$@" --json \
-    > "$log.json" 2>> "$log.err"
-  echo "$(date -u +%FT%TZ) end $name rc=$?"
+  (
+    flock -n 9 || { echo "$(date -u +%FT%TZ) skip $name (another queue trains it)"; exit 0; }
+    echo "$(date -u +%FT%TZ) start $name"
+    $CFGP retrain --run data/default --history "$hist" --out "$OUT/$name" --picks "$picks" --seed "$seed" "$@" \
+      --json > "$log.json" 2>> "$log.err"
+    echo "$(date -u +%FT%TZ) end $name rc=$?"
+  ) 9> "$log.lock"
 }
 # warm start against scratch on one pair, at convergence (issue: ship the cheaper at equal accuracy)
 job p1500/entropy-s0-warm "$AL/entropy-b1-pool7195-s0.jsonl.gz" 1500 0 --warm-start
