@@ -384,7 +384,8 @@ def test_a_selection_shows_its_cells_as_a_gallery_and_a_tile_opens_its_material(
     want = [f"{frame.formula.iat[r]} · {frame.material_id.iat[r]}" for r in sorted(rows)[:GALLERY_TILES]]
     assert names == want
     sketches = page.locator(".gallery-sketch svg >> visible=true")
-    assert sketches.count() == GALLERY_TILES
+    # the sketches are panes of their own: they can reach the page a message after the names
+    assert wait_for(page, lambda: sketches.count() == GALLERY_TILES, 20), sketches.count()
     assert page.locator(".gallery-sketch svg circle >> visible=true").count() >= GALLERY_TILES
     third = sorted(rows)[2]
     page.locator(".gallery-open button >> visible=true").nth(2).click()
