@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cfgp.al import ALSettings, curves, header_settings
-from cfgp.pipeline import ALGroup, al_label
+from cfgp.pipeline import ALGroup, random_twin
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def band_for(settings: Mapping, bands: list[dict]) -> str | None:
         return None
     labels = [b["label"] for b in bands]
     try:
-        twin = al_label(ALSettings(**{**settings, "strategy": "random"}))
+        twin = random_twin(ALSettings(**settings))
     except (TypeError, ValueError):
         twin = None
     if twin in labels:

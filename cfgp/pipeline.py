@@ -414,6 +414,12 @@ def al_label(settings) -> str:
     return f"{s.strategy}-b{s.batch_size}{pool}{refit}{finetune}"
 
 
+def random_twin(settings: ALSettings) -> str:
+    """The label of random picks under the same settings as ``settings`` (batch, pool, refit, network updates):
+    the group a run is fairly measured against."""
+    return al_label(replace(settings, strategy="random"))
+
+
 def al_baselines(settings_of: Mapping[str, ALSettings], baseline: str | None = None) -> tuple[str, dict[str, str]]:
     """What each AL group (label → its settings) is compared with: its twin — random picks under the same
     settings (batch size, pool, refit, network updates) — where one is saved, so that a run with the network
@@ -426,7 +432,7 @@ def al_baselines(settings_of: Mapping[str, ALSettings], baseline: str | None = N
     baseline = baseline or next(iter(frozen or randoms or settings_of))
     against = {}
     for label, s in settings_of.items():
-        twin = al_label(replace(s, strategy="random"))
+        twin = random_twin(s)
         against[label] = twin if twin in settings_of and twin != label else baseline
     return baseline, against
 

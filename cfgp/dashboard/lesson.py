@@ -12,7 +12,6 @@ screen.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from cfgp.dashboard.active_learning import precomputed
 from cfgp.dashboard.calibration import outlier_summary, split_view
 from cfgp.dashboard.shared import ServerData
 from cfgp.dashboard.view_state import DashboardParts, ViewSync, as_text, parse_int, soon
-from cfgp.pipeline import al_label
+from cfgp.pipeline import al_label, random_twin
 from cfgp.results import phosphate_verdict
 
 
@@ -187,7 +186,7 @@ def _al_step(data: ServerData) -> Step:
     batch, seed, stem = entropy[0]
     rp = pre.replays[stem]
     # the random runs of the same batch size, pool and refit, from the replay's recorded settings
-    twin = al_label(dataclasses.replace(ALSettings(**rp.settings), strategy="random"))
+    twin = random_twin(ALSettings(**rp.settings))
     bands = [b for b in pre.bands if b["label"] == twin]
     band = bands[0] if bands else (pre.bands[0] if pre.bands else None)
     cycle = rp.n_cycles
