@@ -8,13 +8,13 @@ arrays.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from cfgp.al import ALSettings, curves, header_settings
-from cfgp.pipeline import ALGroup, random_twin
+from cfgp.pipeline import ALGroup, al_label, default_baseline, random_twin
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,19 @@ def band_for(settings: Mapping, bands: list[dict]) -> str | None:
         twin = None
     if twin in labels:
         return twin
-    return next((b["label"] for b in bands if b.get("frozen", True)), labels[0])
+    return default_baseline({b["label"]: b.get("frozen", True) for b in bands})
+
+
+def committed_groups(settings: Iterable[Mapping]) -> dict[str, tuple[int, bool]]:
+    """Committed histories (their headers' settings) by group label → (how many seeds, whether the network was
+    fine-tuned during the runs), sorted by label: what a run's replay menu holds, in a lesson's words."""
+    groups: dict[str, tuple[int, bool]] = {}
+    for s in settings:
+        settings_ = ALSettings(**s)
+        label = al_label(settings_)
+        n, _ = groups.get(label, (0, False))
+        groups[label] = (n + 1, settings_.finetune_every is not None)
+    return dict(sorted(groups.items()))
 
 
 def pool_rows(split: np.ndarray, xy: np.ndarray, sigma: np.ndarray) -> np.ndarray:

@@ -420,6 +420,14 @@ def random_twin(settings: ALSettings) -> str:
     return al_label(replace(settings, strategy="random"))
 
 
+def default_baseline(frozen_of: Mapping[str, bool]) -> str:
+    """The paper's baseline among random groups (label → whether the network stayed frozen in it): the first
+    frozen one, else the first; what :func:`al_baselines` and the Active learning tab's band fall back on."""
+    if not frozen_of:
+        raise ValueError("no groups to choose a baseline from")
+    return next((k for k, frozen in frozen_of.items() if frozen), next(iter(frozen_of)))
+
+
 def al_baselines(settings_of: Mapping[str, ALSettings], baseline: str | None = None) -> tuple[str, dict[str, str]]:
     """What each AL group (label → its settings) is compared with: its twin — random picks under the same
     settings (batch size, pool, refit, network updates) — where one is saved, so that a run with the network
@@ -427,9 +435,8 @@ def al_baselines(settings_of: Mapping[str, ALSettings], baseline: str | None = N
     first random group with the network frozen (the paper's baseline). Returns (baseline, label → label)."""
     if not settings_of:
         raise ValueError("no active-learning groups to compare")
-    randoms = [k for k, s in settings_of.items() if s.strategy == "random"]
-    frozen = [k for k in randoms if getattr(settings_of[k], "finetune_every", None) is None]
-    baseline = baseline or next(iter(frozen or randoms or settings_of))
+    randoms = [k for k, s in settings_of.items() if s.strategy == "random"] or list(settings_of)
+    baseline = baseline or default_baseline({k: settings_of[k].finetune_every is None for k in randoms})
     against = {}
     for label, s in settings_of.items():
         twin = random_twin(s)

@@ -19,14 +19,18 @@ HERE = Path(__file__).resolve().parent
 
 
 def job_progress(folder: Path) -> dict:
-    """The progress of one job folder (the rule's patience is read from its ``run.json`` where it names one)."""
-    state = json.loads((folder / "training" / "train_state.json").read_text())
+    """The progress of one job folder (the rule's patience is read from its ``run.json`` where it names one);
+    ``epoch: 0`` before its first checkpoint."""
+    job = str(folder.relative_to(HERE) if folder.is_relative_to(HERE) else folder)
+    path = folder / "training" / "train_state.json"
+    if not path.exists():
+        return {"job": job, "epoch": 0, "finished": False, "reason": "no checkpoint yet"}
+    state = json.loads(path.read_text())
     run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
     patience = run.get("family_network", {}).get("rule", {}).get("patience", PATIENCE)
     history = state.get("history", [])
     plateau = state.get("plateau_epoch")
-    return {"job": str(folder.relative_to(HERE) if folder.is_relative_to(HERE) else folder),
-            "epoch": state.get("epoch"), "best_val_mae": round(state.get("best_val_mae") or float("nan"), 4),
+    return {"job": job, "epoch": state.get("epoch"), "best_val_mae": round(state.get("best_val_mae") or float("nan"), 4),
             "best_epoch": state.get("best_epoch"), "plateau_epoch": plateau,
             "earliest_stop": None if state.get("finished") or plateau is None else plateau + patience,
             "finished": state.get("finished"), "reason": state.get("reason"),

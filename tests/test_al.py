@@ -502,3 +502,13 @@ def test_compare_measures_each_strategy_against_random_under_its_own_settings():
     assert res["random-b1-pool7195-ft150"]["labels_to_reach_baseline"] == 2
     with pytest.raises(ValueError, match="no active-learning groups"):
         al_baselines({})
+    assert al_baselines({"entropy-b1-pool7195": ALSettings(strategy="entropy")})[0] == "entropy-b1-pool7195"
+
+
+def test_default_baseline_is_the_first_frozen_random_group():
+    from cfgp.pipeline import default_baseline
+
+    assert default_baseline({"random-ft": False, "random": True, "random-b10": True}) == "random"
+    assert default_baseline({"random-ft": False, "random-ft2": False}) == "random-ft"
+    with pytest.raises(ValueError, match="no groups"):
+        default_baseline({})

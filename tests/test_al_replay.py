@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cfgp.al import ALSettings, History
+from cfgp.al import ALSettings, History, header_settings
 from cfgp.al_replay import background_rows, pool_rows, random_bands, replay_of, replay_target
 from cfgp.pipeline import ALGroup
 
@@ -160,3 +160,17 @@ def test_a_fine_tuned_replay_is_drawn_against_fine_tuned_random():
     assert band_for(ALSettings(strategy="entropy", batch_size=10).to_dict(), bands) == "random-b1-pool7195"
     assert band_for(ALSettings().to_dict(), bands[::-1]) == "random-b1-pool7195"  # the frozen one, not the first
     assert band_for({"strategy": "<script>"}, bands) == "random-b1-pool7195" and band_for({}, []) is None
+
+
+def test_committed_groups_count_seeds_per_label_and_say_which_were_fine_tuned():
+    """The replay menu in a lesson's words: one entry per group label with its seed count, sorted, fine-tuned
+    groups marked; on the shipped default's histories."""
+    from cfgp.al_replay import committed_groups
+
+    settings = [header_settings(History(p).read()[0], p).to_dict() for p in sorted(AL.glob("*.jsonl.gz"))]
+    groups = committed_groups(settings)
+    assert groups["entropy-b1-pool7195-ft150"] == (2, True) and groups["random-b1-pool7195-ft150"] == (2, True)
+    assert groups["random-b1-pool7195"][1] is False and groups["random-b1-pool7195"][0] >= 4
+    assert list(groups) == sorted(groups) and sum(n for n, _ in groups.values()) == len(settings)
+    with pytest.raises(TypeError):
+        committed_groups([{"no_such_setting": 1}])

@@ -22,6 +22,7 @@ import panel as pn
 import param
 
 from cfgp.al import ALSettings, labels_to_reach
+from cfgp.al_replay import committed_groups
 from cfgp.dashboard import untrusted
 from cfgp.dashboard.active_learning import precomputed
 from cfgp.dashboard.calibration import outlier_summary, split_view
@@ -157,15 +158,9 @@ def _outlier_step(data: ServerData) -> Step:
 def _other_runs(replays, shown: set[str]) -> str:
     """The committed run groups of the tab's menu beyond ``shown``, in words: label and seed count (what a
     fine-tuned label's "-ft" means said once)."""
-    seeds: dict[str, int] = {}
-    tuned = False
-    for rp in replays.values():
-        settings = ALSettings(**rp.settings)
-        label = al_label(settings)
-        if label not in shown:
-            seeds[label] = seeds.get(label, 0) + 1
-            tuned |= settings.finetune_every is not None
-    words = ", ".join(f"{label} ({n} seed{'s' if n != 1 else ''})" for label, n in sorted(seeds.items()))
+    groups = {k: v for k, v in committed_groups(rp.settings for rp in replays.values()).items() if k not in shown}
+    words = ", ".join(f"{label} ({n} seed{'s' if n != 1 else ''})" for label, (n, _) in groups.items())
+    tuned = any(t for _, t in groups.values())
     return words + ("; “-ftN”: MEGNet fine-tuned every N picks during the run" if tuned else "")
 
 
