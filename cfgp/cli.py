@@ -406,7 +406,22 @@ def cmd_family_report(args) -> int:
                       f"2σ coverage (NLL): τ_new {a['coverage_2sigma']:.3f} ({a['nll']:+.2f}), shipped floor "
                       f"{b['coverage_2sigma']:.3f} ({b['nll']:+.2f}), floor s_new {f['s_new_crossfit']:.3f} "
                       f"{c['coverage_2sigma']:.3f} ({c['nll']:+.2f})")
+    _print_scales_for_goal(out["scales_for_goal"])
     return 0
+
+
+def _print_scales_for_goal(goal: dict) -> None:
+    """The floors of the shipped rule, and the τ of τ·σ_GP, that give each held-out family a ±2σ coverage within
+    the goal, and the one value for all where there is one."""
+    def span(v):
+        return "none" if v is None else f"{v[0]:.3f}–{'∞' if v[1] is None else format(v[1], '.3f')}"
+
+    lo, hi = goal["goal"]
+    for shape, words in (("floor", "floor s (eV/atom) of max(τ_out·σ_GP, s)"), ("tau", "τ of τ·σ_GP")):
+        for part in ("pool", "test"):
+            per = goal[shape][part]
+            each = "; ".join(f"{k} {span(v)}" for k, v in per["families"].items())
+            print(f"{words} giving {part} 2σ coverage {lo:.2f}–{hi:.2f}: {each}; one for all: {span(per['common'])}")
 
 
 def cmd_al_compare(args) -> int:

@@ -155,7 +155,7 @@ def family_networks_report(folders: Iterable[str | Path], families: dict = HELD_
         out["reason"] = f"τ_new is cross-fitted over families: {len(fits)} scored, 2 needed"
         return out
     rep = crossfit_new_chemistry(fits, arrays, {k: families[k] for k in fits})
-    out["tau_new"], out["s_new"] = rep["tau_new"], rep["s_new"]
+    out["tau_new"], out["s_new"], out["scales_for_goal"] = rep["tau_new"], rep["s_new"], rep["scales_for_goal"]
     for key, f in rep["families"].items():
         out["families"][key] = {**summarise_family(f), "job": jobs[key]}
     return out

@@ -363,3 +363,17 @@ def test_option_defaults_are_the_library_constants():
     assert default("retrain-report", "bootstrap") == BOOTSTRAP
     assert (default("tsne", "perplexity"), default("tsne", "n_iter")) == (TSNESettings().perplexity, TSNESettings().n_iter)
     assert f"default {N_INDUCING:,}" in sub["fit"].format_help()
+
+
+def test_family_report_says_which_scales_meet_the_coverage_goal(capsys):
+    """The closing lines of `cfgp family-report`: per σ shape and part, each family's interval and the common one."""
+    from cfgp.cli import _print_scales_for_goal
+
+    per = {"pool": {"families": {"lanthanides": [0.438, 0.598], "s_oxides": None}, "common": None},
+           "test": {"families": {"lanthanides": [0.4, None]}, "common": [0.4, None]}}
+    _print_scales_for_goal({"goal": [0.9, 0.98], "floor": per, "tau": per})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    assert lines[0] == ("floor s (eV/atom) of max(τ_out·σ_GP, s) giving pool 2σ coverage 0.90–0.98: lanthanides "
+                        "0.438–0.598; s_oxides none; one for all: none")
+    assert lines[3].startswith("τ of τ·σ_GP giving test") and lines[3].endswith("one for all: 0.400–∞")

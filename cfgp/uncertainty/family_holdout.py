@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 from cfgp.gp import CFGP
 from cfgp.uncertainty.domain_model import DomainModel, DomainSettings
-from cfgp.uncertainty.sigma_calibration import SigmaCalibrator, predictive_metrics, scale_mle
+from cfgp.uncertainty.sigma_calibration import (SigmaCalibrator, predictive_metrics, scale_mle,
+                                                two_sigma_half_width)
 
 #: held-out families: name → (label, element symbols)
 LANTHANIDES = ("La", "Ce", "Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu")
@@ -36,6 +37,8 @@ HELD_OUT_FAMILIES = {
 }
 #: a family member is a "large error" when its |residual| exceeds this many times the in-domain MAE of the rest
 LARGE_ERROR = 3.0
+#: the ±2σ coverage a σ for new chemistry should give a held-out family: at least the first, at most the second
+GOAL_COVERAGE = (0.90, 0.98)
 
 
 def members(elements, symbols) -> np.ndarray:
@@ -118,6 +121,64 @@ def score_with_new_chemistry_floor(part: dict, floor: float, tau_out: float, df:
     return _score(part["mean"], part["y"], scale, df, part["sigma_raw"], part["check"], large)
 
 
+def within_goal(needed: np.ndarray, goal: tuple[float, float] = GOAL_COVERAGE) -> list[float] | None:
+    """Given the value of a scale parameter at which each member becomes covered (0: always, inf: never), the
+    interval of values giving a coverage within ``goal``: ``[lo, hi]`` (hi None: unbounded), or None."""
+    n = len(needed)
+    if n == 0:
+        return None
+    needed = np.sort(needed)
+    lo_count, hi_count = int(np.ceil(goal[0] * n - 1e-9)), int(np.floor(goal[1] * n + 1e-9))
+    lo = float(needed[lo_count - 1]) if lo_count > 0 else 0.0
+    if hi_count >= n:  # goal[1] = 1: nothing covers too much
+        return [lo, None] if np.isfinite(lo) else None
+    # coverage(v) = #(needed <= v) / n stays <= goal[1] while v < needed[hi_count]
+    hi = float(needed[hi_count])
+    if not np.isfinite(lo) or hi <= lo:
+        return None
+    return [lo, float(np.nextafter(hi, 0.0))]
+
+
+def _covered_by_others(part: dict, q: float) -> np.ndarray:
+    """The members that are not new chemistry: 0 where their own scale covers them, inf where nothing will."""
+    err = np.abs(part["mean"] - part["y"])
+    return np.where(err <= q * part["scale"], 0.0, np.inf)
+
+
+def floors_meeting(part: dict, tau_out: float, df: float | None,
+                   goal: tuple[float, float] = GOAL_COVERAGE) -> list[float] | None:
+    """The floors s (eV/atom) for which the shipped rule max(τ_out·σ_GP, s) gives ``part``'s members (a family's
+    pool or test arrays of :func:`hold_out_family`) a ±2σ coverage within ``goal``: ``[s_lo, s_hi]``, the smallest
+    floor that reaches goal[0] and the largest that stays at or below goal[1] (None: no upper limit, goal[1] = 1);
+    None when no floor does (e.g. when τ_out·σ_GP alone covers more than goal[1]). Members that are not new
+    chemistry keep their scale. Whether one floor can serve every family is where their intervals meet
+    (:func:`common_interval`)."""
+    q = two_sigma_half_width(df)
+    err = np.abs(part["mean"] - part["y"])
+    new = part["new_chemistry"]
+    needed = np.where(err <= q * tau_out * part["sigma_raw"], 0.0, err / q)
+    return within_goal(np.where(new, needed, _covered_by_others(part, q)), goal)
+
+
+def taus_meeting(part: dict, df: float | None, goal: tuple[float, float] = GOAL_COVERAGE) -> list[float] | None:
+    """The same for a scale τ·σ_GP on new chemistry (no floor): the values of τ that give ``part``'s members a
+    ±2σ coverage within ``goal``, or None."""
+    q = two_sigma_half_width(df)
+    needed = np.abs(part["mean"] - part["y"]) / (q * part["sigma_raw"])
+    return within_goal(np.where(part["new_chemistry"], needed, _covered_by_others(part, q)), goal)
+
+
+def common_interval(intervals) -> list[float] | None:
+    """Where intervals ``[lo, hi]`` (hi None: unbounded) all meet; None if one is None or they do not meet."""
+    intervals = list(intervals)
+    if not intervals or any(i is None for i in intervals):
+        return None
+    lo = max(i[0] for i in intervals)
+    his = [i[1] for i in intervals if i[1] is not None]
+    hi = min(his) if his else None
+    return None if hi is not None and hi < lo else [lo, hi]
+
+
 def crossfit_new_chemistry(fits: dict, arrays: dict, labels: dict) -> dict:
     """Each family's new chemistry scored with two scales fitted on the *other* families' held-out pool members
     only (so a family's score never saw it): τ_new·σ_GP (``*_fitted_new_chemistry``: σ as the GP sees it, scaled),
@@ -146,10 +207,26 @@ def crossfit_new_chemistry(fits: dict, arrays: dict, labels: dict) -> dict:
             large = f["large_error_threshold"]
             entry[part + "_fitted_new_chemistry"] = score_with_new_chemistry_scale(a, tau, df, large)
             entry[part + "_fitted_floor"] = score_with_new_chemistry_floor(a, floor, f["tau_out"], df, large)
+            entry[part + "_for_goal"] = {"floor": floors_meeting(a, f["tau_out"], df), "tau": taus_meeting(a, df)}
         out["families"][key] = entry
     df_all = next(iter(fits.values()))["df"]
     out["tau_new"] = new_chemistry_tau(np.concatenate([z_of[k][new_of[k]] for k in fits]), df_all)
     out["s_new"] = new_chemistry_tau(np.concatenate([r_of[k][new_of[k]] for k in fits]), df_all)
+    out["scales_for_goal"] = scales_for_goal(out["families"])
+    return out
+
+
+def scales_for_goal(families: dict) -> dict:
+    """Whether one scale gives every family a ±2σ coverage within :data:`GOAL_COVERAGE`, for the two shapes of σ
+    for new chemistry: the shipped rule max(τ_out·σ_GP, s) with one floor s (``floor``, eV/atom), and τ·σ_GP with
+    one τ (``tau``). Per family the interval of values that do on its pool members (the selection data) and where
+    they all meet (None: no single value does); the same on the test members, for the report."""
+    out: dict = {"goal": list(GOAL_COVERAGE)}
+    for shape in ("floor", "tau"):
+        out[shape] = {}
+        for part, name in (("selection", "pool"), ("test", "test")):
+            per = {k: f[part + "_for_goal"][shape] for k, f in families.items() if part + "_for_goal" in f}
+            out[shape][name] = {"families": per, "common": common_interval(per.values())}
     return out
 
 
@@ -181,6 +258,7 @@ def summarise_family(f: dict) -> dict:
             entry[name] = {k: fitted.get(k) for k in SUMMARY_KEYS}
             entry[name + "_floor"] = {k: f[part].get(k) for k in SUMMARY_KEYS}
             entry[name + "_fitted_floor"] = {k: f[part + "_fitted_floor"].get(k) for k in SUMMARY_KEYS}
+            entry[name + "_for_goal"] = f[part + "_for_goal"]
     return entry
 
 
@@ -190,7 +268,7 @@ def families_summary(run) -> dict:
     (the training-energy floor s₀) and with that rule's floor fitted on the other families; plus the τ_new and
     s_new fitted on all of them."""
     rep = family_report(run)
-    out = {"tau_new": rep["tau_new"], "s_new": rep["s_new"],
+    out = {"tau_new": rep["tau_new"], "s_new": rep["s_new"], "scales_for_goal": rep["scales_for_goal"],
            "network": "the run's (it saw the family's training materials): this measures the GP, the domain model "
                       "and σ"}
     for key, f in rep["families"].items():

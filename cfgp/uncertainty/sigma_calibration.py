@@ -53,6 +53,12 @@ def _ppf(q, df):
     return stats.norm.ppf(q) if df is None else stats.t.ppf(q, df)
 
 
+def two_sigma_half_width(df: float | None) -> float:
+    """Half-width, in scales, of the central 95.45 % interval of a Student-t of ``df`` (None: Gaussian, 2): a
+    material is inside its ±2σ when |error| ≤ this × its scale."""
+    return float(_ppf(0.5 + P2 / 2, df))
+
+
 class SigmaCalibrator:
     """Maps the GP's σ and a material's domain flags to a Student-t predictive scale (scikit-learn style).
 
@@ -107,7 +113,7 @@ class SigmaCalibrator:
     @property
     def two_sigma_factor(self) -> float:
         """sigma (2σ-equivalent) = scale × this factor."""
-        return float(_ppf(0.5 + P2 / 2, self.df_) / 2)
+        return two_sigma_half_width(self.df_) / 2
 
     def scale(self, sigma: np.ndarray, in_domain: np.ndarray, new_chemistry: np.ndarray,
               rare: np.ndarray | None = None) -> np.ndarray:
@@ -168,7 +174,7 @@ def predictive_metrics(y_pred, scale, y_true, df: float | None = None, num_bins:
         "n": int(len(err)),
         "mae": float(np.mean(np.abs(err))),
         "coverage_1sigma": float(np.mean(a <= _ppf(0.5 + P1 / 2, df))),
-        "coverage_2sigma": float(np.mean(a <= _ppf(0.5 + P2 / 2, df))),
+        "coverage_2sigma": float(np.mean(a <= two_sigma_half_width(df))),
         "miscalibration_area": area_from_diagonal(expected, observed),
         "nll": float(-np.mean(logpdf)),
     }

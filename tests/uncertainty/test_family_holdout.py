@@ -30,6 +30,16 @@ def test_cross_fitted_tau_never_sees_its_own_family(tiny_run):
     for key in fams:
         s = f[key]["selection_fitted_new_chemistry"]
         assert 0 <= s["coverage_2sigma"] <= 1 and np.isfinite(s["nll"])
+    # the scales that meet the coverage goal: per family as each family's own entry says, and where they meet
+    goal = rep["scales_for_goal"]
+    for shape in ("floor", "tau"):
+        per = goal[shape]["pool"]["families"]
+        assert per == {k: f[k]["selection_for_goal"][shape] for k in fams}
+        if all(per.values()):
+            lo, hi = max(v[0] for v in per.values()), min(v[1] for v in per.values())
+            assert goal[shape]["pool"]["common"] == ([lo, hi] if lo <= hi else None)
+        else:
+            assert goal[shape]["pool"]["common"] is None
 
 
 def test_the_fitted_floor_is_the_other_familys_residual_scale(tiny_run):
@@ -56,3 +66,51 @@ def test_the_fitted_floor_is_the_other_familys_residual_scale(tiny_run):
             float(np.mean(np.abs(own["mean"] - own["y"]) <= half)))
     assert min(rep["families"][k]["s_new_crossfit"] for k in fams) <= rep["s_new"] <= \
         max(rep["families"][k]["s_new_crossfit"] for k in fams)
+
+
+def test_floors_meeting_the_goal_bracket_coverage_on_the_family_itself(tiny_run):
+    """The interval of floors that put a held-out family's ±2σ coverage inside the goal: scored back with the
+    shipped rule, its ends give coverage within the goal and a floor just outside gives coverage outside it."""
+    from cfgp.uncertainty.family_holdout import GOAL_COVERAGE, floors_meeting, score_with_new_chemistry_floor
+
+    fit, parts = hold_out_family(tiny_run, ("Mn", "Fe", "Co", "Ni", "Cu", "Ti", "V", "Cr"))
+    sel, tau_out, df = parts["selection"], fit["tau_out"], fit["df"]
+
+    def coverage(floor):
+        return score_with_new_chemistry_floor(sel, floor, tau_out, df, 1.0)["coverage_2sigma"]
+
+    lo, hi = floors_meeting(sel, tau_out, df)
+    assert 0 <= lo <= hi
+    for floor in (lo, hi):
+        assert GOAL_COVERAGE[0] <= coverage(floor) <= GOAL_COVERAGE[1]
+    if lo > 0:
+        assert coverage(lo * (1 - 1e-6)) < GOAL_COVERAGE[0]
+    assert coverage(hi * (1 + 1e-6) + 1e-12) > GOAL_COVERAGE[1]
+    # a goal no floor can meet: τ_out·σ_GP alone covers more than an upper bound of 0
+    assert floors_meeting(sel, tau_out, df, goal=(0.0, 0.0)) is None or coverage(0.0) == 0.0
+    empty = {k: (v[:0] if isinstance(v, np.ndarray) else v) for k, v in sel.items()}
+    assert floors_meeting(empty, tau_out, df) is None
+
+
+def test_taus_meeting_the_goal_bracket_coverage_of_tau_sigma(tiny_run):
+    from cfgp.uncertainty.family_holdout import GOAL_COVERAGE, score_with_new_chemistry_scale, taus_meeting
+
+    fit, parts = hold_out_family(tiny_run, ("Mn", "Fe", "Co", "Ni", "Cu", "Ti", "V", "Cr"))
+    sel, df = parts["selection"], fit["df"]
+
+    def coverage(tau):
+        return score_with_new_chemistry_scale(sel, tau, df, 1.0)["coverage_2sigma"]
+
+    lo, hi = taus_meeting(sel, df)
+    assert 0 < lo <= hi
+    assert GOAL_COVERAGE[0] <= coverage(lo) <= coverage(hi) <= GOAL_COVERAGE[1]
+    assert coverage(lo * (1 - 1e-6)) < GOAL_COVERAGE[0] and coverage(hi * (1 + 1e-6)) > GOAL_COVERAGE[1]
+
+
+def test_common_interval_is_where_every_familys_floors_meet():
+    from cfgp.uncertainty.family_holdout import common_interval
+
+    assert common_interval([[0.1, 0.5], [0.3, 0.9]]) == [0.3, 0.5]
+    assert common_interval([[0.1, 0.2], [0.3, 0.9]]) is None
+    assert common_interval([[0.1, None], [0.3, 0.9]]) == [0.3, 0.9]
+    assert common_interval([[0.1, 0.5], None]) is None and common_interval([]) is None
