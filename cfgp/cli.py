@@ -383,6 +383,10 @@ def cmd_retrain_report(args) -> int:
                           f"[{b['ci95'][0]:+.4f}, {b['ci95'][1]:+.4f}] on {b['n_test']:,} materials")
     for r in report["not_converged"]:
         print(f"not converged (not scored): {r['dir']} ({r['epochs']} epochs)")
+    for r in report["in_progress"]:
+        best = "" if r["best_val_mae"] is None else f", best validation MAE {r['best_val_mae']:.4f} at {r['best_epoch']}"
+        print(f"still training (not scored): {r['dir']} (epoch {r['epochs']}{best}; the rule can stop it at epoch "
+              f"{r['earliest_stop']} at the earliest)")
     return 0
 
 

@@ -19,7 +19,7 @@ from cfgp.al_metrics import paired_summary
 from cfgp.artefacts import read_json
 from cfgp.featurize import training_seconds
 from cfgp.pipeline import Run, load_gp, predict_rows
-from cfgp.retrain import RESULT_FILE
+from cfgp.retrain import PATIENCE, RESULT_FILE
 
 #: what each run reports and the report pairs (lower is better for all but coverage)
 METRICS = ("mae", "coverage_2sigma", "miscalibration_area", "pool_scored_mae")
@@ -39,6 +39,24 @@ def finished_retrains(root: str | Path) -> list[dict]:
                 result["train_seconds"] = training_seconds(history)
                 result["train_cpu_seconds"] = training_seconds(history, "cpu_seconds")
             out.append({**result, "dir": str(path.parent)})
+    return out
+
+
+def unfinished_retrains(root: str | Path) -> list[dict]:
+    """Retrain folders under ``root`` still training (a checkpoint, no ``retrain.json``), sorted by path: the
+    epoch reached, the best validation MAE and its epoch, and the earliest epoch the stopping rule can end it."""
+    out = []
+    for state_path in sorted(Path(root).rglob("training/train_state.json")):
+        folder = state_path.parent.parent
+        if (folder / RESULT_FILE).exists():
+            continue
+        state = read_json(state_path)
+        if not isinstance(state, dict):
+            continue
+        plateau = state.get("plateau_epoch")
+        out.append({"dir": str(folder), "epochs": state.get("epoch"), "best_epoch": state.get("best_epoch"),
+                    "best_val_mae": state.get("best_val_mae"),
+                    "earliest_stop": None if plateau is None else plateau + PATIENCE})
     return out
 
 
@@ -69,7 +87,8 @@ def retrain_report(root: str | Path, baseline: str = "random", bootstrap: int = 
     against ``baseline`` (strategy − baseline; negative MAE means the strategy is better). ``bootstrap=0`` leaves
     out the test-set bootstrap (it re-predicts each run's test materials: ~1 min per run on 2 cores)."""
     runs = finished_retrains(root)
-    report: dict = {"root": str(root), "baseline": baseline, "not_converged": [], "picks": {}}
+    report: dict = {"root": str(root), "baseline": baseline, "not_converged": [],
+                    "in_progress": unfinished_retrains(root), "picks": {}}
     by: dict[int, dict[str, dict[int, dict]]] = {}
     for r in runs:
         if not r.get("converged"):

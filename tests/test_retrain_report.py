@@ -91,3 +91,27 @@ def test_cli_prints_the_report(results_only, capsys):
     assert main(["retrain-report", str(results_only), "--bootstrap", "0"]) == 0
     text = capsys.readouterr().out
     assert "1,500 picks" in text and "− random: test MAE" in text and "paper's protocol" in text
+
+
+def test_a_job_still_training_is_listed_with_where_it_stands_and_not_scored(results_only, capsys):
+    """A folder with a checkpoint and no result yet (a queue mid-run): its epoch, best and earliest stop, from a
+    real committed training state; a finished job's checkpoint is not listed again."""
+    from cfgp.cli import main
+    from cfgp.retrain import PATIENCE
+
+    state = json.loads((P1500 / "entropy-s2-warm" / "training" / "train_state.json").read_text())
+    state.update(finished=False, reason="")
+    for name in ("busy", "entropy-s0-warm"):
+        (results_only / "p1500" / name / "training").mkdir(parents=True, exist_ok=True)
+        (results_only / "p1500" / name / "training" / "train_state.json").write_text(json.dumps(state))
+    rep = retrain_report(results_only, bootstrap=0)
+    assert [Path(r["dir"]).name for r in rep["in_progress"]] == ["busy"]
+    busy = rep["in_progress"][0]
+    assert busy["epochs"] == state["epoch"] and busy["best_val_mae"] == state["best_val_mae"]
+    assert busy["earliest_stop"] == state["plateau_epoch"] + PATIENCE
+    assert all(Path(r["dir"]).name != "busy" for r in finished_retrains(results_only))
+    assert main(["retrain-report", str(results_only), "--bootstrap", "0"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("still training")]
+    assert line == [f"still training (not scored): {results_only / 'p1500' / 'busy'} (epoch {state['epoch']}, best "
+                    f"validation MAE {state['best_val_mae']:.4f} at {state['best_epoch']}; the rule can stop it at "
+                    f"epoch {state['plateau_epoch'] + PATIENCE} at the earliest)"]
