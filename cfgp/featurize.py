@@ -91,6 +91,18 @@ class TrainState:
     plateau_val_mae: float = float("inf")
 
 
+def training_progress(state: dict, patience: int) -> dict:
+    """Where a training stands, from its saved state (``training/train_state.json`` as a dict): the epoch reached,
+    the best validation MAE and its epoch, the epoch the stopping rule counts from (``plateau_epoch``: the last
+    improvement by the rule's margin) and the earliest epoch at which a rule of ``patience`` can stop it (None once
+    finished); read by the reports of jobs still training."""
+    plateau = state.get("plateau_epoch")
+    return {"epoch": state.get("epoch"), "best_epoch": state.get("best_epoch"),
+            "best_val_mae": state.get("best_val_mae"), "plateau_epoch": plateau,
+            "earliest_stop": None if state.get("finished") or plateau is None else plateau + patience,
+            "finished": state.get("finished"), "reason": state.get("reason")}
+
+
 def training_seconds(history: list[dict], key: str = "seconds") -> float | None:
     """Seconds of training summed over every sitting of a resumed run: wall-clock (``seconds``, which counts a
     paused process's pause too) or the process's CPU time (``cpu_seconds``, all its threads; not counted while it

@@ -17,7 +17,7 @@ import numpy as np
 
 from cfgp.al_metrics import paired_summary
 from cfgp.artefacts import read_json
-from cfgp.featurize import training_seconds
+from cfgp.featurize import training_progress, training_seconds
 from cfgp.pipeline import Run, load_gp, predict_rows
 from cfgp.retrain import PATIENCE, RESULT_FILE
 
@@ -53,10 +53,9 @@ def unfinished_retrains(root: str | Path) -> list[dict]:
         state = read_json(state_path)
         if not isinstance(state, dict):
             continue
-        plateau = state.get("plateau_epoch")
-        out.append({"dir": str(folder), "epochs": state.get("epoch"), "best_epoch": state.get("best_epoch"),
-                    "best_val_mae": state.get("best_val_mae"),
-                    "earliest_stop": None if plateau is None else plateau + PATIENCE})
+        p = training_progress(state, PATIENCE)
+        out.append({"dir": str(folder), "epochs": p["epoch"], "best_epoch": p["best_epoch"],
+                    "best_val_mae": p["best_val_mae"], "earliest_stop": p["earliest_stop"]})
     return out
 
 

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from cfgp.featurize import training_seconds
+from cfgp.featurize import training_progress, training_seconds
 from cfgp.retrain import PATIENCE
 
 HERE = Path(__file__).resolve().parent
@@ -29,11 +29,9 @@ def job_progress(folder: Path) -> dict:
     run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
     patience = run.get("family_network", {}).get("rule", {}).get("patience", PATIENCE)
     history = state.get("history", [])
-    plateau = state.get("plateau_epoch")
-    return {"job": job, "epoch": state.get("epoch"), "best_val_mae": round(state.get("best_val_mae") or float("nan"), 4),
-            "best_epoch": state.get("best_epoch"), "plateau_epoch": plateau,
-            "earliest_stop": None if state.get("finished") or plateau is None else plateau + patience,
-            "finished": state.get("finished"), "reason": state.get("reason"),
+    p = training_progress(state, patience)
+    return {"job": job, "epoch": p["epoch"], "best_val_mae": round(p["best_val_mae"] or float("nan"), 4),
+            **{k: p[k] for k in ("best_epoch", "plateau_epoch", "earliest_stop", "finished", "reason")},
             "train_seconds": training_seconds(history), "train_cpu_seconds": training_seconds(history, "cpu_seconds")}
 
 

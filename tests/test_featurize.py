@@ -154,3 +154,14 @@ def test_training_seconds_add_up_every_sitting_of_a_resumed_run():
     # CPU time is summed the same way; an epoch log from before it was logged gives no CPU figure, not a wrong one
     assert training_seconds([{**h, "cpu_seconds": h["seconds"] / 2} for h in history], "cpu_seconds") == 33.5
     assert training_seconds(history, "cpu_seconds") is None
+
+
+def test_training_progress_says_when_the_rule_can_stop_a_run_and_nothing_once_finished():
+    from cfgp.featurize import training_progress
+
+    state = {"epoch": 120, "best_epoch": 90, "best_val_mae": 0.07, "plateau_epoch": 80, "finished": False,
+             "reason": ""}
+    p = training_progress(state, patience=100)
+    assert p["earliest_stop"] == 180 and p["epoch"] == 120 and p["best_val_mae"] == 0.07
+    assert training_progress({**state, "finished": True, "reason": "early stop"}, 100)["earliest_stop"] is None
+    assert training_progress({"epoch": 0}, 100)["earliest_stop"] is None

@@ -22,13 +22,13 @@ import panel as pn
 import param
 
 from cfgp.al import ALSettings, labels_to_reach
-from cfgp.al_replay import committed_groups
+from cfgp.al_replay import band_for, committed_groups
 from cfgp.dashboard import untrusted
 from cfgp.dashboard.active_learning import precomputed
 from cfgp.dashboard.calibration import outlier_summary, split_view
 from cfgp.dashboard.shared import ServerData
 from cfgp.dashboard.view_state import DashboardParts, ViewSync, as_text, parse_int, soon
-from cfgp.pipeline import al_label, random_twin
+from cfgp.pipeline import al_label
 from cfgp.results import phosphate_verdict
 
 
@@ -180,10 +180,9 @@ def _al_step(data: ServerData) -> Step:
                     shows, ("al-controls", "al-figures"))
     batch, seed, stem = entropy[0]
     rp = pre.replays[stem]
-    # the random runs of the same batch size, pool and refit, from the replay's recorded settings
-    twin = random_twin(ALSettings(**rp.settings))
-    bands = [b for b in pre.bands if b["label"] == twin]
-    band = bands[0] if bands else (pre.bands[0] if pre.bands else None)
+    # the random runs it is drawn against in the tab: the same settings where committed, else the frozen baseline
+    label = band_for(rp.settings, pre.bands)
+    band = next((b for b in pre.bands if b["label"] == label), None)
     cycle = rp.n_cycles
     text = (f"Which material should the next (expensive) DFT calculation be spent on? **Entropy** sampling asks for "
             f"the pool oxide with the largest σ, adds its DFT value and updates the GP; **random** picks any. Both "
@@ -217,7 +216,7 @@ def _al_step(data: ServerData) -> Step:
     else:
         text += (f"After {int(rp.labels[-1]):,} more labels, entropy reaches {_f(float(rp.mae[-1]))} eV/atom "
                  f"(no committed random run to compare with).")
-    others = _other_runs(pre.replays, {al_label(ALSettings(**rp.settings)), twin})
+    others = _other_runs(pre.replays, {al_label(ALSettings(**rp.settings)), label})
     text += " Press Play to replay it, or pick another run" + (f": the menu also holds {others}." if others else ".")
     view = {"tab": "al", "al": "replay", "strategy": "entropy", "seed": str(seed), "batch": str(batch),
             "cycle": str(cycle), "material": ""}
