@@ -21,12 +21,17 @@ OUT=experiments/family-networks
 families=("$@")
 [ ${#families[@]} -eq 0 ] && families=(lanthanides actinides p_oxides 4d_metals halogen_oxides s_oxides)
 mkdir -p "$OUT/logs"
+# a checkout without the venv would otherwise "run" every job in a second and log it as ended
+[ -x .venv/bin/cfgp ] || { echo "$(date -u +%FT%TZ) no .venv/bin/cfgp: install first (README)"; exit 1; }
 for family in "${families[@]}"; do
   (
     flock -n 9 || { echo "$(date -u +%FT%TZ) skip $family (another queue trains it)"; exit 0; }
     echo "$(date -u +%FT%TZ) start $family"
+    # the JSON record is replaced only by a run that succeeded; rc is read before $(date) resets $?
     .venv/bin/cfgp family-network --run data/default --family "$family" --out "$OUT/$family" --json \
-      > "$OUT/logs/$family.json" 2>> "$OUT/logs/$family.err"
-    echo "$(date -u +%FT%TZ) end $family rc=$?"
+      > "$OUT/logs/$family.json.part" 2>> "$OUT/logs/$family.err"
+    rc=$?
+    [ $rc -eq 0 ] && mv "$OUT/logs/$family.json.part" "$OUT/logs/$family.json" || rm -f "$OUT/logs/$family.json.part"
+    echo "$(date -u +%FT%TZ) end $family rc=$rc"
   ) 9> "$OUT/logs/$family.lock"
 done

@@ -12,6 +12,8 @@ export TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
 # 20.5 s with the default (benchmarks/epoch_cost.py --configs 5A-b32 5A-b32-1thread --concurrent 4 --n 300 --epochs 4)
 export TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 CFGP=.venv/bin/cfgp
+# a checkout without the venv would otherwise "run" every job in a second and log it as ended
+[ -x "$CFGP" ] || { echo "$(date -u +%FT%TZ) no $CFGP: install first (README)"; exit 1; }
 OUT=experiments/paper-scale
 AL=data/default/al
 job() {  # job NAME HISTORY PICKS SEED [--warm-start]
@@ -21,9 +23,12 @@ job() {  # job NAME HISTORY PICKS SEED [--warm-start]
   (
     flock -n 9 || { echo "$(date -u +%FT%TZ) skip $name (another queue trains it)"; exit 0; }
     echo "$(date -u +%FT%TZ) start $name"
+    # the job's JSON record is replaced only by a run that succeeded; rc is read before $(date) resets $?
     $CFGP retrain --run data/default --history "$hist" --out "$OUT/$name" --picks "$picks" --seed "$seed" "$@" \
-      --json > "$log.json" 2>> "$log.err"
-    echo "$(date -u +%FT%TZ) end $name rc=$?"
+      --json > "$log.json.part" 2>> "$log.err"
+    rc=$?
+    [ $rc -eq 0 ] && mv "$log.json.part" "$log.json" || rm -f "$log.json.part"
+    echo "$(date -u +%FT%TZ) end $name rc=$rc"
   ) 9> "$log.lock"
 }
 # warm start against scratch on one pair, at convergence (issue: ship the cheaper at equal accuracy)
