@@ -52,9 +52,18 @@ def repo_path(path: str | Path) -> str:
         return str(path.resolve())
 
 
-def _data_path(run: dict) -> Path:
-    p = Path(run["data"])
+def from_repo_path(path: str | Path) -> Path:
+    """The inverse of :func:`repo_path`: a path written in committed settings, relative to the repository root."""
+    p = Path(path)
     return p if p.is_absolute() else DEFAULT_DATASET.parent.parent / p
+
+
+def _data_path(run: dict) -> Path:
+    return from_repo_path(run["data"])
+
+
+# the settings blocks of runs made from another run (``cfgp retrain``, ``cfgp family-network``); each names its base
+DERIVED_RUN_BLOCKS = ("retrain", "family_network")
 
 
 class Run:
@@ -127,14 +136,29 @@ class Run:
             self._materials = materials
         return self._materials
 
+    @property
+    def base_run_dir(self) -> Path | None:
+        """The run this one was made from (a retrain or a family network names it in run.json), else None."""
+        for key in DERIVED_RUN_BLOCKS:
+            base = (self.settings.get(key) or {}).get("base_run")
+            if base:
+                return from_repo_path(base)
+        return None
+
     def motifs(self, materials: Materials | None = None) -> dict[str, dict]:
         """P-site motifs per material id (:mod:`cfgp.motifs`): from the run's motifs.json when it was made from
-        this data file, else computed here in memory (a reader never writes; ``init_run`` stores them)."""
-        path = self.path(MOTIFS_FILE)
-        if path.exists():
-            saved = read_json(path)
-            if saved.get("data_sha256") == self.settings.get("data_sha256"):
-                return saved["motifs"]
+        this data file, else from its base run's (a retrain or family network shares its base's data), else
+        computed here in memory (a reader never writes; ``init_run`` stores them). Computing them takes minutes
+        on the 16,394 oxides, so a derived run must not do it again at every load."""
+        paths = [self.path(MOTIFS_FILE)]
+        base = self.base_run_dir
+        if base is not None and (base / RUN_FILE).exists():
+            paths.append(Run(base).path(MOTIFS_FILE))
+        for path in paths:
+            if path.exists():
+                saved = read_json(path)
+                if saved.get("data_sha256") == self.settings.get("data_sha256"):
+                    return saved["motifs"]
         m = materials if materials is not None else self.materials
         return material_motifs(m.structure, m.ids, m.frame["contains_p"].to_numpy(bool))
 

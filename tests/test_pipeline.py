@@ -170,3 +170,31 @@ def test_a_history_is_read_through_the_bounded_reader(tmp_path):
             History(big).read()
     finally:
         cfgp.al.HISTORY_MAX_BYTES = limit
+
+
+@pytest.mark.parametrize("block", ["retrain", "family_network"])
+def test_a_derived_run_reads_its_base_runs_motifs_instead_of_computing_them(tiny_run, tmp_path, block):
+    """A retrain or family network shares its base's data, so the base's stored motifs serve it (computing them
+    took 250 s on the default's oxides); a base stored for other data is not used."""
+    import shutil
+
+    from cfgp.pipeline import repo_path
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_run.dir, base)
+    saved = json.loads((base / "motifs.json").read_text())
+    pid = next(i for i, v in saved["motifs"].items() if v.get("motif") == "PO4")
+    saved["motifs"][pid] = {**saved["motifs"][pid], "motif": "HPO3"}  # a value only the base's file holds
+    (base / "motifs.json").write_text(json.dumps(saved))
+    derived = tmp_path / "derived"
+    derived.mkdir()
+    (derived / RUN_FILE).write_text(json.dumps({**tiny_run.settings, block: {"base_run": repo_path(base)}}))
+    shutil.copy(base / "split.json", derived / "split.json")
+    run = Run(derived)
+    assert run.base_run_dir == base.resolve()
+    assert run.motifs() == saved["motifs"]
+    assert run.materials.frame.set_index("material_id").loc[pid, "p_motif"] == "HPO3"
+    # the base's file made from other data: computed from the structures (the real motif comes back)
+    (base / "motifs.json").write_text(json.dumps({**saved, "data_sha256": "other"}))
+    assert Run(derived).motifs()[pid]["motif"] == "PO4"
+    assert not (derived / "motifs.json").exists()  # a reader never writes

@@ -72,7 +72,7 @@ def test_bootstrap_of_a_paired_difference():
 @pytest.mark.slow
 def test_bootstrap_on_the_committed_retrains_reproduces_their_test_mae():
     """Re-predicting the two seed-0 retrains' test materials gives the MAE each recorded, so the bootstrap pairs
-    the very errors behind the reported figures (~2 min)."""
+    the very errors behind the reported figures (~20 s)."""
     from cfgp.retrain_report import errors_on_test
 
     e, r = (errors_on_test(P1500 / job) for job in ("entropy-s0-warm", "random-s0-warm"))
