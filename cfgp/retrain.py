@@ -4,7 +4,8 @@ Active learning with frozen latents can only reweight what the network already r
 headline (test MAE 0.0277 eV/atom) comes after re-training the network on 1,800 + 6,000 picked materials.
 :func:`retrain` makes that a run of its own, next to the base run:
 
-    out/run.json     the base run's data settings plus a ``retrain`` block (base, history, picks, warm start)
+    out/run.json     the base run's data settings plus a ``retrain`` block (base, history, picks, warm start);
+                     the run reads the base's stored P-site motifs through it (same data, never recomputed)
     out/split.json   train = base train + the first ``picks`` picks; pool = the rest; test unchanged
     out/training/    MEGNet checkpoints (resumable, like ``cfgp train``)
     out/retrain.json the result: strategy, seed, picks, epochs, best epoch, training MAE there, whether the
