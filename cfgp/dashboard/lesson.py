@@ -260,9 +260,17 @@ PANEL_WIDTH = "clamp(320px, 25vw, 440px)"
 #: Scroll the page so that the views a step talks about (elements with the CSS classes in the value, before "|")
 #: are inside the window beside the lesson panel, once they are drawn and their boxes stop moving, with the least
 #: scroll. Class names come from the lesson's own steps, never from a user.
+#: Only the newest step scrolls: waiting for its views to settle takes up to a few seconds, and an older step's
+#: wait that ended after the class had moved on scrolled the page under the pointer (the sticky panel's buttons
+#: moved by ~90 px as a click landed, and the click was lost). The page's root element carries
+#: ``data-lesson-scroll="busy|done <value>"``: "done" once this step's scroll is over, so that a script (and the
+#: browser tests) can wait for the page to come to rest before it clicks.
 SCROLL_JS = """
-const classes = cb_obj.value.split('|')[0].split(' ').filter(Boolean);
-if (!classes.length) return;
+const mine = cb_obj.value, page = document.documentElement;
+const classes = mine.split('|')[0].split(' ').filter(Boolean);
+page.dataset.lessonScroll = 'busy ' + mine;
+const done = () => { if (page.dataset.lessonScroll === 'busy ' + mine) page.dataset.lessonScroll = 'done ' + mine; };
+if (!classes.length) { done(); return; }
 const findEl = (root, css) => { for (const el of root.querySelectorAll('*')) {
     if (el.classList && el.classList.contains(css)) { const r = el.getBoundingClientRect();
       if (r.width > 0 && r.height > 0) return el; }
@@ -271,13 +279,14 @@ const findEl = (root, css) => { for (const el of root.querySelectorAll('*')) {
 const find = (root, css) => { const e = findEl(root, css); return e ? e.getBoundingClientRect() : null; };
 let tries = 0, last = null;
 const go = () => {
+  if (page.dataset.lessonScroll !== 'busy ' + mine) return;  // a newer step took over
   const boxes = classes.map(c => find(document, c)).filter(Boolean);
   const key = boxes.map(r => [r.top, r.height].join(',')).join(';');
   if ((boxes.length < classes.length || key !== last) && ++tries < 60) { last = key; setTimeout(go, 150); return; }
-  if (!boxes.length) return;
+  if (!boxes.length) { done(); return; }
   const top = Math.min(...boxes.map(r => r.top)), bottom = Math.max(...boxes.map(r => r.bottom));
   const h = window.innerHeight;
-  if (top >= 0 && bottom <= h) return;
+  if (top >= 0 && bottom <= h) { done(); return; }
   // the least scroll that shows them all (their top, if they are taller than the window)
   const by = (top < 0 || bottom - top > h - 12) ? top - 6 : bottom - h + 6;
   // near the page's end the page cannot scroll that far: lengthen the row of lesson and tabs (the box the lesson
@@ -286,6 +295,7 @@ const go = () => {
   const panel = findEl(document, 'lesson-panel'), row = panel ? panel.getRootNode().host : null;
   if (row && by > room) row.style.paddingBottom = Math.ceil(by - room + 2) + 'px';
   window.scrollBy({top: by, left: 0, behavior: 'instant'});
+  done();
 };
 setTimeout(go, 150);
 """

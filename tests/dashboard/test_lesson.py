@@ -91,6 +91,14 @@ def _check_step(page, i, step, n):
     q = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).query))
     assert wait_for(page, lambda: dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).query)).get("lesson")
                     == str(i + 1), 20), (page.url, q)
+    # a class reads the step before it clicks on: the step's scroll is over (a click while the page moved under
+    # the pointer was lost)
+    assert wait_for(page, lambda: (page.evaluate(SCROLL_STATE) or "").startswith("done "), 20), \
+        page.evaluate(SCROLL_STATE)
+
+
+#: the state SCROLL_JS leaves on the page: "busy <value>" while a step's views are waited for, "done <value>" after
+SCROLL_STATE = "() => document.documentElement.dataset.lessonScroll"
 
 
 def test_the_lesson_walks_forward_and_back(open_page, server, steps):
