@@ -152,16 +152,32 @@ def _structure(cell: list[float], symbols: list[str], labels: list[str], coords:
     return Structure(lattice, [symbols[i] for i in order], wrapped[order], labels=[labels[i] for i in order])
 
 
-def structure_digest(structure) -> str:
-    """A short hash of a structure, site by site and bit for bit: lattice matrix, species, fractional coordinates
-    and labels. Equal digests mean the same ``Structure`` exactly, which is what the fast path promises."""
+#: binary places of the lattice matrix (in Å) in a digest that is kept and compared on other machines: the matrix
+#: comes from the CIF's cell angles through NumPy's sin and cos, whose last bit differs between CPUs (AVX-512 and AVX2
+#: kernels; 1,187 of the shipped hexagonal and monoclinic cells differ so), while parsing and wrapping the coordinates
+#: is exact IEEE arithmetic everywhere. The step, 2⁻²⁰ Å ≈ 1e-6 Å, is far above those bits and far below any
+#: difference between crystals; it is binary because a decimal step puts entries exactly on its rounding boundary
+#: (half of a cell length given to 6 decimals, the x of a hexagonal cell's b, ends in 5 at the 7th).
+PORTABLE_LATTICE_BITS = 20
+
+
+def structure_digest(structure, lattice_bits: int | None = None) -> str:
+    """A short hash of a structure, site by site: lattice matrix, species, fractional coordinates and labels.
+
+    Bit for bit by default: equal digests mean the same ``Structure`` exactly, which is what the fast path promises
+    on the machine it runs on. With ``lattice_bits`` (:data:`PORTABLE_LATTICE_BITS` for a stored reference) the
+    lattice matrix is rounded to that many binary places first, so that a digest made on one CPU matches the same structure built on another.
+    """
     import hashlib
 
-    h = hashlib.sha256(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
+    matrix = np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64)
+    if lattice_bits is not None:  # scaling by a power of two is exact; + 0.0: a rounded −0.0 hashes as 0.0
+        matrix = np.round(matrix * 2.0 ** lattice_bits) + 0.0
+    h = hashlib.sha256(matrix.tobytes())
     h.update("|".join(site.species_string for site in structure).encode())
     h.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
     h.update("|".join(str(site.label) for site in structure).encode())
     return h.hexdigest()[:16]
 
 
-__all__ = ["read_plain_p1", "structure_digest", "KNOWN_TAGS"]
+__all__ = ["read_plain_p1", "structure_digest", "KNOWN_TAGS", "PORTABLE_LATTICE_BITS"]
