@@ -19,10 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from cfgp.artefacts import read_json, refuse_shipped_write, write_json
+from cfgp.artefacts import read_json, write_json
 from cfgp.data import DataError
 from cfgp.featurize import SETTINGS_FILE, MEGNetSettings, training_seconds
-from cfgp.pipeline import RUN_FILE, SPLIT_FILE, Run, featurize, repo_path, train_megnet
+from cfgp.pipeline import Run, derived_run, featurize, repo_path, train_megnet
 from cfgp.retrain import MAX_EPOCHS, MIN_REL_IMPROVEMENT, PATIENCE, early_stopping_ids, train_mae_at
 from cfgp.uncertainty.family_holdout import (HELD_OUT_FAMILIES, SUMMARY_KEYS, crossfit_new_chemistry, family_report,
                                              hold_out_family, members, score_with_new_chemistry_scale,
@@ -43,19 +43,7 @@ def family_run(base: Run, family: str, out: str | Path, seed: int | None = None,
     seed = base.settings["split"]["seed"] if seed is None else seed
     block = {"base_run": repo_path(base.dir), "held_out_family": family, "seed": seed,
              "rule": {"max_epochs": MAX_EPOCHS, "patience": PATIENCE, "min_rel_improvement": MIN_REL_IMPROVEMENT}}
-    if (out / RUN_FILE).exists():
-        saved = read_json(out / RUN_FILE).get("family_network")
-        if saved != block:
-            raise ValueError(f"{out} holds a family network of other settings {saved}; choose another --out")
-        return Run(out)
-    refuse_shipped_write(out)  # before the folder is made: nothing may appear inside data/default
-    out.mkdir(parents=True, exist_ok=True)
-    train = sp.train[~fam[sp.train]]
-    saved = read_json(base.dir / SPLIT_FILE)
-    write_json(out / SPLIT_FILE, {"settings": saved["settings"], "train": m.ids[train].tolist(),
-                                  "pool": m.ids[sp.pool].tolist(), "test": m.ids[sp.test].tolist()})
-    write_json(out / RUN_FILE, {**base.settings, "family_network": block})
-    return Run(out)
+    return derived_run(base, out, "family_network", block, sp.train[~fam[sp.train]], sp.pool)
 
 
 def early_stopping_without(base: Run, symbols) -> list[str]:

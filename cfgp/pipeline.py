@@ -22,14 +22,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from cfgp.al import (GZIP_SUFFIX, ActiveLearner, ALSettings, History, HistoryError, history_name, pool_positions,
                      run_history, same_run)
-from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, default_overlay, is_shipped_default, read_json, save_npz,
-                            write_json)
+from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, default_overlay, is_shipped_default, read_json,
+                            refuse_shipped_write, save_npz, write_json)
 from cfgp.data import DEFAULT_DATASET, DEFAULT_ENERGY_WINDOW, Materials, dataset_sha256, load_materials
 from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings, TrainState
 from cfgp.gp import CFGP, device_label
@@ -64,6 +64,34 @@ def _data_path(run: dict) -> Path:
 
 # the settings blocks of runs made from another run (``cfgp retrain``, ``cfgp family-network``); each names its base
 DERIVED_RUN_BLOCKS = ("retrain", "family_network")
+
+
+def derived_run(base: "Run", out: str | Path, kind: str, block: dict, train: np.ndarray, pool: np.ndarray,
+                same: Callable[[dict | None], dict | None] = lambda b: b) -> "Run":
+    """Create (or check, when resuming) a run folder made from ``base``: ``train`` and ``pool`` (row positions in
+    ``base``'s materials) with ``base``'s test split, and ``base``'s settings plus ``block`` under ``kind`` (one of
+    :data:`DERIVED_RUN_BLOCKS`; the block names its base in ``base_run``).
+
+    A folder that already holds ``kind`` with other settings (compared through ``same``) is refused, so that a
+    resumed job never mixes two experiments; nothing is written inside the shipped default.
+    """
+    if kind not in DERIVED_RUN_BLOCKS:
+        raise ValueError(f"unknown kind of derived run {kind!r}; one of {', '.join(DERIVED_RUN_BLOCKS)}")
+    out = Path(out)
+    if (out / RUN_FILE).exists():
+        saved = read_json(out / RUN_FILE).get(kind)
+        if same(saved) != same(block):
+            raise ValueError(f"{out} holds a {kind.replace('_', ' ')} with other settings {saved}; choose another "
+                             "--out")
+        return Run(out)
+    refuse_shipped_write(out)  # before the folder is made: nothing may appear inside data/default
+    out.mkdir(parents=True, exist_ok=True)
+    m = base.materials
+    saved = read_json(base.dir / SPLIT_FILE)
+    write_json(out / SPLIT_FILE, {"settings": saved["settings"], "train": m.ids[train].tolist(),
+                                  "pool": m.ids[pool].tolist(), "test": m.ids[base.split.test].tolist()})
+    write_json(out / RUN_FILE, {**base.settings, kind: block})
+    return Run(out)
 
 
 class Run:

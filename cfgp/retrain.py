@@ -28,9 +28,9 @@ import numpy as np
 from cfgp.al import ALSettings, History, history_name
 from cfgp.artefacts import read_json, refuse_shipped_write, write_json
 from cfgp.featurize import SETTINGS_FILE, MEGNetSettings, training_seconds
-from cfgp.pipeline import (LATENTS_FILE, RUN_FILE, SPLIT_FILE, TRAIN_MAX_EPOCHS, TRAIN_MIN_REL_IMPROVEMENT,
-                           TRAIN_PATIENCE, Run, al_pool_ids, evaluate, featurize, fit_gp, held_out_positions,
-                           repo_path, train_megnet)
+from cfgp.pipeline import (LATENTS_FILE, TRAIN_MAX_EPOCHS, TRAIN_MIN_REL_IMPROVEMENT, TRAIN_PATIENCE, Run,
+                           al_pool_ids, derived_run, evaluate, featurize, fit_gp, held_out_positions, repo_path,
+                           train_megnet)
 
 RESULT_FILE = "retrain.json"
 
@@ -70,20 +70,8 @@ def _retrain_folder(base: Run, history, out: Path, header: dict, ids: list[str],
     block = {"base_run": repo_path(base.dir), "history": repo_path(history), "strategy": header["settings"]["strategy"],
              "al_seed": header["settings"]["seed"], "picks": len(ids), "warm_start": warm_start, "seed": seed,
              "early_stopping": EARLY_STOPPING}
-    if (out / RUN_FILE).exists():
-        saved = read_json(out / RUN_FILE).get("retrain")
-        if _same_history(saved) != _same_history(block):
-            raise ValueError(f"{out} holds a retrain with other settings {saved}; choose another --out")
-        return Run(out)
-    refuse_shipped_write(out)  # before the folder is made: nothing may appear inside data/default
-    out.mkdir(parents=True, exist_ok=True)
-    train = np.union1d(sp.train, pick_rows)
-    pool = np.setdiff1d(sp.pool, pick_rows)
-    saved = read_json(base.dir / SPLIT_FILE)
-    write_json(out / SPLIT_FILE, {"settings": saved["settings"], "train": m.ids[train].tolist(),
-                                  "pool": m.ids[pool].tolist(), "test": m.ids[sp.test].tolist()})
-    write_json(out / RUN_FILE, {**base.settings, "retrain": block})
-    return Run(out)
+    return derived_run(base, out, "retrain", block, np.union1d(sp.train, pick_rows), np.setdiff1d(sp.pool, pick_rows),
+                       same=_same_history)
 
 
 def _same_history(block: dict | None) -> dict | None:
