@@ -198,3 +198,30 @@ def test_a_derived_run_reads_its_base_runs_motifs_instead_of_computing_them(tiny
     (base / "motifs.json").write_text(json.dumps({**saved, "data_sha256": "other"}))
     assert Run(derived).motifs()[pid]["motif"] == "PO4"
     assert not (derived / "motifs.json").exists()  # a reader never writes
+
+
+def test_a_derived_run_folder_holds_its_rows_and_block_and_refuses_other_settings(tiny_run, tmp_path):
+    """``derived_run`` (behind ``cfgp retrain`` and ``cfgp family-network``): the new folder's split is the given
+    train and pool rows with the base's test split, its settings the base's plus the block; a resume with the same
+    block reopens it, another block is refused naming the folder, and nothing is made inside the shipped run."""
+    import numpy as np
+
+    from cfgp.artefacts import DEFAULT_RUN, ReadOnlyRunError
+    from cfgp.pipeline import derived_run
+
+    sp, ids = tiny_run.split, tiny_run.materials.ids
+    train, pool = np.union1d(sp.train, sp.pool[:5]), sp.pool[5:]
+    block = {"base_run": str(tiny_run.dir), "seed": 3}
+    run = derived_run(tiny_run, tmp_path / "d", "retrain", block, train, pool)
+    assert run.settings["retrain"] == block and run.base_run_dir == tiny_run.dir
+    assert {k: v for k, v in run.settings.items() if k != "retrain"} == tiny_run.settings
+    assert list(ids[run.split.train]) == list(ids[train]) and list(ids[run.split.pool]) == list(ids[pool])
+    assert list(ids[run.split.test]) == list(ids[sp.test])
+    assert derived_run(tiny_run, tmp_path / "d", "retrain", dict(block), train, pool).dir == run.dir
+    with pytest.raises(ValueError, match=r"/d holds a retrain with other settings .*'seed': 3"):
+        derived_run(tiny_run, tmp_path / "d", "retrain", {**block, "seed": 4}, train, pool)
+    with pytest.raises(ValueError, match="unknown kind"):
+        derived_run(tiny_run, tmp_path / "e", "finetune", block, train, pool)
+    with pytest.raises(ReadOnlyRunError):
+        derived_run(tiny_run, DEFAULT_RUN / "retrain-here", "retrain", block, train, pool)
+    assert not (DEFAULT_RUN / "retrain-here").exists() and not (tmp_path / "e").exists()
