@@ -154,8 +154,8 @@ def _structure(cell: list[float], symbols: list[str], labels: list[str], coords:
 
 #: binary places of the lattice matrix (in Å) in a digest that is kept and compared on other machines: the matrix
 #: comes from the CIF's cell angles through NumPy's sin and cos, whose last bit differs between CPUs (AVX-512 and AVX2
-#: kernels; 1,187 of the shipped hexagonal and monoclinic cells differ so), while parsing and wrapping the coordinates
-#: is exact IEEE arithmetic everywhere. The step, 2⁻²⁰ Å ≈ 1e-6 Å, is far above those bits and far below any
+#: kernels; 1,187 of the shipped cells, all with an angle other than 90°, differ so), while parsing and wrapping the
+#: coordinates is exact IEEE arithmetic everywhere. The step, 2⁻²⁰ Å ≈ 1e-6 Å, is far above those bits and far below any
 #: difference between crystals; it is binary because a decimal step puts entries exactly on its rounding boundary
 #: (half of a cell length given to 6 decimals, the x of a hexagonal cell's b, ends in 5 at the 7th).
 PORTABLE_LATTICE_BITS = 20
@@ -166,7 +166,8 @@ def structure_digest(structure, lattice_bits: int | None = None) -> str:
 
     Bit for bit by default: equal digests mean the same ``Structure`` exactly, which is what the fast path promises
     on the machine it runs on. With ``lattice_bits`` (:data:`PORTABLE_LATTICE_BITS` for a stored reference) the
-    lattice matrix is rounded to that many binary places first, so that a digest made on one CPU matches the same structure built on another.
+    lattice matrix is rounded to that many binary places first, so that a digest made on one CPU matches the same
+    structure built on another.
     """
     import hashlib
 
