@@ -11,7 +11,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from tests.dashboard.conftest import SHOTS, text_of, wait_for
+from tests.dashboard.conftest import SHOTS, tab, text_of, wait_for
 from tests.dashboard.test_view_state import active_tab, colour_title, visible_text
 
 
@@ -125,6 +125,29 @@ def test_the_lesson_walks_forward_and_back(open_page, server, steps):
     assert page.external_requests == []
     assert [e for e in page.console_errors if "favicon" not in e] == []
     server.assert_clean()
+
+
+#: set the lesson's hidden scroller (the model SCROLL_JS listens to) in the browser, as a step of the server does
+SET_SCROLLER = """(value) => { for (const d of Bokeh.documents) { for (const m of (d.all_models ?? d._all_models.values())) {
+    if (m.css_classes && m.css_classes.includes('lesson-scroll')) { m.value = value; return true; } } } return false; }"""
+
+
+def test_a_step_left_before_its_views_settled_never_scrolls_the_page_later(open_page):
+    """A step's scroll waits for its views (here the outlier table, on a tab not yet shown); when the class has moved
+    on to a step that needs no scroll, the older wait gives up instead of scrolling, under the pointer, to a view
+    that appears later (the table, once its tab opens, lies below this short window's fold)."""
+    page = open_page(1400, 500)
+    page.evaluate("() => { window.__scrolls = []; addEventListener('scroll', () => window.__scrolls.push(scrollY)); }")
+    assert page.evaluate(SET_SCROLLER, "outliers|9001")  # waits: no outlier table on the map tab
+    page.wait_for_timeout(400)
+    assert page.evaluate(SET_SCROLLER, "|9002")  # the next step names nothing
+    assert wait_for(page, lambda: page.evaluate(SCROLL_STATE) == "done |9002", 10), page.evaluate(SCROLL_STATE)
+    tab(page, "Outliers")
+    bottom = lambda: page.evaluate(BOXES, ["outliers"])["outliers"]  # noqa: E731
+    assert wait_for(page, lambda: bottom() is not None, 20)
+    page.wait_for_timeout(3000)  # the older step's wait (150 ms a try) would have found the table by now
+    assert bottom()["bottom"] > 500  # the table does reach below the fold: the old step would have scrolled
+    assert page.evaluate("() => [window.scrollY, window.__scrolls]") == [0, []]
 
 
 def test_a_link_opens_the_lesson_at_its_step(open_page, browser, server, steps):
