@@ -1,4 +1,4 @@
-"""The fast CIF reader builds, bit for bit, the structure pymatgen's parser builds — on every shipped CIF — and
+"""The fast CIF reader builds the structure pymatgen's parser builds — on every shipped CIF — and
 hands every other kind of CIF to pymatgen, so that `cfgp predict`'s lines and messages do not depend on it.
 
 The stored reference (pymatgen's structures, made once) rounds the lattice matrix to ``PORTABLE_LATTICE_BITS`` binary
@@ -37,8 +37,8 @@ def pymatgen_digests() -> dict[str, str]:
 
 
 def test_every_shipped_cif_reads_to_the_structure_pymatgen_builds(shipped, pymatgen_digests):
-    """All 16,394 shipped CIFs take the fast path, and each gives pymatgen's structure exactly (lattice matrix,
-    site order, species, fractional coordinates — 0.3333 snapped to 1/3 as pymatgen does — and labels)."""
+    """All 16,394 shipped CIFs take the fast path, and each gives pymatgen's structure (lattice matrix to 2⁻²⁰ Å,
+    site order, species, fractional coordinates — 0.3333 snapped to 1/3 as pymatgen does — and labels exactly)."""
     assert len(shipped) == len(pymatgen_digests) == 16394
     differ, slow = [], []
     margins = []
