@@ -262,15 +262,21 @@ PANEL_WIDTH = "clamp(320px, 25vw, 440px)"
 #: scroll. Class names come from the lesson's own steps, never from a user.
 #: Only the newest step scrolls: waiting for its views to settle takes up to a few seconds, and an older step's
 #: wait that ended after the class had moved on scrolled the page under the pointer (the sticky panel's buttons
-#: moved by ~90 px as a click landed, and the click was lost). The page's root element carries
-#: ``data-lesson-scroll="busy|done <value>"``: "done" once this step's scroll is over, so that a script (and the
-#: browser tests) can wait for the page to come to rest before it clicks.
+#: moved by ~90 px as a click landed, and the click was lost); and a step whose views are still settling when the
+#: reader presses a button or key, or turns the wheel, does not scroll after that: the reader has taken over, and a
+#: scroll then (measured 180–900 ms after a step appears) would move the page under the reader's click. The page's
+#: root element carries ``data-lesson-scroll="busy|done <value>"``: "done" once this step's scroll is over, so that
+#: a script (and the browser tests) can wait for the page to come to rest before it clicks.
 SCROLL_JS = """
 const mine = cb_obj.value, page = document.documentElement;
 const classes = mine.split('|')[0].split(' ').filter(Boolean);
 page.dataset.lessonScroll = 'busy ' + mine;
-const done = () => { if (page.dataset.lessonScroll === 'busy ' + mine) page.dataset.lessonScroll = 'done ' + mine; };
+// the reader acting (a press, a key, the wheel) ends this step's scroll: the page never moves under a click
+const acts = ['pointerdown', 'keydown', 'wheel', 'touchstart'];
+const done = () => { acts.forEach(a => removeEventListener(a, done, true));
+  if (page.dataset.lessonScroll === 'busy ' + mine) page.dataset.lessonScroll = 'done ' + mine; };
 if (!classes.length) { done(); return; }
+acts.forEach(a => addEventListener(a, done, {capture: true, passive: true}));
 const findEl = (root, css) => { for (const el of root.querySelectorAll('*')) {
     if (el.classList && el.classList.contains(css)) { const r = el.getBoundingClientRect();
       if (r.width > 0 && r.height > 0) return el; }
@@ -279,7 +285,7 @@ const findEl = (root, css) => { for (const el of root.querySelectorAll('*')) {
 const find = (root, css) => { const e = findEl(root, css); return e ? e.getBoundingClientRect() : null; };
 let tries = 0, last = null;
 const go = () => {
-  if (page.dataset.lessonScroll !== 'busy ' + mine) return;  // a newer step took over
+  if (page.dataset.lessonScroll !== 'busy ' + mine) { done(); return; }  // a newer step, or the reader, took over
   const boxes = classes.map(c => find(document, c)).filter(Boolean);
   const key = boxes.map(r => [r.top, r.height].join(',')).join(';');
   if ((boxes.length < classes.length || key !== last) && ++tries < 60) { last = key; setTimeout(go, 150); return; }

@@ -150,6 +150,24 @@ def test_a_step_left_before_its_views_settled_never_scrolls_the_page_later(open_
     assert page.evaluate("() => [window.scrollY, window.__scrolls]") == [0, []]
 
 
+def test_a_step_does_not_scroll_once_the_reader_has_acted(open_page):
+    """A step waiting for its views (the outlier table, on a tab not yet shown) gives up its scroll when the reader
+    presses something meanwhile (here the Outliers tab itself): a scroll after a press moves the page under the
+    reader's click."""
+    page = open_page(1400, 500)
+    page.evaluate("() => { window.__scrolls = []; addEventListener('scroll', () => window.__scrolls.push(scrollY)); }")
+    assert page.evaluate(SET_SCROLLER, "outliers|9003")  # waits: no outlier table on the map tab
+    page.wait_for_timeout(300)
+    assert page.evaluate(SCROLL_STATE) == "busy outliers|9003"
+    tab(page, "Outliers")  # the reader clicks while the step waits; the table it waits for then appears
+    assert page.evaluate(SCROLL_STATE) == "done outliers|9003"
+    bottom = lambda: page.evaluate(BOXES, ["outliers"])["outliers"]  # noqa: E731
+    assert wait_for(page, lambda: bottom() is not None, 20)
+    page.wait_for_timeout(3000)  # the step's wait (150 ms a try) would have found the table by now
+    assert bottom()["bottom"] > 500  # the table does reach below the fold: the step would have scrolled
+    assert page.evaluate("() => [window.scrollY, window.__scrolls]") == [0, []]
+
+
 def test_a_link_opens_the_lesson_at_its_step(open_page, browser, server, steps):
     """A teacher can send the class a link to step 4 (the worst phosphate)."""
     _, s = steps
