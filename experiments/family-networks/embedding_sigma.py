@@ -1,0 +1,159 @@
+"""A σ from not knowing an element: resample the never-trained elements' embeddings and watch the prediction move.
+
+A network trained without a family never updated the embedding rows of the family's elements: they keep their
+random initial values, and the material's latent (and so the GP's mean) rests on them. What the model does not know
+is which element this is. So, for each family member, draw ``--samples`` times an embedding for each never-trained
+element from the rows of the elements the network did train (those in ≥ ``--min-count`` training materials),
+recompute the latent and the GP's mean, and take the spread of those means, σ_emb. The candidate σ for new
+chemistry is the Student-t (the run's ν) of scale
+
+    sqrt((τ_out·σ_GP)² + (κ·σ_emb)²)
+
+with κ = 1 (nothing fitted: ``emb``) or κ fitted by maximum likelihood on the *other* families' pool members
+(``emb/ml``). Each family's pool members are the selection data; its test members are read for the report.
+Printed as one JSON object: per family the MAE (the shipped mean and the mean over the draws), the correlation of
+|error| with σ_emb, and per candidate the ±2σ coverage and mean NLL of pool and test members, beside the shipped
+rule (``floor``: max(τ_out·σ_GP, s₀)).
+
+    .venv/bin/python experiments/family-networks/embedding_sigma.py experiments/family-networks/lanthanides \
+        experiments/family-networks/s_oxides [...] [--samples 16] [--cache /tmp/embedding-sigma]
+
+The GP, domain model and σ calibration are those of :func:`cfgp.uncertainty.family_holdout.hold_out_family` (the
+GP is fitted again here, with the same settings, and its means are checked against those). Read-only apart from
+the cache (one ``.npz`` per family and setting). Not shipped: an analysis of the family networks."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Element
+from scipy import optimize, stats
+
+from cfgp.artefacts import read_json
+from cfgp.gp import CFGP
+from cfgp.pipeline import Run
+from cfgp.uncertainty.family_holdout import (GOAL_COVERAGE, HELD_OUT_FAMILIES, hold_out_family, members,
+                                             within_goal)
+from cfgp.uncertainty.sigma_calibration import predictive_metrics, two_sigma_half_width
+
+
+def draws(folder: Path, samples: int, min_count: int, seed: int, cache: Path) -> dict:
+    """The family's members (pool, then test) with the shipped arrays and the GP means under ``samples`` draws of
+    the never-trained elements' embeddings."""
+    res = read_json(folder / "family.json")
+    if not res.get("converged"):
+        raise SystemExit(f"{folder}: not converged by its rule; no figure from it")
+    key = res["family"]
+    path = cache / f"{key}-k{samples}-min{min_count}-s{seed}.npz"
+    fit, parts = hold_out_family(Run(folder), HELD_OUT_FAMILIES[key][1])
+    out = {"family": key, "df": fit["df"], "tau_out": fit["tau_out"],
+           "n": {p: len(parts[p]["y"]) for p in ("selection", "test")}}
+    for name in ("mean", "y", "sigma_raw", "scale", "new_chemistry"):
+        out[name] = np.concatenate([parts["selection"][name], parts["test"][name]])
+    if path.exists():
+        out["means"] = np.load(path)["means"]
+        return out
+    run = Run(folder)
+    m, sp = run.materials, run.split
+    X, y = run.latents(), m.y
+    elements = list(m.frame["elements"])
+    ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
+    fam = members(elements, HELD_OUT_FAMILIES[key][1])
+    train = sp.train[ok[sp.train] & ~fam[sp.train]]
+    rows = np.concatenate([sp.pool[ok[sp.pool] & fam[sp.pool]], sp.test[ok[sp.test] & fam[sp.test]]])
+    gp = CFGP(seed=run.settings["split"]["seed"], method="exact").fit(X[train], y[train])
+    if not np.allclose(gp.predict(X[rows]), out["mean"], atol=1e-6):
+        raise SystemExit(f"{folder}: the GP fitted here is not hold_out_family's")
+    counts = Counter(e for i in train for e in set(elements[i]))
+    trained = np.array([Element(e).Z for e, c in counts.items() if c >= min_count])
+    unseen = sorted({Element(e).Z for i in rows for e in elements[i] if counts[e] == 0})
+    feat = run.featurizer()
+    graphs, kept, _ = feat.to_graphs(m.structures(rows), progress=False)
+    if len(kept) != len(rows):
+        raise SystemExit(f"{folder}: {len(rows) - len(kept)} family members have no crystal graph")
+    layer = feat.model.model.get_layer("atom_embedding")
+    w0 = layer.get_weights()[0]
+    if not np.allclose(gp.predict(feat.transform_graphs(graphs)), out["mean"], atol=1e-4):
+        raise SystemExit(f"{folder}: the network's latents are not the run's")
+    rng = np.random.default_rng(seed)
+    means = np.empty((samples, len(rows)))
+    for k in range(samples):
+        w = w0.copy()
+        w[unseen] = w0[rng.choice(trained, size=len(unseen))]
+        layer.set_weights([w])
+        means[k] = gp.predict(feat.transform_graphs(graphs))
+    layer.set_weights([w0])
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, means=means, unseen=np.array(unseen), trained=trained)
+    out["means"] = means
+    return out
+
+
+def scale_of(f: dict, kappa: float) -> np.ndarray:
+    s = np.sqrt((f["tau_out"] * f["sigma_raw"]) ** 2 + (kappa * f["means"].std(axis=0)) ** 2)
+    return np.where(f["new_chemistry"], s, f["scale"])
+
+
+def _sel(f: dict) -> slice:
+    return slice(0, f["n"]["selection"])
+
+
+def fit_kappa(fams: list[dict]) -> float:
+    def nll(log_k: float) -> float:
+        tot, n = 0.0, 0
+        for f in fams:
+            s, r = scale_of(f, math.exp(log_k))[_sel(f)], (f["mean"] - f["y"])[_sel(f)]
+            tot += float(np.sum(-(stats.t.logpdf(r / s, f["df"]) - np.log(s))))
+            n += len(r)
+        return tot / n
+
+    return float(math.exp(optimize.minimize_scalar(nll, bounds=(-6, 4), method="bounded").x))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--min-count", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/embedding-sigma"))
+    a = ap.parse_args()
+    fams = [draws(p, a.samples, a.min_count, a.seed, a.cache) for p in a.folders]
+    out: dict = {"samples": a.samples, "min_count": a.min_count, "seed": a.seed, "goal": list(GOAL_COVERAGE),
+                 "families": {}}
+    for f in fams:
+        others = [g for g in fams if g is not f]
+        kappa = fit_kappa(others) if others else None
+        sig_emb = f["means"].std(axis=0)
+        err = np.abs(f["mean"] - f["y"])
+        row = {"n_pool": f["n"]["selection"], "n_test": f["n"]["test"], "kappa_crossfit": kappa,
+               "mean_sigma_emb_pool": round(float(sig_emb[_sel(f)].mean()), 3),
+               "corr_abs_error_sigma_emb_pool": round(float(np.corrcoef(err[_sel(f)], sig_emb[_sel(f)])[0, 1]), 3),
+               "mae_pool": round(float(err[_sel(f)].mean()), 3),
+               "mae_pool_draw_mean": round(float(np.abs(f["means"].mean(axis=0) - f["y"])[_sel(f)].mean()), 3)}
+        for cand, scale in (("floor", f["scale"]), ("emb", scale_of(f, 1.0)),
+                            ("emb/ml", None if kappa is None else scale_of(f, kappa))):
+            if scale is None:
+                continue
+            for part, sl in (("pool", _sel(f)), ("test", slice(f["n"]["selection"], None))):
+                mt = predictive_metrics(f["mean"][sl], scale[sl], f["y"][sl], f["df"])
+                row[f"{cand} {part}"] = {"coverage_2sigma": round(mt["coverage_2sigma"], 3),
+                                         "nll": round(mt["nll"], 3)}
+        # the values of κ that would put this family's pool members inside the goal (each member covered from
+        # the κ at which |error| = half-width × scale; members that are not new chemistry keep their own scale)
+        q = two_sigma_half_width(f["df"])
+        sl, new = _sel(f), f["new_chemistry"][_sel(f)]
+        gp_part, e, s_emb = (f["tau_out"] * f["sigma_raw"])[sl], err[sl], sig_emb[sl]
+        need = np.sqrt(np.maximum((e / q) ** 2 - gp_part**2, 0.0)) / np.maximum(s_emb, 1e-12)
+        row["kappa_within_goal_pool"] = within_goal(np.where(new, need, np.where(e <= q * f["scale"][sl], 0.0,
+                                                                                  np.inf)))
+        out["families"][f["family"]] = row
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
