@@ -16,7 +16,12 @@ Printed as one JSON object: per family the MAE (the shipped mean and the mean ov
 rule (``floor``: max(τ_out·σ_GP, s₀)).
 
     .venv/bin/python experiments/family-networks/embedding_sigma.py experiments/family-networks/lanthanides \
-        experiments/family-networks/s_oxides [...] [--samples 16] [--cache /tmp/embedding-sigma]
+        experiments/family-networks/s_oxides [...] [--samples 16] [--cache /tmp/embedding-sigma] \
+        [--shipped data/default]
+
+With ``--shipped RUN`` also the run's own pool and test oxides that contain an element its network never trained
+(the shipped default: Ac, Pm and Xe oxides in the pool, HeSiO2 in test), scored with the shipped σ and with
+sqrt((τ_out·σ_GP)² + σ_emb²).
 
 The GP, domain model and σ calibration are those of :func:`cfgp.uncertainty.family_holdout.hold_out_family` (the
 GP is fitted again here, with the same settings, and its means are checked against those). Read-only apart from
@@ -35,7 +40,8 @@ from scipy import optimize, stats
 
 from cfgp.artefacts import read_json
 from cfgp.gp import CFGP
-from cfgp.pipeline import Run
+from cfgp.pipeline import Run, load_gp
+from cfgp.uncertainty.applicability import load_applicability, run_checks
 from cfgp.uncertainty.family_holdout import (GOAL_COVERAGE, HELD_OUT_FAMILIES, hold_out_family, members,
                                              within_goal)
 from cfgp.uncertainty.sigma_calibration import predictive_metrics, two_sigma_half_width
@@ -69,27 +75,74 @@ def draws(folder: Path, samples: int, min_count: int, seed: int, cache: Path) ->
     if not np.allclose(gp.predict(X[rows]), out["mean"], atol=1e-6):
         raise SystemExit(f"{folder}: the GP fitted here is not hold_out_family's")
     counts = Counter(e for i in train for e in set(elements[i]))
-    trained = np.array([Element(e).Z for e, c in counts.items() if c >= min_count])
+    trained = np.array(sorted(Element(e).Z for e, c in counts.items() if c >= min_count))  # sorted: set order varies
     unseen = sorted({Element(e).Z for i in rows for e in elements[i] if counts[e] == 0})
     feat = run.featurizer()
     graphs, kept, _ = feat.to_graphs(m.structures(rows), progress=False)
     if len(kept) != len(rows):
         raise SystemExit(f"{folder}: {len(rows) - len(kept)} family members have no crystal graph")
-    layer = feat.model.model.get_layer("atom_embedding")
-    w0 = layer.get_weights()[0]
     if not np.allclose(gp.predict(feat.transform_graphs(graphs)), out["mean"], atol=1e-4):
         raise SystemExit(f"{folder}: the network's latents are not the run's")
-    rng = np.random.default_rng(seed)
-    means = np.empty((samples, len(rows)))
-    for k in range(samples):
-        w = w0.copy()
-        w[unseen] = w0[rng.choice(trained, size=len(unseen))]
-        layer.set_weights([w])
-        means[k] = gp.predict(feat.transform_graphs(graphs))
-    layer.set_weights([w0])
+    means = draw_means(feat, gp, graphs, unseen, trained, samples, seed)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, means=means, unseen=np.array(unseen), trained=trained)
     out["means"] = means
+    return out
+
+
+def draw_means(feat, gp, graphs, unseen, trained, samples: int, seed: int) -> np.ndarray:
+    """(samples, n) GP means with the ``unseen`` elements' embedding rows drawn from the ``trained`` elements' rows."""
+    layer = feat.model.model.get_layer("atom_embedding")
+    w0 = layer.get_weights()[0]
+    rng = np.random.default_rng(seed)
+    means = np.empty((samples, len(graphs)))
+    try:
+        for k in range(samples):
+            w = w0.copy()
+            w[unseen] = w0[rng.choice(trained, size=len(unseen))]
+            layer.set_weights([w])
+            means[k] = gp.predict(feat.transform_graphs(graphs))
+    finally:
+        layer.set_weights([w0])
+    return means
+
+
+def shipped_case(folder: Path, samples: int, min_count: int, seed: int) -> dict:
+    """The run's own pool and test oxides with an element its network never trained (the shipped default: Ac, Pm,
+    Xe in the pool, He in test): the shipped σ (the s₀ floor) against sqrt((τ_out·σ_GP)² + σ_emb²)."""
+    run = Run(folder)
+    m, sp = run.materials, run.split
+    gp = load_gp(run)
+    app = load_applicability(run, gp=gp, cache=False)
+    X, elements = run.latents(), list(m.frame["elements"])
+    check = run_checks(run, app)
+    test = set(sp.test.tolist())
+    rows = np.array([i for i in np.concatenate([sp.pool, sp.test])
+                     if check.flags["unseen_elements"][i] and np.isfinite(X[i]).all()])
+    counts = Counter(e for i in sp.train for e in set(elements[i]))
+    trained = np.array(sorted(Element(e).Z for e, c in counts.items() if c >= min_count))  # sorted: set order varies
+    unseen = sorted({Element(e).Z for i in rows for e in elements[i] if counts[e] == 0})
+    feat = run.featurizer()
+    graphs, kept, _ = feat.to_graphs(m.structures(rows), progress=False)
+    if len(kept) != len(rows):
+        raise SystemExit(f"{folder}: {len(rows) - len(kept)} materials have no crystal graph")
+    mean, sigma_raw = gp.predict(X[rows], return_std=True)
+    sig_emb = draw_means(feat, gp, graphs, unseen, trained, samples, seed).std(axis=0)
+    cal, y = app.sigma, m.y[rows]
+    shipped = app.calibrated(sigma_raw, check.take(rows))[0] / cal.two_sigma_factor
+    emb = np.sqrt((cal.tau_out_ * sigma_raw) ** 2 + sig_emb**2)
+    in_test = np.array([i in test for i in rows])
+    out = {"materials": [{"id": str(m.ids[i]), "formula": str(m.frame["formula"].iloc[i]),
+                          "split": "test" if t else "pool", "abs_error": round(float(abs(a - b)), 3),
+                          "sigma_shipped": round(float(s1 * cal.two_sigma_factor), 3),
+                          "sigma_emb_rule": round(float(s2 * cal.two_sigma_factor), 3)}
+                         for i, t, a, b, s1, s2 in zip(rows, in_test, mean, y, shipped, emb)]}
+    for name, scale in (("floor", shipped), ("emb", emb)):
+        for part, sel in (("pool", ~in_test), ("test", in_test)):
+            if sel.any():
+                mt = predictive_metrics(mean[sel], scale[sel], y[sel], cal.df)
+                out[f"{name} {part}"] = {"n": int(sel.sum()), "coverage_2sigma": round(mt["coverage_2sigma"], 3),
+                                         "nll": round(mt["nll"], 3)}
     return out
 
 
@@ -121,6 +174,8 @@ def main() -> None:
     ap.add_argument("--min-count", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/embedding-sigma"))
+    ap.add_argument("--shipped", type=Path, default=None,
+                    help="also the run's own oxides with elements its network never trained (e.g. data/default)")
     a = ap.parse_args()
     fams = [draws(p, a.samples, a.min_count, a.seed, a.cache) for p in a.folders]
     out: dict = {"samples": a.samples, "min_count": a.min_count, "seed": a.seed, "goal": list(GOAL_COVERAGE),
@@ -152,6 +207,8 @@ def main() -> None:
         row["kappa_within_goal_pool"] = within_goal(np.where(new, need, np.where(e <= q * f["scale"][sl], 0.0,
                                                                                   np.inf)))
         out["families"][f["family"]] = row
+    if a.shipped is not None:
+        out["shipped_network"] = shipped_case(a.shipped, a.samples, a.min_count, a.seed)
     print(json.dumps(out, indent=1))
 
 
