@@ -31,17 +31,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Element
 from scipy import optimize, stats
 
 from cfgp.artefacts import read_json
 from cfgp.gp import CFGP
 from cfgp.pipeline import Run, load_gp
 from cfgp.uncertainty.applicability import load_applicability, run_checks
+from cfgp.uncertainty.embedding_draws import DRAWS, draw_means, never_trained, trained_elements, training_counts
 from cfgp.uncertainty.family_holdout import (GOAL_COVERAGE, HELD_OUT_FAMILIES, hold_out_family, members,
                                              within_goal)
 from cfgp.uncertainty.sigma_calibration import predictive_metrics, two_sigma_half_width
@@ -74,9 +73,9 @@ def draws(folder: Path, samples: int, min_count: int, seed: int, cache: Path) ->
     gp = CFGP(seed=run.settings["split"]["seed"], method="exact").fit(X[train], y[train])
     if not np.allclose(gp.predict(X[rows]), out["mean"], atol=1e-6):
         raise SystemExit(f"{folder}: the GP fitted here is not hold_out_family's")
-    counts = Counter(e for i in train for e in set(elements[i]))
-    trained = np.array(sorted(Element(e).Z for e, c in counts.items() if c >= min_count))  # sorted: set order varies
-    unseen = sorted({Element(e).Z for i in rows for e in elements[i] if counts[e] == 0})
+    counts = training_counts(elements[i] for i in train)
+    trained = trained_elements(counts, min_count - 1)
+    unseen = never_trained((elements[i] for i in rows), counts)
     feat = run.featurizer()
     graphs, kept, _ = feat.to_graphs(m.structures(rows), progress=False)
     if len(kept) != len(rows):
@@ -88,23 +87,6 @@ def draws(folder: Path, samples: int, min_count: int, seed: int, cache: Path) ->
     np.savez(path, means=means, unseen=np.array(unseen), trained=trained)
     out["means"] = means
     return out
-
-
-def draw_means(feat, gp, graphs, unseen, trained, samples: int, seed: int) -> np.ndarray:
-    """(samples, n) GP means with the ``unseen`` elements' embedding rows drawn from the ``trained`` elements' rows."""
-    layer = feat.model.model.get_layer("atom_embedding")
-    w0 = layer.get_weights()[0]
-    rng = np.random.default_rng(seed)
-    means = np.empty((samples, len(graphs)))
-    try:
-        for k in range(samples):
-            w = w0.copy()
-            w[unseen] = w0[rng.choice(trained, size=len(unseen))]
-            layer.set_weights([w])
-            means[k] = gp.predict(feat.transform_graphs(graphs))
-    finally:
-        layer.set_weights([w0])
-    return means
 
 
 def shipped_case(folder: Path, samples: int, min_count: int, seed: int) -> dict:
@@ -119,9 +101,9 @@ def shipped_case(folder: Path, samples: int, min_count: int, seed: int) -> dict:
     test = set(sp.test.tolist())
     rows = np.array([i for i in np.concatenate([sp.pool, sp.test])
                      if check.flags["unseen_elements"][i] and np.isfinite(X[i]).all()])
-    counts = Counter(e for i in sp.train for e in set(elements[i]))
-    trained = np.array(sorted(Element(e).Z for e, c in counts.items() if c >= min_count))  # sorted: set order varies
-    unseen = sorted({Element(e).Z for i in rows for e in elements[i] if counts[e] == 0})
+    counts = training_counts(elements[i] for i in sp.train)
+    trained = trained_elements(counts, min_count - 1)
+    unseen = never_trained((elements[i] for i in rows), counts)
     feat = run.featurizer()
     graphs, kept, _ = feat.to_graphs(m.structures(rows), progress=False)
     if len(kept) != len(rows):
@@ -170,7 +152,7 @@ def fit_kappa(fams: list[dict]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("folders", nargs="+", type=Path)
-    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--samples", type=int, default=DRAWS)
     ap.add_argument("--min-count", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/embedding-sigma"))

@@ -1,5 +1,5 @@
 """Domain of applicability, σ calibration and per-group reports (cfgp.uncertainty.domain_model, cfgp.uncertainty.sigma_calibration,
-cfgp.uncertainty.applicability, cfgp.uncertainty.groups), on real records with the real MEGNet and GP of the embedded default, and
+cfgp.uncertainty.applicability, cfgp.uncertainty.groups, cfgp.uncertainty.embedding_draws), on real records with the real MEGNet and GP of the embedded default, and
 on the tiny run for what must hold for any run."""
 
 import gzip
@@ -78,6 +78,39 @@ def test_each_flag_reason_on_real_records(default, records):
     floor = app.sigma.floor_ * app.sigma.two_sigma_factor
     assert np.all(out["sigma"][new] >= floor - 1e-12) and np.all(out["sigma"][new] > 2 * out["sigma_raw"][new])
     assert np.all(out["sigma"][~out["in_domain"]] > out["sigma_raw"][~out["in_domain"]])
+
+
+@needs_default
+def test_drawn_embeddings_move_only_materials_with_a_never_trained_element(default, records):
+    """σ_emb: the GP's mean of HeSiO2 and AcClO (He and Ac are in no training material) moves when those elements'
+    embedding rows are drawn from the trained elements' rows; MgO's does not move (but for round-off). The network is restored
+    afterwards, the draws follow their seed, and AcClO's large error (pool) lies inside the ±2σ of
+    sqrt((τ_out·σ_GP)² + σ_emb²)."""
+    from cfgp.data import parse_cif
+    from cfgp.uncertainty.embedding_draws import embedding_spread, never_trained, trained_elements, training_counts
+    from cfgp.uncertainty.sigma_calibration import two_sigma_half_width
+
+    run, gp, app, feat = default
+    recs = {r["material_id"]: r for r in records["oxides"]}
+    ids = ["mp-1265", "mp-1019742", "mp-30273"]  # MgO, HeSiO2, AcClO
+    structures = [parse_cif(recs[i]["cif"]) for i in ids]
+    graphs, kept, _ = feat.to_graphs(structures)
+    assert list(kept) == [0, 1, 2]
+    counts = training_counts(run.materials.frame["elements"].iloc[run.split.train])
+    unseen = never_trained([[e.symbol for e in s.composition.elements] for s in structures], counts)
+    assert unseen == [2, 89]  # He, Ac
+    trained = trained_elements(counts, app.domain.rare_count)
+    assert len(trained) > 50 and not set(unseen) & set(trained.tolist())
+    mean, sigma_raw = gp.predict(feat.transform_graphs(graphs), return_std=True)
+    spread = embedding_spread(feat, gp, graphs, unseen, trained, seed=0)
+    assert spread[0] < 1e-12 and np.all(spread[1:] > 0.05), spread  # MgO: round-off of the batched GP only
+    np.testing.assert_array_equal(gp.predict(feat.transform_graphs(graphs)), mean)  # the network restored
+    np.testing.assert_array_equal(embedding_spread(feat, gp, graphs, unseen, trained, seed=0), spread)
+    assert not np.array_equal(embedding_spread(feat, gp, graphs, unseen, trained, seed=1), spread)
+    err = abs(mean[2] - recs["mp-30273"]["formation_energy_per_atom"])
+    assert err > 1.5  # AcClO: the GP is far off (2.3 eV/atom)
+    scale = np.hypot(app.sigma.tau_out_ * sigma_raw[2], spread[2])
+    assert err <= two_sigma_half_width(app.sigma.df) * scale, (err, scale)
 
 
 @needs_default

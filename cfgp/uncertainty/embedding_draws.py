@@ -1,0 +1,70 @@
+"""σ from not knowing an element: draw the never-trained elements' embeddings and watch the GP's mean move.
+
+MEGNet reads each atom through an embedding row per element (the layer ``atom_embedding``, indexed by atomic
+number). A row is learnt only from training materials that contain the element; the row of an element no training
+material contains keeps its random initial value, and a material's latent — so the GP's mean and σ — rests on it as
+if it were known. What the model does not know is which element this is. Drawing that element's row from the rows
+of the elements the network did train, many times, and predicting again gives the spread of the GP's mean over what
+the element might be (σ_emb). On networks trained without a chemical family it follows the family's errors
+(correlation 0.48–0.72 on three families; ``docs/domain.md``, "A σ from not knowing the element").
+
+Materials whose elements were all trained keep their latent under the draws: their spread is 0 (up to the round-off
+of predicting them in one batch with the others, ~1e-16 eV/atom).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from pymatgen.core import Element
+
+#: the network's per-element embedding layer (megnet's MEGNetModel)
+EMBEDDING_LAYER = "atom_embedding"
+#: draws per material: enough for the spread to ~18 % (the standard error of a standard deviation, 1/sqrt(2(n−1)))
+DRAWS = 16
+
+
+def training_counts(train_elements: Iterable[Sequence[str]]) -> Counter:
+    """How many training materials contain each element."""
+    return Counter(e for els in train_elements for e in set(els))
+
+
+def trained_elements(counts: Counter, more_than: int) -> np.ndarray:
+    """Atomic numbers, sorted, of the elements in more than ``more_than`` training materials (the rare-chemistry
+    count: their rows were learnt from more than a handful of materials)."""
+    return np.array(sorted(Element(e).Z for e, c in counts.items() if c > more_than), dtype=int)
+
+
+def never_trained(elements: Iterable[Sequence[str]], counts: Counter) -> list[int]:
+    """Atomic numbers, sorted, of the elements of ``elements`` that no training material contains."""
+    return sorted({Element(e).Z for els in elements for e in els if counts[e] == 0})
+
+
+def draw_means(featurizer, gp, graphs: list[dict], unseen: Sequence[int], trained: np.ndarray,
+               draws: int = DRAWS, seed: int = 0) -> np.ndarray:
+    """(draws, n) GP means of ``graphs`` with the rows of the ``unseen`` elements drawn, each independently, from the
+    rows of the ``trained`` elements. The network's weights are restored afterwards, also on error."""
+    layer = featurizer.model.model.get_layer(EMBEDDING_LAYER)
+    w0 = layer.get_weights()[0]
+    rng = np.random.default_rng(seed)
+    means = np.empty((draws, len(graphs)))
+    unseen = np.asarray(unseen, dtype=int)
+    try:
+        for k in range(draws):
+            w = w0.copy()
+            w[unseen] = w0[rng.choice(trained, size=len(unseen))]
+            layer.set_weights([w])
+            means[k] = gp.predict(featurizer.transform_graphs(graphs))
+    finally:
+        layer.set_weights([w0])
+    return means
+
+
+def embedding_spread(featurizer, gp, graphs: list[dict], unseen: Sequence[int], trained: np.ndarray,
+                     draws: int = DRAWS, seed: int = 0) -> np.ndarray:
+    """σ_emb (eV/atom) per graph: the standard deviation of the GP's mean over :func:`draw_means`."""
+    if len(graphs) == 0 or len(unseen) == 0:
+        return np.zeros(len(graphs))
+    return draw_means(featurizer, gp, graphs, unseen, trained, draws, seed).std(axis=0)
