@@ -392,11 +392,14 @@ class Lesson(pn.viewable.Viewer):
         i = int(min(max(i, 0), len(steps) - 1))
         s = steps[i]
         self.step, self.active, self.panel.visible = i, True, True
-        self.counter.object = f"**Step {i + 1} of {len(steps)}**"
-        self.title.object = s.title
-        self.text.object = s.text
-        self.back.disabled = i == 0
-        self.next.disabled = i == len(steps) - 1
+        # one message for the panel: sent one by one, the browser showed the new counter and title above the old
+        # text for a moment (a reader, and a test, read a step half-changed)
+        with pn.io.hold():
+            self.counter.object = f"**Step {i + 1} of {len(steps)}**"
+            self.title.object = s.title
+            self.text.object = s.text
+            self.back.disabled = i == 0
+            self.next.disabled = i == len(steps) - 1
         messages = self.views.apply(s.view)
         self.views.set_lesson(i + 1)
         self.views.show_messages(messages, "lesson step")

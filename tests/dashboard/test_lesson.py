@@ -83,10 +83,10 @@ def _state_ok(page, step) -> tuple[bool, str]:
 def _check_step(page, i, step, n):
     assert wait_for(page, lambda: f"Step {i + 1} of {n}" in text_of(page, ".lesson-counter"), 30), \
         text_of(page, ".lesson-counter")
-    assert text_of(page, ".lesson-title") == step.title
-    shown = text_of(page, ".lesson-text")
+    assert wait_for(page, lambda: text_of(page, ".lesson-title") == step.title, 10), text_of(page, ".lesson-title")
     first = step.text.replace("**", "").replace("*", "")[:60]
-    assert first in shown, (first, shown)
+    # the panel's counter, title and text change in one message; wait until the browser has shown it
+    assert wait_for(page, lambda: first in text_of(page, ".lesson-text"), 10), (first, text_of(page, ".lesson-text"))
     assert wait_for(page, lambda: _state_ok(page, step)[0], 60), _state_ok(page, step)[1]
     q = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).query))
     assert wait_for(page, lambda: dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).query)).get("lesson")
