@@ -46,6 +46,23 @@ from cfgp.uncertainty.family_holdout import (GOAL_COVERAGE, HELD_OUT_FAMILIES, h
 from cfgp.uncertainty.sigma_calibration import predictive_metrics, two_sigma_half_width
 
 
+def run_draws(run: Run, gp, train: np.ndarray, rows: np.ndarray, samples: int, min_count: int, seed: int,
+              check_mean: np.ndarray | None = None) -> np.ndarray:
+    """(samples, len(rows)) GP means of the run's materials ``rows`` with the elements no ``train`` material contains
+    drawn from those in ≥ ``min_count`` of them; with ``check_mean``, first checks the network's latents give it."""
+    elements = list(run.materials.frame["elements"])
+    counts = training_counts(elements[i] for i in train)
+    trained = trained_elements(counts, min_count - 1)
+    unseen = never_trained((elements[i] for i in rows), counts)
+    feat = run.featurizer()
+    graphs, kept, _ = feat.to_graphs(run.materials.structures(rows), progress=False)
+    if len(kept) != len(rows):
+        raise SystemExit(f"{run.dir}: {len(rows) - len(kept)} materials have no crystal graph")
+    if check_mean is not None and not np.allclose(gp.predict(feat.transform_graphs(graphs)), check_mean, atol=1e-4):
+        raise SystemExit(f"{run.dir}: the network's latents are not the run's")
+    return draw_means(feat, gp, graphs, unseen, trained, samples, seed)
+
+
 def draws(folder: Path, samples: int, min_count: int, seed: int, cache: Path) -> dict:
     """The family's members (pool, then test) with the shipped arrays and the GP means under ``samples`` draws of
     the never-trained elements' embeddings."""
@@ -73,18 +90,9 @@ def draws(folder: Path, samples: int, min_count: int, seed: int, cache: Path) ->
     gp = CFGP(seed=run.settings["split"]["seed"], method="exact").fit(X[train], y[train])
     if not np.allclose(gp.predict(X[rows]), out["mean"], atol=1e-6):
         raise SystemExit(f"{folder}: the GP fitted here is not hold_out_family's")
-    counts = training_counts(elements[i] for i in train)
-    trained = trained_elements(counts, min_count - 1)
-    unseen = never_trained((elements[i] for i in rows), counts)
-    feat = run.featurizer()
-    graphs, kept, _ = feat.to_graphs(m.structures(rows), progress=False)
-    if len(kept) != len(rows):
-        raise SystemExit(f"{folder}: {len(rows) - len(kept)} family members have no crystal graph")
-    if not np.allclose(gp.predict(feat.transform_graphs(graphs)), out["mean"], atol=1e-4):
-        raise SystemExit(f"{folder}: the network's latents are not the run's")
-    means = draw_means(feat, gp, graphs, unseen, trained, samples, seed)
+    means = run_draws(run, gp, train, rows, samples, min_count, seed, check_mean=out["mean"])
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, means=means, unseen=np.array(unseen), trained=trained)
+    np.savez(path, means=means)
     out["means"] = means
     return out
 
@@ -96,20 +104,13 @@ def shipped_case(folder: Path, samples: int, min_count: int, seed: int) -> dict:
     m, sp = run.materials, run.split
     gp = load_gp(run)
     app = load_applicability(run, gp=gp, cache=False)
-    X, elements = run.latents(), list(m.frame["elements"])
+    X = run.latents()
     check = run_checks(run, app)
     test = set(sp.test.tolist())
     rows = np.array([i for i in np.concatenate([sp.pool, sp.test])
                      if check.flags["unseen_elements"][i] and np.isfinite(X[i]).all()])
-    counts = training_counts(elements[i] for i in sp.train)
-    trained = trained_elements(counts, min_count - 1)
-    unseen = never_trained((elements[i] for i in rows), counts)
-    feat = run.featurizer()
-    graphs, kept, _ = feat.to_graphs(m.structures(rows), progress=False)
-    if len(kept) != len(rows):
-        raise SystemExit(f"{folder}: {len(rows) - len(kept)} materials have no crystal graph")
     mean, sigma_raw = gp.predict(X[rows], return_std=True)
-    sig_emb = draw_means(feat, gp, graphs, unseen, trained, samples, seed).std(axis=0)
+    sig_emb = run_draws(run, gp, sp.train, rows, samples, min_count, seed).std(axis=0)
     cal, y = app.sigma, m.y[rows]
     shipped = app.calibrated(sigma_raw, check.take(rows))[0] / cal.two_sigma_factor
     emb = np.sqrt((cal.tau_out_ * sigma_raw) ** 2 + sig_emb**2)
