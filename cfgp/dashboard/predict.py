@@ -25,6 +25,7 @@ import pandas as pd
 import panel as pn
 import param
 from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.models import FileInput as BkFileInput
 
 from cfgp.dashboard.downloads import csv_bytes, download_button
 from cfgp.dashboard.bokeh_figures import Colouring, hover, map_figure
@@ -39,6 +40,19 @@ from cfgp.dashboard import untrusted
 MAX_UPLOAD_BYTES = MAX_CIF_CHARS  # as for any CIF cfgp reads
 #: the upload limit as the page says it
 UPLOAD_LIMIT = f"{MAX_UPLOAD_BYTES / 1e6:g} MB"
+#: Runs in the browser when the input's value changes. Once the browser has sent a file (the patch is built when
+#: the value is set), the input forgets it in the browser -- silently, so nothing is sent back: choosing the same
+#: (perhaps edited) file again is then a change the browser reports and sends. (The server's FileInput.clear()
+#: made the browser send an empty value back; that crossed a file chosen right after, Panel merged the two into
+#: the empty value, and the file was never predicted.) The server forgets its copy too (Predict._forget_upload).
+FORGET_SENT_FILE_JS = """
+if (!cb_obj.value || cb_obj.value.length == 0) { return; }
+setTimeout(() => {
+  cb_obj.setv({value: "", filename: "", mime_type: ""}, {silent: true});
+  const view = Bokeh.index.find_one(cb_obj);
+  if (view != null && view.input_el != null) { view.input_el.value = ""; }
+}, 0);
+"""
 PLACEHOLDER = f"Upload a CIF file (up to {UPLOAD_LIMIT}) to predict its formation energy."
 EMPTY_CROSS = {"x": [], "y": [], "label": [], "domain": [], "colour": []}
 #: the prediction download's columns → headers (units in the headers, like every other download)
@@ -218,10 +232,11 @@ class Predict(pn.viewable.Viewer):
         self.fig.add_tools(hover(renderers=[self.renderer]),
                            HoverTool(tooltips=[("your material", "@label"), ("in domain", "@domain")],
                                      renderers=[cross]))
-        # onlychanged=False: Panel merges a browser's quick "cleared, then the same file again" into one change
-        # that equals the current value, which param would otherwise swallow; one call per upload (value and
-        # filename come in one batch)
+        # onlychanged=False: the same file again sends the value the server already holds (the browser forgot it,
+        # FORGET_SENT_FILE_JS), which param would otherwise swallow; one call per upload (value and filename come
+        # in one batch)
         self.upload.param.watch(self._on_upload, ["value", "filename"], onlychanged=False)
+        self.upload.jscallback(value=FORGET_SENT_FILE_JS)
         self._job = 0  # only the latest upload may write its results
         self._closed = False
         on_session_end(self._close)
@@ -234,10 +249,8 @@ class Predict(pn.viewable.Viewer):
     def _on_upload(self, *events) -> None:
         value, name = self.upload.value, self.upload.filename
         if value is None and not name:
-            return  # the input was cleared (by the user, or by us below)
-        # empty the browser's input once read: choosing the same (perhaps edited) file again is then a new upload,
-        # which a browser does not report while that file is still selected
-        self.upload.clear()
+            return  # the input was emptied (by the user, or by _forget_upload below)
+        self._forget_upload()
         name = name or "upload.cif"
         self._job += 1
         job = self._job
@@ -253,6 +266,19 @@ class Predict(pn.viewable.Viewer):
         self.busy = True
         doc = pn.state.curdoc
         threading.Thread(target=self._work, args=(job, doc, name, text), daemon=True, name="cfgp-predict").start()
+
+    def _forget_upload(self) -> None:
+        """Empty the server's copy of the input (the Bokeh model), as the browser empties its own: Bokeh ignores a
+        value equal to the one it holds, so the same file again would otherwise never reach ``_on_upload``. Set
+        here, on the server, the empty value comes back to this view as one change (ignored above) and is queued
+        before any file the browser sends next, so it never replaces one."""
+        doc = pn.state.curdoc
+        if doc is None:
+            return
+        for model in doc.select({"type": BkFileInput}):
+            if "predict-upload" in (model.css_classes or []):
+                for prop in ("value", "filename", "mime_type"):
+                    model.set_from_json(prop, "")
 
     def _post(self, job: int, doc, fn) -> None:
         """Run ``fn`` on the session's event loop if this upload is still the latest and the session open."""
