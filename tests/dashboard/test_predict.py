@@ -187,7 +187,7 @@ def test_the_same_file_again_is_predicted_again(page, server, small_records, app
     server.assert_clean()
 
 
-@pytest.mark.parametrize("gap_ms", list(range(30, 52, 2)))
+@pytest.mark.parametrize("gap_ms", list(range(30, 52, 4)))
 def test_a_file_chosen_right_after_another_is_the_one_predicted(page, server, small_records, app_run, tmp_path,
                                                                 gap_ms):
     """A reader who picks a wrong file and at once the right one gets the right one predicted, whatever the gap.

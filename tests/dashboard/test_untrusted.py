@@ -96,8 +96,24 @@ def assert_inert(page, server, sent=()) -> None:
     assert page.evaluate(INJECTED) == [], "a payload became markup"
     for payload in sent:  # the server's answer (a message quoting it) may take a while on a loaded machine
         assert wait_for(page, lambda: payload[:QUOTE] in page.evaluate(PAGE_TEXT), 30), \
-            f"{payload!r} is not shown as text: {page.evaluate(PAGE_TEXT)[-600:]}"
+            f"{payload!r} is not shown as text.\n{diagnosis(page, server)}"
     server.assert_clean()
+
+
+#: the browser's copy of the message panes (Bokeh models by class): was the answer sent, and not drawn, or not sent?
+MESSAGE_MODELS = """() => { const out = {};
+  for (const d of Bokeh.documents) for (const m of d.all_models)
+    if ((m.css_classes ?? []).some(c => /alert|message/.test(c)))
+      out[m.id] = [(m.css_classes ?? []).join(' '), m.visible, String(m.text ?? '').slice(0, 200)];
+  return out; }"""
+
+
+def diagnosis(page, server) -> str:
+    """What a failed quote check needs to tell apart a message never sent, sent and not drawn, or a server error."""
+    text = page.evaluate(PAGE_TEXT)
+    return (f"url: {page.url}\nmessage models in the browser: {page.evaluate(MESSAGE_MODELS)}\n"
+            f"page text, start: {text[:400]!r}\npage text, end: {text[-400:]!r}\n"
+            f"server log since the last check: {server.new_log()[-3000:]!r}")
 
 
 @pytest.fixture(scope="module")
