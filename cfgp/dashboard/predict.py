@@ -40,6 +40,8 @@ from cfgp.dashboard import untrusted
 MAX_UPLOAD_BYTES = MAX_CIF_CHARS  # as for any CIF cfgp reads
 #: the upload limit as the page says it
 UPLOAD_LIMIT = f"{MAX_UPLOAD_BYTES / 1e6:g} MB"
+#: the upload widget's class: its handle in the page and in the session's document (Predict._forget_upload)
+UPLOAD_CLASS = "predict-upload"
 #: Runs in the browser when the input's value changes. Once the browser has sent a file (the patch is built when
 #: the value is set), the input forgets it in the browser -- silently, so nothing is sent back: choosing the same
 #: (perhaps edited) file again is then a change the browser reports and sends. (The server's FileInput.clear()
@@ -212,7 +214,7 @@ class Predict(pn.viewable.Viewer):
         params.setdefault("name", "Predict")
         super().__init__(**params)
         self.data, self.state, self.source = data, state, source
-        self.upload = pn.widgets.FileInput(accept=".cif", multiple=False, label="CIF file", css_classes=["predict-upload"])
+        self.upload = pn.widgets.FileInput(accept=".cif", multiple=False, label="CIF file", css_classes=[UPLOAD_CLASS])
         #: the last prediction as a table row (PREDICTION_COLUMNS), for its download; None before one
         self.record: dict | None = None
         self.download = download_button("Download prediction (CSV)", "prediction.csv", self._prediction_csv,
@@ -232,9 +234,9 @@ class Predict(pn.viewable.Viewer):
         self.fig.add_tools(hover(renderers=[self.renderer]),
                            HoverTool(tooltips=[("your material", "@label"), ("in domain", "@domain")],
                                      renderers=[cross]))
-        # onlychanged=False: the same file again sends the value the server already holds (the browser forgot it,
-        # FORGET_SENT_FILE_JS), which param would otherwise swallow; one call per upload (value and filename come
-        # in one batch)
+        # onlychanged=False: when the same file again arrives before _forget_upload's empty value is processed,
+        # Panel merges the two into the value the parameter still holds, which param would otherwise swallow; one
+        # call per upload (value and filename come in one batch)
         self.upload.param.watch(self._on_upload, ["value", "filename"], onlychanged=False)
         self.upload.jscallback(value=FORGET_SENT_FILE_JS)
         self._job = 0  # only the latest upload may write its results
@@ -276,7 +278,7 @@ class Predict(pn.viewable.Viewer):
         if doc is None:
             return
         for model in doc.select({"type": BkFileInput}):
-            if "predict-upload" in (model.css_classes or []):
+            if UPLOAD_CLASS in (model.css_classes or []):
                 for prop in ("value", "filename", "mime_type"):
                     model.set_from_json(prop, "")
 
