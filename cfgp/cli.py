@@ -22,8 +22,8 @@ from cfgp.learning_curve import learning_curve
 from cfgp.local_gp import N_NEIGHBOURS
 from cfgp.mpl_figures import al_curves_png, learning_curve_png
 from cfgp.pipeline import (TRAIN_MAX_EPOCHS, TRAIN_MIN_REL_IMPROVEMENT, TRAIN_PATIENCE, Run, al_baselines, evaluate,
-                           featurize, fit_gp, init_run, load_al_histories, load_gp, read_al_histories,
-                           run_active_learning, shared_labels, train_megnet)
+                           featurize, fit_gp, init_run, load_al_histories, load_gp, predictions,
+                           read_al_histories, run_active_learning, shared_labels, train_megnet)
 from cfgp.retrain import MAX_EPOCHS, MIN_REL_IMPROVEMENT, PATIENCE, retrain
 from cfgp.retrain_report import BOOTSTRAP, retrain_report
 from cfgp.screening import (BATCH_BONDS, DEFAULT_CHUNK_SIZE, DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink,
@@ -108,8 +108,10 @@ def cmd_fit(args) -> int:
     gp = CFGP.paper(seed=seed, **scaling) if args.paper else CFGP(seed=seed, feature_scaling=None if args.feature_scaling == "none" else args.feature_scaling, **scaling)
     t0 = time.time()
     gp = fit_gp(run, gp, refit=args.refit, held_out=args.held_out)
+    seconds = round(time.time() - t0, 1)
+    predictions(run, reader=False)  # every material's mean and σ, kept in the run folder for its readers
     _print_json({"run": str(run.dir), **gp.hyperparameters_, "fit_info": gp.to_dict()["fit_info"],
-                 "device": gp.device_, "method": gp.method_, "seconds": round(time.time() - t0, 1)})
+                 "device": gp.device_, "method": gp.method_, "seconds": seconds})
     return 0
 
 

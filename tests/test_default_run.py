@@ -313,3 +313,17 @@ def test_the_dashboard_reads_the_default_without_writing_to_it():
     assert "epig-b1-pool7195 (4 seeds)" in al.text and "MEGNet fine-tuned every N picks" in al.text
     assert "random-b1-pool7195 (" not in al.text  # the band it is drawn against is not listed again
     assert _snapshot() == before
+
+
+def test_the_shipped_predictions_are_the_shipped_gps(run):
+    """predictions.npz holds what gp.json conditioned on the train split predicts (500 seeded rows recomputed),
+    under the key of the shipped files, so readers use it."""
+    from cfgp.pipeline import PREDICTIONS_FILE, load_gp, predictions_key
+
+    z = np.load(DEFAULT_RUN / PREDICTIONS_FILE, allow_pickle=False)
+    assert str(z["key"]) == predictions_key(run) and z["material_id"].tolist() == run.materials.ids.tolist()
+    rows = np.random.default_rng(0).choice(len(run.materials), 500, replace=False)
+    rows = rows[np.isfinite(run.latents()[rows]).all(axis=1)]
+    mean, std = load_gp(run).predict(run.latents()[rows], return_std=True)
+    np.testing.assert_allclose(z["mean"][rows], mean, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(z["std"][rows], std, rtol=1e-9, atol=1e-9)

@@ -225,3 +225,42 @@ def test_a_derived_run_folder_holds_its_rows_and_block_and_refuses_other_setting
     with pytest.raises(ReadOnlyRunError):
         derived_run(tiny_run, DEFAULT_RUN / "retrain-here", "retrain", block, train, pool)
     assert not (DEFAULT_RUN / "retrain-here").exists() and not (tmp_path / "e").exists()
+
+
+# ------------------------------------------------------------------ kept predictions
+def test_the_saved_gps_predictions_are_kept_and_follow_gp_json(tiny_run, tmp_path, monkeypatch):
+    """A writer keeps them in the run folder, a reader in the user cache; reloaded without any GP algebra while
+    gp.json, latents, split and labels stay, recomputed (to other numbers) once gp.json changes."""
+    import shutil
+
+    import numpy as np
+
+    from cfgp import pipeline
+    from cfgp.artefacts import cache_dir, read_json, write_json
+
+    monkeypatch.setenv("CFGP_HOME", str(tmp_path / "home"))  # a user cache no other test has filled
+    run = Run(shutil.copytree(tiny_run.dir, tmp_path / "run"))
+    cached = cache_dir() / f"predictions-{pipeline.predictions_key(run)}.npz"
+    fresh = pipeline.predictions(run, pipeline.load_gp(run))  # another GP object: always computed, never kept
+    assert not (run.dir / pipeline.PREDICTIONS_FILE).exists() and not cached.exists()
+    read = pipeline.predictions(run)  # a reader: the user cache, never the run folder
+    assert cached.exists() and not (run.dir / pipeline.PREDICTIONS_FILE).exists()
+    written = pipeline.predictions(run, reader=False)  # a writer (`cfgp fit`): the run folder
+    assert (run.dir / pipeline.PREDICTIONS_FILE).exists()
+    for p in (read, written):
+        np.testing.assert_array_equal(p["mean"], fresh["mean"])
+        np.testing.assert_array_equal(p["std"], fresh["std"])
+
+    def no_gp(*_a, **_k):
+        raise AssertionError("the kept predictions should have been read")
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "load_gp", no_gp)
+        m.setattr(pipeline, "_predict_all", no_gp)
+        np.testing.assert_array_equal(pipeline.predictions(run)["std"], fresh["std"])
+
+    saved = read_json(run.dir / pipeline.GP_FILE)
+    saved["gp"]["hyperparameters"]["length_scale"] *= 2
+    write_json(run.dir / pipeline.GP_FILE, saved)
+    changed = pipeline.predictions(run)
+    assert not np.allclose(changed["std"], fresh["std"], equal_nan=True)
+    np.testing.assert_array_equal(changed["std"], pipeline.predictions(run, pipeline.load_gp(run))["std"])
