@@ -453,7 +453,7 @@ def predictions(run: Run, gp=None, saved: bool | None = None, reader: bool = Tru
     same numbers until gp.json, the latents, the train split or its labels change, so they are kept
     (:func:`predictions_key`): ``predictions.npz`` in the run folder, which `cfgp fit` writes and the shipped
     default carries, else — for a ``reader``, who never writes into a run — the user cache. An app start on the
-    default then skips the GP algebra for 16,394 materials (4.3 s on one core). Any other GP (refitted, or
+    default then skips the GP algebra for 16,388 materials (4.3 s on one core). Any other GP (refitted, or
     conditioned on other data) is always computed.
     """
     saved = gp is None if saved is None else saved
