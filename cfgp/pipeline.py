@@ -466,14 +466,15 @@ def predictions(run: Run, gp=None, saved: bool | None = None, reader: bool = Tru
     for path in (run.path(PREDICTIONS_FILE), cached):
         if path.exists():
             try:
-                z = np.load(path, allow_pickle=False)
-                if str(z["key"]) == key and np.array_equal(z["material_id"], ids):
+                with np.load(path, allow_pickle=False) as z:
+                    if str(z["key"]) != key or not np.array_equal(z["material_id"], ids):
+                        continue  # made by another GP, network, split or data set
                     pred = {"mean": z["mean"], "std": z["std"]}
-                    if reader or path != cached:
-                        return pred
-                    break  # a writer keeps in the run folder what a reader of it computed
             except (OSError, ValueError, KeyError):
                 continue  # a torn or foreign file: predict anew
+            if reader or path != cached:
+                return pred
+            break  # a writer keeps in the run folder what a reader of it computed
     if pred is None:
         pred = _predict_all(run, gp if gp is not None else load_gp(run))
     out = cached if reader else run.write_dir / PREDICTIONS_FILE

@@ -258,6 +258,10 @@ def test_the_saved_gps_predictions_are_kept_and_follow_gp_json(tiny_run, tmp_pat
         m.setattr(pipeline, "_predict_all", no_gp)
         np.testing.assert_array_equal(pipeline.predictions(run)["std"], fresh["std"])
 
+    (run.dir / pipeline.PREDICTIONS_FILE).write_bytes(b"PK\x03\x04 torn")  # a torn file is predicted anew
+    cached.unlink()
+    np.testing.assert_array_equal(pipeline.predictions(run)["std"], fresh["std"])
+
     saved = read_json(run.dir / pipeline.GP_FILE)
     saved["gp"]["hyperparameters"]["length_scale"] *= 2
     write_json(run.dir / pipeline.GP_FILE, saved)
