@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
@@ -470,7 +471,7 @@ def predictions(run: Run, gp=None, saved: bool | None = None, reader: bool = Tru
                     if str(z["key"]) != key or not np.array_equal(z["material_id"], ids):
                         continue  # made by another GP, network, split or data set
                     pred = {"mean": z["mean"], "std": z["std"]}
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                 continue  # a torn or foreign file: predict anew
             if reader or path != cached:
                 return pred
