@@ -4,6 +4,7 @@ placed among their nearest latent neighbours."""
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -63,9 +64,12 @@ def run_tsne(run, settings: TSNESettings = TSNESettings(), recompute: bool = Fal
     cached = tsne_cache_path(settings, latent_hash, ids)
     for path in (run.path(settings.filename()), cached) if not recompute else ():  # the user's map, else the run's
         if path.exists():
-            z = np.load(path, allow_pickle=False)
-            if str(z["latents_hash"]) == latent_hash and z["material_id"].tolist() == ids.tolist():
-                return z["xy"]
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    if str(z["latents_hash"]) == latent_hash and z["material_id"].tolist() == ids.tolist():
+                        return z["xy"]
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                continue  # a torn or foreign file: the map is computed anew
     X = run.latents()
     ok = np.isfinite(X).all(axis=1)
     Xs = load_gp(run, conditioned=False).scaler_.transform(X[ok])

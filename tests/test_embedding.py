@@ -34,6 +34,8 @@ def test_a_reader_keeps_its_map_in_the_user_cache_not_in_the_run(tiny_run):
     mtime = cached.stat().st_mtime_ns
     np.testing.assert_array_equal(run_tsne(tiny_run, s, reader=True), xy)  # reloaded from the cache
     assert cached.stat().st_mtime_ns == mtime
+    cached.write_bytes(b"PK\x03\x04 torn")  # a torn or foreign cache file: computed anew, not an error
+    np.testing.assert_array_equal(run_tsne(tiny_run, s, reader=True), xy)
     # `cfgp tsne` (a writer) puts the map it computes into the run
     run_tsne(tiny_run, s, recompute=True)
     assert (tiny_run.dir / s.filename()).exists()
