@@ -1,6 +1,7 @@
 """cfgp's fixes of Panel's server races (cfgp/dashboard/panel_fixes.py), replayed deterministically in Python."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import panel.io.document as panel_document
 from bokeh.document import Document
@@ -60,6 +61,8 @@ def test_a_change_queued_while_an_earlier_write_finishes_is_sent():
             panel_document._WRITE_MSGS.pop(doc, None)
             panel_document._WRITE_BLOCK.pop(doc, None)
 
-    stranded, blocked = asyncio.run(replay())
+    # its own event loop in its own thread: a browser test on the same worker may leave Playwright's loop running here
+    with ThreadPoolExecutor(1) as pool:
+        stranded, blocked = pool.submit(asyncio.run, replay()).result(timeout=60)
     assert sent == ["PATCH-DOC:['colour column']", "PATCH-DOC:['map-message text']"], sent
     assert not stranded and not blocked
