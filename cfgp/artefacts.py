@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -147,6 +148,16 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a kept ``.npz`` (an artefact or a cache), or None when the file is missing, torn or not an
+    npz at all: its reader computes them anew rather than stopping."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
 
 
 def write_manifest(run_dir: str | Path, settings: dict) -> dict:

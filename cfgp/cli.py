@@ -109,7 +109,7 @@ def cmd_fit(args) -> int:
     t0 = time.time()
     gp = fit_gp(run, gp, refit=args.refit, held_out=args.held_out)
     seconds = round(time.time() - t0, 1)
-    predictions(run, reader=False)  # every material's mean and σ, kept in the run folder for its readers
+    predictions(run, reader=False)  # every material's mean and σ from gp.json as readers load it, kept for them
     _print_json({"run": str(run.dir), **gp.hyperparameters_, "fit_info": gp.to_dict()["fit_info"],
                  "device": gp.device_, "method": gp.method_, "seconds": seconds})
     return 0

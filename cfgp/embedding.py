@@ -4,15 +4,14 @@ placed among their nearest latent neighbours."""
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from cfgp.artefacts import cache_dir, save_npz
-from cfgp.pipeline import LATENTS_FILE, load_gp
+from cfgp.artefacts import cache_dir, load_npz, save_npz
+from cfgp.pipeline import load_gp
 
 
 @dataclass(frozen=True)
@@ -59,17 +58,14 @@ def run_tsne(run, settings: TSNESettings = TSNESettings(), recompute: bool = Fal
 
     ``reader``: the caller only reads the run (the dashboard): a map the run lacks is computed once and kept in the
     user cache (:func:`tsne_cache_path`), never written into the run folder."""
-    latent_hash = str(np.load(run.path(LATENTS_FILE))["model_hash"])
+    latent_hash = run.latents_hash()
     ids = run.materials.ids.astype(str)
     cached = tsne_cache_path(settings, latent_hash, ids)
     for path in (run.path(settings.filename()), cached) if not recompute else ():  # the user's map, else the run's
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    if str(z["latents_hash"]) == latent_hash and z["material_id"].tolist() == ids.tolist():
-                        return z["xy"]
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                continue  # a torn or foreign file: the map is computed anew
+        z = load_npz(path) if path.exists() else None  # None: torn or foreign, computed anew
+        if z is not None and str(z.get("latents_hash")) == latent_hash and "xy" in z \
+                and np.array_equal(z.get("material_id"), ids):
+            return z["xy"]
     X = run.latents()
     ok = np.isfinite(X).all(axis=1)
     Xs = load_gp(run, conditioned=False).scaler_.transform(X[ok])

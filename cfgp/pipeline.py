@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
@@ -30,8 +29,8 @@ import numpy as np
 
 from cfgp.al import (GZIP_SUFFIX, ActiveLearner, ALSettings, History, HistoryError, history_name, pool_positions,
                      run_history, same_run)
-from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, cache_dir, default_overlay, is_shipped_default, read_json,
-                            refuse_shipped_write, save_npz, write_json)
+from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, cache_dir, default_overlay, is_shipped_default, load_npz,
+                            read_json, refuse_shipped_write, save_npz, write_json)
 from cfgp.data import DEFAULT_DATASET, DEFAULT_ENERGY_WINDOW, Materials, dataset_sha256, load_materials
 from cfgp.featurize import MEGNetFeaturizer, MEGNetSettings, TrainState
 from cfgp.gp import CFGP, device_label
@@ -205,6 +204,11 @@ class Run:
 
     def featurizer(self):
         return MEGNetFeaturizer.load(self.dir)
+
+    def latents_hash(self) -> str:
+        """The hash of the network (and settings) that made the latents: what every artefact derived from them is
+        keyed by."""
+        return str(np.load(self.path(LATENTS_FILE), allow_pickle=False)["model_hash"])
 
     def latents(self) -> np.ndarray:
         """Latents aligned with ``materials`` rows (from latents.npz; cached until the file changes)."""
@@ -439,7 +443,7 @@ def predictions_key(run: Run) -> str:
     """What the saved GP's predictions of every material depend on: gp.json as written (hyper-parameters,
     scaling, method), the network behind the latents, the train split's rows and labels, and the materials."""
     h = hashlib.sha256(run.path(GP_FILE).read_bytes())
-    h.update(str(np.load(run.path(LATENTS_FILE), allow_pickle=False)["model_hash"]).encode())
+    h.update(run.latents_hash().encode())
     tr = np.asarray(run.split.train, dtype=np.int64)
     h.update(tr.tobytes())
     h.update(np.asarray(run.materials.y, dtype=np.float64)[tr].tobytes())
@@ -465,17 +469,13 @@ def predictions(run: Run, gp=None, saved: bool | None = None, reader: bool = Tru
     ids = np.asarray(run.materials.ids).astype(str)
     pred = None
     for path in (run.path(PREDICTIONS_FILE), cached):
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    if str(z["key"]) != key or not np.array_equal(z["material_id"], ids):
-                        continue  # made by another GP, network, split or data set
-                    pred = {"mean": z["mean"], "std": z["std"]}
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                continue  # a torn or foreign file: predict anew
-            if reader or path != cached:
-                return pred
-            break  # a writer keeps in the run folder what a reader of it computed
+        z = load_npz(path) if path.exists() else None  # None: torn or foreign, predicted anew
+        if z is None or str(z.get("key")) != key or not np.array_equal(z.get("material_id"), ids):
+            continue  # made by another GP, network, split or data set
+        pred = {"mean": z["mean"], "std": z["std"]}
+        if reader or path != cached:
+            return pred
+        break  # a writer keeps in the run folder what a reader of it computed
     if pred is None:
         pred = _predict_all(run, gp if gp is not None else load_gp(run))
     out = cached if reader else run.write_dir / PREDICTIONS_FILE

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cfgp.artefacts import cache_dir, read_json, write_json
-from cfgp.pipeline import GP_FILE, LATENTS_FILE, load_gp, predict_rows
+from cfgp.pipeline import GP_FILE, load_gp, predict_rows
 from cfgp.uncertainty.domain_model import DomainCheck, DomainModel, DomainSettings
 from cfgp.uncertainty.groups import group_metrics, group_report
 from cfgp.uncertainty.sigma_calibration import SigmaCalibrator
@@ -65,7 +65,7 @@ class Applicability:
 
 # ------------------------------------------------------------------ keys and files
 def _latents_hash(run) -> str:
-    return str(np.load(run.path(LATENTS_FILE), allow_pickle=False)["model_hash"])
+    return run.latents_hash()
 
 
 def _gp_hyperparameters(run) -> dict:

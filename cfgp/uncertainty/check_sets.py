@@ -17,7 +17,6 @@ import numpy as np
 
 from cfgp.artefacts import cache_dir, file_sha256, save_npz
 from cfgp.data import read_records, validate_records
-from cfgp.pipeline import LATENTS_FILE
 
 
 @dataclass
@@ -51,7 +50,7 @@ def check_set(run, path: str | Path, n: int | None = None, seed: int = 0, progre
     """
     path = Path(path)
     data_hash = file_sha256(path)[:16]
-    model_hash = str(np.load(run.path(LATENTS_FILE), allow_pickle=False)["model_hash"])
+    model_hash = run.latents_hash()
     name = f"checkset-{data_hash}-{model_hash}-{'all' if n is None else n}-s{seed}.npz"
     cache = cache_dir() / name
     if cache.exists() and not refresh:
