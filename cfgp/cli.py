@@ -333,7 +333,7 @@ def cmd_family_network(args) -> int:
     if args.json:
         _print_json(out)
     elif out["finished"]:
-        test = out.get("test_floor") or {}
+        test = out.get("test_drawn") or {}
         print(f"{out['label']} held out of the network ({out['n_train']:,} training materials, {out['epochs']} epochs, "
               f"converged: {out['converged']}): test members n = {test.get('n')}, MAE {test.get('mae')}, 2σ coverage "
               f"of the shipped σ {test.get('coverage_2sigma')} ({args.out}/family.json)")
@@ -407,11 +407,12 @@ def cmd_family_report(args) -> int:
     for key, f in out["families"].items():
         for part in ("pool", "test"):
             if part in f:
-                a, b, c = f[part], f[part + "_floor"], f[part + "_fitted_floor"]
+                a, b, c, d = f[part], f[part + "_floor"], f[part + "_fitted_floor"], f[part + "_drawn"]
                 print(f"  {f['label']:32s} {part:4s} n {a['n']:5,}  MAE {a['mae']:.3f}  flagged {a['flagged']:.2f}  "
-                      f"2σ coverage (NLL): τ_new {a['coverage_2sigma']:.3f} ({a['nll']:+.2f}), shipped floor "
-                      f"{b['coverage_2sigma']:.3f} ({b['nll']:+.2f}), floor s_new {f['s_new_crossfit']:.3f} "
-                      f"{c['coverage_2sigma']:.3f} ({c['nll']:+.2f})")
+                      f"2σ coverage (NLL): shipped (σ_emb) {d['coverage_2sigma']:.3f} ({d['nll']:+.2f}), τ_new "
+                      f"{a['coverage_2sigma']:.3f} ({a['nll']:+.2f}), floor s₀ {b['coverage_2sigma']:.3f} "
+                      f"({b['nll']:+.2f}), floor s_new {f['s_new_crossfit']:.3f} {c['coverage_2sigma']:.3f} "
+                      f"({c['nll']:+.2f})")
     _print_scales_for_goal(out["scales_for_goal"])
     return 0
 

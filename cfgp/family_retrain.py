@@ -83,14 +83,15 @@ def retrain_without_family(base: Run, family: str, out: str | Path, seed: int | 
     t_trained = time.time()
     if state.finished:
         featurize(run, progress=progress)
-        fit, arrays = hold_out_family(run, symbols)
+        fit, arrays = hold_out_family(run, symbols, draws=True)
         # τ_new as the base run cross-fits it for this family: on the other families' residuals only
         tau = family_report(base, families)["families"][family]["tau_new_crossfit"]
         result.update({"n_train_without": fit["n_train"], "length_scale": fit["length_scale"], "df": fit["df"],
                        "tau_new_crossfit": tau})
         for part, name in (("selection", "pool"), ("test", "test")):
             if fit[part].get("n"):
-                result[name + "_floor"] = {k: fit[part].get(k) for k in SUMMARY_KEYS}  # the shipped rule
+                result[name + "_floor"] = {k: fit[part].get(k) for k in SUMMARY_KEYS}  # the s₀ floor
+                result[name + "_drawn"] = {k: fit[part + "_drawn"].get(k) for k in SUMMARY_KEYS}  # the shipped σ
                 scored = score_with_new_chemistry_scale(arrays[part], tau, fit["df"], fit["large_error_threshold"])
                 result[name + "_tau_new"] = {k: scored.get(k) for k in SUMMARY_KEYS}
     result["train_seconds"] = training_seconds(state.history)
@@ -136,7 +137,8 @@ def family_networks_report(folders: Iterable[str | Path], families: dict = HELD_
                             f"{', '.join(sorted(families))}); the file was edited or made by another cfgp version")
         if key in fits:
             raise ValueError(f"{folder} and {jobs[key]['dir']} both hold the family {key!r}; give one")
-        fits[key], arrays[key] = hold_out_family(Run(folder), families[key][1])
+        # the network never trained the family: its members also get the shipped σ from embedding draws
+        fits[key], arrays[key] = hold_out_family(Run(folder), families[key][1], draws=True)
         jobs[key] = {"dir": str(folder), **{k: res.get(k) for k in JOB_KEYS}}
     out: dict = {"network": "one per family, trained without it", "left_out": left_out, "families": {}}
     if len(fits) < 2:

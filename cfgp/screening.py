@@ -175,12 +175,16 @@ class ScreeningModel:
             lap = StageLaps(self.timings)
             chunk.batches = [(batch, self.featurizer.graph_inputs([graphs[i] for i in batch]))
                              for batch in bond_batches([len(g["index1"]) for g in graphs], self.batch_bonds)]
-            del graphs
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 compositions = [s.composition for s in structures]
                 chunk.elements = [tuple(sorted(el.symbol for el in c.elements)) for c in compositions]
                 chunk.formulas = [c.reduced_formula for c in compositions]
+            # the graphs of materials with an element no training material contains stay for the embedding draws
+            known = self.applicability.domain.element_counts_
+            chunk.draw_graphs = {int(j): graphs[i] for i, j in enumerate(chunk.kept)
+                                 if any(e not in known for e in chunk.elements[j])}
+            del graphs
             lap("graph")
         return chunk
 
@@ -195,7 +199,9 @@ class ScreeningModel:
                 X[chunk.kept[batch]] = feat.transform_inputs([inputs])
             chunk.batches = []
             lap("forward")
-            pred = self.applicability.predict(self.gp, X, chunk.elements)
+            pred = self.applicability.predict(self.gp, X, chunk.elements, featurizer=feat,
+                                              graphs=[chunk.draw_graphs.get(j) for j in range(len(chunk.rows))])
+            chunk.draw_graphs = {}
             lap("gp")
             for j, k in enumerate(chunk.rows):
                 item = items[k]
@@ -205,7 +211,9 @@ class ScreeningModel:
                 dft = item["dft"]
                 out[k] = {"source": item["source"], "id": item["id"], "formula": chunk.formulas[j],
                           "e_form": float(pred["mean"][j]), "sigma": float(pred["sigma"][j]),
-                          "sigma_raw": float(pred["sigma_raw"][j]), "dft": None if math.isnan(dft) else float(dft),
+                          "sigma_raw": float(pred["sigma_raw"][j]),
+                          "sigma_emb": None if math.isnan(pred["sigma_emb"][j]) else float(pred["sigma_emb"][j]),
+                          "dft": None if math.isnan(dft) else float(dft),
                           "in_domain": bool(pred["in_domain"][j]), "domain": str(pred["domain"][j]),
                           # machine-readable reasons: the domain flags raised (e.g. "rare_elements,far_latent")
                           "domain_codes": ",".join(k for k, v in pred["check"].flags.items() if v[j])}
@@ -230,6 +238,8 @@ class PreparedChunk:
     reasons: dict[int, str] = field(default_factory=dict)
     elements: list[tuple[str, ...]] = field(default_factory=list)
     formulas: list[str] = field(default_factory=list)
+    #: crystal graphs of the parsed structures (by position in ``rows``) that may need embedding draws
+    draw_graphs: dict[int, dict] = field(default_factory=dict)
 
 
 def bond_batches(bonds: list[int], budget: int) -> Iterator[list[int]]:
@@ -525,7 +535,8 @@ class JsonLinesSink:
 
 
 PARQUET_COLUMNS = {"source": "string", "id": "string", "formula": "string", "e_form": "float64",
-                   "sigma": "float64", "sigma_raw": "float64", "dft": "float64", "in_domain": "bool",
+                   "sigma": "float64", "sigma_raw": "float64", "sigma_emb": "float64", "dft": "float64",
+                   "in_domain": "bool",
                    "domain": "string", "domain_codes": "string", "error": "string"}
 
 

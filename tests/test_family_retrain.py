@@ -48,6 +48,8 @@ def test_the_family_leaves_the_network_and_is_scored_as_new_chemistry(tiny_run, 
     assert res["pool_floor"]["n"] == int(fam[run.split.pool].sum()) > 0
     assert res["pool_floor"]["flagged"] == 1.0 and res["pool_tau_new"]["n"] == res["pool_floor"]["n"]
     assert 0 <= res["pool_tau_new"]["coverage_2sigma"] <= res["pool_floor"]["coverage_2sigma"] <= 1
+    # and with the shipped σ: the network never trained P, so its members' σ comes from drawing P's embedding
+    assert res["pool_drawn"]["n"] == res["pool_floor"]["n"] and res["pool_drawn"]["nll"] != res["pool_floor"]["nll"]
     assert np.isfinite(res["tau_new_crossfit"]) and res["n_train_without"] == len(run.split.train)
     assert json.loads((out / RESULT_FILE).read_text())["pool_floor"] == res["pool_floor"]
     # finished: read back, never redone; another family in the same folder is refused; the CLI names its families
@@ -87,6 +89,16 @@ def test_the_families_report_scores_each_family_on_its_own_network(family_networ
         f = report["families"][key]
         assert f["pool"]["n"] == f["pool_floor"]["n"] == int(fam[run.split.pool].sum())
         assert f["job"]["epochs"] == 2 and f["job"]["converged"] is False and f["n_train_without"] == len(run.split.train)
+        # the shipped σ, recomputed from the arrays: sqrt((τ_out·σ_GP)² + σ_emb²) for every member (all are oxides
+        # with an element the family's network never trained), σ_emb > 0
+        from cfgp.uncertainty.sigma_calibration import predictive_metrics
+
+        own, parts = hold_out_family(run, FAMILIES[key][1], draws=True)
+        sel = parts["selection"]
+        drawn = np.isfinite(sel["spread"])
+        assert (drawn == sel["new_chemistry"]).all() and drawn.all() and (sel["spread"] > 0).all()
+        scale = np.hypot(own["tau_out"] * sel["sigma_raw"], sel["spread"])
+        assert f["pool_drawn"]["nll"] == pytest.approx(predictive_metrics(sel["mean"], scale, sel["y"], own["df"])["nll"])
     with pytest.raises(ValueError, match="both hold the family 'p'"):
         family_networks_report([dirs["p"], dirs["p"]], families=FAMILIES, converged_only=False)
     with pytest.raises(FileNotFoundError, match="no such folder"):

@@ -12,7 +12,7 @@ from cfgp.results import outlier_summary, phosphate_verdict
 #: the columns of the results frame, in order: the dashboard's tabs, its downloads and its tests read them by name
 COLUMNS = ["material_id", "formula", "spacegroup_symbol", "nsites", "is_phosphate", "dft", "gp", "sigma", "residual",
            "z", "excess", "split", "row", "band_gap", "efermi", "total_magnetization", "volume_per_atom",
-           "spacegroup_number", "in_domain", "domain", "domain_label", "sigma_cal"]
+           "spacegroup_number", "in_domain", "domain", "domain_label", "sigma_emb", "sigma_cal"]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,8 @@ def test_results_frame_domain_and_calibrated_sigma(tiny_run, res):
     labels = f.domain_label.to_numpy(dtype=object)
     assert (labels[f.in_domain] == "yes").all()
     assert all(lab == "NO: " + s for lab, s in zip(labels[~f.in_domain], np.asarray(check.short)[~f.in_domain]))
-    sigma, scale = res.applicability.calibrated(f.sigma.to_numpy(), check)
+    np.testing.assert_array_equal(f.sigma_emb, res.applicability.material_spread(f.material_id))
+    sigma, scale = res.applicability.calibrated(f.sigma.to_numpy(), check, f.sigma_emb.to_numpy())
     np.testing.assert_allclose(f.sigma_cal, sigma)
     np.testing.assert_allclose(f.sigma_cal, scale * res.applicability.sigma.two_sigma_factor)
 
@@ -104,7 +105,7 @@ def test_calibration_groups_are_the_evaluation_groups(tiny_run, res):
     assert groups["all"]["n"] == len(test) > 0
     # the same numbers from the frame's own columns (what the Calibration tab computed for itself)
     check = res.check.take(test)
-    _, scale = res.applicability.calibrated(f.sigma.to_numpy()[test], check)
+    _, scale = res.applicability.calibrated(f.sigma.to_numpy()[test], check, f.sigma_emb.to_numpy()[test])
     from_frame = group_report(f.gp.to_numpy()[test], f.dft.to_numpy()[test], scale, res.applicability.sigma.df,
                               f.sigma.to_numpy()[test], check, list(tiny_run.materials.frame["elements"].iloc[test]),
                               f.is_phosphate.to_numpy()[test], formulas=f.formula.to_numpy()[test])

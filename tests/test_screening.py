@@ -62,7 +62,7 @@ def tiny_cell(record: dict, new_id: str) -> dict:
             "cif": s.to(fmt="cif")}
 
 
-NUMBERS = ("e_form", "sigma", "sigma_raw")
+NUMBERS = ("e_form", "sigma", "sigma_raw", "sigma_emb")
 
 
 def assert_same_lines(got: list[dict], expected: list[dict]) -> None:
@@ -73,7 +73,7 @@ def assert_same_lines(got: list[dict], expected: list[dict]) -> None:
         [{k: v for k, v in x.items() if k not in NUMBERS} for x in expected]
     for a, b in zip(got, expected):
         for k in NUMBERS:
-            if k in b:
+            if b.get(k) is not None:
                 assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), (a, b)
 
 
@@ -179,6 +179,30 @@ def test_a_bad_record_in_the_middle_is_reported_with_its_id_and_the_others_predi
     np.testing.assert_allclose([x["sigma_raw"] for x in good], std, rtol=1e-5, atol=1e-6)
     assert [x["dft"] for x in good] == pytest.approx([r["formation_energy_per_atom"] for r in records])
     assert all(x["sigma"] > 0 and x["sigma_raw"] > 0 for x in good)
+
+
+def test_oxides_with_a_never_trained_element_get_their_drawn_sigma_in_any_chunk(model, tmp_path):
+    """HeSiO2 and AcClO (He and Ac are in no training material) screened among other materials, in chunks of 2
+    and of 8, get the σ_emb the shipped domain.json holds for them and σ = sqrt((τ_out·σ_GP)² + σ_emb²) (as
+    2σ-equivalent); MgO and the non-oxide Fe (outside the training composition: it keeps the floor) get none."""
+    import numpy as np
+
+    from tests.conftest import FIXTURES
+
+    recs = json.load(gzip.open(FIXTURES / "domain_records.json.gz", "rt"))
+    items = [{k: r[k] for k in FIELDS} for r in recs["oxides"] + recs["nonoxides"][:1]]  # ... Ti6O, Fe
+    path = write_jsonl(tmp_path / "unseen.jsonl", items)
+    app, cal = model.applicability, model.applicability.sigma
+    for chunk in (2, 8):
+        lines = {x["id"]: x for x in screen_lines(model, [path], chunk_size=chunk)[0]}
+        for mid in ("mp-1019742", "mp-30273"):
+            x = lines[mid]
+            assert x["sigma_emb"] == pytest.approx(app.material_spread([mid])[0], rel=1e-4), (chunk, x)
+            assert x["sigma"] == pytest.approx(np.hypot(cal.tau_out_ * x["sigma_raw"], x["sigma_emb"])
+                                               * cal.two_sigma_factor, rel=1e-6)
+            assert "unseen_elements" in x["domain_codes"]
+        assert lines["mp-1265"]["sigma_emb"] is None and lines["mp-13"]["sigma_emb"] is None
+        assert lines["mp-13"]["sigma"] == pytest.approx(cal.floor_ * cal.two_sigma_factor)
 
 
 def test_gzip_and_cif_folder_inputs_give_the_same_lines(model, tmp_path):

@@ -19,12 +19,14 @@ from cfgp.palette import NAN_COLOUR, SIGNED
 
 PALETTES = {"Viridis256": Viridis256, "Plasma256": Plasma256, "signed": SIGNED}  # SIGNED runs blue → red
 
+#: the σ after "±" is the shipped one (calibrated, widened out of the domain); z is in units of the GP's own σ
 MAP_HOVER = [("material", "@material_id"), ("formula", "@formula"), ("DFT E_f", "@dft{0.000} eV/atom"),
-             ("GP E_f", "@gp{0.000} ± @sigma{0.000} eV/atom"), ("z", "@z{0.00} σ"), ("in domain", "@domain")]
+             ("GP E_f", "@gp{0.000} ± @sigma_cal{0.000} eV/atom"), ("GP's own σ", "@sigma{0.000} eV/atom"),
+             ("z", "@z{0.00} GP σ"), ("in domain", "@domain")]
 
 
 #: what the browser needs of each material: position, colourings, hover text (row = index, split → group)
-BROWSER_COLUMNS = ("x", "y", "material_id", "formula", "dft", "gp", "sigma", "residual", "z", "domain")
+BROWSER_COLUMNS = ("x", "y", "material_id", "formula", "dft", "gp", "sigma", "sigma_cal", "residual", "z", "domain")
 
 
 def map_source(data: ServerData) -> ColumnDataSource:

@@ -29,6 +29,7 @@ from cfgp.dashboard.downloads import download_button
 from cfgp import plotly_crystal
 from cfgp.crystal_view import crystal_view
 from cfgp.data import DataError
+from cfgp.uncertainty.embedding_draws import spread_text
 from cfgp.dashboard.shared import ServerData, in_document, reduced_formula
 from cfgp.dashboard.theme import iframe_background, plotly_layout
 from cfgp.dashboard import untrusted
@@ -54,7 +55,9 @@ def domain_text(r) -> str:
     if "in_domain" not in r.index or bool(r.in_domain):
         return "Domain: like the training materials (composition, elements and latent)."
     widened = f" to {r.sigma_cal:.3f} eV/atom" if "sigma_cal" in r.index else ""
-    return f"**Out of the model's domain**: {untrusted.text(r.domain)}; σ is widened for it{widened}."
+    drawn = (f" ({spread_text(float(r.sigma_emb))})"
+             if "sigma_emb" in r.index and np.isfinite(float(r.sigma_emb)) else "")
+    return f"**Out of the model's domain**: {untrusted.text(r.domain)}; σ is widened for it{widened}{drawn}."
 
 
 #: a polymorph this far above the lowest DFT energy of its formula is called out (eV/atom): on the default's test

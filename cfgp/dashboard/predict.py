@@ -35,6 +35,7 @@ from cfgp.data import MAX_CIF_CHARS, DataError, parse_cif
 from cfgp.embedding import place
 from cfgp.palette import IN_DOMAIN_MARK, IN_DOMAIN_MARK_DARK, OUT_OF_DOMAIN_MARK
 from cfgp.structure_match import SAME_MATERIAL, Match, find_match
+from cfgp.uncertainty.embedding_draws import spread_text
 from cfgp.dashboard import untrusted
 
 MAX_UPLOAD_BYTES = MAX_CIF_CHARS  # as for any CIF cfgp reads
@@ -60,6 +61,7 @@ EMPTY_CROSS = {"x": [], "y": [], "label": [], "domain": [], "colour": []}
 #: the prediction download's columns → headers (units in the headers, like every other download)
 PREDICTION_COLUMNS = {"file": "file", "formula": "formula", "gp_ef": "predicted E_f (eV/atom)",
                       "sigma": "sigma, calibrated (eV/atom)", "sigma_raw": "sigma, GP (eV/atom)",
+                      "sigma_emb": "sigma_emb, unseen-element draws (eV/atom)",
                       "lower_2sigma": "E_f - 2 sigma (eV/atom)", "upper_2sigma": "E_f + 2 sigma (eV/atom)",
                       "in_domain": "in domain", "domain": "domain (reason)", "map_x": "map x", "map_y": "map y",
                       "run": "model (run folder)"}
@@ -163,16 +165,18 @@ def match_text(data: ServerData, formula: str, match: Match) -> str:
             f"{untrusted.text(formula)}.")
 
 
-def domain_text(reason: str, inside: bool) -> str:
-    """What the user reads right under E_f ± σ: a prominent warning when the material is out of the domain."""
+def domain_text(reason: str, inside: bool, sigma_emb: float = float("nan")) -> str:
+    """What the user reads right under E_f ± σ: a prominent warning when the material is out of the domain (with
+    σ_emb when its never-trained elements' embeddings were drawn)."""
     if inside:
         return ("<small>In the model's domain: composition, elements and latent vector like the training "
                 "materials'.</small>")
+    drawn = f" ({untrusted.text(spread_text(sigma_emb))})" if np.isfinite(sigma_emb) else ""
     return (f'<div class="domain-warning" style="background:#f8d7da;border:2px solid {OUT_OF_DOMAIN_MARK};'
             'color:#842029;'
             'padding:8px 12px;border-radius:4px;font-size:1.05em">⚠ <b>Out of domain: do not trust this value.</b> '
-            f"{untrusted.text(reason)}. σ has been widened for it, but a material this unlike the training set can "
-            "be predicted wrong by more.</div>")
+            f"{untrusted.text(reason)}. σ has been widened for it{drawn}, but a material this unlike the training "
+            "set can be predicted wrong by more.</div>")
 
 
 def upload_text(name: str, value: bytes | None) -> str:
@@ -317,9 +321,12 @@ class Predict(pn.viewable.Viewer):
                                            "loading the network… (~20 s, once per server)"))
             fz = ready_featurizer(d)
             with d.lock:  # TensorFlow: one model call at a time across sessions
-                X = fz.transform([structure], names=[name])
-                # as `cfgp predict` does: GP mean, the domain check and the σ it calibrates (the GP's own σ shown too)
-                pred = d.applicability.predict(d.gp, X, [[el.symbol for el in structure.composition.elements]])
+                graphs = fz.to_graphs([structure], names=[name], on_error="raise")[0]
+                X = fz.transform_graphs(graphs)
+                # as `cfgp predict` does: GP mean, the domain check and the σ it calibrates (the GP's own σ shown
+                # too; σ_emb drawn for an oxide with a never-trained element)
+                pred = d.applicability.predict(d.gp, X, [[el.symbol for el in structure.composition.elements]],
+                                               featurizer=fz, graphs=graphs)
             check, std = pred["check"], pred["sigma_raw"]
             inside = bool(check.in_domain[0])
             s_cal, mean = float(pred["sigma"][0]), pred["mean"]
@@ -331,11 +338,12 @@ class Predict(pn.viewable.Viewer):
             head = (f"### {untrusted.text(formula)} ({untrusted.text(name)})\n"
                     f"Predicted formation energy **{m:.3f} ± {s:.3f} eV/atom** (95 % interval {m - 2 * s:.3f} to "
                     f"{m + 2 * s:.3f}; the GP's own σ is {float(std[0]):.3f}).\n\n"
-                    + domain_text(check.reason[0], inside) +
+                    + domain_text(check.reason[0], inside, float(pred["sigma_emb"][0])) +
                     "\n\nThe × on the map sits among the materials with the nearest latents.")
             timing = f"\n\n<small>prediction {ms:,.0f} ms</small>"
 
             record = {"file": name, "formula": formula, "gp_ef": m, "sigma": s, "sigma_raw": float(std[0]),
+                      "sigma_emb": float(pred["sigma_emb"][0]),
                       "lower_2sigma": m - 2 * s, "upper_2sigma": m + 2 * s, "in_domain": inside,
                       "domain": "yes" if inside else str(check.short[0]), "map_x": float(pos[0]),
                       "map_y": float(pos[1]), "run": str(d.run.dir.name)}

@@ -179,7 +179,7 @@ class ServerData:
             "x": self.xy[:, 0], "y": self.xy[:, 1], "row": f["row"].to_numpy(),
             "material_id": f["material_id"].to_numpy(dtype=object), "formula": f["formula"].to_numpy(dtype=object),
             "dft": f["dft"].to_numpy(float), "gp": f["gp"].to_numpy(float), "sigma": f["sigma"].to_numpy(float),
-            "residual": f["residual"].to_numpy(float), "z": f["z"].to_numpy(float),
+            "sigma_cal": f["sigma_cal"].to_numpy(float), "residual": f["residual"].to_numpy(float), "z": f["z"].to_numpy(float),
             "split": np.where(f["split"].to_numpy() == "", "unused", f["split"].to_numpy()).astype(object),
             "domain": f["domain_label"].to_numpy(dtype=object),
             **{c: f[c].to_numpy(float) for c in PROPERTY_COLOURS},

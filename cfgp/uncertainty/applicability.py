@@ -4,8 +4,10 @@ settings that made them.
 ``domain.json`` holds the :class:`~cfgp.uncertainty.domain_model.DomainModel` (fitted on the train split: reference latents
 are the MEGNet-fit part, the threshold comes from the early-stopping part) and the
 :class:`~cfgp.uncertainty.sigma_calibration.SigmaCalibrator` (fitted on the *pool* split, the run's calibration split: the
-GP conditioned on train predicts it, and nothing of the test split is used). A saved file is reused only
-when its key — latents hash, split, GP hyper-parameters, domain settings — matches.
+GP conditioned on train predicts it, and nothing of the test split is used), and σ_emb of the run's own oxides
+with an element no training material contains (:mod:`cfgp.uncertainty.embedding_draws`: the network's forward pass
+once per draw, so it is drawn when the file is written, not at every read). A saved file is reused only when its
+key — latents hash, split, GP hyper-parameters, domain settings, draw settings — matches.
 
 Who writes it: ``cfgp domain --run FOLDER`` (a writer step, like ``cfgp fit``) saves it in the run's write
 folder (for the shipped default, the user's folder: ``data/default`` is never written). Readers —
@@ -26,11 +28,14 @@ import numpy as np
 from cfgp.artefacts import cache_dir, read_json, write_json
 from cfgp.pipeline import GP_FILE, load_gp, predict_rows
 from cfgp.uncertainty.domain_model import DomainCheck, DomainModel, DomainSettings
+from cfgp.uncertainty.embedding_draws import DRAWS, draw_settings, embedding_spread, never_trained, trained_elements
 from cfgp.uncertainty.groups import group_metrics, group_report
 from cfgp.uncertainty.sigma_calibration import SigmaCalibrator
 
 DOMAIN_FILE = "domain.json"
-FORMAT = 2  # 2: rare-element flag, k-fold threshold over train, τ_rare and τ_new
+FORMAT = 3  # 2: rare-element flag, k-fold threshold over train, τ_rare and τ_new; 3: σ_emb of the run's materials
+#: the seed of the embedding draws behind σ_emb (the same for every run, so a material's σ_emb is reproducible)
+DRAW_SEED = 0
 
 
 @dataclass
@@ -43,24 +48,65 @@ class Applicability:
     source: str  # where it came from: a file path, or "fitted in memory"
     report: dict  # what the fit measured on its own data (counts, thresholds)
     reference_ids: list[str] = field(default_factory=list)  # the training materials whose latents are the reference
+    spread_ids: dict[str, float] = field(default_factory=dict)  # σ_emb of the run's materials that need one
 
     def check(self, X: np.ndarray, elements, in_reference: np.ndarray | None = None) -> DomainCheck:
         return self.domain.check(X, elements, in_reference)
 
-    def calibrated(self, sigma_raw: np.ndarray, check: DomainCheck) -> tuple[np.ndarray, np.ndarray]:
-        """(σ shown to users, Student-t scale) from the GP's σ and a domain check."""
+    def calibrated(self, sigma_raw: np.ndarray, check: DomainCheck,
+                   spread: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(σ shown to users, Student-t scale) from the GP's σ, a domain check and σ_emb where drawn (NaN
+        elsewhere; see :func:`draw_spread`)."""
         new_chemistry = check.flags["composition"] | check.flags["unseen_elements"]
-        scale = self.sigma.scale(sigma_raw, check.in_domain, new_chemistry, check.flags.get("rare_elements"))
+        scale = self.sigma.scale(sigma_raw, check.in_domain, new_chemistry, check.flags.get("rare_elements"), spread)
         return scale * self.sigma.two_sigma_factor, scale
 
-    def predict(self, gp, X: np.ndarray, elements) -> dict:
-        """GP mean, calibrated σ, raw GP σ, Student-t scale, domain flag and reason for each row of X
-        (NaN mean and σ where a latent is missing)."""
+    def draw_spread(self, featurizer, gp, graphs: list[dict], elements, check: DomainCheck) -> np.ndarray:
+        """:func:`draw_spread` with this model's domain."""
+        return draw_spread(self.domain, featurizer, gp, graphs, elements, check)
+
+    def material_spread(self, ids) -> np.ndarray:
+        """σ_emb of the run's materials ``ids`` as drawn when the model was fitted (NaN for those without one)."""
+        return np.array([self.spread_ids.get(str(i), np.nan) for i in ids], dtype=float)
+
+    def predict(self, gp, X: np.ndarray, elements, featurizer=None, graphs: list[dict] | None = None) -> dict:
+        """GP mean, calibrated σ, raw GP σ, Student-t scale, σ_emb, domain flag and reason for each row of X
+        (NaN mean and σ where a latent is missing). With the ``featurizer`` and the ``graphs`` that made X, the
+        rows that :func:`needs_draws` get σ_emb (else they keep the floor)."""
         mean, sigma_raw = predict_rows(gp, X)
         check = self.check(X, elements)
-        sigma, scale = self.calibrated(sigma_raw, check)
+        spread = (self.draw_spread(featurizer, gp, graphs, elements, check)
+                  if featurizer is not None and graphs is not None else np.full(len(mean), np.nan))
+        sigma, scale = self.calibrated(sigma_raw, check, spread)
         return {"mean": mean, "sigma": sigma, "sigma_raw": sigma_raw, "scale": scale, "df": self.sigma.df,
-                "in_domain": check.in_domain, "domain": check.reason, "check": check}
+                "sigma_emb": spread, "in_domain": check.in_domain, "domain": check.reason, "check": check}
+
+
+def needs_draws(check: DomainCheck) -> np.ndarray:
+    """Materials whose σ comes from embedding draws: oxides (as training defines them) with an element no training
+    material contains, and a latent. A material outside the training composition keeps the floor: drawing its
+    elements does not tell how far an oxide model is from, say, a metal."""
+    return check.flags["unseen_elements"] & ~check.flags["composition"] & ~check.flags["no_latent"]
+
+
+def draw_spread(domain: DomainModel, featurizer, gp, graphs: list[dict], elements, check: DomainCheck) -> np.ndarray:
+    """σ_emb (eV/atom) of each graph that :func:`needs_draws` (NaN for the others): the spread of the GP's mean over
+    draws of its never-trained elements' embedding rows from the rows of the elements in more than ``rare_count``
+    training materials. One forward pass of those graphs per draw; the caller holds whatever lock guards the
+    network (the draws set its weights and restore them)."""
+    out = np.full(len(graphs), np.nan)
+    rows = np.flatnonzero(needs_draws(check))
+    if not len(rows):
+        return out
+    counts = domain.element_counts_
+    unseen = never_trained((_symbols(elements[i]) for i in rows), counts)
+    trained = trained_elements(counts, domain.rare_count)
+    out[rows] = embedding_spread(featurizer, gp, [graphs[i] for i in rows], unseen, trained, DRAWS, DRAW_SEED)
+    return out
+
+
+def _symbols(elements) -> list[str]:
+    return elements.split() if isinstance(elements, str) else [str(e) for e in elements]
 
 
 # ------------------------------------------------------------------ keys and files
@@ -79,7 +125,7 @@ def applicability_key(run, settings: DomainSettings = DomainSettings()) -> dict:
     """What a saved domain.json must match to be reused."""
     return {"format": FORMAT, "latents_hash": _latents_hash(run), "split": run.settings["split"],
             "gp": _gp_hyperparameters(run), "settings": settings.to_dict(),
-            "holdout": "crossfit", "calibration_split": "pool"}
+            "holdout": "crossfit", "calibration_split": "pool", "draws": draw_settings(DRAWS, DRAW_SEED)}
 
 
 def _cache_path(key: dict) -> Path:
@@ -118,26 +164,51 @@ def fit_applicability(run, gp=None, pred: dict | None = None,
     calibrator = SigmaCalibrator().fit(sigma, mean - y[pool], check.in_domain, new_chem,
                                        floor=float(np.std(y[train])), rare=check.flags["rare_elements"],
                                        tau_new=tau_new)
+    spread_ids = run_spreads(run, domain, reference, gp)
     report = {"n_train": int(len(train)), "n_reference": int(len(reference)),
               "n_holdout": int(len(train)),
               "holdout": domain.holdout_kind_, "threshold": domain.threshold_,
               "threshold_interval": domain.threshold_interval_,
               "required_elements": domain.required_elements_, "n_training_elements": len(domain.elements_),
-              "n_calibration": int(len(pool)), "calibration_flagged": check.summary()}
+              "n_calibration": int(len(pool)), "calibration_flagged": check.summary(),
+              "n_sigma_emb": len(spread_ids)}
     return Applicability(domain, calibrator, applicability_key(run, settings), "fitted in memory", report,
-                         m.ids[reference].astype(str).tolist())
+                         m.ids[reference].astype(str).tolist(), spread_ids)
+
+
+def run_spreads(run, domain: DomainModel, reference: np.ndarray, gp=None) -> dict[str, float]:
+    """σ_emb of the run's materials that :func:`needs_draws` (on the default: 15 Ac, Pm and Xe oxides
+    of the pool and HeSiO2 in test), keyed by material id. Loads the network only when there are any."""
+    m = run.materials
+    in_reference = np.zeros(len(m), bool)
+    in_reference[reference] = True
+    elements = list(m.frame["elements"])
+    rows = np.flatnonzero(needs_draws(domain.check(run.latents(), elements, in_reference)))
+    if not len(rows):
+        return {}
+    gp = gp if gp is not None else load_gp(run)
+    feat = run.featurizer()
+    graphs, kept, issues = feat.to_graphs(m.structures(rows), progress=False)
+    if len(kept) != len(rows):  # they have latents, so the network read them once: a changed data file
+        raise ValueError(f"{run.dir}: {len(rows) - len(kept)} materials with latents have no crystal graph now "
+                         f"({'; '.join(str(i) for i in issues[:3])})")
+    sub = [elements[i] for i in rows]
+    spread = draw_spread(domain, feat, gp, graphs, sub, domain.check(run.latents()[rows], sub))
+    return {str(m.ids[i]): float(v) for i, v in zip(rows, spread)}
 
 
 def _to_json(app: Applicability) -> dict:
     return {"key": app.key, "domain": app.domain.to_dict(), "reference_ids": app.reference_ids,
-            "sigma": app.sigma.to_dict(), "report": app.report}
+            "sigma": app.sigma.to_dict(), "report": app.report,
+            "sigma_emb": dict(sorted(app.spread_ids.items()))}
 
 
 def _from_json(run, d: dict, source: str) -> Applicability:
     X = run.latents()
     ref = run.materials.index_of(d["reference_ids"])
     return Applicability(DomainModel.from_dict(d["domain"], X[ref]), SigmaCalibrator.from_dict(d["sigma"]),
-                         d["key"], source, d.get("report", {}), list(d["reference_ids"]))
+                         d["key"], source, d.get("report", {}), list(d["reference_ids"]),
+                         {str(k): float(v) for k, v in d["sigma_emb"].items()})
 
 
 def save_applicability(run, app: Applicability, path: str | Path | None = None) -> Path:
@@ -193,7 +264,7 @@ def evaluation_groups(run, app: Applicability, pred: dict, check_set=None, gp=No
     te = run.split.test
     te = te[np.isfinite(pred["mean"][te]) & np.isfinite(m.y[te])]
     check = (check if check is not None else run_checks(run, app)).take(te)
-    _, scale = app.calibrated(pred["std"][te], check)
+    _, scale = app.calibrated(pred["std"][te], check, app.material_spread(m.ids[te]))
     groups = group_report(pred["mean"][te], m.y[te], scale, app.sigma.df, pred["std"][te], check,
                           list(m.frame["elements"].iloc[te]), m.frame["is_phosphate"].to_numpy()[te], label="test",
                           formulas=m.frame["formula"].to_numpy()[te])

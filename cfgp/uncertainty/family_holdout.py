@@ -14,13 +14,25 @@ this measures; a network re-trained without the family is stricter still (:mod:`
 
 Scores are reported separately for the family's pool materials (``selection``: what settings such as the rarity
 threshold are chosen on) and its test materials (``test``: read once for the reported figure).
+
+With the network as shipped, the family's elements had their embedding rows trained, so the shipped σ for an oxide
+with a never-trained element (σ_emb from drawing those rows, :mod:`cfgp.uncertainty.embedding_draws`) does not
+apply: new chemistry is scored with the floor. On a network trained without the family (``featurizer`` given, as
+``cfgp family-report`` does) the rows were never trained, and the family is also scored with the drawn σ.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
+
+from cfgp.artefacts import cache_dir, load_npz
 from cfgp.gp import CFGP
+from cfgp.uncertainty.applicability import DRAW_SEED, draw_spread, needs_draws
 from cfgp.uncertainty.domain_model import DomainModel, DomainSettings
+from cfgp.uncertainty.embedding_draws import DRAWS, draw_settings
 from cfgp.uncertainty.sigma_calibration import (SigmaCalibrator, predictive_metrics, scale_mle,
                                                 two_sigma_half_width)
 
@@ -61,9 +73,13 @@ def _score(mean, y, scale, df, sigma_raw, check, large: float) -> dict:
             "flagged_by": {k: int(v.sum()) for k, v in check.flags.items()}}
 
 
-def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None) -> dict:
+def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None, draws: bool = False) -> dict:
     """Re-fit GP, domain model and σ calibration on the run's train/pool without the materials containing any of
-    ``symbols``; score those materials of the pool (``selection``) and of the test split (``test``)."""
+    ``symbols``; score those materials of the pool (``selection``) and of the test split (``test``).
+
+    draws : also score them with the shipped σ for oxides with a never-trained element, sqrt((τ_out·σ_GP)² +
+    σ_emb²) (``selection_drawn``, ``test_drawn``; the arrays gain ``spread``). Only meaningful when the run's
+    network never trained the family (a ``cfgp family-network`` run); its σ_emb is kept in the user cache."""
     settings = settings or DomainSettings()
     m, sp = run.materials, run.split
     X, y = run.latents(), m.y
@@ -93,12 +109,52 @@ def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None) 
            "large_error_threshold": large, "length_scale": gp.length_scale_, "df": calibrator.df,
            "tau_in": calibrator.tau_in_, "tau_out": calibrator.tau_out_}
     parts_of = {}
+    drawn = spread = None
+    if draws:  # the family's members only: the calibration materials are not scored
+        fam_rows, spread = parts > 0, np.full(len(rows), np.nan)
+        spread[fam_rows] = family_spread(run, domain, gp, rows[fam_rows], check.take(fam_rows), elements, train)
+        drawn = calibrator.scale(sigma_raw, check.in_domain, new_chem, rare, spread)
     for name, p in (("selection", 1), ("test", 2)):
         s = parts == p
         parts_of[name] = {"mean": mean[s], "y": y[rows][s], "sigma_raw": sigma_raw[s], "check": check.take(s),
                           "scale": scale[s], "new_chemistry": new_chem[s]}
         out[name] = _score(mean[s], y[rows][s], scale[s], calibrator.df, sigma_raw[s], check.take(s), large)
+        if drawn is not None:
+            parts_of[name]["spread"] = spread[s]
+            out[name + "_drawn"] = _score(mean[s], y[rows][s], drawn[s], calibrator.df, sigma_raw[s], check.take(s),
+                                          large)
     return out, parts_of
+
+
+def family_spread(run, domain: DomainModel, gp, rows: np.ndarray, check, elements, train: np.ndarray) -> np.ndarray:
+    """σ_emb of the run's materials ``rows`` (NaN where :func:`needs_draws` says none), with the run's network and
+    the held-out GP (conditioned on ``train``); read from the user cache when this network, GP and draw setting made
+    it before (the lanthanides' 2,527 members take minutes: a graph each and one forward pass per draw)."""
+    ids = run.materials.ids.astype(str)
+    key = {"latents_hash": run.latents_hash(), "gp": gp.hyperparameters_, "rare_count": domain.rare_count,
+           "train": ids[train].tolist(), "ids": ids[rows].tolist(),
+           "draws": draw_settings(DRAWS, DRAW_SEED)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = cache_dir() / f"family-draws-{digest}.npz"
+    kept = load_npz(path)
+    if kept is not None and kept.get("spread", np.zeros(0)).shape == (len(rows),):
+        return kept["spread"]
+    out = np.full(len(rows), np.nan)
+    need = np.flatnonzero(needs_draws(check))
+    if len(need):
+        feat = run.featurizer()
+        graphs, kept_pos, issues = feat.to_graphs(run.materials.structures(rows[need]), progress=False)
+        if len(kept_pos) != len(need):
+            raise ValueError(f"{run.dir}: {len(need) - len(kept_pos)} family members with latents have no crystal "
+                             f"graph now ({'; '.join(str(i) for i in issues[:3])})")
+        sub = [elements[i] for i in rows[need]]
+        out[need] = draw_spread(domain, feat, gp, graphs, sub, check.take(need))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, spread=out)
+    except OSError:
+        pass  # an unwritable cache only costs the draws again
+    return out
 
 
 def new_chemistry_tau(z: np.ndarray, df: float | None) -> float:
@@ -248,8 +304,9 @@ SUMMARY_KEYS = ("n", "flagged", "mae", "coverage_2sigma", "nll", "large_error_fl
 
 def summarise_family(f: dict) -> dict:
     """One family of :func:`crossfit_new_chemistry` as reports show it: its pool members (the selection data)
-    and test members scored with τ_new·σ_GP (cross-fitted), as ``*_floor`` with the shipped rule (the
-    training-energy floor s₀), and as ``*_fitted_floor`` with that rule's floor fitted on the other families."""
+    and test members scored with τ_new·σ_GP (cross-fitted), as ``*_floor`` with the training-energy floor s₀ for
+    new chemistry, as ``*_drawn`` with the shipped σ sqrt((τ_out·σ_GP)² + σ_emb²) (when the family was scored with
+    draws), and as ``*_fitted_floor`` with the floor rule's floor fitted on the other families."""
     entry = {"label": f["label"], "elements": f["elements"], "n_train_without": f["n_train"],
              "tau_new_crossfit": f["tau_new_crossfit"], "s_new_crossfit": f["s_new_crossfit"]}
     for part, name in (("selection", "pool"), ("test", "test")):
@@ -257,6 +314,8 @@ def summarise_family(f: dict) -> dict:
             fitted = f[part + "_fitted_new_chemistry"]
             entry[name] = {k: fitted.get(k) for k in SUMMARY_KEYS}
             entry[name + "_floor"] = {k: f[part].get(k) for k in SUMMARY_KEYS}
+            if part + "_drawn" in f:  # the shipped σ on a network that never trained the family
+                entry[name + "_drawn"] = {k: f[part + "_drawn"].get(k) for k in SUMMARY_KEYS}
             entry[name + "_fitted_floor"] = {k: f[part + "_fitted_floor"].get(k) for k in SUMMARY_KEYS}
             entry[name + "_for_goal"] = f[part + "_for_goal"]
     return entry

@@ -40,7 +40,8 @@ from cfgp.artefacts import read_json
 from cfgp.gp import CFGP
 from cfgp.pipeline import Run, load_gp
 from cfgp.uncertainty.applicability import load_applicability, run_checks
-from cfgp.uncertainty.embedding_draws import DRAWS, draw_means, never_trained, trained_elements, training_counts
+from cfgp.uncertainty.embedding_draws import (DRAWS, draw_means, draw_settings, never_trained, trained_elements,
+                                              training_counts)
 from cfgp.uncertainty.family_holdout import (GOAL_COVERAGE, HELD_OUT_FAMILIES, hold_out_family, members,
                                              within_goal)
 from cfgp.uncertainty.sigma_calibration import predictive_metrics, two_sigma_half_width
@@ -70,7 +71,7 @@ def draws(folder: Path, samples: int, min_count: int, seed: int, cache: Path) ->
     if not res.get("converged"):
         raise SystemExit(f"{folder}: not converged by its rule; no figure from it")
     key = res["family"]
-    path = cache / f"{key}-k{samples}-min{min_count}-s{seed}.npz"
+    path = cache / f"{key}-k{samples}-min{min_count}-s{seed}-{draw_settings()['scheme']}.npz"
     fit, parts = hold_out_family(Run(folder), HELD_OUT_FAMILIES[key][1])
     out = {"family": key, "df": fit["df"], "tau_out": fit["tau_out"],
            "n": {p: len(parts[p]["y"]) for p in ("selection", "test")}}

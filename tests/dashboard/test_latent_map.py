@@ -116,6 +116,33 @@ def test_tap_shows_the_nearest_material(page, server):
     server.assert_clean()
 
 
+def test_hovering_a_flagged_material_shows_its_reason_and_widened_sigma(page, server, app_run):
+    """The map's tooltip over a material out of the domain says why (e.g. "NO: rare ...") and gives E_f ± the
+    shipped σ (calibrated and widened), beside the GP's own σ: the numbers are the results frame's."""
+    import numpy as np
+
+    from cfgp.results import load_results
+
+    f = load_results(app_run).frame
+    xs, ys = column(page, "map-source", "x"), column(page, "map-source", "y")
+    pix = np.array(screen_xy(page, "latent-map", xs, ys))
+    gap = np.array([np.sort(np.hypot(*(pix - q).T))[1] for q in pix])  # to the nearest other point, px
+    flagged = np.flatnonzero(~f["in_domain"].to_numpy() & (gap > 12) & np.isfinite(f["sigma_cal"].to_numpy()))
+    assert len(flagged), "no isolated flagged material on the tiny run's map"
+    row = int(flagged[0])
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(300)
+    page.mouse.move(*pix[row])
+    assert wait_for(page, lambda: str(f["material_id"].iat[row]) in text_of(page, ".bk-Tooltip"), 20), \
+        text_of(page, ".bk-Tooltip")
+    tip = text_of(page, ".bk-Tooltip")
+    assert f"{f['gp'].iat[row]:.3f} ± {f['sigma_cal'].iat[row]:.3f} eV/atom" in tip, tip
+    assert f"GP's own σ: {f['sigma'].iat[row]:.3f} eV/atom" in tip and f"in domain: {f['domain_label'].iat[row]}" in tip
+    assert f["domain_label"].iat[row].startswith("NO: ") and f["sigma_cal"].iat[row] > f["sigma"].iat[row]
+    page.mouse.move(5, 5)
+    server.assert_clean()
+
+
 def test_live_tsne_counts_up_and_converges(page, server):
     page.get_by_role("button", name="Recompute t-SNE live").click()
     seen = []

@@ -187,3 +187,12 @@ def test_details_say_when_chemistry_is_rare():
     assert abs(f["gp"].iat[row] - f["dft"].iat[row]) <= 2 * f["sigma_cal"].iat[row]
     mgo = int(m.index_of(["mp-1265"])[0])
     assert "Domain: like the training materials" in html.unescape(material_text(data, mgo))
+    # AcOF (mp-36526, pool): Ac is in no training material; its σ comes from drawing Ac's embedding, said with σ_emb
+    row = int(m.index_of(["mp-36526"])[0])
+    text = html.unescape(material_text(data, row))
+    emb = data.applicability.material_spread(["mp-36526"])[0]
+    assert emb > 0.5 and f["sigma_emb"].iat[row] == emb
+    assert (f"elements unseen in training: Ac; latent far from the training materials" in text
+            and f"σ is widened for it to {f['sigma_cal'].iat[row]:.3f} eV/atom (σ includes σ_emb = {emb:.3f} eV/atom"
+            in text), text
+    assert abs(f["gp"].iat[row] - f["dft"].iat[row]) <= 2 * f["sigma_cal"].iat[row]  # 3.14 eV/atom off, covered

@@ -249,6 +249,29 @@ def test_metals_and_a_noble_gas_get_an_out_of_domain_warning(page, server, app_r
     assert colour == "rgb(220, 53, 69)", colour
     page.screenshot(path=str(SHOTS / "predict-out-of-domain.png"))
 
+    # an oxide with an element no training material contains: σ from drawing that element's embedding, said in
+    # words, and the value shown is the one the core computes for it
+    from cfgp.data import parse_cif
+    from cfgp.pipeline import load_gp
+    from cfgp.uncertainty.applicability import load_applicability
+
+    acclo = {r["material_id"]: r for r in json.load(gzip.open(FIXTURES / "domain_records.json.gz", "rt"))["oxides"]}[
+        "mp-30273"]
+    fz, gp = app_run.featurizer(), load_gp(app_run)
+    graphs = fz.to_graphs([parse_cif(acclo["cif"])])[0]
+    core = load_applicability(app_run, gp).predict(gp, fz.transform_graphs(graphs), [["Ac", "Cl", "O"]],
+                                                    featurizer=fz, graphs=graphs)
+    assert np.isfinite(core["sigma_emb"][0]) and "unseen" in core["domain"][0]
+    path = tmp_path / "AcClO.cif"
+    path.write_text(acclo["cif"])
+    upload(page, path)
+    assert wait_for(page, lambda: "Predicted formation energy" in result(page) and "AcClO.cif" in result(page), 300), \
+        result(page)
+    text = result(page)
+    assert f"{core['mean'][0]:.3f} ± {core['sigma'][0]:.3f} eV/atom" in text, text
+    assert f"σ includes σ_emb = {core['sigma_emb'][0]:.3f} eV/atom" in text, text
+    assert "elements unseen in training: Ac" in text and "not an oxide" not in text, text
+
     record = in_run(small_records, app_run)[0]
     good = tmp_path / "oxide.cif"
     good.write_text(record["cif"])
