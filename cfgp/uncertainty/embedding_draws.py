@@ -6,7 +6,7 @@ material contains keeps its random initial value, and a material's latent — so
 if it were known. What the model does not know is which element this is. Drawing that element's row from the rows
 of the elements the network did train, many times, and predicting again gives the spread of the GP's mean over what
 the element might be (σ_emb). On networks trained without a chemical family it follows the family's errors
-(correlation 0.48–0.72 on three families; ``docs/domain.md``, "A σ from not knowing the element").
+(correlation 0.50–0.82 on four families; ``docs/domain.md``, "A σ from not knowing the element").
 
 Materials whose elements were all trained keep their latent under the draws: their spread is 0 (up to the round-off
 of predicting them in one batch with the others, ~1e-16 eV/atom). Draw k of element Z comes from a generator seeded
@@ -28,8 +28,10 @@ from pymatgen.core import Element
 
 #: the network's per-element embedding layer (megnet's MEGNetModel)
 EMBEDDING_LAYER = "atom_embedding"
-#: draws per material: enough for the spread to ~18 % (the standard error of a standard deviation, 1/sqrt(2(n−1)))
-DRAWS = 16
+#: draws per material: the fewest of 16, 32, 64 and 128 for which σ_emb of the default's 15 pool oxides with a
+#: never-trained element varies by under 10 % across seeds (largest relative SD over 5 seeds: 16 %, 13 %, 7 %, 5 %;
+#: 0.30 s per material in a batch; ``benchmarks/embedding_draws.py``, docs/measurements/embedding_draws.json)
+DRAWS = 64
 
 
 def training_counts(train_elements: Iterable[Sequence[str]]) -> Counter:
