@@ -320,13 +320,13 @@ class Predict(pn.viewable.Viewer):
                     self.result, "object", f"Parsed **{untrusted.text(formula)}** ({len(structure)} atoms per cell); "
                                            "loading the network… (~20 s, once per server)"))
             fz = ready_featurizer(d)
+            graphs = fz.to_graphs([structure], names=[name], on_error="raise")[0]
             with d.lock:  # TensorFlow: one model call at a time across sessions
-                graphs = fz.to_graphs([structure], names=[name], on_error="raise")[0]
                 X = fz.transform_graphs(graphs)
-                # as `cfgp predict` does: GP mean, the domain check and the σ it calibrates (the GP's own σ shown
-                # too; σ_emb drawn for an oxide with a never-trained element)
-                pred = d.applicability.predict(d.gp, X, [[el.symbol for el in structure.composition.elements]],
-                                               featurizer=fz, graphs=graphs)
+            # as `cfgp predict` does: GP mean, the domain check and the σ it calibrates (the GP's own σ shown too;
+            # σ_emb drawn for an oxide with a never-trained element, each draw's forward pass under the lock)
+            pred = d.applicability.predict(d.gp, X, [[el.symbol for el in structure.composition.elements]],
+                                           featurizer=fz, graphs=graphs, lock=d.lock)
             check, std = pred["check"], pred["sigma_raw"]
             inside = bool(check.in_domain[0])
             s_cal, mean = float(pred["sigma"][0]), pred["mean"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,21 +62,24 @@ class Applicability:
         scale = self.sigma.scale(sigma_raw, check.in_domain, new_chemistry, check.flags.get("rare_elements"), spread)
         return scale * self.sigma.two_sigma_factor, scale
 
-    def draw_spread(self, featurizer, gp, graphs: list[dict], elements, check: DomainCheck) -> np.ndarray:
+    def draw_spread(self, featurizer, gp, graphs: list[dict], elements, check: DomainCheck,
+                    lock: AbstractContextManager | None = None) -> np.ndarray:
         """:func:`draw_spread` with this model's domain."""
-        return draw_spread(self.domain, featurizer, gp, graphs, elements, check)
+        return draw_spread(self.domain, featurizer, gp, graphs, elements, check, lock)
 
     def material_spread(self, ids) -> np.ndarray:
         """σ_emb of the run's materials ``ids`` as drawn when the model was fitted (NaN for those without one)."""
         return np.array([self.spread_ids.get(str(i), np.nan) for i in ids], dtype=float)
 
-    def predict(self, gp, X: np.ndarray, elements, featurizer=None, graphs: list[dict] | None = None) -> dict:
+    def predict(self, gp, X: np.ndarray, elements, featurizer=None, graphs: list[dict] | None = None,
+                lock: AbstractContextManager | None = None) -> dict:
         """GP mean, calibrated σ, raw GP σ, Student-t scale, σ_emb, domain flag and reason for each row of X
         (NaN mean and σ where a latent is missing). With the ``featurizer`` and the ``graphs`` that made X, the
-        rows that :func:`needs_draws` get σ_emb (else they keep the floor)."""
+        rows that :func:`needs_draws` get σ_emb (else they keep the floor); ``lock`` guards the network for each
+        draw's forward pass (:func:`cfgp.uncertainty.embedding_draws.draw_means`)."""
         mean, sigma_raw = predict_rows(gp, X)
         check = self.check(X, elements)
-        spread = (self.draw_spread(featurizer, gp, graphs, elements, check)
+        spread = (self.draw_spread(featurizer, gp, graphs, elements, check, lock)
                   if featurizer is not None and graphs is not None else np.full(len(mean), np.nan))
         sigma, scale = self.calibrated(sigma_raw, check, spread)
         return {"mean": mean, "sigma": sigma, "sigma_raw": sigma_raw, "scale": scale, "df": self.sigma.df,
@@ -89,11 +93,12 @@ def needs_draws(check: DomainCheck) -> np.ndarray:
     return check.flags["unseen_elements"] & ~check.flags["composition"] & ~check.flags["no_latent"]
 
 
-def draw_spread(domain: DomainModel, featurizer, gp, graphs: list[dict], elements, check: DomainCheck) -> np.ndarray:
+def draw_spread(domain: DomainModel, featurizer, gp, graphs: list[dict], elements, check: DomainCheck,
+                lock: AbstractContextManager | None = None) -> np.ndarray:
     """σ_emb (eV/atom) of each graph that :func:`needs_draws` (NaN for the others): the spread of the GP's mean over
     draws of its never-trained elements' embedding rows from the rows of the elements in more than ``rare_count``
-    training materials. One forward pass of those graphs per draw; the caller holds whatever lock guards the
-    network (the draws set its weights and restore them)."""
+    training materials. One forward pass of those graphs per draw, each holding ``lock`` (whatever guards a network
+    shared between threads: the draws set its weights and restore them)."""
     out = np.full(len(graphs), np.nan)
     rows = np.flatnonzero(needs_draws(check))
     if not len(rows):
@@ -101,7 +106,7 @@ def draw_spread(domain: DomainModel, featurizer, gp, graphs: list[dict], element
     counts = domain.element_counts_
     unseen = never_trained((_symbols(elements[i]) for i in rows), counts)
     trained = trained_elements(counts, domain.rare_count)
-    out[rows] = embedding_spread(featurizer, gp, [graphs[i] for i in rows], unseen, trained, DRAWS, DRAW_SEED)
+    out[rows] = embedding_spread(featurizer, gp, [graphs[i] for i in rows], unseen, trained, DRAWS, DRAW_SEED, lock)
     return out
 
 

@@ -107,6 +107,26 @@ def test_drawn_embeddings_move_only_materials_with_a_never_trained_element(defau
     np.testing.assert_array_equal(gp.predict(feat.transform_graphs(graphs)), mean)  # the network restored
     np.testing.assert_array_equal(embedding_spread(feat, gp, graphs, unseen, trained, seed=0), spread)
     assert not np.array_equal(embedding_spread(feat, gp, graphs, unseen, trained, seed=1), spread)
+
+    class Watch:
+        """A lock that records, each time it is taken, whether the network is the trained one (what another
+        session sharing it would run while the draws let go between passes)."""
+
+        def __init__(self):
+            self.intact: list[bool] = []
+            self.w0 = feat.model.model.get_layer("atom_embedding").get_weights()[0]
+
+        def __enter__(self):
+            w = feat.model.model.get_layer("atom_embedding").get_weights()[0]
+            self.intact.append(bool(np.array_equal(w, self.w0)))
+
+        def __exit__(self, *exc):
+            return False
+
+    watch = Watch()
+    np.testing.assert_array_equal(embedding_spread(feat, gp, graphs, unseen, trained, draws=8, seed=0, lock=watch),
+                                  embedding_spread(feat, gp, graphs, unseen, trained, draws=8, seed=0))
+    assert watch.intact == [True] * 8  # taken once per draw, and between draws the network is the trained one
     err = abs(mean[2] - recs["mp-30273"]["formation_energy_per_atom"])
     assert err > 1.5  # AcClO: the GP is far off (2.3 eV/atom)
     scale = np.hypot(app.sigma.tau_out_ * sigma_raw[2], spread[2])
