@@ -17,7 +17,7 @@ threshold are chosen on) and its test materials (``test``: read once for the rep
 
 With the network as shipped, the family's elements had their embedding rows trained, so the shipped σ for an oxide
 with a never-trained element (σ_emb from drawing those rows, :mod:`cfgp.uncertainty.embedding_draws`) does not
-apply: new chemistry is scored with the floor. On a network trained without the family (``featurizer`` given, as
+apply: new chemistry is scored with the floor. On a network trained without the family (``draws=True``, as
 ``cfgp family-report`` does) the rows were never trained, and the family is also scored with the drawn σ.
 """
 
