@@ -319,11 +319,16 @@ def on_session_tick(doc, fn) -> None:
     if doc is None:
         fn()
         return
+    from panel.io.document import unlocked
     from panel.io.state import set_curdoc
     from tornado.ioloop import IOLoop
 
     def run():
-        with set_curdoc(doc):
+        # unlocked(): the changes go out the way Panel's own do -- queued behind messages still waiting for a busy
+        # socket, never past them. A plain Bokeh model changed outside it (the Predict tab's cross) was sent at once
+        # and could overtake an older queued change of the same model: the cross of a new prediction was then
+        # emptied by the previous upload's "clear" arriving after it (seen once in CI, in the quick-reupload test)
+        with set_curdoc(doc), unlocked():
             fn()
 
     def post():
