@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfgp.artefacts import cache_dir, read_json, write_json
+from cfgp.artefacts import cache_dir, load_npz, read_json, write_json
 from cfgp.pipeline import GP_FILE, load_gp, predict_rows
 from cfgp.uncertainty.domain_model import DomainCheck, DomainModel, DomainSettings
 from cfgp.uncertainty.embedding_draws import DRAWS, draw_settings, embedding_spread, never_trained, trained_elements
@@ -181,9 +181,10 @@ def fit_applicability(run, gp=None, pred: dict | None = None,
                          m.ids[reference].astype(str).tolist(), spread_ids)
 
 
-def run_spreads(run, domain: DomainModel, reference: np.ndarray, gp=None) -> dict[str, float]:
+def run_spreads(run, domain: DomainModel, reference: np.ndarray, gp=None, cache: bool = True) -> dict[str, float]:
     """σ_emb of the run's materials that :func:`needs_draws` (on the default: 15 Ac, Pm and Xe oxides
-    of the pool and HeSiO2 in test), keyed by material id. Loads the network only when there are any."""
+    of the pool and HeSiO2 in test), keyed by material id; ``reference``: the training rows the domain model and
+    the GP were fitted on. Loads the network only when there are any and the user cache does not hold them."""
     m = run.materials
     in_reference = np.zeros(len(m), bool)
     in_reference[reference] = True
@@ -192,14 +193,41 @@ def run_spreads(run, domain: DomainModel, reference: np.ndarray, gp=None) -> dic
     if not len(rows):
         return {}
     gp = gp if gp is not None else load_gp(run)
-    feat = run.featurizer()
-    graphs, kept, issues = feat.to_graphs(m.structures(rows), progress=False)
-    if len(kept) != len(rows):  # they have latents, so the network read them once: a changed data file
-        raise ValueError(f"{run.dir}: {len(rows) - len(kept)} materials with latents have no crystal graph now "
-                         f"({'; '.join(str(i) for i in issues[:3])})")
     sub = [elements[i] for i in rows]
-    spread = draw_spread(domain, feat, gp, graphs, sub, domain.check(run.latents()[rows], sub))
+    spread = material_spreads(run, domain, gp, rows, domain.check(run.latents()[rows], sub), reference, cache)
     return {str(m.ids[i]): float(v) for i, v in zip(rows, spread)}
+
+
+def material_spreads(run, domain: DomainModel, gp, rows: np.ndarray, check: DomainCheck, train: np.ndarray,
+                     cache: bool = True) -> np.ndarray:
+    """σ_emb of the run's materials ``rows`` (``check``: their domain check; NaN where :func:`needs_draws` says
+    none) with the run's network and ``gp`` (conditioned on ``train``). Kept in the user cache under the network,
+    GP, training set, materials and draw setting that made them: a reader that fits a domain model in memory, or
+    a family report run again, pays the network's passes once (64 per material)."""
+    ids = run.materials.ids.astype(str)
+    key = {"latents_hash": run.latents_hash(), "gp": gp.hyperparameters_, "rare_count": domain.rare_count,
+           "train": ids[train].tolist(), "ids": ids[rows].tolist(), "draws": draw_settings(DRAWS, DRAW_SEED)}
+    path = cache_dir() / f"sigma-emb-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]}.npz"
+    kept = load_npz(path) if cache else None
+    if kept is not None and kept.get("spread", np.zeros(0)).shape == (len(rows),):
+        return kept["spread"]
+    out = np.full(len(rows), np.nan)
+    need = np.flatnonzero(needs_draws(check))
+    if len(need):
+        elements = list(run.materials.frame["elements"])
+        feat = run.featurizer()
+        graphs, kept_pos, issues = feat.to_graphs(run.materials.structures(rows[need]), progress=False)
+        if len(kept_pos) != len(need):  # they have latents, so the network read them once: a changed data file
+            raise ValueError(f"{run.dir}: {len(need) - len(kept_pos)} materials with latents have no crystal graph "
+                             f"now ({'; '.join(str(i) for i in issues[:3])})")
+        out[need] = draw_spread(domain, feat, gp, graphs, [elements[i] for i in rows[need]], check.take(need))
+    if cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, spread=out)
+        except OSError:
+            pass  # an unwritable cache only costs the draws again
+    return out
 
 
 def _to_json(app: Applicability) -> dict:

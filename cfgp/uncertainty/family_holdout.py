@@ -23,16 +23,11 @@ apply: new chemistry is scored with the floor. On a network trained without the 
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import numpy as np
 
-from cfgp.artefacts import cache_dir, load_npz
 from cfgp.gp import CFGP
-from cfgp.uncertainty.applicability import DRAW_SEED, draw_spread, needs_draws
+from cfgp.uncertainty.applicability import material_spreads
 from cfgp.uncertainty.domain_model import DomainModel, DomainSettings
-from cfgp.uncertainty.embedding_draws import DRAWS, draw_settings
 from cfgp.uncertainty.sigma_calibration import (SigmaCalibrator, predictive_metrics, scale_mle,
                                                 two_sigma_half_width)
 
@@ -112,7 +107,7 @@ def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None, 
     drawn = spread = None
     if draws:  # the family's members only: the calibration materials are not scored
         fam_rows, spread = parts > 0, np.full(len(rows), np.nan)
-        spread[fam_rows] = family_spread(run, domain, gp, rows[fam_rows], check.take(fam_rows), elements, train)
+        spread[fam_rows] = material_spreads(run, domain, gp, rows[fam_rows], check.take(fam_rows), train)
         drawn = calibrator.scale(sigma_raw, check.in_domain, new_chem, rare, spread)
     for name, p in (("selection", 1), ("test", 2)):
         s = parts == p
@@ -124,37 +119,6 @@ def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None, 
             out[name + "_drawn"] = _score(mean[s], y[rows][s], drawn[s], calibrator.df, sigma_raw[s], check.take(s),
                                           large)
     return out, parts_of
-
-
-def family_spread(run, domain: DomainModel, gp, rows: np.ndarray, check, elements, train: np.ndarray) -> np.ndarray:
-    """σ_emb of the run's materials ``rows`` (NaN where :func:`needs_draws` says none), with the run's network and
-    the held-out GP (conditioned on ``train``); read from the user cache when this network, GP and draw setting made
-    it before (the lanthanides' 2,527 members take minutes: a graph each and one forward pass per draw)."""
-    ids = run.materials.ids.astype(str)
-    key = {"latents_hash": run.latents_hash(), "gp": gp.hyperparameters_, "rare_count": domain.rare_count,
-           "train": ids[train].tolist(), "ids": ids[rows].tolist(),
-           "draws": draw_settings(DRAWS, DRAW_SEED)}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    path = cache_dir() / f"family-draws-{digest}.npz"
-    kept = load_npz(path)
-    if kept is not None and kept.get("spread", np.zeros(0)).shape == (len(rows),):
-        return kept["spread"]
-    out = np.full(len(rows), np.nan)
-    need = np.flatnonzero(needs_draws(check))
-    if len(need):
-        feat = run.featurizer()
-        graphs, kept_pos, issues = feat.to_graphs(run.materials.structures(rows[need]), progress=False)
-        if len(kept_pos) != len(need):
-            raise ValueError(f"{run.dir}: {len(need) - len(kept_pos)} family members with latents have no crystal "
-                             f"graph now ({'; '.join(str(i) for i in issues[:3])})")
-        sub = [elements[i] for i in rows[need]]
-        out[need] = draw_spread(domain, feat, gp, graphs, sub, check.take(need))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, spread=out)
-    except OSError:
-        pass  # an unwritable cache only costs the draws again
-    return out
 
 
 def new_chemistry_tau(z: np.ndarray, df: float | None) -> float:
