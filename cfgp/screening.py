@@ -41,6 +41,7 @@ from cfgp.data import MAX_DATASET_BYTES, DataError, RecordError, StageLaps, chec
 from cfgp.pipeline import Run, load_gp
 from cfgp.record_streams import iter_records
 from cfgp.uncertainty.applicability import load_applicability
+from cfgp.uncertainty.embedding_draws import never_trained
 
 DEFAULT_CHUNK_SIZE = 256
 #: Neighbour pairs (bonds) per MEGNet forward pass within a chunk. A pass expands each bond distance into 100
@@ -183,7 +184,7 @@ class ScreeningModel:
             # the graphs of materials with an element no training material contains stay for the embedding draws
             known = self.applicability.domain.element_counts_
             chunk.draw_graphs = {int(j): graphs[i] for i, j in enumerate(chunk.kept)
-                                 if any(e not in known for e in chunk.elements[j])}
+                                 if never_trained([chunk.elements[j]], known)}
             del graphs
             lap("graph")
         return chunk

@@ -1,5 +1,5 @@
 """The committed tiny run (``tests/fixtures/tiny_run``, which the other tests copy) is what its recipe makes today:
-built again from the fixture oxides, the split, the network, its latents and the GP are the committed ones. A change
+built again from the fixture oxides, the split, the network, its latents, the GP and the domain model are the committed ones. A change
 to the data reading, the training or the featurisation that alters the tests' run fails here; then re-make it with
 ``python tests/fixtures/make_tiny_run.py``.
 
@@ -37,6 +37,8 @@ def test_the_committed_tiny_run_is_what_its_recipe_builds(tmp_path):
     np.testing.assert_allclose(new["X"], old["X"], rtol=0, atol=ROUNDOFF * np.abs(old["X"]).max())
     gp_new, gp_old = json.loads((built / "gp.json").read_text()), json.loads((TINY_RUN / "gp.json").read_text())
     assert _close(gp_new, gp_old), (gp_new, gp_old)
+    dom_new, dom_old = (json.loads((d / "domain.json").read_text()) for d in (built, TINY_RUN))
+    assert _close(dom_new, dom_old), (dom_new, dom_old)  # threshold, calibration, σ_emb of its 10 drawn oxides
     history = [h["val_mae"] for h in json.loads((TINY_RUN / "training" / "train_state.json").read_text())["history"]]
     assert [h["val_mae"] for h in json.loads((built / "training" / "train_state.json").read_text())["history"]] \
         == pytest.approx(history, rel=ROUNDOFF)

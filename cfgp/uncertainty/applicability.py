@@ -28,7 +28,7 @@ import numpy as np
 
 from cfgp.artefacts import cache_dir, load_npz, read_json, write_json
 from cfgp.pipeline import GP_FILE, load_gp, predict_rows
-from cfgp.uncertainty.domain_model import DomainCheck, DomainModel, DomainSettings
+from cfgp.uncertainty.domain_model import DomainCheck, DomainModel, DomainSettings, element_sets
 from cfgp.uncertainty.embedding_draws import DRAWS, draw_settings, embedding_spread, never_trained, trained_elements
 from cfgp.uncertainty.groups import group_metrics, group_report
 from cfgp.uncertainty.sigma_calibration import SigmaCalibrator
@@ -62,11 +62,6 @@ class Applicability:
         scale = self.sigma.scale(sigma_raw, check.in_domain, new_chemistry, check.flags.get("rare_elements"), spread)
         return scale * self.sigma.two_sigma_factor, scale
 
-    def draw_spread(self, featurizer, gp, graphs: list[dict], elements, check: DomainCheck,
-                    lock: AbstractContextManager | None = None) -> np.ndarray:
-        """:func:`draw_spread` with this model's domain."""
-        return draw_spread(self.domain, featurizer, gp, graphs, elements, check, lock)
-
     def material_spread(self, ids) -> np.ndarray:
         """σ_emb of the run's materials ``ids`` as drawn when the model was fitted (NaN for those without one)."""
         return np.array([self.spread_ids.get(str(i), np.nan) for i in ids], dtype=float)
@@ -79,7 +74,7 @@ class Applicability:
         draw's forward pass (:func:`cfgp.uncertainty.embedding_draws.draw_means`)."""
         mean, sigma_raw = predict_rows(gp, X)
         check = self.check(X, elements)
-        spread = (self.draw_spread(featurizer, gp, graphs, elements, check, lock)
+        spread = (draw_spread(self.domain, featurizer, gp, graphs, elements, check, lock)
                   if featurizer is not None and graphs is not None else np.full(len(mean), np.nan))
         sigma, scale = self.calibrated(sigma_raw, check, spread)
         return {"mean": mean, "sigma": sigma, "sigma_raw": sigma_raw, "scale": scale, "df": self.sigma.df,
@@ -104,14 +99,10 @@ def draw_spread(domain: DomainModel, featurizer, gp, graphs: list[dict], element
     if not len(rows):
         return out
     counts = domain.element_counts_
-    unseen = never_trained((_symbols(elements[i]) for i in rows), counts)
+    unseen = never_trained(element_sets(elements[i] for i in rows), counts)
     trained = trained_elements(counts, domain.rare_count)
     out[rows] = embedding_spread(featurizer, gp, [graphs[i] for i in rows], unseen, trained, DRAWS, DRAW_SEED, lock)
     return out
-
-
-def _symbols(elements) -> list[str]:
-    return elements.split() if isinstance(elements, str) else [str(e) for e in elements]
 
 
 # ------------------------------------------------------------------ keys and files
@@ -189,12 +180,12 @@ def run_spreads(run, domain: DomainModel, reference: np.ndarray, gp=None, cache:
     in_reference = np.zeros(len(m), bool)
     in_reference[reference] = True
     elements = list(m.frame["elements"])
-    rows = np.flatnonzero(needs_draws(domain.check(run.latents(), elements, in_reference)))
+    check = domain.check(run.latents(), elements, in_reference)
+    rows = np.flatnonzero(needs_draws(check))
     if not len(rows):
         return {}
     gp = gp if gp is not None else load_gp(run)
-    sub = [elements[i] for i in rows]
-    spread = material_spreads(run, domain, gp, rows, domain.check(run.latents()[rows], sub), reference, cache)
+    spread = material_spreads(run, domain, gp, rows, check.take(rows), reference, cache)
     return {str(m.ids[i]): float(v) for i, v in zip(rows, spread)}
 
 

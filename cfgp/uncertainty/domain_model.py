@@ -74,7 +74,8 @@ class DomainCheck:
         return out
 
 
-def _element_sets(elements: Iterable) -> list[frozenset[str]]:
+def element_sets(elements: Iterable) -> list[frozenset[str]]:
+    """Each material's element symbols as a set, from a space-separated string or a sequence of symbols."""
     out = []
     for e in elements:
         if isinstance(e, str):
@@ -133,7 +134,7 @@ class DomainModel:
         against the other folds and every row is a reference.
         """
         X = np.asarray(X, dtype=np.float64)
-        sets = _element_sets(elements)
+        sets = element_sets(elements)
         if X.ndim != 2 or len(X) != len(sets):
             raise ValueError(f"X must be (n, d) with one element set per row, got {X.shape} and {len(sets)}")
         if not np.isfinite(X).all():
@@ -202,7 +203,7 @@ class DomainModel:
 
     def check(self, X: np.ndarray, elements: Sequence, in_reference: np.ndarray | None = None) -> DomainCheck:
         """Per material: in the domain or not, and why not (reasons joined by '; ', '' when in domain)."""
-        sets = _element_sets(elements)
+        sets = element_sets(elements)
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         if len(X) != len(sets):
             raise ValueError(f"{len(X)} latents but {len(sets)} element sets")
