@@ -16,7 +16,7 @@ from cfgp.artefacts import (DEFAULT_RUN, ReadOnlyRunError, check_manifest, is_sh
 from cfgp.data import CIF_READERS, DEFAULT_DATASET, DEFAULT_ENERGY_WINDOW, MAX_DATASET_BYTES
 from cfgp.embedding import TSNESettings, run_tsne
 from cfgp.family_retrain import family_networks_report, retrain_without_family
-from cfgp.featurize import DEFAULT_CUTOFF, SETTINGS_FILE, MEGNetSettings
+from cfgp.featurize import BATCH_BONDS, DEFAULT_CUTOFF, SETTINGS_FILE, MEGNetSettings
 from cfgp.gp import CFGP, LOCAL_ABOVE, N_INDUCING
 from cfgp.learning_curve import learning_curve
 from cfgp.local_gp import N_NEIGHBOURS
@@ -26,7 +26,7 @@ from cfgp.pipeline import (TRAIN_MAX_EPOCHS, TRAIN_MIN_REL_IMPROVEMENT, TRAIN_PA
                            read_al_histories, run_active_learning, shared_labels, train_megnet)
 from cfgp.retrain import MAX_EPOCHS, MIN_REL_IMPROVEMENT, PATIENCE, retrain
 from cfgp.retrain_report import BOOTSTRAP, retrain_report
-from cfgp.screening import (BATCH_BONDS, DEFAULT_CHUNK_SIZE, DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink,
+from cfgp.screening import (DEFAULT_CHUNK_SIZE, DaskPredictor, JsonLinesSink, LocalPredictor, ParquetSink,
                             ScreeningModel, parquet_journal, resume_state, screen)
 from cfgp.splits import PAPER_N_TEST, PAPER_N_TRAIN, PAPER_SUBSAMPLE, SplitSettings
 from cfgp.uncertainty.applicability import evaluate_domain, fit_applicability, load_applicability, save_applicability

@@ -38,17 +38,13 @@ import numpy as np
 
 from cfgp.artefacts import refuse_shipped_write
 from cfgp.data import MAX_DATASET_BYTES, DataError, RecordError, StageLaps, check_record, parse_cif
+from cfgp.featurize import BATCH_BONDS, bond_batches
 from cfgp.pipeline import Run, load_gp
 from cfgp.record_streams import iter_records
 from cfgp.uncertainty.applicability import load_applicability
 from cfgp.uncertainty.embedding_draws import never_trained
 
 DEFAULT_CHUNK_SIZE = 256
-#: Neighbour pairs (bonds) per MEGNet forward pass within a chunk. A pass expands each bond distance into 100
-#: Gaussians and holds several 32-64-unit activations per bond (~2-4 kB per bond in all), so the pass, not the
-#: chunk, sets the transient memory: 256 real oxides of 50 atoms in one pass took a process from 1.4 to 3.3 GB.
-#: A structure is never split; one may have up to ``MAX_BONDS`` (100,000), so a pass is bounded either way.
-BATCH_BONDS = 50_000
 NO_PREDICTION = "no prediction (see error)"
 #: Longest line a resume reads back from an output file (a real line has ~250 characters).
 MAX_LINE_BYTES = 1 << 20
@@ -241,20 +237,6 @@ class PreparedChunk:
     formulas: list[str] = field(default_factory=list)
     #: crystal graphs of the parsed structures (by position in ``rows``) that may need embedding draws
     draw_graphs: dict[int, dict] = field(default_factory=dict)
-
-
-def bond_batches(bonds: list[int], budget: int) -> Iterator[list[int]]:
-    """Consecutive positions grouped so that each group holds at most ``budget`` bonds (or one structure)."""
-    batch: list[int] = []
-    total = 0
-    for i, b in enumerate(bonds):
-        if batch and total + b > budget:
-            yield batch
-            batch, total = [], 0
-        batch.append(i)
-        total += b
-    if batch:
-        yield batch
 
 
 def release_memory() -> None:

@@ -324,7 +324,7 @@ class Predict(pn.viewable.Viewer):
             with d.lock:  # TensorFlow: one model call at a time across sessions
                 X = fz.transform_graphs(graphs)
             # as `cfgp predict` does: GP mean, the domain check and the σ it calibrates (the GP's own σ shown too;
-            # σ_emb drawn for an oxide with a never-trained element, each draw's forward pass under the lock)
+            # σ_emb drawn for an oxide with a never-trained element, each forward pass of the draws under the lock)
             pred = d.applicability.predict(d.gp, X, [[el.symbol for el in structure.composition.elements]],
                                            featurizer=fz, graphs=graphs, lock=d.lock)
             check, std = pred["check"], pred["sigma_raw"]

@@ -5,8 +5,8 @@ settings that made them.
 are the MEGNet-fit part, the threshold comes from the early-stopping part) and the
 :class:`~cfgp.uncertainty.sigma_calibration.SigmaCalibrator` (fitted on the *pool* split, the run's calibration split: the
 GP conditioned on train predicts it, and nothing of the test split is used), and σ_emb of the run's own oxides
-with an element no training material contains (:mod:`cfgp.uncertainty.embedding_draws`: the network's forward pass
-once per draw, so it is drawn when the file is written, not at every read). A saved file is reused only when its
+with an element no training material contains (:mod:`cfgp.uncertainty.embedding_draws`: the network's forward passes
+over 64 copies of each, so it is drawn when the file is written, not at every read). A saved file is reused only when its
 key — latents hash, split, GP hyper-parameters, domain settings, draw settings — matches.
 
 Who writes it: ``cfgp domain --run FOLDER`` (a writer step, like ``cfgp fit``) saves it in the run's write
@@ -71,7 +71,7 @@ class Applicability:
         """GP mean, calibrated σ, raw GP σ, Student-t scale, σ_emb, domain flag and reason for each row of X
         (NaN mean and σ where a latent is missing). With the ``featurizer`` and the ``graphs`` that made X, the
         rows that :func:`needs_draws` get σ_emb (else they keep the floor); ``lock`` guards the network for each
-        draw's forward pass (:func:`cfgp.uncertainty.embedding_draws.draw_means`)."""
+        forward pass of the draws (:func:`cfgp.uncertainty.embedding_draws.draw_means`)."""
         mean, sigma_raw = predict_rows(gp, X)
         check = self.check(X, elements)
         spread = (draw_spread(self.domain, featurizer, gp, graphs, elements, check, lock)
@@ -92,8 +92,8 @@ def draw_spread(domain: DomainModel, featurizer, gp, graphs: list[dict], element
                 lock: AbstractContextManager | None = None) -> np.ndarray:
     """σ_emb (eV/atom) of each graph that :func:`needs_draws` (NaN for the others): the spread of the GP's mean over
     draws of its never-trained elements' embedding rows from the rows of the elements in more than ``rare_count``
-    training materials. One forward pass of those graphs per draw, each holding ``lock`` (whatever guards a network
-    shared between threads: the draws set its weights and restore them)."""
+    training materials. Each forward pass (several draws' copies of those graphs) holds ``lock`` (whatever guards a
+    network shared between threads: the draws set its weights and restore them)."""
     out = np.full(len(graphs), np.nan)
     rows = np.flatnonzero(needs_draws(check))
     if not len(rows):

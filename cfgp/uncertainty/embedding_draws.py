@@ -27,11 +27,13 @@ from contextlib import AbstractContextManager, nullcontext
 import numpy as np
 from pymatgen.core import Element
 
+from cfgp.featurize import BATCH_BONDS, bond_batches
+
 #: the network's per-element embedding layer (megnet's MEGNetModel)
 EMBEDDING_LAYER = "atom_embedding"
 #: draws per material: the fewest of 16, 32, 64 and 128 for which σ_emb of the default's 15 pool oxides with a
 #: never-trained element varies by under 10 % across seeds (largest relative SD over 5 seeds: 16 %, 13 %, 7 %, 5 %;
-#: 0.30 s per material in a batch; ``benchmarks/embedding_draws.py``, docs/measurements/embedding_draws.json)
+#: ``benchmarks/embedding_draws.py``, docs/measurements/embedding_draws.json)
 DRAWS = 64
 
 
@@ -53,31 +55,82 @@ def never_trained(elements: Iterable[Sequence[str]], counts: Mapping[str, int]) 
 
 
 def draw_means(featurizer, gp, graphs: list[dict], unseen: Sequence[int], trained: np.ndarray,
-               draws: int = DRAWS, seed: int = 0, lock: AbstractContextManager | None = None) -> np.ndarray:
+               draws: int = DRAWS, seed: int = 0, lock: AbstractContextManager | None = None,
+               batch_bonds: int = BATCH_BONDS) -> np.ndarray:
     """(draws, n) GP means of ``graphs`` with the rows of the ``unseen`` elements drawn, each independently, from the
     rows of the ``trained`` elements.
 
-    Each draw sets the rows, runs the forward pass and restores the network's weights (also on error) while holding
-    ``lock``, and lets it go between draws: a server that shares one network between sessions (the dashboard) keeps
-    another session's prediction waiting one forward pass, not all of them (64 passes of one crystal: ~2 s).
+    Several draws share one forward pass: draw k's copy of a graph reads each unseen element's atoms through a spare
+    embedding row (one that no atom of the pass uses), set to draw k's row for that element. A latent depends on an
+    atom's element only through its row, so this gives the latents of setting the element's own row draw by draw —
+    to float32 round-off (at most 1.2e-6 eV/atom in the GP's mean), faster: on the default's 15 pool oxides with a
+    never-trained element, 0.27 s per crystal alone (the Predict tab) against 1.48 s with one pass per draw, and
+    0.21 s against 0.34 s per material in one batch (``benchmarks/embedding_draws.py``,
+    docs/measurements/embedding_draws.json). A pass holds at most ``batch_bonds`` bonds (its memory, as in
+    screening). Graphs without an unseen element are passed once: their mean is the same in every
+    draw. Each pass sets the spare rows, runs and restores the network's weights (also on error) while holding
+    ``lock``, and lets it go between passes: a server that shares one network between sessions (the dashboard)
+    keeps another session's prediction waiting one pass.
     """
     lock = lock if lock is not None else nullcontext()
     layer = featurizer.model.model.get_layer(EMBEDDING_LAYER)
-    means = np.empty((draws, len(graphs)))
     unseen = [int(z) for z in unseen]
-    for k in range(draws):
+    atoms = [np.asarray(g["atom"]).ravel() for g in graphs]
+    hit = np.array([bool(np.isin(a, unseen).any()) for a in atoms], dtype=bool)
+    means = np.empty((draws, len(graphs)))
+    plain = np.flatnonzero(~hit)
+    if len(plain):  # no unseen element: the trained network's mean, the same in every draw
+        with lock:
+            means[:, plain] = gp.predict(featurizer.transform_graphs([graphs[i] for i in plain]))
+    bonds = [len(graphs[i]["index1"]) for i in np.flatnonzero(hit)]
+    for part in bond_batches(bonds, batch_bonds):
+        rows = np.flatnonzero(hit)[part]
+        _draw_part(featurizer, gp, layer, [graphs[i] for i in rows], [atoms[i] for i in rows], rows, unseen,
+                   trained, draws, seed, lock, batch_bonds, means)
+    return means
+
+
+def _draw_part(featurizer, gp, layer, graphs: list[dict], atoms: list[np.ndarray], rows: np.ndarray,
+               unseen: list[int], trained: np.ndarray, draws: int, seed: int, lock: AbstractContextManager,
+               batch_bonds: int, means: np.ndarray) -> None:
+    """:func:`draw_means` for graphs whose bonds fit one pass: as many draws per pass as spare rows and the bond
+    budget allow; fills ``means[:, rows]``."""
+    used = set(np.concatenate(atoms).tolist())
+    n_rows = layer.input_dim
+    spare = [r for r in range(n_rows) if r not in used]
+    per_pass = min(len(spare) // len(unseen), max(1, batch_bonds // max(1, sum(len(g["index1"]) for g in graphs))))
+    if per_pass < 1:  # more elements in these graphs than spare rows for their unseen ones: split them
+        if len(graphs) == 1:
+            raise ValueError(f"{len(used)} elements in one crystal leave no spare embedding row of {n_rows}")
+        half = len(graphs) // 2
+        for sl in (slice(None, half), slice(half, None)):
+            _draw_part(featurizer, gp, layer, graphs[sl], atoms[sl], rows[sl], unseen, trained, draws, seed, lock,
+                       batch_bonds, means)
+        return
+    for k0 in range(0, draws, per_pass):
+        ks = range(k0, min(draws, k0 + per_pass))
+        copies, sets = [], []
+        for j, k in enumerate(ks):
+            slots = {z: spare[j * len(unseen) + u] for u, z in enumerate(unseen)}
+            # one generator per (seed, draw, element): a material's draws ignore its batch and the grouping
+            sets.append((slots, {z: int(np.random.default_rng([seed, k, z]).choice(trained)) for z in unseen}))
+            for g, a in zip(graphs, atoms):
+                moved = a.copy()
+                for z, r in slots.items():
+                    moved[a == z] = r
+                copies.append({**g, "atom": moved})
         with lock:
             w0 = layer.get_weights()[0]
             w = w0.copy()
-            for z in unseen:  # one generator per (seed, draw, element): a material's draws ignore its batch
-                w[z] = w0[np.random.default_rng([seed, k, z]).choice(trained)]
+            for slots, rows_of in sets:
+                for z, r in slots.items():
+                    w[r] = w0[rows_of[z]]
             layer.set_weights([w])
             try:
-                X = featurizer.transform_graphs(graphs)
+                X = featurizer.transform_graphs(copies, batch_size=len(copies))
             finally:
                 layer.set_weights([w0])
-        means[k] = gp.predict(X)
-    return means
+        means[k0:k0 + len(ks), rows] = gp.predict(X).reshape(len(ks), len(graphs))
 
 
 def embedding_spread(featurizer, gp, graphs: list[dict], unseen: Sequence[int], trained: np.ndarray,
