@@ -96,6 +96,7 @@ def _draw_part(featurizer, gp, layer, graphs: list[dict], atoms: list[np.ndarray
     """:func:`draw_means` for graphs whose bonds fit one pass: as many draws per pass as spare rows and the bond
     budget allow; fills ``means[:, rows]``."""
     used = set(np.concatenate(atoms).tolist())
+    unseen = [z for z in unseen if z in used]  # a spare row each for the unseen elements these graphs hold
     n_rows = layer.input_dim
     spare = [r for r in range(n_rows) if r not in used]
     per_pass = min(len(spare) // len(unseen), max(1, batch_bonds // max(1, sum(len(g["index1"]) for g in graphs))))
