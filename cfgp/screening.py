@@ -38,7 +38,7 @@ import numpy as np
 
 from cfgp.artefacts import refuse_shipped_write
 from cfgp.data import MAX_DATASET_BYTES, DataError, RecordError, StageLaps, check_record, parse_cif
-from cfgp.featurize import BATCH_BONDS, bond_batches
+from cfgp.featurize import BATCH_BONDS, bond_batches, libc
 from cfgp.pipeline import Run, load_gp
 from cfgp.record_streams import iter_records
 from cfgp.uncertainty.applicability import load_applicability
@@ -242,19 +242,9 @@ class PreparedChunk:
 def release_memory() -> None:
     """Hand the C heap's free pages back to the system (glibc ``malloc_trim``) after a chunk: the large,
     short-lived arrays of a forward pass otherwise leave the resident set at its highest point."""
-    global _TRIM
-    if _TRIM is None:
-        try:
-            import ctypes
-
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM = None
+    lib = libc()
+    if lib is not None:
+        lib.malloc_trim(0)
 
 
 class LocalPredictor:
