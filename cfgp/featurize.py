@@ -7,6 +7,7 @@ settings, because megnet's own save/from_file round trip fails with tf-keras 2.2
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import json
@@ -59,8 +60,6 @@ _MALLOC_TRAINING = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 1 << 30, _M_TOP_PAD: 256 
 def libc():
     """The C library (glibc) through ctypes, or None where there is none to tune (macOS, musl)."""
     try:
-        import ctypes
-
         lib = ctypes.CDLL("libc.so.6")
     except OSError:
         return None
@@ -78,9 +77,9 @@ def freed_memory_kept():
     and 1 GiB of free heap kept, an epoch faults 67 times less and takes 32 % less CPU and wall time, for 0.5 GB
     more peak memory (4 Å network, 600 oxides, one TensorFlow thread: 7.2 against 10.5 CPU s and 9.2 against 13.6 s
     per epoch, 2.18 against 1.68 GB; ``benchmarks/epoch_cost.py --configs 4A-b32-1thread 4A-b32-1thread-kept``,
-    docs/measurements/epoch_cost_memory.json). The defaults come back afterwards,
-    with one trim, so a process that goes on (a notebook, ``cfgp retrain`` re-featurising) returns the memory.
-    Arithmetic is untouched: the same epochs give the same weights. Nothing happens without glibc."""
+    docs/measurements/epoch_cost_memory.json). The defaults come back afterwards, with one trim, so a process that
+    goes on (a notebook, ``cfgp retrain`` re-featurising) returns the memory. Arithmetic is untouched: the same
+    epochs give the same weights. Nothing happens without glibc."""
     lib = libc()
     if lib is None:
         yield
@@ -97,8 +96,9 @@ def freed_memory_kept():
 
 #: Neighbour pairs (bonds) per MEGNet forward pass (a screening chunk's passes, the embedding draws' copies). A
 #: pass expands each bond distance into 100 Gaussians and holds several 32-64-unit activations per bond (~2-4 kB per
-#: bond in all), so the pass, not the chunk, sets the transient memory: 256 real oxides of 50 atoms in one pass took a process from 1.4 to 3.3 GB.
-#: A structure is never split; one may have up to ``MAX_BONDS`` (100,000), so a pass is bounded either way.
+#: bond in all), so the pass, not the chunk, sets the transient memory: 256 real oxides of 50 atoms in one pass took
+#: a process from 1.4 to 3.3 GB. A structure is never split; one may have up to ``MAX_BONDS`` (100,000), so a pass
+#: is bounded either way.
 BATCH_BONDS = 50_000
 
 
