@@ -23,6 +23,7 @@ import numpy as np
 
 from cfgp.pipeline import Run, load_gp
 from cfgp.uncertainty.applicability import load_applicability
+from cfgp.uncertainty.domain_model import element_sets
 from cfgp.uncertainty.embedding_draws import (DRAWS, EMBEDDING_LAYER, draw_means, embedding_spread, never_trained,
                                              trained_elements)
 
@@ -49,7 +50,7 @@ def one_pass_per_draw(feat, gp, graphs: list[dict], unseen: list[int], trained: 
 def passes(feat, gp, graphs: list[dict], elements: list, counts: dict, trained: np.ndarray) -> dict:
     """Seconds of :func:`draw_means` against :func:`one_pass_per_draw`, alone and batched, and their difference."""
     def unseen_of(gs_elements):
-        return never_trained((e.split() if isinstance(e, str) else e for e in gs_elements), counts)
+        return never_trained(element_sets(gs_elements), counts)
 
     def timed(fn, *args):
         t0 = time.perf_counter()
@@ -92,7 +93,7 @@ def main() -> None:
     graphs = feat.to_graphs(m.structures(rows), progress=False)[0]
     elements = [m.frame["elements"].iloc[i] for i in rows]
     counts = app.domain.element_counts_
-    unseen = never_trained((e.split() if isinstance(e, str) else e for e in elements), counts)
+    unseen = never_trained(element_sets(elements), counts)
     trained = trained_elements(counts, app.domain.rare_count)
     out: dict = {"run": str(run.dir), "n_materials": int(len(rows)), "seeds": a.seeds, "draws": {}}
     for draws in a.draws:

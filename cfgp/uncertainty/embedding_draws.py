@@ -82,9 +82,9 @@ def draw_means(featurizer, gp, graphs: list[dict], unseen: Sequence[int], traine
     if len(plain):  # no unseen element: the trained network's mean, the same in every draw
         with lock:
             means[:, plain] = gp.predict(featurizer.transform_graphs([graphs[i] for i in plain]))
-    bonds = [len(graphs[i]["index1"]) for i in np.flatnonzero(hit)]
-    for part in bond_batches(bonds, batch_bonds):
-        rows = np.flatnonzero(hit)[part]
+    drawn = np.flatnonzero(hit)
+    for part in bond_batches([len(graphs[i]["index1"]) for i in drawn], batch_bonds):
+        rows = drawn[part]
         _draw_part(featurizer, gp, layer, [graphs[i] for i in rows], [atoms[i] for i in rows], rows, unseen,
                    trained, draws, seed, lock, batch_bonds, means)
     return means
@@ -110,11 +110,11 @@ def _draw_part(featurizer, gp, layer, graphs: list[dict], atoms: list[np.ndarray
         return
     for k0 in range(0, draws, per_pass):
         ks = range(k0, min(draws, k0 + per_pass))
-        copies, sets = [], []
+        copies, fill = [], {}  # fill: spare row → the trained element whose row it takes in this pass
         for j, k in enumerate(ks):
             slots = {z: spare[j * len(unseen) + u] for u, z in enumerate(unseen)}
-            # one generator per (seed, draw, element): a material's draws ignore its batch and the grouping
-            sets.append((slots, {z: int(np.random.default_rng([seed, k, z]).choice(trained)) for z in unseen}))
+            for z, r in slots.items():  # one generator per (seed, draw, element): a material's draws ignore its batch
+                fill[r] = int(np.random.default_rng([seed, k, z]).choice(trained))
             for g, a in zip(graphs, atoms):
                 moved = a.copy()
                 for z, r in slots.items():
@@ -123,9 +123,8 @@ def _draw_part(featurizer, gp, layer, graphs: list[dict], atoms: list[np.ndarray
         with lock:
             w0 = layer.get_weights()[0]
             w = w0.copy()
-            for slots, rows_of in sets:
-                for z, r in slots.items():
-                    w[r] = w0[rows_of[z]]
+            for r, source in fill.items():
+                w[r] = w0[source]
             layer.set_weights([w])
             try:
                 X = featurizer.transform_graphs(copies, batch_size=len(copies))
