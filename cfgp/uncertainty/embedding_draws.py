@@ -35,6 +35,9 @@ EMBEDDING_LAYER = "atom_embedding"
 #: never-trained element varies by under 10 % across seeds (largest relative SD over 5 seeds: 16 %, 13 %, 7 %, 5 %;
 #: ``benchmarks/embedding_draws.py``, docs/measurements/embedding_draws.json)
 DRAWS = 64
+#: where an unseen element's row is drawn from: atomic numbers of trained elements, or per unseen element its own
+#: (Z → atomic numbers)
+Candidates = np.ndarray | Mapping[int, np.ndarray]
 
 
 def training_counts(train_elements: Iterable[Sequence[str]]) -> Counter:
@@ -54,11 +57,11 @@ def never_trained(elements: Iterable[Sequence[str]], counts: Mapping[str, int]) 
     return sorted({Element(e).Z for els in elements for e in els if counts.get(e, 0) == 0})
 
 
-def draw_means(featurizer, gp, graphs: list[dict], unseen: Sequence[int], trained: np.ndarray,
+def draw_means(featurizer, gp, graphs: list[dict], unseen: Sequence[int], trained: Candidates,
                draws: int = DRAWS, seed: int = 0, lock: AbstractContextManager | None = None,
                batch_bonds: int = BATCH_BONDS) -> np.ndarray:
     """(draws, n) GP means of ``graphs`` with the rows of the ``unseen`` elements drawn, each independently, from the
-    rows of the ``trained`` elements.
+    rows of the ``trained`` elements (atomic numbers; or, per unseen element, its own candidates: Z → atomic numbers).
 
     Several draws share one forward pass: draw k's copy of a graph reads each unseen element's atoms through a spare
     embedding row (one that no atom of the pass uses), set to draw k's row for that element. A latent depends on an
@@ -91,7 +94,7 @@ def draw_means(featurizer, gp, graphs: list[dict], unseen: Sequence[int], traine
 
 
 def _draw_part(featurizer, gp, layer, graphs: list[dict], atoms: list[np.ndarray], rows: np.ndarray,
-               unseen: list[int], trained: np.ndarray, draws: int, seed: int, lock: AbstractContextManager,
+               unseen: list[int], trained: Candidates, draws: int, seed: int, lock: AbstractContextManager,
                batch_bonds: int, means: np.ndarray) -> None:
     """:func:`draw_means` for graphs whose bonds fit one pass: as many draws per pass as spare rows and the bond
     budget allow; fills ``means[:, rows]``."""
@@ -114,7 +117,8 @@ def _draw_part(featurizer, gp, layer, graphs: list[dict], atoms: list[np.ndarray
         for j, k in enumerate(ks):
             slots = {z: spare[j * len(unseen) + u] for u, z in enumerate(unseen)}
             for z, r in slots.items():  # one generator per (seed, draw, element): a material's draws ignore its batch
-                fill[r] = int(np.random.default_rng([seed, k, z]).choice(trained))
+                source = trained[z] if isinstance(trained, Mapping) else trained
+                fill[r] = int(np.random.default_rng([seed, k, z]).choice(source))
             for g, a in zip(graphs, atoms):
                 moved = a.copy()
                 for z, r in slots.items():
@@ -133,7 +137,7 @@ def _draw_part(featurizer, gp, layer, graphs: list[dict], atoms: list[np.ndarray
         means[k0:k0 + len(ks), rows] = gp.predict(X).reshape(len(ks), len(graphs))
 
 
-def embedding_spread(featurizer, gp, graphs: list[dict], unseen: Sequence[int], trained: np.ndarray,
+def embedding_spread(featurizer, gp, graphs: list[dict], unseen: Sequence[int], trained: Candidates,
                      draws: int = DRAWS, seed: int = 0, lock: AbstractContextManager | None = None) -> np.ndarray:
     """σ_emb (eV/atom) per graph: the standard deviation of the GP's mean over :func:`draw_means`."""
     if len(graphs) == 0 or len(unseen) == 0:

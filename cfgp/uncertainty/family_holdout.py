@@ -70,7 +70,8 @@ def _score(mean, y, scale, df, sigma_raw, check, large: float) -> dict:
 
 def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None, draws: bool = False) -> dict:
     """Re-fit GP, domain model and σ calibration on the run's train/pool without the materials containing any of
-    ``symbols``; score those materials of the pool (``selection``) and of the test split (``test``).
+    ``symbols``; score those materials of the pool (``selection``) and of the test split (``test``). Returns the
+    scores and, per part, the arrays they came from (``rows``: the members' rows in the run).
 
     draws : also score them with the shipped σ for oxides with a never-trained element, sqrt((τ_out·σ_GP)² +
     σ_emb²) (``selection_drawn``, ``test_drawn``; the arrays gain ``spread``). Only meaningful when the run's
@@ -111,8 +112,8 @@ def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None, 
         drawn = calibrator.scale(sigma_raw, check.in_domain, new_chem, rare, spread)
     for name, p in (("selection", 1), ("test", 2)):
         s = parts == p
-        parts_of[name] = {"mean": mean[s], "y": y[rows][s], "sigma_raw": sigma_raw[s], "check": check.take(s),
-                          "scale": scale[s], "new_chemistry": new_chem[s]}
+        parts_of[name] = {"rows": rows[s], "mean": mean[s], "y": y[rows][s], "sigma_raw": sigma_raw[s],
+                          "check": check.take(s), "scale": scale[s], "new_chemistry": new_chem[s]}
         out[name] = _score(mean[s], y[rows][s], scale[s], calibrator.df, sigma_raw[s], check.take(s), large)
         if drawn is not None:
             parts_of[name]["spread"] = spread[s]

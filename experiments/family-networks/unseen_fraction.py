@@ -22,7 +22,7 @@ from pymatgen.core import Composition
 
 from cfgp.artefacts import read_json
 from cfgp.pipeline import Run
-from cfgp.uncertainty.family_holdout import GOAL_COVERAGE, HELD_OUT_FAMILIES, hold_out_family, members, within_goal
+from cfgp.uncertainty.family_holdout import GOAL_COVERAGE, HELD_OUT_FAMILIES, hold_out_family, within_goal
 from cfgp.uncertainty.sigma_calibration import scale_mle, two_sigma_half_width
 
 
@@ -35,17 +35,12 @@ def family_parts(folder: Path) -> dict:
     symbols = HELD_OUT_FAMILIES[key][1]
     run = Run(folder)
     fit, parts = hold_out_family(run, symbols)
-    m, sp = run.materials, run.split
-    ok = np.isfinite(run.latents()).all(axis=1) & np.isfinite(m.y)
-    fam = members(list(m.frame["elements"]), symbols)
+    m = run.materials
     out = {"family": key, "df": fit["df"]}
-    for part, rows in (("selection", sp.pool), ("test", sp.test)):
-        rows = rows[ok[rows] & fam[rows]]  # the order hold_out_family scores them in
-        comps = [Composition(f) for f in m.frame["formula"].iloc[rows]]
-        frac = np.array([sum(c.get_atomic_fraction(e) for e in c.elements if e.symbol in symbols) for c in comps])
+    for part in ("selection", "test"):
         a = parts[part]
-        if len(frac) != len(a["y"]) or not np.allclose(a["y"], m.y[rows]):
-            raise SystemExit(f"{folder}: the family's {part} members are not in the expected order")
+        comps = [Composition(f) for f in m.frame["formula"].iloc[a["rows"]]]
+        frac = np.array([sum(c.get_atomic_fraction(e) for e in c.elements if e.symbol in symbols) for c in comps])
         out[part] = {"resid": a["mean"] - a["y"], "frac": frac}
     return out
 

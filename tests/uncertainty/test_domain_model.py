@@ -148,6 +148,15 @@ def test_drawn_embeddings_move_only_materials_with_a_never_trained_element(defau
                        batch_bonds=max(len(g["index1"]) for g in graphs[1:]))
     np.testing.assert_allclose(tight, shared, rtol=0, atol=1e-5)
     assert len(watch.intact) >= 1 + 8 + 1 and all(watch.intact), watch.intact  # MgO, the larger, the smaller
+    # candidates per element: He's row drawn from Ne's alone, Ac's from La's alone — every draw is that one setting
+    own = draw_means(feat, gp, graphs, unseen, {2: np.array([10]), 89: np.array([57])}, draws=4, seed=0)
+    w = w0.copy()
+    w[2], w[89] = w0[10], w0[57]
+    layer.set_weights([w])
+    fixed = gp.predict(feat.transform_graphs(graphs))
+    layer.set_weights([w0])
+    np.testing.assert_allclose(own, np.tile(fixed, (4, 1)), rtol=0, atol=1e-5)
+    assert np.abs(fixed[1:] - shared[:, 1:]).max() > 0.05  # not what drawing from every trained element gives
     err = abs(mean[2] - recs["mp-30273"]["formation_energy_per_atom"])
     assert err > 1.5  # AcClO: the GP is far off (2.3 eV/atom)
     scale = np.hypot(app.sigma.tau_out_ * sigma_raw[2], spread[2])

@@ -16,6 +16,10 @@ def test_p_oxides_held_out(tiny_run):
     assert out["selection"]["n"] == int(fam[sp.pool].sum()) > 0 and out["test"]["n"] == int(fam[sp.test].sum())
     sel = parts["selection"]
     assert sel["check"].flags["unseen_elements"].all() and out["selection"]["flagged"] == 1.0
+    for part, split in (("selection", sp.pool), ("test", sp.test)):  # the rows: the family's members, in order
+        rows = parts[part]["rows"]
+        assert list(rows) == [i for i in split if fam[i]]
+        np.testing.assert_array_equal(parts[part]["y"], m.y[rows])
     assert out["selection"]["mae"] == pytest.approx(float(np.mean(np.abs(sel["mean"] - sel["y"]))))
 
 
