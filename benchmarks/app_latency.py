@@ -19,14 +19,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from cfgp.app_server import app_url, free_port, start_server, stop_server, wait_for_page
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -49,12 +47,6 @@ MAP_READY = """() => { if (!window.Bokeh) return false; for (const d of Bokeh.do
   const s = d.get_model_by_name('map-source'); if (s) { const x = s.data instanceof Map ? s.data.get('x') : s.data.x;
   if (x && x.length > 0) return document.querySelector('.bk-Figure, [class*=bk-panel-models]') !== null; } }
   return false; }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -263,23 +255,14 @@ async def main_async(args) -> dict:
     from playwright.async_api import async_playwright
 
     port = free_port()
-    url = f"http://127.0.0.1:{port}/app"
+    url = app_url(port)
     env = dict(os.environ, CFGP_RUN=str(Path(args.run).resolve()), PYTHONWARNINGS="ignore")
     log = open(Path(tempfile.gettempdir()) / "cfgp_app_latency.log", "w")
     t_start = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app.py", "--address", "127.0.0.1",
-                               "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = start_server(ROOT, port, env, log)
     out: dict = {"run": str(args.run), "machine": f"{os.cpu_count()} cores"}
     try:
-        while True:
-            try:
-                if urllib.request.urlopen(url, timeout=300).status == 200:
-                    break
-            except OSError:
-                if server.poll() is not None:
-                    raise RuntimeError("panel serve exited; see " + log.name)
-                time.sleep(0.3)
+        wait_for_page(server, url, 600, log=lambda: Path(log.name).read_text(errors="replace"))
         out["server_first_page_s"] = round(time.perf_counter() - t_start, 1)
         records = json.load(gzip.open(ROOT / "tests" / "fixtures" / "oxides_small.json.gz", "rt"))[:6]
         folder = Path(tempfile.mkdtemp())
@@ -326,8 +309,7 @@ async def main_async(args) -> dict:
         text = Path(log.name).read_text(errors="replace")
         out["server_log_tracebacks"] = text.count("Traceback")
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)
     return out
 
 

@@ -14,51 +14,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from cfgp.app_server import app_url, free_port, start_server, stop_server, wait_for_page
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def first_page_seconds(checkout: Path, run: str, timeout: float = 300) -> float:
     """Seconds from launching ``panel serve app.py`` in ``checkout`` to its first answered page."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}/app"
     with tempfile.TemporaryDirectory(prefix="cfgp-start-") as home:
         env = dict(os.environ, PYTHONPATH=str(checkout), CFGP_HOME=home, CFGP_RUN=str(checkout / run),
                    TF_CPP_MIN_LOG_LEVEL="3", BOKEH_RESOURCES="server")
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app.py", "--address", "127.0.0.1",
-                                 "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
-                                cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        proc = start_server(checkout, port, env)
         try:
-            while time.perf_counter() - t0 < timeout:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"panel serve exited ({proc.returncode}) in {checkout}")
-                try:
-                    if urllib.request.urlopen(url, timeout=timeout).status == 200:
-                        return time.perf_counter() - t0
-                except OSError:
-                    time.sleep(0.2)
-            raise RuntimeError(f"no page within {timeout} s in {checkout}")
+            wait_for_page(proc, app_url(port), timeout, poll=0.2)
+            return time.perf_counter() - t0
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
 
 
 def commit(checkout: Path) -> str:

@@ -10,22 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from cfgp.app_server import app_url, free_port, start_server, stop_server, wait_for_page
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_loaded(page, url: str) -> None:
@@ -85,26 +78,16 @@ VIEWS = {
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
-    port = _port()
+    port = free_port()
     log = Path("/tmp/cfgp-screenshots-panel.log")
     env = dict(os.environ, PYTHONWARNINGS="ignore", TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("CFGP_RUN", None)
     with open(log, "w") as fh:
-        server = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app.py", "--address", "127.0.0.1",
-                                   "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
-                                  cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/app"
+        server = start_server(ROOT, port, env, fh)
+    url = app_url(port)
     written = []
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                if urllib.request.urlopen(url, timeout=120).status == 200:
-                    break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(1)
+        wait_for_page(server, url, 300, poll=1.0, log=lambda: log.read_text(errors="replace"))
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
             only = set(sys.argv[1:])
@@ -123,8 +106,7 @@ def main() -> int:
                 ctx.close()
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        stop_server(server, grace=60)
     errors = [line for line in log.read_text(errors="replace").splitlines()
               if any(b in line for b in ("Traceback", "Error:", "Exception"))]
     print(json.dumps({"written": written, "server_errors": errors}))

@@ -276,7 +276,8 @@ def test_dashboard_notebook_is_live_in_jupyterlab(tiny_run, tmp_path):
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.dashboard.conftest import ARGS, CHROMIUM, chromium_available, free_port
+    from cfgp.app_server import free_port, stop_server
+    from tests.dashboard.conftest import ARGS, CHROMIUM, chromium_available
 
     pytest.importorskip("jupyterlab", reason='JupyterLab is the notebooks extra: pip install -e ".[notebooks]"')
     if not chromium_available():
@@ -377,9 +378,5 @@ def test_dashboard_notebook_is_live_in_jupyterlab(tiny_run, tmp_path):
         assert stylesheets, "no stylesheet of a redrawn pane was requested from /panel_dist/"
         assert all(status == 200 for _, status in stylesheets), stylesheets
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
         log.close()

@@ -10,6 +10,8 @@ group 3), and the prediction is the mean over the draws. Variants:
 
 - ``all``: rows from every trained element (the shipped candidates), prediction the mean over draws;
 - ``nearest``: the trained elements at the smallest distance from the unseen one;
+- ``group``: the trained elements of the unseen element's own group at the nearest row (the nearest, as above,
+  when its group has none);
 - ``reach2``: every trained element within distance 2.
 
 σ for the family's members: the Student-t (the fit's ν) of scale sqrt((τ_out·σ_GP)² + σ_emb²), as shipped. The GP,
@@ -56,6 +58,10 @@ def candidates(unseen: list[int], trained: np.ndarray, variant: str) -> dict[int
             out[z] = trained
         elif variant == "nearest":
             out[z] = trained[d == d.min()]
+        elif variant == "group":  # the element's own group, nearest row first; none trained there: nearest
+            same = np.array([Element.from_Z(int(t)).group == Element.from_Z(z).group for t in trained])
+            rows = np.array([abs(Element.from_Z(int(t)).row - Element.from_Z(z).row) for t in trained])
+            out[z] = trained[same & (rows == rows[same].min())] if same.any() else trained[d == d.min()]
         elif variant == "reach2":
             near = trained[d <= 2]
             out[z] = near if len(near) else trained[d == d.min()]

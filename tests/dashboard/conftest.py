@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from cfgp.app_server import app_url, free_port, start_server, stop_server, wait_for_page
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,38 +27,20 @@ def chromium_available() -> bool:
     return Path(CHROMIUM).exists()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """A running ``panel serve app.py`` and its log."""
 
     def __init__(self, run_dir: Path, log_path: Path):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/app"
+        self.url = app_url(self.port)
         self.log_path = log_path
-        env = dict(os.environ, CFGP_RUN=str(run_dir), PYTHONWARNINGS="ignore")
         self._log = open(log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "panel", "serve", "app.py", "--address", "127.0.0.1", "--port", str(self.port),
-             "--allow-websocket-origin", f"127.0.0.1:{self.port}"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = start_server(ROOT, self.port, dict(os.environ, CFGP_RUN=str(run_dir), PYTHONWARNINGS="ignore"),
+                                 self._log)
         self.mark = 0
 
     def wait(self, timeout: float = 180) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("panel serve exited: " + self.log()[-3000:])
-            try:
-                if urllib.request.urlopen(self.url, timeout=60).status == 200:
-                    return
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError("panel serve did not answer: " + self.log()[-3000:])
+        wait_for_page(self.proc, self.url, timeout, poll=0.5, log=self.log)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -78,11 +58,7 @@ class Server:
         assert not bad, "server log:\n" + new[-4000:]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_server(self.proc)
         self._log.close()
 
 
