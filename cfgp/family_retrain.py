@@ -101,6 +101,40 @@ def retrain_without_family(base: Run, family: str, out: str | Path, seed: int | 
     return result
 
 
+def family_job(folder: Path, families: dict = HELD_OUT_FAMILIES,
+               converged_only: bool = True) -> tuple[dict, str | None]:
+    """A ``cfgp family-network`` folder's result and why it cannot be scored (None: it can): not started or
+    finished, or (with ``converged_only``) not converged by its rule. A folder that is missing, or a result that is
+    not one (not an object, an unknown family), is an error."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (give `cfgp family-network` output folders)")
+    if not (folder / RESULT_FILE).exists():
+        return {}, f"no {RESULT_FILE}: the job has not started or finished"
+    res = read_json(folder / RESULT_FILE)
+    if not isinstance(res, dict):
+        raise DataError(f"{folder / RESULT_FILE}: expected a JSON object (a `cfgp family-network` result), got "
+                        f"{type(res).__name__}")
+    if not res.get("finished"):
+        return res, "not finished"
+    if converged_only and not res.get("converged"):
+        return res, f"not converged by its rule ({res.get('reason')})"
+    key = res.get("family")
+    if not isinstance(key, str) or key not in families:
+        raise DataError(f"{folder / RESULT_FILE}: family {str(key)[:40]!r} is not a known family (known: "
+                        f"{', '.join(sorted(families))}); the file was edited or made by another cfgp version")
+    return res, None
+
+
+def converged_family(folder: str | Path, families: dict = HELD_OUT_FAMILIES) -> tuple[str, Run]:
+    """The family and run of a ``cfgp family-network`` folder whose network converged by its rule (the analyses of
+    the family networks read no other); ValueError saying why not otherwise."""
+    folder = Path(folder)
+    res, why = family_job(folder, families)
+    if why:
+        raise ValueError(f"{folder}: {why}; no figure from it")
+    return res["family"], Run(folder)
+
+
 #: what the report keeps of each family network's training
 JOB_KEYS = ("n_train", "epochs", "best_epoch", "best_val_mae", "train_mae_at_best", "converged", "seconds")
 
@@ -115,26 +149,12 @@ def family_networks_report(folders: Iterable[str | Path], families: dict = HELD_
     fits, arrays, jobs, left_out = {}, {}, {}, []
     for folder in folders:
         folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no such folder (give `cfgp family-network` output folders)")
-        if not (folder / RESULT_FILE).exists():
-            left_out.append({"dir": str(folder), "reason": f"no {RESULT_FILE}: the job has not started or finished"})
-            continue
-        res = read_json(folder / RESULT_FILE)
-        if not isinstance(res, dict):
-            raise DataError(f"{folder / RESULT_FILE}: expected a JSON object (a `cfgp family-network` result), got "
-                            f"{type(res).__name__}")
-        why = ("not finished" if not res.get("finished") else
-               f"not converged by its rule ({res.get('reason')})" if converged_only and not res.get("converged")
-               else None)
+        res, why = family_job(folder, families, converged_only)
         if why:
-            left_out.append({"dir": str(folder), "family": res.get("family"), "epochs": res.get("epochs"),
-                             "reason": why})
+            job = {"family": res.get("family"), "epochs": res.get("epochs")} if res else {}
+            left_out.append({"dir": str(folder), **job, "reason": why})
             continue
-        key = res.get("family")
-        if not isinstance(key, str) or key not in families:
-            raise DataError(f"{folder / RESULT_FILE}: family {str(key)[:40]!r} is not a known family (known: "
-                            f"{', '.join(sorted(families))}); the file was edited or made by another cfgp version")
+        key = res["family"]
         if key in fits:
             raise ValueError(f"{folder} and {jobs[key]['dir']} both hold the family {key!r}; give one")
         # the network never trained the family: its members also get the shipped σ from embedding draws

@@ -103,3 +103,24 @@ def test_the_families_report_scores_each_family_on_its_own_network(family_networ
         family_networks_report([dirs["p"], dirs["p"]], families=FAMILIES, converged_only=False)
     with pytest.raises(FileNotFoundError, match="no such folder"):
         family_networks_report([tmp_path / "nowhere"], families=FAMILIES)
+
+
+def test_an_analysis_reads_only_a_family_network_that_converged(tmp_path):
+    """``converged_family`` says why a folder gives no figure: no result yet, not finished, stopped by the epoch
+    limit rather than the rule; an unknown family is an error in the file."""
+    from cfgp.data import DataError
+    from cfgp.family_retrain import converged_family
+
+    job = tmp_path / "job"
+    job.mkdir()
+    with pytest.raises(ValueError, match="has not started or finished"):
+        converged_family(job, FAMILIES)
+    for result, why in (({"family": "p", "finished": False}, "not finished"),
+                        ({"family": "p", "finished": True, "converged": False, "reason": "epoch limit"},
+                         r"not converged by its rule \(epoch limit\)")):
+        (job / "family.json").write_text(json.dumps(result))
+        with pytest.raises(ValueError, match=why):
+            converged_family(job, FAMILIES)
+    (job / "family.json").write_text(json.dumps({"family": "<script>", "finished": True, "converged": True}))
+    with pytest.raises(DataError, match="is not a known family"):
+        converged_family(job, FAMILIES)

@@ -68,6 +68,26 @@ def _score(mean, y, scale, df, sigma_raw, check, large: float) -> dict:
             "flagged_by": {k: int(v.sum()) for k, v in check.flags.items()}}
 
 
+def family_rows(run, symbols) -> dict[str, np.ndarray]:
+    """The run's rows with a latent and a label, as a family hold-out splits them: ``train`` (the train split less
+    the family), ``calibration`` (the pool less the family), and the family's members of the pool (``selection``)
+    and of the test split (``test``), each in its split's order."""
+    m, sp = run.materials, run.split
+    ok = np.isfinite(run.latents()).all(axis=1) & np.isfinite(m.y)
+    fam = members(list(m.frame["elements"]), symbols)
+    pool = sp.pool[ok[sp.pool]]
+    return {"train": sp.train[ok[sp.train] & ~fam[sp.train]], "calibration": pool[~fam[pool]],
+            "selection": pool[fam[pool]], "test": sp.test[ok[sp.test] & fam[sp.test]]}
+
+
+def family_gp(run, train: np.ndarray, gp_params: dict | None = None) -> CFGP:
+    """The exact GP a family hold-out conditions on ``train`` (its hyper-parameters fitted there, seeded by the
+    run's split)."""
+    X = run.latents()
+    return CFGP(seed=run.settings["split"]["seed"], method="exact", **(gp_params or {})).fit(X[train],
+                                                                                           run.materials.y[train])
+
+
 def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None, draws: bool = False) -> dict:
     """Re-fit GP, domain model and σ calibration on the run's train/pool without the materials containing any of
     ``symbols``; score those materials of the pool (``selection``) and of the test split (``test``). Returns the
@@ -77,16 +97,10 @@ def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None, 
     σ_emb²) (``selection_drawn``, ``test_drawn``; the arrays gain ``spread``). Only meaningful when the run's
     network never trained the family (a ``cfgp family-network`` run); its σ_emb is kept in the user cache."""
     settings = settings or DomainSettings()
-    m, sp = run.materials, run.split
-    X, y = run.latents(), m.y
-    elements = list(m.frame["elements"])
-    ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
-    fam = members(elements, symbols)
-    train = sp.train[ok[sp.train] & ~fam[sp.train]]
-    pool = sp.pool[ok[sp.pool]]
-    calib, fam_pool = pool[~fam[pool]], pool[fam[pool]]
-    fam_test = sp.test[ok[sp.test] & fam[sp.test]]
-    gp = CFGP(seed=run.settings["split"]["seed"], method="exact", **(gp_params or {})).fit(X[train], y[train])
+    X, y = run.latents(), run.materials.y
+    elements = list(run.materials.frame["elements"])
+    train, calib, fam_pool, fam_test = family_rows(run, symbols).values()
+    gp = family_gp(run, train, gp_params)
     domain = DomainModel.from_settings(settings).fit(X[train], [elements[i] for i in train])  # as the run's: k-fold
     rows = np.concatenate([calib, fam_pool, fam_test])
     mean, sigma_raw = gp.predict(X[rows], return_std=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize, stats
 
-from cfgp.artefacts import read_json
+from cfgp.family_retrain import converged_family
 from cfgp.pipeline import Run, load_gp
 from cfgp.uncertainty.applicability import load_applicability, needs_draws, run_checks
 from cfgp.uncertainty.family_holdout import GOAL_COVERAGE, HELD_OUT_FAMILIES, hold_out_family, within_goal
@@ -43,11 +43,8 @@ from cfgp.uncertainty.sigma_calibration import predictive_metrics, two_sigma_hal
 
 def family_arrays(folder: Path) -> dict:
     """The family's members (pool, then test) with the arrays of :func:`hold_out_family` and σ_emb."""
-    res = read_json(folder / "family.json")
-    if not res.get("converged"):
-        raise SystemExit(f"{folder}: not converged by its rule; no figure from it")
-    key = res["family"]
-    fit, parts = hold_out_family(Run(folder), HELD_OUT_FAMILIES[key][1], draws=True)
+    key, run = converged_family(folder)
+    fit, parts = hold_out_family(run, HELD_OUT_FAMILIES[key][1], draws=True)
     out = {"family": key, "df": fit["df"], "tau_out": fit["tau_out"],
            "n": {p: len(parts[p]["y"]) for p in ("selection", "test")}}
     for name in ("mean", "y", "sigma_raw", "scale", "new_chemistry", "spread"):

@@ -34,12 +34,11 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Element
 
-from cfgp.artefacts import read_json
-from cfgp.gp import CFGP
-from cfgp.pipeline import Run
+from cfgp.family_retrain import converged_family
 from cfgp.uncertainty.domain_model import DomainSettings
 from cfgp.uncertainty.embedding_draws import DRAWS, draw_means, never_trained, trained_elements, training_counts
-from cfgp.uncertainty.family_holdout import GOAL_COVERAGE, HELD_OUT_FAMILIES, hold_out_family, members
+from cfgp.uncertainty.family_holdout import (GOAL_COVERAGE, HELD_OUT_FAMILIES, family_gp, family_rows,
+                                              hold_out_family)
 from cfgp.uncertainty.sigma_calibration import predictive_metrics
 
 SEED = 0
@@ -71,20 +70,12 @@ def candidates(unseen: list[int], trained: np.ndarray, variant: str) -> dict[int
 
 
 def family_case(folder: Path, variants: list[str]) -> dict:
-    res = read_json(folder / "family.json")
-    if not res.get("converged"):
-        raise SystemExit(f"{folder}: not converged by its rule; no figure from it")
-    key = res["family"]
-    symbols = HELD_OUT_FAMILIES[key][1]
-    run = Run(folder)
-    m, sp = run.materials, run.split
-    X, y = run.latents(), m.y
+    key, run = converged_family(folder)
+    m, X = run.materials, run.latents()
     elements = list(m.frame["elements"])
-    ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
-    fam = members(elements, symbols)
-    train = sp.train[ok[sp.train] & ~fam[sp.train]]
-    fit, parts = hold_out_family(run, symbols)  # τ_out, ν and each part's arrays, as the family report's
-    gp = CFGP(seed=run.settings["split"]["seed"], method="exact").fit(X[train], y[train])  # the same GP again
+    fit, parts = hold_out_family(run, HELD_OUT_FAMILIES[key][1])  # τ_out, ν and each part's arrays, as the report's
+    train = family_rows(run, HELD_OUT_FAMILIES[key][1])["train"]
+    gp = family_gp(run, train)  # the same GP again: hold_out_family keeps it to itself
     rows = {part: parts[part]["rows"] for part in ("selection", "test")}
     counts = training_counts(elements[i] for i in train)
     trained = trained_elements(counts, DomainSettings().rare_count)

@@ -20,20 +20,15 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Composition
 
-from cfgp.artefacts import read_json
-from cfgp.pipeline import Run
+from cfgp.family_retrain import converged_family
 from cfgp.uncertainty.family_holdout import GOAL_COVERAGE, HELD_OUT_FAMILIES, hold_out_family, within_goal
 from cfgp.uncertainty.sigma_calibration import scale_mle, two_sigma_half_width
 
 
 def family_parts(folder: Path) -> dict:
     """A converged family network's family members, per part: |error|, residual, f, and the run's ν."""
-    res = read_json(folder / "family.json")
-    if not res.get("converged"):
-        raise SystemExit(f"{folder}: not converged by its rule; no figure from it")
-    key = res["family"]
+    key, run = converged_family(folder)
     symbols = HELD_OUT_FAMILIES[key][1]
-    run = Run(folder)
     fit, parts = hold_out_family(run, symbols)
     m = run.materials
     out = {"family": key, "df": fit["df"]}

@@ -5,7 +5,7 @@ new-chemistry scale for one family never uses that family's residuals."""
 import numpy as np
 import pytest
 
-from cfgp.uncertainty.family_holdout import family_report, hold_out_family, members
+from cfgp.uncertainty.family_holdout import family_report, family_rows, hold_out_family, members
 
 
 def test_p_oxides_held_out(tiny_run):
@@ -20,6 +20,11 @@ def test_p_oxides_held_out(tiny_run):
         rows = parts[part]["rows"]
         assert list(rows) == [i for i in split if fam[i]]
         np.testing.assert_array_equal(parts[part]["y"], m.y[rows])
+    split_rows = family_rows(tiny_run, ("P",))
+    assert len(split_rows["train"]) == out["n_train"] and not fam[split_rows["train"]].any()
+    assert len(split_rows["calibration"]) == out["n_calibration"] and not fam[split_rows["calibration"]].any()
+    for part in ("selection", "test"):
+        np.testing.assert_array_equal(split_rows[part], parts[part]["rows"])
     assert out["selection"]["mae"] == pytest.approx(float(np.mean(np.abs(sel["mean"] - sel["y"]))))
 
 
