@@ -33,12 +33,12 @@ def app_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/app"
 
 
-def start_server(cwd: str | Path, port: int, env: Mapping[str, str], log: IO | int = subprocess.DEVNULL,
-                 extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
+def start_server(cwd: str | Path, port: int, env: Mapping[str, str],
+                 log: IO | int = subprocess.DEVNULL) -> subprocess.Popen:
     """Start ``panel serve app.py`` in ``cwd`` on ``port`` with ``env``; its output (both streams) goes to ``log``."""
     return subprocess.Popen(
         [sys.executable, "-m", "panel", "serve", "app.py", "--address", "127.0.0.1", "--port", str(port),
-         "--allow-websocket-origin", f"127.0.0.1:{port}", *extra_args],
+         "--allow-websocket-origin", f"127.0.0.1:{port}"],
         cwd=cwd, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -88,19 +88,24 @@ def family_gp(run, train: np.ndarray, gp_params: dict | None = None) -> CFGP:
                                                                                            run.materials.y[train])
 
 
-def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None, draws: bool = False) -> dict:
+def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None, draws: bool = False,
+                    gp: CFGP | None = None) -> dict:
     """Re-fit GP, domain model and σ calibration on the run's train/pool without the materials containing any of
     ``symbols``; score those materials of the pool (``selection``) and of the test split (``test``). Returns the
     scores and, per part, the arrays they came from (``rows``: the members' rows in the run).
 
     draws : also score them with the shipped σ for oxides with a never-trained element, sqrt((τ_out·σ_GP)² +
     σ_emb²) (``selection_drawn``, ``test_drawn``; the arrays gain ``spread``). Only meaningful when the run's
-    network never trained the family (a ``cfgp family-network`` run); its σ_emb is kept in the user cache."""
+    network never trained the family (a ``cfgp family-network`` run); its σ_emb is kept in the user cache.
+
+    gp : the GP :func:`family_gp` fitted on this hold-out's ``train`` rows, for a caller that needs it too (it is
+    fitted here otherwise; ``gp_params`` is then ignored)."""
     settings = settings or DomainSettings()
     X, y = run.latents(), run.materials.y
     elements = list(run.materials.frame["elements"])
-    train, calib, fam_pool, fam_test = family_rows(run, symbols).values()
-    gp = family_gp(run, train, gp_params)
+    split = family_rows(run, symbols)
+    train, calib, fam_pool, fam_test = (split[k] for k in ("train", "calibration", "selection", "test"))
+    gp = gp if gp is not None else family_gp(run, train, gp_params)
     domain = DomainModel.from_settings(settings).fit(X[train], [elements[i] for i in train])  # as the run's: k-fold
     rows = np.concatenate([calib, fam_pool, fam_test])
     mean, sigma_raw = gp.predict(X[rows], return_std=True)

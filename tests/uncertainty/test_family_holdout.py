@@ -5,7 +5,7 @@ new-chemistry scale for one family never uses that family's residuals."""
 import numpy as np
 import pytest
 
-from cfgp.uncertainty.family_holdout import family_report, family_rows, hold_out_family, members
+from cfgp.uncertainty.family_holdout import family_gp, family_report, family_rows, hold_out_family, members
 
 
 def test_p_oxides_held_out(tiny_run):
@@ -26,6 +26,11 @@ def test_p_oxides_held_out(tiny_run):
     for part in ("selection", "test"):
         np.testing.assert_array_equal(split_rows[part], parts[part]["rows"])
     assert out["selection"]["mae"] == pytest.approx(float(np.mean(np.abs(sel["mean"] - sel["y"]))))
+    # a caller's GP fitted on the hold-out's train rows gives the same scores; one fitted on other rows does not
+    again, _ = hold_out_family(tiny_run, ("P",), gp=family_gp(tiny_run, split_rows["train"]))
+    assert again["selection"] == out["selection"] and again["test"] == out["test"]
+    other, _ = hold_out_family(tiny_run, ("P",), gp=family_gp(tiny_run, split_rows["train"][::2]))
+    assert other["selection"]["mae"] != out["selection"]["mae"]
 
 
 def test_cross_fitted_tau_never_sees_its_own_family(tiny_run):
