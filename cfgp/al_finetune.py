@@ -206,7 +206,6 @@ def finetune_active_learning(base: Run, settings: ALSettings, out: str | Path,
         kept = ft.keep == "always" or val_after < val_before
         if not kept:
             feat.model.model.set_weights(before)
-            feat._latent_model = None
         tmp = out / (NETWORK_DIR + ".tmp")
         feat.save(tmp)
         if net_dir.exists():

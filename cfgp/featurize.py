@@ -265,7 +265,7 @@ class MEGNetFeaturizer:
     def __init__(self, settings: MEGNetSettings = MEGNetSettings(), model=None):
         self.settings = settings
         self.model = model if model is not None else build_model(settings)
-        self._latent_model = None
+        self._latent_model = self._forward_fn = None
 
     # ---------------------------------------------------------------- graphs
     def to_graphs(
@@ -466,18 +466,33 @@ class MEGNetFeaturizer:
             self.model.model.load_weights(str(ckpt_dir / ("best." + WEIGHTS_FILE)))
         elif getattr(self, "_best_weights", None) is not None:
             self.model.model.set_weights(self._best_weights)
-        self._latent_model = None
 
     # -------------------------------------------------------------- latents
     @property
     def latent_model(self):
-        """Keras model from the graph inputs to the 32-unit readout; built once (~20 s the first time)."""
+        """Keras model from the graph inputs to the 32-unit readout, built once. It shares the network's layers,
+        so new weights (training, ``load_weights``) reach it without rebuilding."""
         if self._latent_model is None:
             import tensorflow as tf
 
             m = self.model.model
             self._latent_model = tf.keras.Model(m.inputs, m.get_layer(LATENT_LAYER).output)
         return self._latent_model
+
+    def _forward(self):
+        """The latent model's forward pass as one ``tf.function`` for graphs of any size, and the input dtypes.
+
+        Keras's ``predict_on_batch`` traces its function for the first input shapes, traces again for the
+        second and only then relaxes the shapes: two traces of ~2-3 s each. An input signature with every graph
+        dimension free is traced once, at the first call, whatever the sizes that follow."""
+        if self._forward_fn is None:
+            import tensorflow as tf
+
+            model = self.latent_model
+            specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+            fn = tf.function(lambda *x: model(list(x), training=False), input_signature=specs)
+            self._forward_fn = fn, [s.dtype.as_numpy_dtype for s in specs]
+        return self._forward_fn
 
     def transform_graphs(self, graphs: list[dict], batch_size: int = 256, progress: bool = False) -> np.ndarray:
         if not graphs:
@@ -500,7 +515,8 @@ class MEGNetFeaturizer:
         """Latents (n, 32) from batches of :meth:`graph_inputs`: MEGNet's forward pass to the readout."""
         if not batches:
             return np.zeros((0, self.settings.n2))
-        out = [np.asarray(self.latent_model.predict_on_batch(inputs))[0] for inputs in batches]
+        fn, dtypes = self._forward()
+        out = [fn(*(np.asarray(a, dtype=d) for a, d in zip(inputs, dtypes))).numpy()[0] for inputs in batches]
         return np.concatenate(out, axis=0).astype(np.float64)
 
     def transform(

@@ -51,8 +51,6 @@ MAX_LINE_BYTES = 1 << 20
 PLUGIN_NAME = "cfgp-screening"
 #: Seconds a chunk on a Dask worker waits for that worker's model to load (a replacement worker's, ~20-60 s).
 MODEL_LOAD_TIMEOUT = 600
-#: Warm-up passes at model load, of 1, 2, ... structures (see :meth:`ScreeningModel.load`).
-WARM_UP_PASSES = 3
 
 
 # ------------------------------------------------------------------------------------------------- lines
@@ -137,12 +135,10 @@ class ScreeningModel:
         run = Run(run_dir)
         gp = load_gp(run)
         model = cls(run.featurizer(), gp, load_applicability(run, gp), cif_reader=cif_reader)
-        # warm-up on real structures, in passes of 1, 2 and 3: Keras traces its prediction function for the first
-        # input shapes and relaxes it to any shape at the next ones (~3 s here), so no chunk of the job pays it
-        cifs = run.materials.frame["cif"].iloc[run.split.train[:WARM_UP_PASSES]]
-        for n in range(1, WARM_UP_PASSES + 1):
-            model.predict_chunk([{"source": "warm-up", "id": f"warm-up {i}", "cif": cif, "dft": float("nan")}
-                                 for i, cif in enumerate(cifs[:n])])
+        # a warm-up pass on one real structure traces the forward pass (~2 s, once for every graph size), so that
+        # no chunk of the job pays it and the chunks' stage timings are the job's own
+        cif = run.materials.frame["cif"].iloc[run.split.train[0]]
+        model.predict_chunk([{"source": "warm-up", "id": "warm-up", "cif": cif, "dft": float("nan")}])
         model.chunks_done, model.timings = 0, {}
         return model
 

@@ -120,6 +120,32 @@ def test_a_crystal_without_bonds_is_reported_with_the_cut_off():
         feat.to_graphs([cs], names=["mp-1"], on_error="raise")
 
 
+def test_the_forward_pass_is_traced_once_for_every_graph_size_and_sees_new_weights(tiny_run, small_records):
+    """Latents come from one tf.function with the graph dimensions free: batches of 1, 2 and 9 crystals trace it
+    once (Keras's predict_on_batch traced twice before relaxing the shapes), give Keras's numbers, and weights
+    set on the network afterwards (a rejected fine-tuning round puts the old ones back) change what it gives."""
+    from cfgp.data import parse_cif
+
+    feat = MEGNetFeaturizer.load(tiny_run.dir)
+    graphs, _, _ = feat.to_graphs([parse_cif(r["cif"]) for r in small_records[:12]], checked=True)
+    batches = [feat.graph_inputs(graphs[a:b]) for a, b in ((0, 1), (1, 3), (3, 12))]
+    ours = [feat.transform_inputs([b]) for b in batches]
+    fn, _ = feat._forward()
+    assert fn.experimental_get_tracing_count() == 1
+    keras = [np.asarray(feat.latent_model.predict_on_batch(b))[0] for b in batches]
+    for a, b in zip(ours, keras):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    weights = feat.model.model.get_weights()
+    feat.model.model.set_weights([w * 0.9 for w in weights])
+    scaled = feat.transform_inputs(batches[2:])
+    assert np.abs(scaled - ours[2]).max() > 1e-3
+    np.testing.assert_allclose(scaled, np.asarray(feat.latent_model.predict_on_batch(batches[2]))[0],
+                               rtol=1e-5, atol=1e-6)
+    feat.model.model.set_weights(weights)
+    np.testing.assert_allclose(feat.transform_inputs(batches[2:]), ours[2], rtol=1e-6, atol=1e-7)
+    assert fn.experimental_get_tracing_count() == 1
+
+
 def test_network_inputs_are_megnets_batch_arrays_bit_for_bit(tiny_run, small_records):
     """graph_inputs (in-place Gaussian expansion, index offsets with NumPy) makes exactly the arrays megnet's
     batch generator makes (cast to float32 as the network does), so the latents cannot change with it."""
