@@ -409,7 +409,8 @@ def cmd_family_report(args) -> int:
             if part in f:
                 a, b, c, d = f[part], f[part + "_floor"], f[part + "_fitted_floor"], f[part + "_drawn"]
                 print(f"  {f['label']:32s} {part:4s} n {a['n']:5,}  MAE {a['mae']:.3f}  flagged {a['flagged']:.2f}  "
-                      f"2σ coverage (NLL): shipped (σ_emb) {d['coverage_2sigma']:.3f} ({d['nll']:+.2f}), τ_new "
+                      f"shipped (draws): MAE {d['mae']:.3f}, 2σ coverage {d['coverage_2sigma']:.3f} "
+                      f"(NLL {d['nll']:+.2f}); 2σ coverage (NLL): τ_new "
                       f"{a['coverage_2sigma']:.3f} ({a['nll']:+.2f}), floor s₀ {b['coverage_2sigma']:.3f} "
                       f"({b['nll']:+.2f}), floor s_new {f['s_new_crossfit']:.3f} {c['coverage_2sigma']:.3f} "
                       f"({c['nll']:+.2f})")

@@ -43,7 +43,8 @@ def predictions_frame(materials_frame: pd.DataFrame, y_pred, y_std, split_labels
 
 
 def results_frame(run: Run, pred: dict, applicability: Applicability, check: DomainCheck) -> pd.DataFrame:
-    """The results frame of ``run``: :func:`predictions_frame` with the split, plus ``row`` (position), the data
+    """The results frame of ``run``: :func:`predictions_frame` (its ``gp`` the mean users are shown: the mean
+    over draws for a material with a never-trained lanthanoid or actinoid) with the split, plus ``row`` (position), the data
     set's properties (:data:`MATERIAL_PROPERTIES`), ``in_domain``, ``domain`` (the reason, '' inside),
     ``domain_label`` ('yes' or 'NO: ' and the short reason), ``sigma_emb`` (the spread over draws of a never-trained
     element's embedding, NaN for materials without one) and ``sigma_cal`` (the calibrated σ users are shown).
@@ -52,7 +53,8 @@ def results_frame(run: Run, pred: dict, applicability: Applicability, check: Dom
     material (:func:`cfgp.uncertainty.applicability.run_checks`).
     """
     m = run.materials
-    frame = predictions_frame(m.frame, pred["mean"], pred["std"], run.split.labels(len(m)))
+    frame = predictions_frame(m.frame, applicability.material_mean(m.ids, pred["mean"]), pred["std"],
+                              run.split.labels(len(m)))
     frame["row"] = np.arange(len(frame))
     for col in MATERIAL_PROPERTIES:
         frame[col] = m.frame[col].to_numpy(dtype=float) if col in m.frame else np.nan

@@ -184,7 +184,8 @@ def test_a_bad_record_in_the_middle_is_reported_with_its_id_and_the_others_predi
 def test_oxides_with_a_never_trained_element_get_their_drawn_sigma_in_any_chunk(model, tmp_path):
     """HeSiO2 and AcClO (He and Ac are in no training material) screened among other materials, in chunks of 2
     and of 8, get the σ_emb the shipped domain.json holds for them and σ = sqrt((τ_out·σ_GP)² + σ_emb²) (as
-    2σ-equivalent); MgO and the non-oxide Fe (outside the training composition: it keeps the floor) get none."""
+    2σ-equivalent), AcClO the mean over its draws as E_f; MgO and the non-oxide Fe (outside the training
+    composition: it keeps the floor) get none."""
     import numpy as np
 
     from tests.conftest import FIXTURES
@@ -201,6 +202,7 @@ def test_oxides_with_a_never_trained_element_get_their_drawn_sigma_in_any_chunk(
             assert x["sigma"] == pytest.approx(np.hypot(cal.tau_out_ * x["sigma_raw"], x["sigma_emb"])
                                                * cal.two_sigma_factor, rel=1e-6)
             assert "unseen_elements" in x["domain_codes"]
+        assert lines["mp-30273"]["e_form"] == pytest.approx(app.drawn_mean_ids["mp-30273"], abs=1e-4)
         assert lines["mp-1265"]["sigma_emb"] is None and lines["mp-13"]["sigma_emb"] is None
         assert lines["mp-13"]["sigma"] == pytest.approx(cal.floor_ * cal.two_sigma_factor)
 

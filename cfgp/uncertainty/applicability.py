@@ -5,8 +5,9 @@ settings that made them.
 are the MEGNet-fit part, the threshold comes from the early-stopping part) and the
 :class:`~cfgp.uncertainty.sigma_calibration.SigmaCalibrator` (fitted on the *pool* split, the run's calibration split: the
 GP conditioned on train predicts it, and nothing of the test split is used), and σ_emb of the run's own oxides
-with an element no training material contains (:mod:`cfgp.uncertainty.embedding_draws`: the network's forward passes
-over 64 copies of each, so it is drawn when the file is written, not at every read). A saved file is reused only when its
+with an element no training material contains, with the mean over the draws of those holding a never-trained
+lanthanoid or actinoid (:mod:`cfgp.uncertainty.embedding_draws`: the network's forward passes over 64 copies of
+each, so they are drawn when the file is written, not at every read). A saved file is reused only when its
 key — latents hash, split, GP hyper-parameters, domain settings, draw settings — matches.
 
 Who writes it: ``cfgp domain --run FOLDER`` (a writer step, like ``cfgp fit``) saves it in the run's write
@@ -29,12 +30,14 @@ import numpy as np
 from cfgp.artefacts import cache_dir, load_npz, read_json, write_json
 from cfgp.pipeline import GP_FILE, load_gp, predict_rows
 from cfgp.uncertainty.domain_model import DomainCheck, DomainModel, DomainSettings, element_sets
-from cfgp.uncertainty.embedding_draws import DRAWS, draw_settings, embedding_spread, never_trained, trained_elements
+from cfgp.uncertainty.embedding_draws import (DRAWS, draw_settings, embedding_estimates, never_trained,
+                                             trained_elements)
 from cfgp.uncertainty.groups import group_metrics, group_report
 from cfgp.uncertainty.sigma_calibration import SigmaCalibrator
 
 DOMAIN_FILE = "domain.json"
-FORMAT = 3  # 2: rare-element flag, k-fold threshold over train, τ_rare and τ_new; 3: σ_emb of the run's materials
+FORMAT = 4  # 2: rare-element flag, k-fold threshold over train, τ_rare and τ_new; 3: σ_emb of the run's materials;
+#            4: the mean over draws of the run's materials with a never-trained lanthanoid or actinoid
 #: the seed of the embedding draws behind σ_emb (the same for every run, so a material's σ_emb is reproducible)
 DRAW_SEED = 0
 
@@ -50,6 +53,8 @@ class Applicability:
     report: dict  # what the fit measured on its own data (counts, thresholds)
     reference_ids: list[str] = field(default_factory=list)  # the training materials whose latents are the reference
     spread_ids: dict[str, float] = field(default_factory=dict)  # σ_emb of the run's materials that need one
+    #: the mean over draws of the run's materials predicted by it (a never-trained lanthanoid or actinoid)
+    drawn_mean_ids: dict[str, float] = field(default_factory=dict)
 
     def check(self, X: np.ndarray, elements, in_reference: np.ndarray | None = None) -> DomainCheck:
         return self.domain.check(X, elements, in_reference)
@@ -57,7 +62,7 @@ class Applicability:
     def calibrated(self, sigma_raw: np.ndarray, check: DomainCheck,
                    spread: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(σ shown to users, Student-t scale) from the GP's σ, a domain check and σ_emb where drawn (NaN
-        elsewhere; see :func:`draw_spread`)."""
+        elsewhere; see :func:`draw_estimates`)."""
         new_chemistry = check.flags["composition"] | check.flags["unseen_elements"]
         scale = self.sigma.scale(sigma_raw, check.in_domain, new_chemistry, check.flags.get("rare_elements"), spread)
         return scale * self.sigma.two_sigma_factor, scale
@@ -66,16 +71,26 @@ class Applicability:
         """σ_emb of the run's materials ``ids`` as drawn when the model was fitted (NaN for those without one)."""
         return np.array([self.spread_ids.get(str(i), np.nan) for i in ids], dtype=float)
 
+    def material_mean(self, ids, mean: np.ndarray) -> np.ndarray:
+        """The prediction users are shown for the run's materials ``ids`` given the GP's ``mean`` of them: the mean
+        over draws where the material has one (a never-trained lanthanoid or actinoid), else the GP's mean."""
+        drawn = np.array([self.drawn_mean_ids.get(str(i), np.nan) for i in ids], dtype=float)
+        return np.where(np.isfinite(drawn), drawn, np.asarray(mean, dtype=float))
+
     def predict(self, gp, X: np.ndarray, elements, featurizer=None, graphs: list[dict] | None = None,
                 lock: AbstractContextManager | None = None) -> dict:
-        """GP mean, calibrated σ, raw GP σ, Student-t scale, σ_emb, domain flag and reason for each row of X
+        """Mean, calibrated σ, raw GP σ, Student-t scale, σ_emb, domain flag and reason for each row of X
         (NaN mean and σ where a latent is missing). With the ``featurizer`` and the ``graphs`` that made X, the
-        rows that :func:`needs_draws` get σ_emb (else they keep the floor); ``lock`` guards the network for each
-        forward pass of the draws (:func:`cfgp.uncertainty.embedding_draws.draw_means`)."""
+        rows that :func:`needs_draws` get σ_emb (else they keep the floor), and those with a never-trained
+        lanthanoid or actinoid the mean over their draws in place of the GP's mean; ``lock`` guards the network
+        for each forward pass of the draws (:func:`cfgp.uncertainty.embedding_draws.draw_means`)."""
         mean, sigma_raw = predict_rows(gp, X)
         check = self.check(X, elements)
-        spread = (draw_spread(self.domain, featurizer, gp, graphs, elements, check, lock)
-                  if featurizer is not None and graphs is not None else np.full(len(mean), np.nan))
+        if featurizer is not None and graphs is not None:
+            drawn, spread = draw_estimates(self.domain, featurizer, gp, graphs, elements, check, lock)
+            mean = np.where(np.isfinite(drawn), drawn, mean)
+        else:
+            spread = np.full(len(mean), np.nan)
         sigma, scale = self.calibrated(sigma_raw, check, spread)
         return {"mean": mean, "sigma": sigma, "sigma_raw": sigma_raw, "scale": scale, "df": self.sigma.df,
                 "sigma_emb": spread, "in_domain": check.in_domain, "domain": check.reason, "check": check}
@@ -88,21 +103,24 @@ def needs_draws(check: DomainCheck) -> np.ndarray:
     return check.flags["unseen_elements"] & ~check.flags["composition"] & ~check.flags["no_latent"]
 
 
-def draw_spread(domain: DomainModel, featurizer, gp, graphs: list[dict], elements, check: DomainCheck,
-                lock: AbstractContextManager | None = None) -> np.ndarray:
-    """σ_emb (eV/atom) of each graph that :func:`needs_draws` (NaN for the others): the spread of the GP's mean over
-    draws of its never-trained elements' embedding rows from the rows of the elements in more than ``rare_count``
-    training materials. Each forward pass (several draws' copies of those graphs) holds ``lock`` (whatever guards a
-    network shared between threads: the draws set its weights and restore them)."""
-    out = np.full(len(graphs), np.nan)
+def draw_estimates(domain: DomainModel, featurizer, gp, graphs: list[dict], elements, check: DomainCheck,
+                   lock: AbstractContextManager | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean over draws, σ_emb) in eV/atom of each graph that :func:`needs_draws` (NaN for the others; the mean
+    also NaN where the GP's mean on the untrained row stands): draws of its never-trained elements' embedding rows
+    from the rows of the elements in more than ``rare_count`` training materials
+    (:func:`cfgp.uncertainty.embedding_draws.embedding_estimates`). Each forward pass (several draws' copies of
+    those graphs) holds ``lock`` (whatever guards a network shared between threads: the draws set its weights and
+    restore them)."""
+    mean, spread = np.full(len(graphs), np.nan), np.full(len(graphs), np.nan)
     rows = np.flatnonzero(needs_draws(check))
     if not len(rows):
-        return out
+        return mean, spread
     counts = domain.element_counts_
     unseen = never_trained(element_sets(elements[i] for i in rows), counts)
     trained = trained_elements(counts, domain.rare_count)
-    out[rows] = embedding_spread(featurizer, gp, [graphs[i] for i in rows], unseen, trained, DRAWS, DRAW_SEED, lock)
-    return out
+    mean[rows], spread[rows] = embedding_estimates(featurizer, gp, [graphs[i] for i in rows], unseen, trained,
+                                                   DRAWS, DRAW_SEED, lock)
+    return mean, spread
 
 
 # ------------------------------------------------------------------ keys and files
@@ -160,7 +178,7 @@ def fit_applicability(run, gp=None, pred: dict | None = None,
     calibrator = SigmaCalibrator().fit(sigma, mean - y[pool], check.in_domain, new_chem,
                                        floor=float(np.std(y[train])), rare=check.flags["rare_elements"],
                                        tau_new=tau_new)
-    spread_ids = run_spreads(run, domain, reference, gp)
+    spread_ids, drawn_mean_ids = run_spreads(run, domain, reference, gp)
     report = {"n_train": int(len(train)), "n_reference": int(len(reference)),
               "n_holdout": int(len(train)),
               "holdout": domain.holdout_kind_, "threshold": domain.threshold_,
@@ -169,13 +187,15 @@ def fit_applicability(run, gp=None, pred: dict | None = None,
               "n_calibration": int(len(pool)), "calibration_flagged": check.summary(),
               "n_sigma_emb": len(spread_ids)}
     return Applicability(domain, calibrator, applicability_key(run, settings), "fitted in memory", report,
-                         m.ids[reference].astype(str).tolist(), spread_ids)
+                         m.ids[reference].astype(str).tolist(), spread_ids, drawn_mean_ids)
 
 
-def run_spreads(run, domain: DomainModel, reference: np.ndarray, gp=None, cache: bool = True) -> dict[str, float]:
+def run_spreads(run, domain: DomainModel, reference: np.ndarray, gp=None,
+                cache: bool = True) -> tuple[dict[str, float], dict[str, float]]:
     """σ_emb of the run's materials that :func:`needs_draws` (on the default: 15 Ac, Pm and Xe oxides
-    of the pool and HeSiO2 in test), keyed by material id; ``reference``: the training rows the domain model and
-    the GP were fitted on. Loads the network only when there are any and the user cache does not hold them."""
+    of the pool and HeSiO2 in test), and the mean over draws of those predicted by it (the 7 Ac and Pm oxides),
+    each keyed by material id; ``reference``: the training rows the domain model and the GP were fitted on. Loads
+    the network only when there are any and the user cache does not hold them."""
     m = run.materials
     in_reference = np.zeros(len(m), bool)
     in_reference[reference] = True
@@ -183,26 +203,27 @@ def run_spreads(run, domain: DomainModel, reference: np.ndarray, gp=None, cache:
     check = domain.check(run.latents(), elements, in_reference)
     rows = np.flatnonzero(needs_draws(check))
     if not len(rows):
-        return {}
+        return {}, {}
     gp = gp if gp is not None else load_gp(run)
-    spread = material_spreads(run, domain, gp, rows, check.take(rows), reference, cache)
-    return {str(m.ids[i]): float(v) for i, v in zip(rows, spread)}
+    mean, spread = material_spreads(run, domain, gp, rows, check.take(rows), reference, cache)
+    return ({str(m.ids[i]): float(v) for i, v in zip(rows, spread)},
+            {str(m.ids[i]): float(v) for i, v in zip(rows, mean) if np.isfinite(v)})
 
 
 def material_spreads(run, domain: DomainModel, gp, rows: np.ndarray, check: DomainCheck, train: np.ndarray,
-                     cache: bool = True) -> np.ndarray:
-    """σ_emb of the run's materials ``rows`` (``check``: their domain check; NaN where :func:`needs_draws` says
-    none) with the run's network and ``gp`` (conditioned on ``train``). Kept in the user cache under the network,
-    GP, training set, materials and draw setting that made them: a reader that fits a domain model in memory, or
-    a family report run again, pays the network's passes once (64 per material)."""
+                     cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(mean over draws, σ_emb) of the run's materials ``rows`` as :func:`draw_estimates` gives them (``check``:
+    their domain check) with the run's network and ``gp`` (conditioned on ``train``). Kept in the user cache under
+    the network, GP, training set, materials and draw setting that made them: a reader that fits a domain model in
+    memory, or a family report run again, pays the network's passes once (64 per material)."""
     ids = run.materials.ids.astype(str)
     key = {"latents_hash": run.latents_hash(), "gp": gp.hyperparameters_, "rare_count": domain.rare_count,
            "train": ids[train].tolist(), "ids": ids[rows].tolist(), "draws": draw_settings(DRAWS, DRAW_SEED)}
     path = cache_dir() / f"sigma-emb-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]}.npz"
     kept = load_npz(path) if cache else None
-    if kept is not None and kept.get("spread", np.zeros(0)).shape == (len(rows),):
-        return kept["spread"]
-    out = np.full(len(rows), np.nan)
+    if kept is not None and all(kept.get(k, np.zeros(0)).shape == (len(rows),) for k in ("mean", "spread")):
+        return kept["mean"], kept["spread"]
+    mean, out = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
     need = np.flatnonzero(needs_draws(check))
     if len(need):
         elements = list(run.materials.frame["elements"])
@@ -211,20 +232,22 @@ def material_spreads(run, domain: DomainModel, gp, rows: np.ndarray, check: Doma
         if len(kept_pos) != len(need):  # they have latents, so the network read them once: a changed data file
             raise ValueError(f"{run.dir}: {len(need) - len(kept_pos)} materials with latents have no crystal graph "
                              f"now ({'; '.join(str(i) for i in issues[:3])})")
-        out[need] = draw_spread(domain, feat, gp, graphs, [elements[i] for i in rows[need]], check.take(need))
+        mean[need], out[need] = draw_estimates(domain, feat, gp, graphs, [elements[i] for i in rows[need]],
+                                               check.take(need))
     if cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, spread=out)
+            np.savez(path, mean=mean, spread=out)
         except OSError:
             pass  # an unwritable cache only costs the draws again
-    return out
+    return mean, out
 
 
 def _to_json(app: Applicability) -> dict:
     return {"key": app.key, "domain": app.domain.to_dict(), "reference_ids": app.reference_ids,
             "sigma": app.sigma.to_dict(), "report": app.report,
-            "sigma_emb": dict(sorted(app.spread_ids.items()))}
+            "sigma_emb": dict(sorted(app.spread_ids.items())),
+            "drawn_mean": dict(sorted(app.drawn_mean_ids.items()))}
 
 
 def _from_json(run, d: dict, source: str) -> Applicability:
@@ -232,7 +255,8 @@ def _from_json(run, d: dict, source: str) -> Applicability:
     ref = run.materials.index_of(d["reference_ids"])
     return Applicability(DomainModel.from_dict(d["domain"], X[ref]), SigmaCalibrator.from_dict(d["sigma"]),
                          d["key"], source, d.get("report", {}), list(d["reference_ids"]),
-                         {str(k): float(v) for k, v in d["sigma_emb"].items()})
+                         {str(k): float(v) for k, v in d["sigma_emb"].items()},
+                         {str(k): float(v) for k, v in d["drawn_mean"].items()})
 
 
 def save_applicability(run, app: Applicability, path: str | Path | None = None) -> Path:
@@ -289,7 +313,7 @@ def evaluation_groups(run, app: Applicability, pred: dict, check_set=None, gp=No
     te = te[np.isfinite(pred["mean"][te]) & np.isfinite(m.y[te])]
     check = (check if check is not None else run_checks(run, app)).take(te)
     _, scale = app.calibrated(pred["std"][te], check, app.material_spread(m.ids[te]))
-    groups = group_report(pred["mean"][te], m.y[te], scale, app.sigma.df, pred["std"][te], check,
+    groups = group_report(app.material_mean(m.ids[te], pred["mean"][te]), m.y[te], scale, app.sigma.df, pred["std"][te], check,
                           list(m.frame["elements"].iloc[te]), m.frame["is_phosphate"].to_numpy()[te], label="test",
                           formulas=m.frame["formula"].to_numpy()[te])
     if check_set is not None:

@@ -94,9 +94,10 @@ def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None, 
     ``symbols``; score those materials of the pool (``selection``) and of the test split (``test``). Returns the
     scores and, per part, the arrays they came from (``rows``: the members' rows in the run).
 
-    draws : also score them with the shipped σ for oxides with a never-trained element, sqrt((τ_out·σ_GP)² +
-    σ_emb²) (``selection_drawn``, ``test_drawn``; the arrays gain ``spread``). Only meaningful when the run's
-    network never trained the family (a ``cfgp family-network`` run); its σ_emb is kept in the user cache.
+    draws : also score them as shipped for oxides with a never-trained element: σ of scale sqrt((τ_out·σ_GP)² +
+    σ_emb²), and the mean over the draws for those with a never-trained lanthanoid or actinoid (``selection_drawn``,
+    ``test_drawn``; the arrays gain ``spread`` and ``shown_mean``). Only meaningful when the run's network never
+    trained the family (a ``cfgp family-network`` run); σ_emb and the mean are kept in the user cache.
 
     gp : the GP :func:`family_gp` fitted on this hold-out's ``train`` rows, for a caller that needs it too (it is
     fitted here otherwise; ``gp_params`` is then ignored)."""
@@ -126,17 +127,19 @@ def hold_out_family(run, symbols, settings=None, gp_params: dict | None = None, 
     parts_of = {}
     drawn = spread = None
     if draws:  # the family's members only: the calibration materials are not scored
-        fam_rows, spread = parts > 0, np.full(len(rows), np.nan)
-        spread[fam_rows] = material_spreads(run, domain, gp, rows[fam_rows], check.take(fam_rows), train)
+        fam_rows, spread, drawn_mean = parts > 0, np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+        drawn_mean[fam_rows], spread[fam_rows] = material_spreads(run, domain, gp, rows[fam_rows],
+                                                                  check.take(fam_rows), train)
         drawn = calibrator.scale(sigma_raw, check.in_domain, new_chem, rare, spread)
+        shown = np.where(np.isfinite(drawn_mean), drawn_mean, mean)  # the shipped prediction
     for name, p in (("selection", 1), ("test", 2)):
         s = parts == p
         parts_of[name] = {"rows": rows[s], "mean": mean[s], "y": y[rows][s], "sigma_raw": sigma_raw[s],
                           "check": check.take(s), "scale": scale[s], "new_chemistry": new_chem[s]}
         out[name] = _score(mean[s], y[rows][s], scale[s], calibrator.df, sigma_raw[s], check.take(s), large)
         if drawn is not None:
-            parts_of[name]["spread"] = spread[s]
-            out[name + "_drawn"] = _score(mean[s], y[rows][s], drawn[s], calibrator.df, sigma_raw[s], check.take(s),
+            parts_of[name]["spread"], parts_of[name]["shown_mean"] = spread[s], shown[s]
+            out[name + "_drawn"] = _score(shown[s], y[rows][s], drawn[s], calibrator.df, sigma_raw[s], check.take(s),
                                           large)
     return out, parts_of
 
