@@ -47,7 +47,7 @@ def results_frame(run: Run, pred: dict, applicability: Applicability, check: Dom
     over draws for a material with a never-trained lanthanoid or actinoid) with the split, plus ``row`` (position), the data
     set's properties (:data:`MATERIAL_PROPERTIES`), ``in_domain``, ``domain`` (the reason, '' inside),
     ``domain_label`` ('yes' or 'NO: ' and the short reason), ``sigma_emb`` (the spread over draws of a never-trained
-    element's embedding, NaN for materials without one) and ``sigma_cal`` (the calibrated σ users are shown).
+    element's embedding, NaN for materials without one), ``mean_from_draws`` (``gp`` is the mean over them) and ``sigma_cal`` (the calibrated σ users are shown).
 
     pred : GP mean and σ of every material (:func:`cfgp.pipeline.predictions`); check : the domain check of every
     material (:func:`cfgp.uncertainty.applicability.run_checks`).
@@ -63,6 +63,7 @@ def results_frame(run: Run, pred: dict, applicability: Applicability, check: Dom
     frame["domain_label"] = np.where(check.in_domain, "yes",  # short: the dashboard sends one per material
                                      np.array(["NO: " + s for s in check.short], dtype=object))
     frame["sigma_emb"] = applicability.material_spread(m.ids)
+    frame["mean_from_draws"] = np.isin(m.ids.astype(str), list(applicability.drawn_mean_ids))
     frame["sigma_cal"] = applicability.calibrated(pred["std"], check, frame["sigma_emb"].to_numpy())[0]
     return frame
 

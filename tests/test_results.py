@@ -12,7 +12,7 @@ from cfgp.results import outlier_summary, phosphate_verdict
 #: the columns of the results frame, in order: the dashboard's tabs, its downloads and its tests read them by name
 COLUMNS = ["material_id", "formula", "spacegroup_symbol", "nsites", "is_phosphate", "dft", "gp", "sigma", "residual",
            "z", "excess", "split", "row", "band_gap", "efermi", "total_magnetization", "volume_per_atom",
-           "spacegroup_number", "in_domain", "domain", "domain_label", "sigma_emb", "sigma_cal"]
+           "spacegroup_number", "in_domain", "domain", "domain_label", "sigma_emb", "mean_from_draws", "sigma_cal"]
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,7 @@ def test_results_frame_columns_and_definitions(tiny_run, res):
     np.testing.assert_array_equal(f.gp.to_numpy()[~drawn], res.pred["mean"][~drawn])
     np.testing.assert_array_equal(f.gp.to_numpy()[drawn],
                                   [res.applicability.drawn_mean_ids[i] for i in m.ids[drawn]])
+    np.testing.assert_array_equal(f.mean_from_draws.to_numpy(), drawn)
     np.testing.assert_array_equal(f.sigma, res.pred["std"])
     np.testing.assert_allclose(f.residual, f.gp - f.dft)
     np.testing.assert_allclose(f.z, f.residual / f.sigma)

@@ -55,7 +55,7 @@ def domain_text(r) -> str:
     if "in_domain" not in r.index or bool(r.in_domain):
         return "Domain: like the training materials (composition, elements and latent)."
     widened = f" to {r.sigma_cal:.3f} eV/atom" if "sigma_cal" in r.index else ""
-    drawn = (f" ({spread_text(float(r.sigma_emb))})"
+    drawn = (f" ({spread_text(float(r.sigma_emb), bool(r.get('mean_from_draws', False)))})"
              if "sigma_emb" in r.index and np.isfinite(float(r.sigma_emb)) else "")
     return f"**Out of the model's domain**: {untrusted.text(r.domain)}; σ is widened for it{widened}{drawn}."
 

@@ -155,13 +155,13 @@ def match_text(data: ServerData, formula: str, match: Match) -> str:
             f"{untrusted.text(formula)}.")
 
 
-def domain_text(reason: str, inside: bool, sigma_emb: float = float("nan")) -> str:
+def domain_text(reason: str, inside: bool, sigma_emb: float = float("nan"), mean_from_draws: bool = False) -> str:
     """What the user reads right under E_f ± σ: a prominent warning when the material is out of the domain (with
-    σ_emb when its never-trained elements' embeddings were drawn)."""
+    σ_emb when its never-trained elements' embeddings were drawn, and whether E_f is the mean over the draws)."""
     if inside:
         return ("<small>In the model's domain: composition, elements and latent vector like the training "
                 "materials'.</small>")
-    drawn = f" ({untrusted.text(spread_text(sigma_emb))})" if np.isfinite(sigma_emb) else ""
+    drawn = f" ({untrusted.text(spread_text(sigma_emb, mean_from_draws))})" if np.isfinite(sigma_emb) else ""
     return (f'<div class="domain-warning" style="background:#f8d7da;border:2px solid {OUT_OF_DOMAIN_MARK};'
             'color:#842029;'
             'padding:8px 12px;border-radius:4px;font-size:1.05em">⚠ <b>Out of domain: do not trust this value.</b> '
@@ -328,7 +328,8 @@ class Predict(pn.viewable.Viewer):
             head = (f"### {untrusted.text(formula)} ({untrusted.text(name)})\n"
                     f"Predicted formation energy **{m:.3f} ± {s:.3f} eV/atom** (95 % interval {m - 2 * s:.3f} to "
                     f"{m + 2 * s:.3f}; the GP's own σ is {float(std[0]):.3f}).\n\n"
-                    + domain_text(check.reason[0], inside, float(pred["sigma_emb"][0])) +
+                    + domain_text(check.reason[0], inside, float(pred["sigma_emb"][0]),
+                                  bool(pred["mean_from_draws"][0])) +
                     "\n\nThe × on the map sits among the materials with the nearest latents.")
             timing = f"\n\n<small>prediction {ms:,.0f} ms</small>"
 

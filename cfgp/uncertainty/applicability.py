@@ -90,10 +90,11 @@ class Applicability:
             drawn, spread = draw_estimates(self.domain, featurizer, gp, graphs, elements, check, lock)
             mean = np.where(np.isfinite(drawn), drawn, mean)
         else:
-            spread = np.full(len(mean), np.nan)
+            drawn = spread = np.full(len(mean), np.nan)
         sigma, scale = self.calibrated(sigma_raw, check, spread)
         return {"mean": mean, "sigma": sigma, "sigma_raw": sigma_raw, "scale": scale, "df": self.sigma.df,
-                "sigma_emb": spread, "in_domain": check.in_domain, "domain": check.reason, "check": check}
+                "sigma_emb": spread, "mean_from_draws": np.isfinite(drawn), "in_domain": check.in_domain,
+                "domain": check.reason, "check": check}
 
 
 def needs_draws(check: DomainCheck) -> np.ndarray:

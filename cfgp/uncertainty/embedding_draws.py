@@ -208,7 +208,12 @@ def draw_settings(draws: int = DRAWS, seed: int = 0) -> dict:
             "draws": int(draws), "seed": int(seed)}
 
 
-def spread_text(sigma_emb: float) -> str:
-    """What a reader is told of a material's σ_emb (plain text: the views escape and style it)."""
-    return (f"σ includes σ_emb = {sigma_emb:.3f} eV/atom: how far the prediction moves over {DRAWS} draws of what the "
+def spread_text(sigma_emb: float, mean_from_draws: bool = False) -> str:
+    """What a reader is told of a material's σ_emb, and whether E_f is the mean over the draws (plain text: the
+    views escape and style it)."""
+    text = (f"σ includes σ_emb = {sigma_emb:.3f} eV/atom: how far the prediction moves over {DRAWS} draws of what the "
             "unseen element might be")
+    if mean_from_draws:
+        text = ("E_f is the mean over its draws from the unseen lanthanoid's or actinoid's trained neighbours in the "
+                "periodic table; " + text)
+    return text

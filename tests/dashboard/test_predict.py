@@ -271,6 +271,8 @@ def test_metals_and_a_noble_gas_get_an_out_of_domain_warning(page, server, app_r
     text = result(page)
     assert f"{core['mean'][0]:.3f} ± {core['sigma'][0]:.3f} eV/atom" in text, text
     assert f"σ includes σ_emb = {core['sigma_emb'][0]:.3f} eV/atom" in text, text
+    # Ac is an actinoid: E_f is the mean over draws from its trained neighbours, and the reader is told so
+    assert core["mean_from_draws"][0] and "E_f is the mean over its draws" in text, text
     assert "elements unseen in training: Ac" in text and "not an oxide" not in text, text
 
     record = in_run(small_records, app_run)[0]
