@@ -44,10 +44,11 @@ def predictions_frame(materials_frame: pd.DataFrame, y_pred, y_std, split_labels
 
 def results_frame(run: Run, pred: dict, applicability: Applicability, check: DomainCheck) -> pd.DataFrame:
     """The results frame of ``run``: :func:`predictions_frame` (its ``gp`` the mean users are shown: the mean
-    over draws for a material with a never-trained lanthanoid or actinoid) with the split, plus ``row`` (position), the data
-    set's properties (:data:`MATERIAL_PROPERTIES`), ``in_domain``, ``domain`` (the reason, '' inside),
-    ``domain_label`` ('yes' or 'NO: ' and the short reason), ``sigma_emb`` (the spread over draws of a never-trained
-    element's embedding, NaN for materials without one), ``mean_from_draws`` (``gp`` is the mean over them) and ``sigma_cal`` (the calibrated σ users are shown).
+    over draws for a material with a never-trained lanthanoid or actinoid) with the split, plus ``row``
+    (position), the data set's properties (:data:`MATERIAL_PROPERTIES`), ``in_domain``, ``domain`` (the reason, ''
+    inside), ``domain_label`` ('yes' or 'NO: ' and the short reason), ``sigma_emb`` (the spread over draws of a
+    never-trained element's embedding, NaN for materials without one), ``mean_from_draws`` (``gp`` is the mean
+    over them) and ``sigma_cal`` (the calibrated σ users are shown).
 
     pred : GP mean and σ of every material (:func:`cfgp.pipeline.predictions`); check : the domain check of every
     material (:func:`cfgp.uncertainty.applicability.run_checks`).
@@ -63,7 +64,7 @@ def results_frame(run: Run, pred: dict, applicability: Applicability, check: Dom
     frame["domain_label"] = np.where(check.in_domain, "yes",  # short: the dashboard sends one per material
                                      np.array(["NO: " + s for s in check.short], dtype=object))
     frame["sigma_emb"] = applicability.material_spread(m.ids)
-    frame["mean_from_draws"] = np.isin(m.ids.astype(str), list(applicability.drawn_mean_ids))
+    frame["mean_from_draws"] = np.isfinite(applicability.drawn_mean(m.ids))
     frame["sigma_cal"] = applicability.calibrated(pred["std"], check, frame["sigma_emb"].to_numpy())[0]
     return frame
 

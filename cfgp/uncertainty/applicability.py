@@ -71,10 +71,14 @@ class Applicability:
         """σ_emb of the run's materials ``ids`` as drawn when the model was fitted (NaN for those without one)."""
         return np.array([self.spread_ids.get(str(i), np.nan) for i in ids], dtype=float)
 
+    def drawn_mean(self, ids) -> np.ndarray:
+        """The mean over draws of the run's materials ``ids`` (NaN for those the GP's mean predicts)."""
+        return np.array([self.drawn_mean_ids.get(str(i), np.nan) for i in ids], dtype=float)
+
     def material_mean(self, ids, mean: np.ndarray) -> np.ndarray:
         """The prediction users are shown for the run's materials ``ids`` given the GP's ``mean`` of them: the mean
         over draws where the material has one (a never-trained lanthanoid or actinoid), else the GP's mean."""
-        drawn = np.array([self.drawn_mean_ids.get(str(i), np.nan) for i in ids], dtype=float)
+        drawn = self.drawn_mean(ids)
         return np.where(np.isfinite(drawn), drawn, np.asarray(mean, dtype=float))
 
     def predict(self, gp, X: np.ndarray, elements, featurizer=None, graphs: list[dict] | None = None,

@@ -47,8 +47,8 @@ from cfgp.family_retrain import converged_family
 from cfgp.pipeline import Run, load_gp
 from cfgp.uncertainty.applicability import load_applicability, needs_draws, run_checks
 from cfgp.uncertainty.domain_model import DomainSettings
-from cfgp.uncertainty.embedding_draws import (DRAWS, draw_candidates, draw_means, f_block, never_trained, table_distance,
-                                             trained_elements, training_counts)
+from cfgp.uncertainty.embedding_draws import (DRAWS, draw_candidates, draw_means, never_trained, predicted_by_draws,
+                                             table_distance, trained_elements, training_counts)
 from cfgp.uncertainty.family_holdout import (GOAL_COVERAGE, HELD_OUT_FAMILIES, family_gp, family_rows,
                                               hold_out_family)
 from cfgp.uncertainty.sigma_calibration import predictive_metrics
@@ -101,7 +101,7 @@ def family_case(folder: Path, variants: list[str]) -> dict:
         secs = time.perf_counter() - t0
         mean, spread = draws.mean(axis=0), draws.std(axis=0)
         if variant == "f_nearest":  # the untrained row's mean unless the material holds an unseen f-block element
-            mean = np.where(f_rows(elements, all_rows, unseen), mean, np.concatenate([parts["selection"]["mean"],
+            mean = np.where(predicted_by_draws(graphs, unseen), mean, np.concatenate([parts["selection"]["mean"],
                                                                               parts["test"]["mean"]]))
         entry = {"candidates": {Element.from_Z(z).symbol: [Element.from_Z(int(t)).symbol for t in c]
                                 for z, c in cand.items()} if variant != "all" else "every trained element",
@@ -123,12 +123,6 @@ def family_case(folder: Path, variants: list[str]) -> dict:
         out[variant] = entry
         print(json.dumps({key: {variant: entry}}), flush=True)
     return out
-
-
-def f_rows(elements: list, rows: np.ndarray, unseen: list[int]) -> np.ndarray:
-    """Whether each of ``rows`` holds an ``unseen`` element that is a lanthanoid or actinoid."""
-    f_unseen = {Element.from_Z(z).symbol for z in unseen if f_block(z)}
-    return np.array([bool(f_unseen & set(elements[i])) for i in rows], dtype=bool)
 
 
 def shipped_case(folder: Path, variants: list[str]) -> dict:
@@ -181,7 +175,7 @@ def shipped_case(folder: Path, variants: list[str]) -> dict:
         draws = draw_means(feat, gp, graphs, unseen, cand, DRAWS, SEED)
         mean, spread = draws.mean(axis=0), draws.std(axis=0)
         if variant == "f_nearest":
-            mean = np.where(f_rows(elements, rows, unseen), mean, mean0)
+            mean = np.where(predicted_by_draws(graphs, unseen), mean, mean0)
         score(variant, mean, spread, {"candidates": {Element.from_Z(z).symbol: [Element.from_Z(int(t)).symbol
                                                                                  for t in c]
                                                      for z, c in cand.items()} if variant != "all"
